@@ -1,0 +1,60 @@
+"""``python -m jepa4rec.data stats NAME_OR_PATH ...``: dataset statistics after processing."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .dataset import DataFormatError
+from .registry import DATASETS, available_datasets, load_dataset
+
+
+def _stats(args) -> int:
+    names = args.datasets or (available_datasets(args.data_root) if args.all else [])
+    if not names:
+        print("name a dataset or path, or pass --all", file=sys.stderr)
+        return 2
+    overrides = {}
+    if args.k_core is not None:
+        overrides["k_core"] = args.k_core
+    if args.max_seq_len is not None:
+        overrides["max_seq_len"] = args.max_seq_len
+    if args.item_key:
+        overrides["item_key"] = args.item_key
+    rows = []
+    for name in names:
+        try:
+            ds = load_dataset(name, root=args.data_root, **overrides)
+        except DataFormatError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        rows.append(ds.stats())
+        if args.verbose:
+            for line in ds.report:
+                print(f"  [{name}] {line}", file=sys.stderr)
+    cols = ["dataset", "users", "items", "interactions", "avg_len", "min_len", "max_len", "items_with_text"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join("---" for _ in cols) + "|")
+    for r in rows:
+        print("| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in cols) + " |")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jepa4rec.data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("stats", help="print users / items / interactions / lengths / share of items with text")
+    p.add_argument("datasets", nargs="*", help=f"dataset names ({', '.join(DATASETS)}) or folders/files")
+    p.add_argument("--all", action="store_true", help="every named dataset found under the data root, plus ml-100k")
+    p.add_argument("--data-root", default=None, help="folder holding the datasets (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_argument("--k-core", type=int, default=None, help="override the preset's k-core threshold (0 = off)")
+    p.add_argument("--max-seq-len", type=int, default=None, help="keep only each user's most recent N items")
+    p.add_argument("--item-key", choices=["Description", "StockCode"], default=None, help="Online Retail item key")
+    p.add_argument("-v", "--verbose", action="store_true", help="print what every filter dropped")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    return _stats(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
