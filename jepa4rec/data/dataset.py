@@ -152,14 +152,14 @@ def k_core_filter(df: pd.DataFrame, k: int, report: list[str]) -> pd.DataFrame:
     if k <= 1:
         return df
     before = len(df)
-    rounds = 0
+    rounds = 0  # rounds that removed something (the final check that removes nothing is not counted)
     while True:
-        rounds += 1
         item_counts = df["item"].map(df["item"].value_counts())
         user_counts = df["user"].map(df["user"].value_counts())
         keep = (item_counts >= k) & (user_counts >= k)
         if keep.all():
             break
+        rounds += 1
         df = df[keep]
     dropped = before - len(df)
     report.append(f"{k}-core: dropped {dropped} of {before} interactions in {rounds} round(s)")

@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -69,28 +70,60 @@ def _field(obj: dict, key: str, path: Path, lineno: int):
 _UNISREC_SPLIT = re.compile(r"\.\s+")
 
 
-def split_unisrec_text(text: str, known_brands: set[str] | None = None) -> dict[str, str]:
-    """Split UniSRec's "title. categories. brand." string into attributes where the structure allows.
-
-    The string is built by joining the title, the category path and the brand with ". ". Titles may
-    contain ". " themselves, so we split from the right: the last piece is the brand and the one
-    before it the categories, only when there are at least three pieces; otherwise the whole text
-    is kept as one ``title`` attribute.
-    """
+def _pieces(text: str) -> list[str]:
     text = text.strip()
     if text.endswith("."):
         text = text[:-1]
-    parts = [p.strip() for p in _UNISREC_SPLIT.split(text)]
-    if len(parts) >= 3:
-        return {"title": ". ".join(parts[:-2]), "brand": parts[-1], "categories": parts[-2]}
-    return {"title": text}
+    return [p.strip() for p in _UNISREC_SPLIT.split(text)]
+
+
+def unisrec_top_category(texts, share: float = 0.8) -> str | None:
+    """The top-level category name (e.g. "Industrial & Scientific") that starts most category paths.
+
+    A right split ("title. categories. brand") gives each text's candidate path; the longest word
+    prefix that at least ``share`` of them have is the top-level name (None when there is none).
+    """
+    paths = [parts[-2].split() for parts in map(_pieces, texts) if len(parts) >= 3 and parts[-2]]
+    best = None
+    for n in range(1, 8):
+        counts = Counter(tuple(p[:n]) for p in paths if len(p) >= n)
+        if not counts:
+            break
+        prefix, count = counts.most_common(1)[0]
+        if count < share * len(paths):
+            break
+        best = " ".join(prefix)
+    return best
+
+
+def split_unisrec_text(text: str, top_category: str | None = None) -> dict[str, str]:
+    """Split UniSRec's "title. categories. brand." string into attributes where the structure allows.
+
+    The string is built by joining the title, the category path and the brand with ". ". Titles and
+    brands may contain ". " themselves ("Mr. Heater", "Norton Abrasives - St. Gobain"). With
+    ``top_category`` the category piece is the last one (after the first) that starts with it, or, for
+    items without categories, the last empty piece before the brand; otherwise (or when neither is
+    found) we split from the right: the last piece is the brand and the one before it the categories.
+    Texts with fewer than three pieces are kept as one ``title`` attribute.
+    """
+    parts = _pieces(text)
+    if len(parts) < 3:
+        return {"title": ". ".join(parts)}
+    cut = len(parts) - 2
+    if top_category:
+        hits = [i for i in range(1, len(parts)) if parts[i] == top_category or parts[i].startswith(top_category + " ")]
+        if not hits:
+            hits = [i for i in range(1, len(parts) - 1) if not parts[i]]
+        if hits:
+            cut = hits[-1]
+    return {"title": ". ".join(parts[:cut]), "brand": ". ".join(parts[cut + 1:]), "categories": parts[cut]}
 
 
 def read_unisrec(folder: Path) -> RawData:
     folder = Path(folder)
     text_path = _find_one(folder, "*.text")
     stem = text_path.name[: -len(".text")]
-    items: dict[str, dict[str, str]] = {}
+    texts: dict[str, str] = {}
     with _open_text(text_path) as fh:
         header = fh.readline().rstrip("\n").split("\t")
         if len(header) < 2 or not header[0].startswith("item_id"):
@@ -99,7 +132,9 @@ def read_unisrec(folder: Path) -> RawData:
             cols = line.rstrip("\n").split("\t")
             if len(cols) != 2:
                 raise DataFormatError(f"{text_path}:{lineno}: expected 2 tab-separated fields, got {len(cols)}")
-            items[cols[0]] = split_unisrec_text(cols[1])
+            texts[cols[0]] = cols[1]
+    top = unisrec_top_category(texts.values())
+    items = {k: split_unisrec_text(v, top_category=top) for k, v in texts.items()}
 
     index2item: list[str] = []
     map_path = folder / f"{stem}.item2index"
@@ -140,13 +175,15 @@ def read_unisrec(folder: Path) -> RawData:
     # Train has one row per prefix; rebuild: shortest prefix, then the train targets from the
     # shortest prefix to the longest, then the valid target, then the test target.
     sequences: dict[str, list[str]] = {}
-    prefixes: dict[str, list[tuple[int, list[str], str]]] = {}
-    for user, hist, target in rows("train"):
-        prefixes.setdefault(user, []).append((len(hist), hist, target))
+    # Histories are cut to the last 50 items, so several prefixes of a long user have the same length;
+    # the file lists a user's rows longest (latest) first, so equal lengths sort by reversed row order.
+    prefixes: dict[str, list[tuple[int, int, list[str], str]]] = {}
+    for rownum, (user, hist, target) in enumerate(rows("train")):
+        prefixes.setdefault(user, []).append((len(hist), -rownum, hist, target))
     for user, plist in prefixes.items():
-        plist.sort(key=lambda p: p[0])
-        seq = list(plist[0][1])
-        seq.extend(p[2] for p in plist)
+        plist.sort(key=lambda p: (p[0], p[1]))
+        seq = list(plist[0][2])
+        seq.extend(p[3] for p in plist)
         sequences[user] = seq
     for split in ("valid", "test"):
         for user, hist, target in rows(split):
@@ -310,7 +347,8 @@ def read_online_retail(path: Path, item_key: str = "Description") -> RawData:
     frame = pd.DataFrame({
         "user": df["CustomerID"].astype("int64").astype(str).to_numpy(),
         "item": key.to_numpy(),
-        "time": times.astype("int64").to_numpy() // 10**9,
+        # Seconds whatever the parsed resolution (pandas >= 3 parses strings to datetime64[us]).
+        "time": times.dt.as_unit("s").astype("int64").to_numpy(),
         "desc": desc.to_numpy(),
     })
     # Rows of one invoice share a time: keep file order, then time order (stable) in build_dataset.
