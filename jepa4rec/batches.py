@@ -1,0 +1,78 @@
+"""Training pairs drawn from user sequences, and the batches built from them.
+
+Items are tokenized once per corpus (:class:`EncodedCorpus`); a batch then only assembles arrays.
+
+Pre-training pairs (:func:`pretraining_pairs`): every epoch, each user of each domain gives ONE pair,
+a cut point t drawn uniformly from 1..len-1 with a generator seeded by (seed, epoch): the history is
+the (at most ``max_items``) items before t, the target is item t. Pairs of all domains are then
+shuffled together, so batches mix domains while every sequence stays within its own domain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .data import SeqRecDataset
+from .text import EncodedItem, ItemTokenizer
+
+
+@dataclass(frozen=True)
+class Pair:
+    domain: int
+    history: tuple[int, ...]
+    target: int
+
+
+class EncodedCorpus:
+    """One or more datasets with their items tokenized; a global uid = domain offset + item id."""
+
+    def __init__(self, datasets: Sequence[SeqRecDataset], item_tokenizer: ItemTokenizer):
+        self.datasets = list(datasets)
+        self.tok = item_tokenizer
+        self.items: list[list[EncodedItem]] = [item_tokenizer.encode_items(ds.items) for ds in self.datasets]
+        self.offsets = np.cumsum([0] + [ds.n_items for ds in self.datasets])[:-1].tolist()
+
+    def uid(self, domain: int, item: int) -> int:
+        return self.offsets[domain] + item
+
+    def collate_pairs(self, pairs: Sequence[Pair]) -> dict:
+        items = self.items
+        return {
+            "history": self.tok.collate([[items[p.domain][i] for i in p.history] for p in pairs]),
+            "next_item": self.tok.collate_items([items[p.domain][p.target] for p in pairs]),
+            "next_uid": torch.tensor([self.uid(p.domain, p.target) for p in pairs], dtype=torch.long),
+        }
+
+
+def pretraining_pairs(sequences_per_domain: Sequence[Sequence[Sequence[int]]], epoch: int, seed: int, max_items: int = 50) -> list[Pair]:
+    rng = np.random.default_rng([seed, epoch])
+    pairs: list[Pair] = []
+    for d, sequences in enumerate(sequences_per_domain):
+        lengths = np.array([len(s) for s in sequences])
+        valid = np.flatnonzero(lengths >= 2)
+        cuts = rng.integers(1, lengths[valid])  # t in [1, len-1]
+        for u, t in zip(valid, cuts):
+            seq = sequences[u]
+            pairs.append(Pair(d, tuple(seq[max(0, t - max_items):t]), seq[t]))
+    order = rng.permutation(len(pairs))
+    return [pairs[i] for i in order]
+
+
+def iterate_batches(pairs: Sequence[Pair], batch_size: int, start: int = 0, rank: int = 0, world: int = 1) -> Iterator[tuple[int, list[Pair]]]:
+    """Yield (batch index, this process's share) of full global batches, from batch ``start`` on.
+
+    A global batch holds ``batch_size * world`` pairs; process ``rank`` takes every ``world``-th.
+    The incomplete last batch is dropped so every step sees the same number of in-batch negatives.
+    """
+    global_bs = batch_size * world
+    n_batches = len(pairs) // global_bs
+    for b in range(start, n_batches):
+        chunk = pairs[b * global_bs:(b + 1) * global_bs]
+        yield b, list(chunk[rank::world])
+
+
+def batches_per_epoch(n_pairs: int, batch_size: int, world: int = 1) -> int:
+    return n_pairs // (batch_size * world)

@@ -1,0 +1,118 @@
+"""Run configuration: dataclasses, YAML/JSON files, and ``--set key=value`` overrides.
+
+One source of truth: every default lives in these dataclasses; a config file overrides them, and
+command-line ``--set`` pairs (dotted keys for nested sections, values parsed as YAML) override the file.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data import PRETRAIN_DOMAINS
+from .losses import LossConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    schedule: str = "linear"  # linear | cosine | constant (after warm-up)
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pre-training run needs; see ``jepa4rec/configs/pretrain_*.yaml``."""
+
+    output_dir: str = "runs/pretrain"
+    model_size: str = "tiny"  # tiny | small | base
+    model: dict = field(default_factory=dict)  # overrides of JepaConfig fields (e.g. use_token_type_embeddings)
+    init_from: str | None = None  # local dir or hub id of a Longformer/RoBERTa to start from
+    tokenizer: str | None = None  # existing tokenizer dir; None = train one on the pre-training catalogues
+    vocab_size: int = 8000
+    domains: list[str] = field(default_factory=lambda: list(PRETRAIN_DOMAINS))
+    data_root: str | None = None
+    max_users_per_domain: int | None = None  # subsample users (tests, quick runs)
+    max_items: int = 50
+    max_tokens: int = 1024
+    max_attr_tokens: int = 32
+    batch_size: int = 32  # per process
+    max_steps: int = 2000
+    max_minutes: float | None = None  # stop (and save) after this wall time
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    ema_momentum_start: float = 0.996
+    ema_momentum_end: float = 1.0
+    mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | no | bf16 | fp16
+    seed: int = 42
+    log_every: int = 10
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    collapse_threshold: float = 0.02  # warn when the spread of normalised item vectors falls below
+    progress: bool = True
+
+
+def to_dict(cfg) -> dict:
+    d = asdict(cfg)
+    return json.loads(json.dumps(d, default=list))
+
+
+def _build(cls, data: dict):
+    kwargs = {}
+    known = {f.name: f for f in fields(cls)}
+    for key, value in data.items():
+        if key not in known:
+            raise ValueError(f"unknown option '{key}' for {cls.__name__}; known: {sorted(known)}")
+        default = getattr(cls(), key) if key in known else None
+        if is_dataclass(default) and isinstance(value, dict):
+            value = _build(type(default), value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def parse_overrides(pairs: list[str] | None) -> dict:
+    """``["optim.lr=1e-4", "loss.lambda_map=0"]`` → nested dict with YAML-parsed values."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"override '{pair}' is not key=value")
+        key, raw = pair.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for k, v in extra.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def load_config(cls, path: str | Path | None = None, overrides: list[str] | None = None):
+    """Defaults ← file (YAML or JSON; a bare name is looked up in jepa4rec/configs) ← overrides."""
+    data: dict = {}
+    if path:
+        p = Path(path)
+        if not p.exists() and (CONFIG_DIR / f"{path}.yaml").exists():
+            p = CONFIG_DIR / f"{path}.yaml"
+        if not p.exists():
+            raise FileNotFoundError(f"config file {path} not found (also looked in {CONFIG_DIR})")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: expected a mapping at the top level")
+    return _build(cls, _merge(data, parse_overrides(overrides)))

@@ -1,0 +1,320 @@
+"""JEPA4Rec in transformers' conventions: a config class, PreTrainedModel subclasses, save/load.
+
+* :class:`JepaEmbeddings` sums token, token-position, token-type and item-position embeddings, then
+  LayerNorm and dropout; each embedding but the token one can be switched off by the config.
+* :class:`JepaEncoder` feeds those embeddings to transformers' Longformer ([CLS] global attention,
+  windowed local attention everywhere else); h_CLS is the sequence vector, and an item alone
+  (``[CLS] S_i``) gives the item vector.
+* :class:`JEPA4RecModel` adds what pre-training needs: the MLM head, the two predictors
+  FFN1(h_CLS ⊕ D_n) and FFN2(h_CLS ⊕ h_{n+1,M}), and the learnable vector that stands in for D_n
+  when no history token was masked. The EMA target encoder is not part of the saved model: it
+  lives in the training state (see :mod:`jepa4rec.training`), like I-JEPA's.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import LongformerConfig, LongformerModel, PretrainedConfig, PreTrainedModel
+
+from .text import NUM_TOKEN_TYPES, TYPE_PAD
+
+logger = logging.getLogger(__name__)
+
+# Named sizes. ``tiny`` trains on 2 CPU cores; ``base`` has Longformer-base's dimensions.
+MODEL_SIZES: dict[str, dict] = {
+    "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+                 attention_window=64, max_position_embeddings=1024),
+    "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+                  attention_window=128, max_position_embeddings=1024),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                 attention_window=512, max_position_embeddings=1024),
+}
+
+
+class JepaConfig(PretrainedConfig):
+    model_type = "jepa4rec"
+
+    def __init__(
+        self,
+        vocab_size: int = 8000,
+        hidden_size: int = 128,
+        num_hidden_layers: int = 2,
+        num_attention_heads: int = 4,
+        intermediate_size: int = 256,
+        hidden_act: str = "gelu",
+        hidden_dropout_prob: float = 0.1,
+        attention_probs_dropout_prob: float = 0.1,
+        attention_window: int = 64,
+        max_position_embeddings: int = 1024,
+        max_item_positions: int = 51,  # 50 items + position 0 for [CLS] / padding
+        type_vocab_size: int = NUM_TOKEN_TYPES,
+        layer_norm_eps: float = 1e-12,
+        initializer_range: float = 0.02,
+        pad_token_id: int = 0,
+        use_token_position_embeddings: bool = True,
+        use_token_type_embeddings: bool = True,
+        use_item_position_embeddings: bool = True,
+        predictor_hidden_size: int | None = None,
+        **kwargs,
+    ):
+        # The MLM decoder shares the word-embedding matrix (saved once).
+        self.tie_word_embeddings = kwargs.pop("tie_word_embeddings", True)
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.attention_window = attention_window
+        self.max_position_embeddings = max_position_embeddings
+        self.max_item_positions = max_item_positions
+        self.type_vocab_size = type_vocab_size
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.use_token_position_embeddings = use_token_position_embeddings
+        self.use_token_type_embeddings = use_token_type_embeddings
+        self.use_item_position_embeddings = use_item_position_embeddings
+        self.predictor_hidden_size = predictor_hidden_size or 2 * hidden_size
+
+    @classmethod
+    def from_size(cls, size: str, **overrides) -> "JepaConfig":
+        if size not in MODEL_SIZES:
+            raise ValueError(f"unknown model size '{size}'; choose from {sorted(MODEL_SIZES)}")
+        return cls(**{**MODEL_SIZES[size], **overrides})
+
+    def longformer_config(self) -> LongformerConfig:
+        # A fresh LongformerConfig each time: a failed attn_implementation call can mutate a config.
+        return LongformerConfig(
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            intermediate_size=self.intermediate_size,
+            hidden_act=self.hidden_act,
+            hidden_dropout_prob=self.hidden_dropout_prob,
+            attention_probs_dropout_prob=self.attention_probs_dropout_prob,
+            attention_window=self.attention_window,
+            max_position_embeddings=self.max_position_embeddings + 2,
+            type_vocab_size=1,
+            layer_norm_eps=self.layer_norm_eps,
+            initializer_range=self.initializer_range,
+            pad_token_id=self.pad_token_id,
+        )
+
+
+class JepaEmbeddings(nn.Module):
+    """E_w = LayerNorm(A_w + B_w + C_w + D_w), then dropout."""
+
+    def __init__(self, config: JepaConfig):
+        super().__init__()
+        self.config = config
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size) if config.use_token_position_embeddings else None
+        )
+        self.token_type_embeddings = (
+            nn.Embedding(config.type_vocab_size, config.hidden_size) if config.use_token_type_embeddings else None
+        )
+        # Item positions are always kept as a table: FFN1 reads D_n from it even when the summed input
+        # leaves it out (the "without item position" switch only drops it from the sum).
+        self.item_position_embeddings = nn.Embedding(config.max_item_positions, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids, position_ids, item_position_ids) -> torch.Tensor:
+        emb = self.word_embeddings(input_ids)
+        if self.position_embeddings is not None:
+            emb = emb + self.position_embeddings(position_ids.clamp(max=self.config.max_position_embeddings - 1))
+        if self.token_type_embeddings is not None:
+            emb = emb + self.token_type_embeddings(token_type_ids)
+        if self.config.use_item_position_embeddings:
+            emb = emb + self.item_position_embeddings(item_position_ids.clamp(max=self.config.max_item_positions - 1))
+        return self.dropout(self.LayerNorm(emb))
+
+
+class _InputsEmbedsPassThrough(nn.Module):
+    """Stands in for Longformer's own embeddings, which would add positions, type 0 and LayerNorm again."""
+
+    def forward(self, input_ids=None, position_ids=None, token_type_ids=None, inputs_embeds=None):
+        if inputs_embeds is None:
+            raise RuntimeError("JepaEncoder pads to the attention window itself; Longformer must not embed ids")
+        return inputs_embeds
+
+
+class JepaPreTrainedModel(PreTrainedModel):
+    config_class = JepaConfig
+    base_model_prefix = "jepa"
+    supports_gradient_checkpointing = False
+
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class JepaEncoder(JepaPreTrainedModel):
+    """The project's embeddings feeding transformers' Longformer encoder."""
+
+    def __init__(self, config: JepaConfig):
+        super().__init__(config)
+        self.embeddings = JepaEmbeddings(config)
+        self.longformer = LongformerModel(config.longformer_config(), add_pooling_layer=False)
+        self.longformer.embeddings = _InputsEmbedsPassThrough()
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    def _pad_to_window(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        window = self.config.attention_window
+        L = batch["input_ids"].shape[1]
+        pad = (-L) % window
+        if pad == 0:
+            return batch
+        fills = {"input_ids": self.config.pad_token_id, "token_type_ids": TYPE_PAD}
+        return {k: F.pad(v, (0, pad), value=fills.get(k, 0)) for k, v in batch.items()}
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        item_position_ids: torch.Tensor,
+        global_attention_mask: torch.Tensor | None = None,
+        **_,
+    ) -> torch.Tensor:
+        """Token states [B, L, d] (L as given; window padding is added and removed here)."""
+        L = input_ids.shape[1]
+        if global_attention_mask is None:
+            global_attention_mask = torch.zeros_like(attention_mask)
+            global_attention_mask[:, 0] = 1
+        b = self._pad_to_window(dict(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, item_position_ids=item_position_ids,
+            global_attention_mask=global_attention_mask,
+        ))
+        embeds = self.embeddings(b["input_ids"], b["token_type_ids"], b["position_ids"], b["item_position_ids"])
+        out = self.longformer(
+            inputs_embeds=embeds,
+            attention_mask=b["attention_mask"],
+            global_attention_mask=b["global_attention_mask"],
+        )
+        return out.last_hidden_state[:, :L]
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """h_CLS [B, d] for a collated batch (a history, or an item alone)."""
+        return self(**batch)[:, 0]
+
+
+class MLMHead(nn.Module):
+    def __init__(self, config: JepaConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(F.gelu(self.dense(states))))
+
+
+class Predictor(nn.Module):
+    """A two-layer MLP mapping a concatenation [h_CLS ⊕ z] to an item vector."""
+
+    def __init__(self, config: JepaConfig):
+        super().__init__()
+        d, h = config.hidden_size, config.predictor_hidden_size
+        self.net = nn.Sequential(nn.Linear(2 * d, h), nn.GELU(), nn.LayerNorm(h), nn.Linear(h, d))
+
+    def forward(self, h_cls: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([h_cls, z], dim=-1))
+
+
+@dataclass
+class PretrainOutput:
+    loss: torch.Tensor
+    loss_si: torch.Tensor
+    loss_mlm: torch.Tensor
+    loss_map: torch.Tensor
+    item_spread: torch.Tensor  # mean per-dimension std of the normalised next-item vectors (collapse guard)
+
+
+class JEPA4RecModel(JepaPreTrainedModel):
+    """Context encoder + MLM head + predictors: the saved JEPA4Rec model."""
+
+    _tied_weights_keys = {"mlm_head.decoder.weight": "encoder.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: JepaConfig):
+        super().__init__(config)
+        self.encoder = JepaEncoder(config)
+        self.mlm_head = MLMHead(config)
+        self.history_predictor = Predictor(config)  # FFN1(h_CLS ⊕ D_n)
+        self.next_item_predictor = Predictor(config)  # FFN2(h_CLS ⊕ h_{n+1,M})
+        # Stands in for D_n when no history token was masked (initialised to zero, learnable).
+        self.no_mask_vector = nn.Parameter(torch.zeros(config.hidden_size))
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def get_output_embeddings(self):
+        return self.mlm_head.decoder
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encoder.encode(batch)
+
+    def predict_next(self, h_cls: torch.Tensor, h_next_masked: torch.Tensor) -> torch.Tensor:
+        """ĥ_{n+1} = FFN2(h_CLS ⊕ h_{n+1,M}): the history plus a partly revealed next item."""
+        return self.next_item_predictor(h_cls, h_next_masked)
+
+    def predict_history_item(self, h_cls: torch.Tensor, item_position: torch.Tensor, has_masked: torch.Tensor) -> torch.Tensor:
+        """ĥ_n = FFN1(h_CLS ⊕ D_n), with the learnable vector where nothing was masked."""
+        d_n = self.encoder.embeddings.item_position_embeddings(item_position)
+        d_n = torch.where(has_masked[:, None], d_n, self.no_mask_vector.expand_as(d_n))
+        return self.history_predictor(h_cls, d_n)
+
+
+def build_target_encoder(model: JEPA4RecModel) -> JepaEncoder:
+    """The EMA target encoder f_θ̄: a copy of the context encoder that never receives gradients."""
+    target = copy.deepcopy(model.encoder)
+    target.requires_grad_(False)
+    target.eval()
+    return target
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """θ̄ ← m·θ̄ + (1 − m)·θ for every parameter (buffers are copied)."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.mul_(momentum).add_(o.detach(), alpha=1.0 - momentum)
+    for t, o in zip(target.buffers(), online.buffers()):
+        t.copy_(o)
+
+
+def momentum_at(step: int, total_steps: int, start: float, end: float) -> float:
+    """Linear momentum schedule from ``start`` to ``end`` over training (I-JEPA's)."""
+    if total_steps <= 0:
+        return end
+    return start + (end - start) * min(step / total_steps, 1.0)
+

@@ -1,0 +1,47 @@
+"""``python -m jepa4rec.pretrain``: multi-domain JEPA4Rec pre-training.
+
+Examples:
+  python -m jepa4rec.pretrain --config pretrain_tiny
+  python -m jepa4rec.pretrain --config pretrain_tiny --set max_steps=200 optim.lr=1e-3 loss.lambda_map=0
+  accelerate launch --num_processes 2 -m jepa4rec.pretrain --config pretrain_tiny   # several processes
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import PretrainConfig, load_config
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jepa4rec.pretrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None,
+                        help="YAML/JSON file, or a name in jepa4rec/configs (e.g. pretrain_tiny); every option of "
+                             "PretrainConfig can appear there (see README: 'Pre-training options')")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override options, dotted for sections: optim.lr=1e-4 loss.lambda_map=0 model_size=base")
+    parser.add_argument("--output-dir", default=None, help="shortcut for --set output_dir=...")
+    parser.add_argument("--init-from", default=None, help="local dir or hub id of Longformer/RoBERTa weights to start from")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    args = parser.parse_args(argv)
+    overrides = list(args.set)
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    if args.init_from:
+        overrides.append(f"init_from={args.init_from}")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(PretrainConfig, args.config, overrides)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    from .training import pretrain
+
+    final = pretrain(cfg, resume=args.resume)
+    print(f"model saved to {final}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
