@@ -53,8 +53,9 @@ class TextConfig:
 def item_sentence(attrs: dict[str, str], config: TextConfig | None = None) -> list[tuple[str, str]]:
     """The item's (attribute, value) pairs in the configured order, empty values dropped."""
     cfg = config or TextConfig()
-    listed = [(k, attrs[k]) for k in cfg.attribute_order if attrs.get(k)]
-    rest = [(k, v) for k, v in attrs.items() if v and k not in cfg.attribute_order] if cfg.include_unlisted else []
+    # A value of only white space is empty too (it would leave an attribute name with no value).
+    listed = [(k, attrs[k]) for k in cfg.attribute_order if attrs.get(k) and attrs[k].strip()]
+    rest = [(k, v) for k, v in attrs.items() if v and v.strip() and k not in cfg.attribute_order] if cfg.include_unlisted else []
     return listed + rest
 
 
@@ -84,9 +85,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, min_frequency:
 
 def load_tokenizer(name_or_path: str | os.PathLike):
     """A tokenizer from a local directory, or from a hub id where a hub is reachable."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    tok = AutoTokenizer.from_pretrained(str(name_or_path))
+    local = Path(name_or_path)
+    if (local / "tokenizer.json").exists():
+        # Our own model directories: read the fast tokenizer directly (AutoTokenizer would consult
+        # config.json, whose model type "jepa4rec" it does not know).
+        tok = PreTrainedTokenizerFast.from_pretrained(str(local))
+    else:
+        tok = AutoTokenizer.from_pretrained(str(name_or_path))
     missing = [t for t in ("cls_token", "mask_token", "pad_token") if getattr(tok, t) is None]
     if missing:
         raise ValueError(f"tokenizer {name_or_path} lacks {missing}; JEPA4Rec needs [CLS], [MASK] and padding tokens")
@@ -125,9 +132,12 @@ class ItemTokenizer:
         """Tokenize many items with a few batched tokenizer calls."""
         pairs = [item_sentence(it, self.config) for it in items]
         names = sorted({k for p in pairs for k, _ in p})
-        name_ids = {n: ids for n, ids in zip(names, self.tokenizer(names, add_special_tokens=False)["input_ids"])} if names else {}
+        # Every word is tokenized with its leading space, as it stands inside the sentence: byte-level
+        # BPE tokenizers (RoBERTa / Longformer) otherwise encode it as a text-initial word ("brand" ->
+        # "br" "and" instead of "Ġbrand"); WordPiece / BERT pre-tokenizers drop the space anyway.
+        name_ids = {n: ids for n, ids in zip(names, self.tokenizer([" " + n for n in names], add_special_tokens=False)["input_ids"])} if names else {}
         # Tokenize values word by word (pre-split on whitespace) so each token knows its word.
-        values = [v.split() for p in pairs for _, v in p]
+        values = [[" " + w for w in v.split()] for p in pairs for _, v in p]
         enc = self.tokenizer(values, is_split_into_words=True, add_special_tokens=False) if values else None
         out: list[EncodedItem] = []
         j = 0

@@ -1,0 +1,229 @@
+"""The one inference API: load a checkpoint, rank every catalogue item for a history, optionally
+with a partly revealed target item. The app, the scripts and the tests all go through it.
+
+Revealing the target (the paper's case study, Appendix D): the target item's sentence is encoded
+with every value word masked except a fraction ``reveal`` of them; attribute names stay visible (they
+carry no information about which item it is). The history vector and that partly masked item vector
+go through the next-item predictor, ĥ = FFN2(h_CLS ⊕ h_{n+1,M}), and items are ranked by cosine to ĥ.
+
+* ``reveal=None``: plain ranking by cos(h_CLS, h_i), no predictor (what evaluation uses).
+* ``reveal=0.0``: the predictor with a fully masked target (only its attribute structure is known).
+* ``reveal=r``: ``round(r * n_words)`` words are revealed, in sentence order (``reveal_order="sequential"``:
+  the first words of the title first) or in a random order drawn from ``seed`` (``"random"``).
+
+A model pre-trained without the mapping loss (λ2 = 0, RecFormer-style) has an untrained predictor;
+for it ``reveal_mode="sum"`` ranks by cos(h_CLS, h_i) + cos(h_{n+1,M}, h_i) instead.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from .checkpoint import load_model_dir
+from .data import SeqRecDataset
+from .data.registry import cache_dir
+from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, item_sentence
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RankedItem:
+    item: int
+    key: str
+    title: str
+    score: float
+
+
+@dataclass
+class Recommendation:
+    items: list[RankedItem]
+    target_rank: int | None  # 1-based rank of the target among all items (ties count against it)
+    revealed_words: list[str]
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def catalogue_digest(items: Sequence[dict]) -> str:
+    return hashlib.sha256(json.dumps(list(items), sort_keys=False, ensure_ascii=False).encode()).hexdigest()
+
+
+def item_title(attrs: dict) -> str:
+    for key in ("title", "description"):
+        if attrs.get(key):
+            return attrs[key]
+    return next(iter(attrs.values()), "")
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Recommender:
+    """A model, its tokenizer and one catalogue, with the catalogue's item vectors cached."""
+
+    def __init__(self, model, item_tokenizer: ItemTokenizer, dataset: SeqRecDataset, *, device=None,
+                 batch_size: int = 128, model_digest: str | None = None, card: dict | None = None,
+                 use_cache: bool = True):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tok = item_tokenizer
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.card = card or {}
+        self.model_digest = model_digest
+        self.use_cache = use_cache and model_digest is not None
+        self.encoded: list[EncodedItem] = item_tokenizer.encode_items(dataset.items)
+        self.titles = [item_title(it) for it in dataset.items]
+        self._item_vectors: torch.Tensor | None = None
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dataset: SeqRecDataset, device=None, **kwargs) -> "Recommender":
+        path = Path(path)
+        model, tok, card = load_model_dir(path, device="cpu")
+        return cls(model, tok, dataset, device=device, model_digest=_file_digest(path / "model.safetensors"),
+                   card=card, **kwargs)
+
+    # --- vectors ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _encode(self, batches) -> torch.Tensor:
+        out = []
+        for batch in batches:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            out.append(self.model.encode(batch).float())
+        return torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size, device=self.device)
+
+    def embed_encoded_items(self, items: Sequence[EncodedItem]) -> torch.Tensor:
+        # Sorting by length keeps padding (and Longformer's window work) small per batch.
+        order = np.argsort([len(it) for it in items], kind="stable")
+        batches = (self.tok.collate_items([items[i] for i in order[s:s + self.batch_size]])
+                   for s in range(0, len(items), self.batch_size))
+        vectors = self._encode(batches)
+        result = torch.empty_like(vectors)
+        result[torch.as_tensor(order, device=vectors.device)] = vectors
+        return result
+
+    def embed_items(self, items: Sequence[dict]) -> torch.Tensor:
+        """Item vectors h_i ([CLS] S_i → h_CLS) for arbitrary attribute dicts."""
+        return self.embed_encoded_items(self.tok.encode_items(items))
+
+    def _cache_path(self) -> Path:
+        key = hashlib.sha256("|".join([
+            self.model_digest or "", catalogue_digest(self.dataset.items), json.dumps(self.tok.config.to_dict()),
+        ]).encode()).hexdigest()[:32]
+        return cache_dir() / "item_vectors" / f"{key}.safetensors"
+
+    @property
+    def item_vectors(self) -> torch.Tensor:
+        """[n_items, d] vectors of the whole catalogue, cached by checkpoint + catalogue content."""
+        if self._item_vectors is None:
+            path = self._cache_path() if self.use_cache else None
+            if path is not None and path.exists():
+                self._item_vectors = load_file(str(path))["vectors"].to(self.device)
+            else:
+                self._item_vectors = self.embed_encoded_items(self.encoded)
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    save_file({"vectors": self._item_vectors.cpu().contiguous()}, str(path))
+        return self._item_vectors
+
+    def refresh_item_vectors(self) -> torch.Tensor:
+        """Re-encode the catalogue (during fine-tuning the weights change under the cache)."""
+        self._item_vectors = None
+        use, self.use_cache = self.use_cache, False
+        try:
+            return self.item_vectors
+        finally:
+            self.use_cache = use
+
+    def embed_history(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        batches = (self.tok.collate([[self.encoded[i] for i in h] for h in histories[s:s + self.batch_size]])
+                   for s in range(0, len(histories), self.batch_size))
+        return self._encode(batches)
+
+    # --- scoring ---------------------------------------------------------------------------------
+
+    def score_all(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Cosine of every history vector with every catalogue item: [B, n_items] (the Scorer API)."""
+        h = F.normalize(self.embed_history(histories), dim=-1)
+        return h @ F.normalize(self.item_vectors, dim=-1).T
+
+    def masked_item(self, item: int, reveal: float, order: str = "sequential", seed: int = 0) -> tuple[EncodedItem, list[str]]:
+        """The item's tokens with all value words masked except ``round(reveal * n_words)`` of them."""
+        enc = self.encoded[item]
+        words = enc.words
+        n_words = int(words.max()) + 1 if len(words) and words.max() >= 0 else 0
+        n_reveal = int(math.floor(reveal * n_words + 0.5))
+        if order == "sequential":
+            shown = np.arange(n_reveal)
+        elif order == "random":
+            shown = np.random.default_rng(seed).permutation(n_words)[:n_reveal]
+        else:
+            raise ValueError(f"reveal_order must be 'sequential' or 'random', got {order!r}")
+        visible = np.isin(words, shown) | (enc.types != TYPE_VALUE)
+        ids = np.where(visible, enc.ids, self.tok.mask_id)
+        value_words = " ".join(v for _, v in item_sentence(self.dataset.items[item], self.tok.config)).split()
+        revealed = [value_words[w] for w in sorted(shown.tolist()) if w < len(value_words)]
+        return EncodedItem(ids, enc.types, words), revealed
+
+    @torch.no_grad()
+    def reveal_scores(self, histories: Sequence[Sequence[int]], targets: Sequence[int], reveal: float,
+                      order: str = "sequential", seed: int = 0, mode: str = "predictor") -> torch.Tensor:
+        """[B, n_items] scores given each history and a partly revealed target."""
+        masked = [self.masked_item(t, reveal, order, seed + i)[0] for i, t in enumerate(targets)]
+        h_cls = self.embed_history(histories)
+        h_m = self.embed_encoded_items(masked)
+        items = F.normalize(self.item_vectors, dim=-1)
+        if mode == "predictor":
+            query = self.model.predict_next(h_cls, h_m).float()
+            return F.normalize(query, dim=-1) @ items.T
+        if mode == "sum":
+            return (F.normalize(h_cls, dim=-1) + F.normalize(h_m, dim=-1)) @ items.T
+        raise ValueError(f"reveal mode must be 'predictor' or 'sum', got {mode!r}")
+
+    def recommend(self, history: Sequence[int], k: int = 10, target: int | None = None, reveal: float | None = None,
+                  reveal_order: str = "sequential", seed: int = 0, reveal_mode: str = "predictor",
+                  exclude_history: bool = False) -> Recommendation:
+        """Top-``k`` items for one history; with ``target`` also its rank, with ``reveal`` its words."""
+        if reveal is not None and target is None:
+            raise ValueError("reveal needs a target item")
+        if reveal is not None and not 0.0 <= reveal <= 1.0:
+            raise ValueError(f"reveal must be within [0, 1], got {reveal}")
+        revealed: list[str] = []
+        if reveal is None:
+            scores = self.score_all([list(history)])[0]
+        else:
+            _, revealed = self.masked_item(target, reveal, reveal_order, seed)
+            scores = self.reveal_scores([list(history)], [target], reveal, reveal_order, seed, reveal_mode)[0]
+        if exclude_history and len(history):
+            keep = scores[target].clone() if target is not None else None
+            scores[torch.as_tensor(list(history), device=scores.device)] = float("-inf")
+            if target is not None:
+                scores[target] = keep
+        top = torch.topk(scores, min(k, scores.numel()))
+        items = [RankedItem(int(i), self.dataset.item_keys[int(i)], self.titles[int(i)], float(s))
+                 for s, i in zip(top.values.tolist(), top.indices.tolist())]
+        rank = None
+        if target is not None:
+            rank = int((scores >= scores[target]).sum().item())  # ties count against the target
+        return Recommendation(items, rank, revealed)
+
