@@ -1,0 +1,37 @@
+"""Most-popular baseline: every user gets the same ranking, by training-interaction count."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from ..data.dataset import SeqRecDataset
+
+
+class PopularityScorer:
+    """A :class:`~jepa4rec.evaluation.Scorer` whose score for item ``i`` is how often ``i`` occurs
+    in the training sequences.
+
+    Counts come from ``dataset.train_sequences()`` (each user's ``seq[:-2]``), so neither the
+    validation nor the test target leaks into the scores. Items with equal counts tie, and the
+    evaluation counts ties against the target, so this baseline is ranked pessimistically (items
+    never seen in training all share score 0).
+    """
+
+    def __init__(self, counts: torch.Tensor):
+        self.counts = counts.to(torch.float32)
+        self.n_items = int(self.counts.numel())
+
+    @classmethod
+    def from_sequences(cls, sequences: Iterable[Iterable[int]], n_items: int) -> "PopularityScorer":
+        flat = [i for seq in sequences for i in seq]
+        counts = torch.bincount(torch.tensor(flat, dtype=torch.long), minlength=n_items) if flat else torch.zeros(n_items)
+        return cls(counts)
+
+    @classmethod
+    def from_dataset(cls, dataset: SeqRecDataset) -> "PopularityScorer":
+        return cls.from_sequences(dataset.train_sequences(), dataset.n_items)
+
+    def score_all(self, histories: list[list[int]]) -> torch.Tensor:
+        # expand() is a view: no B x n_items copy (the evaluation never writes into scores).
+        return self.counts.unsqueeze(0).expand(len(histories), -1)

@@ -1,0 +1,190 @@
+"""Full-ranking evaluation shared by every model (JEPA4Rec, SASRec, popularity, ...).
+
+Every model is evaluated through one contract, :class:`Scorer` (in the spirit of RecBole's
+``full_sort_predict``): given a batch of user histories it returns one score per catalogue item.
+:func:`evaluate` then ranks each case's target among **all** ``n_items`` items and averages
+NDCG@k, Recall@k and MRR, so no model can get a kinder protocol than another.
+
+Protocol choices (the paper, Sec. 4.1, fixes leave-one-out and ranking against all items; the
+rest it leaves open, so they are fixed here and apply to every model alike):
+
+* **Ties count against the target.** ``rank = 1 + #{items j != target : score_j >= score_target}``.
+  A model that gives many items the same score (e.g. popularity, or a collapsed encoder) is
+  therefore ranked pessimistically; breaking ties in the target's favour, or by item id, would
+  reward degenerate scores.
+* **History items are NOT excluded by default**, as in the paper (items may be bought again, and
+  the published baselines rank against the full catalogue). ``exclude_history=True`` removes the
+  history items from the competition (as if their scores were ``-inf``), but never the target
+  itself, even when the target also occurs in the history.
+* **MRR is the full reciprocal rank** (``1 / rank``, not truncated at any cut-off).
+* With a single target per case, Recall@k equals HR@k.
+* NaN scores are an error, not a silent rank: a NaN compares false with everything, which would
+  give the target rank 1 (or hide it); :func:`rank_of_targets` raises instead.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterable, Protocol, Sequence, runtime_checkable
+
+import torch
+from tqdm.auto import tqdm
+
+from .data.dataset import EvalCase
+
+DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that scores every catalogue item for a batch of user histories.
+
+    ``histories[b]`` is user ``b``'s item ids (0-based, ``0 <= id < n_items``), oldest first. The
+    result is a float tensor ``[len(histories), n_items]``, higher = more likely next; it may live
+    on any device. Implementations handle their own ``eval()`` / ``no_grad`` needs, though
+    :func:`evaluate` also wraps calls in ``torch.no_grad()``.
+    """
+
+    def score_all(self, histories: list[list[int]]) -> torch.Tensor:  # pragma: no cover - protocol
+        ...
+
+
+def history_mask(histories: Sequence[Iterable[int]], n_items: int, device=None) -> torch.Tensor:
+    """Boolean ``[B, n_items]`` mask, True where the item occurs in that row's history."""
+    rows: list[int] = []
+    cols: list[int] = []
+    for b, hist in enumerate(histories):
+        hist = list(hist)
+        rows.extend([b] * len(hist))
+        cols.extend(hist)
+    mask = torch.zeros(len(histories), n_items, dtype=torch.bool, device=device)
+    if cols:
+        mask[torch.tensor(rows, device=device), torch.tensor(cols, device=device)] = True
+    return mask
+
+
+def rank_of_targets(
+    scores: torch.Tensor,
+    targets: torch.Tensor | Sequence[int],
+    exclude: torch.Tensor | Sequence[Iterable[int]] | None = None,
+) -> torch.Tensor:
+    """1-based rank of each row's target among all items; ties count against the target.
+
+    Args:
+        scores: ``[B, n_items]`` float scores (not modified).
+        targets: ``[B]`` target item ids.
+        exclude: optional items that do not compete, either a boolean ``[B, n_items]`` mask or one
+            iterable of item ids per row (e.g. the histories). The target itself is never excluded.
+
+    Returns:
+        ``[B]`` int64 ranks on ``scores.device``:
+        ``1 + #{j != target, j not excluded : scores[b, j] >= scores[b, target]}``.
+
+    Excluded items are dropped from the count rather than set to ``-inf``: the two agree except
+    when the target's own score is ``-inf``, where ``-inf`` fillers would tie with (and so count
+    against) the target.
+    """
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be [B, n_items], got shape {tuple(scores.shape)}")
+    batch, n_items = scores.shape
+    targets = torch.as_tensor(targets, dtype=torch.long, device=scores.device).reshape(-1)
+    if targets.numel() != batch:
+        raise ValueError(f"{targets.numel()} targets for {batch} score rows")
+    if batch and (int(targets.min()) < 0 or int(targets.max()) >= n_items):
+        raise ValueError(f"target ids must lie in [0, {n_items})")
+    if torch.isnan(scores).any():
+        raise ValueError("scores contain NaN; a NaN target would otherwise rank first")
+    rows = torch.arange(batch, device=scores.device)
+    target_scores = scores[rows, targets].unsqueeze(1)
+    competing = scores >= target_scores  # ties (>=) count against the target
+    competing[rows, targets] = False  # the target does not compete with itself
+    if exclude is not None:
+        if not isinstance(exclude, torch.Tensor):
+            exclude = history_mask(exclude, n_items, device=scores.device)
+        exclude = exclude.to(device=scores.device, dtype=torch.bool)
+        if exclude.shape != scores.shape:
+            raise ValueError(f"exclude mask shape {tuple(exclude.shape)} != scores shape {tuple(scores.shape)}")
+        competing &= ~exclude
+    return 1 + competing.sum(dim=1)
+
+
+def metrics_from_ranks(ranks: torch.Tensor | Sequence[int], ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Average NDCG@k, Recall@k (each k) and full MRR over 1-based ranks (one target per case).
+
+    NDCG@k = 1/log2(rank + 1) if rank <= k else 0 (the ideal DCG of one relevant item is 1);
+    Recall@k = [rank <= k]; MRR = 1/rank.
+    """
+    ranks = torch.as_tensor(ranks, dtype=torch.float64).reshape(-1).cpu()
+    if ranks.numel() == 0:
+        raise ValueError("no ranks to average")
+    if bool((ranks < 1).any()):
+        raise ValueError("ranks are 1-based")
+    out: dict[str, float] = {}
+    gain = 1.0 / torch.log2(ranks + 1.0)
+    for k in ks:
+        hit = ranks <= k
+        out[f"NDCG@{k}"] = float(torch.where(hit, gain, torch.zeros_like(gain)).mean())
+        out[f"Recall@{k}"] = float(hit.double().mean())
+    out["MRR"] = float((1.0 / ranks).mean())
+    return out
+
+
+def compute_ranks(
+    scorer: Scorer,
+    cases: Sequence[EvalCase],
+    batch_size: int = 256,
+    exclude_history: bool = False,
+    progress: bool = True,
+    desc: str = "evaluate",
+) -> torch.Tensor:
+    """Rank every case's target (batched); returns ``[len(cases)]`` int64 ranks on the CPU.
+
+    Kept separate from :func:`evaluate` so that per-user ranks are available for significance
+    tests or per-group breakdowns.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    out: list[torch.Tensor] = []
+    with torch.no_grad(), tqdm(total=len(cases), desc=desc, unit="user", disable=not progress, leave=False) as bar:
+        for start in range(0, len(cases), batch_size):
+            chunk = cases[start:start + batch_size]
+            histories = [list(c.history) for c in chunk]
+            scores = scorer.score_all(histories)
+            if scores.shape[0] != len(chunk):
+                raise ValueError(f"scorer returned {scores.shape[0]} rows for {len(chunk)} histories")
+            targets = [c.target for c in chunk]
+            ranks = rank_of_targets(scores, targets, exclude=histories if exclude_history else None)
+            out.append(ranks.cpu())
+            bar.update(len(chunk))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def evaluate(
+    scorer: Scorer,
+    cases: Sequence[EvalCase],
+    batch_size: int = 256,
+    exclude_history: bool = False,
+    ks: Sequence[int] = DEFAULT_KS,
+    progress: bool = True,
+    desc: str = "evaluate",
+) -> dict[str, float]:
+    """Full-ranking metrics of ``scorer`` on ``cases`` (e.g. ``dataset.test_cases()``).
+
+    Returns ``{"NDCG@k", "Recall@k" for each k, "MRR", "users", "users_per_s"}``; ``users_per_s``
+    is cases scored and ranked per wall-clock second (scoring dominates it). History items
+    compete unless ``exclude_history`` (see the module docstring for the tie rule).
+    """
+    if not cases:
+        raise ValueError("no evaluation cases")
+    t0 = time.perf_counter()
+    ranks = compute_ranks(scorer, cases, batch_size, exclude_history, progress, desc)
+    elapsed = time.perf_counter() - t0
+    metrics = metrics_from_ranks(ranks, ks)
+    metrics["users"] = len(cases)
+    metrics["users_per_s"] = len(cases) / elapsed if elapsed > 0 else math.inf
+    return metrics
+
+
+def format_metrics(metrics: dict[str, float], keys: Sequence[str] = ("NDCG@10", "Recall@10", "MRR")) -> str:
+    """One-line summary, e.g. ``NDCG@10 0.0712  Recall@10 0.1203  MRR 0.0650``."""
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)

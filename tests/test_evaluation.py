@@ -1,0 +1,191 @@
+"""Full-ranking evaluation, the popularity baseline and SASRec on hand-made data."""
+import math
+import random
+import time
+
+import pytest
+import torch
+
+from jepa4rec.baselines import PopularityScorer, SASRec, SASRecConfig, train_sasrec
+from jepa4rec.data import EvalCase, SeqRecDataset
+from jepa4rec.evaluation import Scorer, compute_ranks, evaluate, metrics_from_ranks, rank_of_targets
+
+
+def make_dataset(sequences, n_items, name="tiny"):
+    items = [{"title": f"item {i}"} for i in range(n_items)]
+    return SeqRecDataset(
+        name, [str(i) for i in range(n_items)], items, [f"u{u}" for u in range(len(sequences))], sequences
+    )
+
+
+class TableScorer:
+    """A deterministic Scorer: fixed scores looked up by the whole history."""
+
+    def __init__(self, table):
+        self.table = {tuple(k): v for k, v in table.items()}
+
+    def score_all(self, histories):
+        return torch.stack([self.table[tuple(h)] for h in histories])
+
+
+# ---------------------------------------------------------------- ranks and metrics
+
+
+def test_rank_counts_ties_against_target():
+    scores = torch.tensor([
+        [0.1, 0.5, 0.5, 0.5, 0.2],  # target 1 tied with 2 and 3 -> rank 3
+        [0.9, 0.1, 0.2, 0.3, 0.4],  # target 0 strictly best -> rank 1
+        [0.9, 0.1, 0.2, 0.3, 0.4],  # target 1 strictly worst -> rank 5
+        [0.0, 0.0, 0.0, 0.0, 0.0],  # all tied -> rank n_items
+    ])
+    ranks = rank_of_targets(scores, [1, 0, 1, 4])
+    assert ranks.tolist() == [3, 1, 5, 5]
+
+
+def test_metrics_hand_computed():
+    m = metrics_from_ranks([3], ks=(1, 10))
+    assert m["NDCG@10"] == pytest.approx(1 / math.log2(4))  # 0.5
+    assert m["Recall@10"] == 1.0
+    assert m["MRR"] == pytest.approx(1 / 3)
+    assert m["NDCG@1"] == 0.0 and m["Recall@1"] == 0.0
+
+    m = metrics_from_ranks([1, 3, 11, 100], ks=(10,))
+    assert m["NDCG@10"] == pytest.approx((1 + 0.5 + 0 + 0) / 4)
+    assert m["Recall@10"] == pytest.approx(0.5)
+    assert m["MRR"] == pytest.approx((1 + 1 / 3 + 1 / 11 + 1 / 100) / 4)  # full, not truncated
+    assert set(metrics_from_ranks([1])) == {"NDCG@5", "Recall@5", "NDCG@10", "Recall@10", "NDCG@20", "Recall@20", "MRR"}
+
+
+def test_metrics_reject_bad_input():
+    with pytest.raises(ValueError):
+        metrics_from_ranks([])
+    with pytest.raises(ValueError):
+        metrics_from_ranks([0])
+    with pytest.raises(ValueError):
+        rank_of_targets(torch.tensor([[0.1, float("nan")]]), [0])
+    with pytest.raises(ValueError):
+        rank_of_targets(torch.zeros(1, 3), [3])
+
+
+def test_exclusion_removes_history_but_never_target():
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5]])
+    original = scores.clone()
+    assert rank_of_targets(scores, [3]).item() == 4
+    assert rank_of_targets(scores, [3], exclude=[[0, 1]]).item() == 2
+    # The target is also in the history: it still competes, the other history item does not.
+    assert rank_of_targets(scores, [3], exclude=[[3, 0]]).item() == 3
+    # A boolean mask works as well, and the scores are left untouched.
+    mask = torch.tensor([[True, True, False, True, False]])
+    assert rank_of_targets(scores, [3], exclude=mask).item() == 2
+    assert torch.equal(scores, original)
+    # Excluded items do not tie with a -inf target.
+    inf_scores = torch.tensor([[1.0, float("-inf"), float("-inf")]])
+    assert rank_of_targets(inf_scores, [2], exclude=[[1]]).item() == 2
+
+
+def test_evaluate_default_keeps_history_and_option_excludes_it():
+    table = {(0, 1): torch.tensor([0.9, 0.8, 0.7, 0.6])}
+    cases = [EvalCase(0, [0, 1], 2)]
+    kept = evaluate(TableScorer(table), cases, ks=(1, 10), progress=False)
+    excluded = evaluate(TableScorer(table), cases, ks=(1, 10), exclude_history=True, progress=False)
+    assert kept["MRR"] == pytest.approx(1 / 3)
+    assert excluded["MRR"] == pytest.approx(1.0)
+    assert excluded["Recall@1"] == 1.0
+    assert kept["users"] == 1 and kept["users_per_s"] > 0
+
+
+def test_batching_gives_identical_results():
+    gen = torch.Generator().manual_seed(0)
+    rng = random.Random(0)
+    n_items, n_users = 60, 53  # history[0] = user id keeps every history distinct
+    cases = [EvalCase(u, [u] + rng.sample(range(n_items), 3), rng.randrange(n_items)) for u in range(n_users)]
+    # Scores rounded to a few levels so that ties occur.
+    scorer = TableScorer({tuple(c.history): (torch.rand(n_items, generator=gen) * 5).round() for c in cases})
+    for exclude in (False, True):
+        one = compute_ranks(scorer, cases, batch_size=n_users, exclude_history=exclude, progress=False)
+        for bs in (1, 7, 16):
+            many = compute_ranks(scorer, cases, batch_size=bs, exclude_history=exclude, progress=False)
+            assert torch.equal(one, many)
+        full = evaluate(scorer, cases, batch_size=n_users, exclude_history=exclude, progress=False)
+        small = evaluate(scorer, cases, batch_size=5, exclude_history=exclude, progress=False)
+        assert {k: v for k, v in full.items() if k != "users_per_s"} == {k: v for k, v in small.items() if k != "users_per_s"}
+
+
+# ---------------------------------------------------------------- popularity
+
+
+def test_popularity_scores_train_counts_only():
+    # Last two items of each sequence (valid, test targets) must not be counted.
+    seqs = [[0, 0, 1, 3, 4], [0, 2, 2, 4, 3], [1, 0, 2, 3, 4]]
+    ds = make_dataset(seqs, n_items=5)
+    pop = PopularityScorer.from_dataset(ds)
+    assert isinstance(pop, Scorer)
+    assert pop.counts.tolist() == [4.0, 2.0, 3.0, 0.0, 0.0]
+    scores = pop.score_all([[0], [1, 2]])
+    assert scores.shape == (2, 5)
+    # Test targets are 4, 3, 4: items 3 and 4 tie at 0 with each other -> rank 5 for all.
+    m = evaluate(pop, ds.test_cases(), ks=(5,), progress=False)
+    assert m["MRR"] == pytest.approx(1 / 5)
+    # Validation target 1 of user 0 (count 2) ranks 3rd behind items 0 and 2.
+    assert rank_of_targets(pop.score_all([[0]]), [1]).item() == 3
+
+
+# ---------------------------------------------------------------- SASRec
+
+
+def cyclic_dataset(n_users=200, n_items=20, length=10, seed=0):
+    rng = random.Random(seed)
+    seqs = []
+    for _ in range(n_users):
+        start = rng.randrange(n_items)
+        seqs.append([(start + t) % n_items for t in range(length)])
+    return make_dataset(seqs, n_items, name="cyclic")
+
+
+TINY = dict(hidden_size=32, n_layers=1, n_heads=1, max_len=10, dropout=0.1, lr=5e-3, batch_size=32,
+            epochs=30, patience=5, device="cpu")
+
+
+def test_sasrec_learns_cyclic_pattern():
+    ds = cyclic_dataset()
+    t0 = time.perf_counter()
+    model, log = train_sasrec(ds, SASRecConfig(seed=0, **TINY), progress=False)
+    elapsed = time.perf_counter() - t0
+    assert isinstance(model, Scorer)
+    m = evaluate(model, ds.test_cases(), progress=False)
+    assert m["NDCG@10"] > 0.8, (m, log["best_epoch"])
+    assert log["best_valid"]["NDCG@10"] > 0.8
+    assert log["epochs"][0]["loss"] > log["epochs"][-1]["loss"]
+    assert elapsed < 20
+
+
+def test_sasrec_is_seeded():
+    ds = cyclic_dataset(n_users=40)
+    cfg = SASRecConfig(seed=3, **{**TINY, "epochs": 2})
+    m1, log1 = train_sasrec(ds, cfg, progress=False)
+    m2, log2 = train_sasrec(ds, cfg, progress=False)
+    assert [e["loss"] for e in log1["epochs"]] == [e["loss"] for e in log2["epochs"]]
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_sasrec_padding_does_not_change_scores():
+    torch.manual_seed(0)
+    model = SASRec(n_items=15, config=SASRecConfig(hidden_size=16, n_layers=2, max_len=6, dropout=0.0))
+    short, long = [3, 4], [1, 2, 3, 4, 5, 6, 7, 8]  # long is cut to its last max_len items
+    alone = model.score_all([short])
+    batched = model.score_all([short, long, []])
+    assert batched.shape == (3, 15)
+    assert torch.allclose(alone[0], batched[0], atol=1e-5)
+    assert torch.allclose(model.score_all([long[-6:]])[0], batched[1], atol=1e-5)
+    assert torch.isfinite(batched).all()  # an empty history still scores
+    # Internal ids are shifted by one: id 0 is padding and is never scored.
+    ids = model.pad_histories([[0, 14]])
+    assert ids.tolist() == [[1, 15]]
+
+
+def test_sasrec_restores_training_mode():
+    model = SASRec(n_items=5, config=SASRecConfig(hidden_size=8, n_layers=1, max_len=4))
+    model.train()
+    model.score_all([[1, 2]])
+    assert model.training
