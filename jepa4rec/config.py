@@ -29,6 +29,27 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
 
 
+# JepaConfig fields that the run derives from other options, so ``model`` must not set them.
+DERIVED_MODEL_FIELDS = {"vocab_size": "the tokenizer", "pad_token_id": "the tokenizer", "max_item_positions": "max_items",
+                        "max_position_embeddings": "max_tokens"}
+
+
+def check_model_overrides(model_size: str, model: dict) -> None:
+    """Fail early, by name, on a ``model.*`` key that JepaConfig does not know (a typo would be ignored)."""
+    import inspect
+
+    from .modeling import MODEL_SIZES, JepaConfig
+
+    if model_size not in MODEL_SIZES:
+        raise ValueError(f"unknown model_size '{model_size}'; choose from {sorted(MODEL_SIZES)}")
+    known = (set(inspect.signature(JepaConfig.__init__).parameters) - {"self", "kwargs"}) | {"tie_word_embeddings"}
+    for key in model or {}:
+        if key in DERIVED_MODEL_FIELDS:
+            raise ValueError(f"model.{key} is set from {DERIVED_MODEL_FIELDS[key]}; do not override it")
+        if key not in known:
+            raise ValueError(f"unknown option 'model.{key}' for JepaConfig; known: {sorted(known - set(DERIVED_MODEL_FIELDS))}")
+
+
 @dataclass
 class PretrainConfig:
     """Everything a pre-training run needs; see ``jepa4rec/configs/pretrain_*.yaml``."""
@@ -57,7 +78,41 @@ class PretrainConfig:
     log_every: int = 10
     save_every: int = 500
     keep_checkpoints: int = 2
-    collapse_threshold: float = 0.02  # warn when the spread of normalised item vectors falls below
+    collapse_threshold: float = 0.005  # after warm-up, warn when the item-vector spread falls below
+    progress: bool = True
+
+    def __post_init__(self):
+        check_model_overrides(self.model_size, self.model)
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning on one target dataset; see ``jepa4rec/configs/finetune_*.yaml``."""
+
+    output_dir: str = "runs/finetune"
+    dataset: str = "Scientific_UniSRec"
+    data_root: str | None = None
+    init_from: str | None = None  # a JEPA4Rec model directory; None = from scratch ("without pre-training")
+    model_size: str = "tiny"  # from scratch only
+    model: dict = field(default_factory=dict)  # from scratch only: JepaConfig overrides
+    tokenizer: str | None = None  # from scratch: a tokenizer dir; None = train one on the target catalogue
+    vocab_size: int = 8000
+    max_items: int = 50
+    max_tokens: int | None = None  # None = the checkpoint's (1024 from scratch)
+    pairs: str = "all"  # all: every prefix of each training sequence; sample: one random cut per user per epoch
+    batch_size: int = 16
+    epochs: int = 20
+    max_minutes: float | None = None
+    refresh_every: int | None = None  # re-encode the item matrix every N steps (None = once per epoch)
+    temperature: float = 0.05
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, warmup_steps=100))
+    patience: int = 3  # epochs without a better validation NDCG@10
+    select_metric: str = "NDCG@10"
+    max_valid_users: int | None = None  # validate on a fixed random subset (speed); None = all users
+    eval_batch_size: int = 128
+    mixed_precision: str = "auto"
+    device: str | None = None
+    seed: int = 42
     progress: bool = True
 
 

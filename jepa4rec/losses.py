@@ -31,6 +31,10 @@ class LossConfig:
     history_mask_ratio: float = 0.15
     next_item_mask_ratio: float = 0.5
     mlm_on_next_item: bool = True  # the masked next item's tokens also count in L_MLM
+    # L_map on unit vectors (‖ĥ/|ĥ| − h/|h|‖² = 2 − 2cos): the scale ranking uses. Unnormalised, the
+    # squared distance sums ~d terms and λ2·L_map outweighs L_SI a hundredfold at initialisation,
+    # which drives a from-scratch encoder towards one constant vector (measured: see README).
+    map_normalize: bool = True
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -67,8 +71,10 @@ def contrastive_loss(
     return F.cross_entropy(logits, labels)
 
 
-def mapping_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """‖h − ĥ‖², summed over dimensions, averaged over rows."""
+def mapping_loss(pred: torch.Tensor, target: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """‖h − ĥ‖², summed over dimensions, averaged over rows (on unit vectors when ``normalize``)."""
+    if normalize:
+        pred, target = F.normalize(pred, dim=-1), F.normalize(target, dim=-1)
     return (pred - target).pow(2).sum(dim=-1).mean()
 
 
@@ -164,7 +170,8 @@ def pretrain_losses(
             t_next, t_hist = target_states[:B, 0], target_states[B:, 0]
         pred_hist = model.predict_history_item(h_cls, position, has_masked)
         pred_next = model.predict_next(h_cls, h_next_masked)
-        loss_map = mapping_loss(pred_hist, t_hist.float()) + mapping_loss(pred_next, t_next.float())
+        loss_map = (mapping_loss(pred_hist, t_hist.float(), cfg.map_normalize)
+                    + mapping_loss(pred_next, t_next.float(), cfg.map_normalize))
 
     loss = loss_si + cfg.lambda_mlm * loss_mlm + cfg.lambda_map * loss_map
     with torch.no_grad():

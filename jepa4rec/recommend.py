@@ -106,10 +106,14 @@ class Recommender:
 
     @torch.no_grad()
     def _encode(self, batches) -> torch.Tensor:
+        # Inference runs in eval mode even when called in the middle of fine-tuning.
+        was_training = self.model.training
+        self.model.eval()
         out = []
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             out.append(self.model.encode(batch).float())
+        self.model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size, device=self.device)
 
     def embed_encoded_items(self, items: Sequence[EncodedItem]) -> torch.Tensor:

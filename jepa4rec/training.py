@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .batches import EncodedCorpus, iterate_batches, pretraining_pairs
+from .batches import EncodedCorpus, batches_per_epoch, iterate_batches, pretraining_pairs
 from .checkpoint import (
     latest_checkpoint,
     load_training_checkpoint,
@@ -32,7 +32,7 @@ from .checkpoint import (
 from .config import PretrainConfig, to_dict
 from .data import load_dataset
 from .losses import pretrain_losses
-from .modeling import JEPA4RecModel, JepaConfig, build_target_encoder, ema_update, momentum_at
+from .modeling import MODEL_SIZES, JEPA4RecModel, JepaConfig, build_target_encoder, ema_update, momentum_at
 from .text import ItemTokenizer, TextConfig, load_tokenizer, sentence_text, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -150,9 +150,13 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
     accelerator = Accelerator(
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+        gradient_accumulation_steps=cfg.optim.grad_accum,
         cpu=not torch.cuda.is_available(),
         # Unused parameters are expected in ablations (λ_map = 0 leaves the predictors idle).
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # max_steps counts optimizer steps whatever the number of processes: by default Accelerate
+        # steps the scheduler num_processes times per step, which would end the schedule early.
+        step_scheduler_with_optimizer=False,
     )
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
@@ -173,7 +177,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         vocab_size=len(item_tok.tokenizer),
         pad_token_id=item_tok.pad_id,
         max_item_positions=cfg.max_items + 1,
-        max_position_embeddings=cfg.max_tokens,
+        # The token-position table covers the size's full length even when this run caps histories
+        # shorter, so fine-tuning may use longer histories than pre-training did.
+        max_position_embeddings=max(MODEL_SIZES[cfg.model_size]["max_position_embeddings"], cfg.max_tokens),
         **cfg.model,
     )
     model = JEPA4RecModel(model_cfg)
@@ -198,10 +204,19 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     unwrapped: PretrainingModule = accelerator.unwrap_model(module)
 
     sequences = [ds.sequences for ds in datasets]
+    n_pairs = sum(len(s) >= 2 for seqs in sequences for s in seqs)  # one pair per user and epoch
+    if batches_per_epoch(n_pairs, cfg.batch_size, accelerator.num_processes) == 0:  # else the loop never ends
+        raise ValueError(f"{n_pairs} pre-training pairs per epoch do not fill one batch of {cfg.batch_size} x "
+                         f"{accelerator.num_processes} process(es); lower batch_size or add users")
     log_path = out / "train_log.csv"
     if is_main and not (log_path.exists() and ckpt is not None):
         with open(log_path, "w", newline="") as fh:
             csv.writer(fh).writerow(LOG_FIELDS)
+    elif is_main:  # resuming: rows logged after the checkpoint (a run killed between saves) are redone
+        with open(log_path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        with open(log_path, "w", newline="") as fh:
+            csv.writer(fh).writerows(rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step])
     card = {"kind": "pretrain", "config": to_dict(cfg), "domains": cfg.domains,
             "users": int(sum(ds.n_users for ds in datasets)), "items": int(sum(ds.n_items for ds in datasets))}
 
@@ -244,10 +259,12 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             momentum = momentum_at(step, cfg.max_steps, cfg.ema_momentum_start, cfg.ema_momentum_end)
             ema_update(target, unwrapped.model.encoder, momentum)
             step += 1
-            last = {k: float(v) for k, v in outputs.items()}
+            last = {k: float(v.detach()) for k, v in outputs.items()}
             if not math.isfinite(last["loss"]):
                 raise FloatingPointError(f"loss is {last['loss']} at step {step}; lower optim.lr or check the data")
-            if last["item_spread"] < cfg.collapse_threshold:
+            # At initialisation every item vector is nearly the same (spread ~0.001); only after the
+            # warm-up does a low spread mean the encoder is collapsing.
+            if step > cfg.optim.warmup_steps and last["item_spread"] < cfg.collapse_threshold:
                 warnings.warn(f"step {step}: item-vector spread {last['item_spread']:.4f} is below "
                               f"{cfg.collapse_threshold}: the representations may be collapsing")
             bar.update(1)

@@ -1,0 +1,166 @@
+"""Fine-tuning (paper Sec. 3.4): full softmax over every catalogue item, cosine / τ.
+
+The item matrix I (every item sentence encoded alone) is re-encoded at the start of every epoch
+(or every ``refresh_every`` steps) and held fixed in between, as the paper does to save compute;
+gradients reach the shared encoder through the history side. Early stopping on validation
+NDCG@10 keeps the best model directory.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .batches import EncodedCorpus, Pair
+from .checkpoint import is_model_dir, load_model_dir, save_model_dir
+from .config import FinetuneConfig, to_dict
+from .data import SeqRecDataset, load_dataset
+from .evaluation import evaluate
+from .modeling import JEPA4RecModel, JepaConfig
+from .recommend import Recommender
+from .text import ItemTokenizer, TextConfig, load_tokenizer, sentence_text, train_tokenizer
+from .training import build_optimizer, build_scheduler, resolve_mixed_precision
+
+logger = logging.getLogger(__name__)
+
+
+def training_pairs(dataset: SeqRecDataset, mode: str, max_items: int, rng: np.random.Generator) -> list[Pair]:
+    """Pairs from the training part (``seq[:-2]``) of every user's sequence."""
+    pairs = []
+    for seq in dataset.train_sequences():
+        if len(seq) < 2:
+            continue
+        cuts = range(1, len(seq)) if mode == "all" else [int(rng.integers(1, len(seq)))]
+        for t in cuts:
+            pairs.append(Pair(0, tuple(seq[max(0, t - max_items):t]), seq[t]))
+    if mode not in ("all", "sample"):
+        raise ValueError(f"pairs must be 'all' or 'sample', got {mode!r}")
+    return [pairs[i] for i in rng.permutation(len(pairs))]
+
+
+def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset):
+    """(model, item tokenizer, source card) from a pre-trained directory or from scratch."""
+    if cfg.init_from:
+        if not is_model_dir(cfg.init_from):
+            raise FileNotFoundError(f"init_from={cfg.init_from} is not a JEPA4Rec model directory")
+        model, tok, card = load_model_dir(cfg.init_from)
+        if cfg.max_tokens:
+            tok.config.max_tokens = cfg.max_tokens
+        tok.config.max_items = cfg.max_items
+        return model, tok, card
+    text_cfg = TextConfig(max_items=cfg.max_items, max_tokens=cfg.max_tokens or 1024)
+    if cfg.tokenizer:
+        tok = ItemTokenizer(load_tokenizer(cfg.tokenizer), text_cfg)
+    else:
+        tok = ItemTokenizer(train_tokenizer((sentence_text(it, text_cfg) for it in dataset.items), cfg.vocab_size), text_cfg)
+    model_cfg = JepaConfig.from_size(cfg.model_size, vocab_size=len(tok.tokenizer), pad_token_id=tok.pad_id,
+                                     max_item_positions=cfg.max_items + 1,
+                                     max_position_embeddings=text_cfg.max_tokens, **cfg.model)
+    torch.manual_seed(cfg.seed)
+    return JEPA4RecModel(model_cfg), tok, {}
+
+
+def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
+    """Fine-tune, early-stop on validation, test the best model; returns the result record."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    dataset = dataset or load_dataset(cfg.dataset, root=cfg.data_root)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+
+    model, tok, source_card = build_model(cfg, dataset)
+    rec = Recommender(model, tok, dataset, device=cfg.device, batch_size=cfg.eval_batch_size, use_cache=False)
+    device = rec.device
+    corpus = EncodedCorpus([dataset], tok)
+    corpus.items = [rec.encoded]  # one tokenization of the catalogue serves training and scoring
+    mp = resolve_mixed_precision(cfg.mixed_precision) if device.type == "cuda" else "no"
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
+
+    valid_cases = dataset.valid_cases()
+    if cfg.max_valid_users and len(valid_cases) > cfg.max_valid_users:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(valid_cases), cfg.max_valid_users, replace=False))
+        valid_cases = [valid_cases[i] for i in keep]
+
+    n_pairs = len(training_pairs(dataset, cfg.pairs, cfg.max_items, np.random.default_rng(0)))
+    steps_per_epoch = max(n_pairs // cfg.batch_size, 1)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch * cfg.epochs)
+
+    def validate() -> dict:
+        rec.refresh_item_vectors()
+        return evaluate(rec, valid_cases, batch_size=cfg.eval_batch_size, progress=False)
+
+    history: list[dict] = []
+    best_score, best_epoch, stale = -math.inf, None, 0
+    best_dir = out / "best"
+    start = time.time()
+    initial = validate()
+    history.append({"epoch": 0, "valid": initial})
+    logger.info("epoch 0 (before fine-tuning): %s", initial)
+    step = 0
+    for epoch in range(1, cfg.epochs + 1):
+        pairs = training_pairs(dataset, cfg.pairs, cfg.max_items, rng)
+        n_batches = len(pairs) // cfg.batch_size
+        model.train()
+        item_matrix = F.normalize(rec.refresh_item_vectors(), dim=-1).detach()
+        model.train()
+        total, done, bar = 0.0, 0, tqdm(range(n_batches), desc=f"fine-tune {dataset.name} epoch {epoch}",
+                                disable=not cfg.progress, dynamic_ncols=True)
+        for b in bar:
+            chunk = pairs[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            hist = {k: v.to(device) for k, v in tok.collate([[rec.encoded[i] for i in p.history] for p in chunk]).items()}
+            targets = torch.tensor([p.target for p in chunk], device=device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                h = F.normalize(model.encode(hist).float(), dim=-1)
+            loss = F.cross_entropy(h @ item_matrix.T / cfg.temperature, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            total += loss.item()
+            done += 1
+            bar.set_postfix(loss=f"{total / done:.3f}")
+            if cfg.refresh_every and step % cfg.refresh_every == 0:
+                item_matrix = F.normalize(rec.refresh_item_vectors(), dim=-1).detach()
+                model.train()
+            if cfg.max_minutes and time.time() - start > cfg.max_minutes * 60:
+                break
+        bar.close()
+        valid = validate()
+        history.append({"epoch": epoch, "loss": total / max(done, 1), "steps": done, "valid": valid,
+                        "elapsed_s": round(time.time() - start, 1)})
+        score = valid[cfg.select_metric]
+        logger.info("epoch %d: loss %.4f valid %s", epoch, total / max(done, 1), valid)
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": epoch,
+                                                  "valid": valid, "init_from": cfg.init_from, "config": to_dict(cfg),
+                                                  "source": source_card})
+        else:
+            stale += 1
+        if stale >= cfg.patience or (cfg.max_minutes and time.time() - start > cfg.max_minutes * 60):
+            break
+    train_seconds = time.time() - start
+    if best_epoch is None:  # fine-tuning never beat epoch 0 is still a result: keep the initial weights
+        save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": 0})
+    best = Recommender.from_pretrained(best_dir, dataset, device=cfg.device, batch_size=cfg.eval_batch_size, use_cache=False)
+    test = evaluate(best, dataset.test_cases(), batch_size=cfg.eval_batch_size, progress=cfg.progress, desc="test")
+    result = {"dataset": dataset.name, "init_from": cfg.init_from, "best_epoch": best_epoch, "valid_before": initial,
+              "history": history, "test": test, "train_seconds": round(train_seconds, 1), "seed": cfg.seed,
+              "config": to_dict(cfg)}
+    card = json.loads((best_dir / "training_card.json").read_text())
+    card.update(test=test, train_seconds=round(train_seconds, 1))
+    (best_dir / "training_card.json").write_text(json.dumps(card, indent=2, default=str))
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
+    return result

@@ -1,0 +1,280 @@
+"""Pre-training end to end on a tiny two-domain corpus: learning, exact resume, two processes, the CLI.
+
+The corpus (written in SeqRecBench layout into a temporary folder) has 6 "themes" per domain; each
+user buys only items of one theme, and every item title starts with its theme's words, so the next
+item is predictable from the history's text. Models are 1-layer, 32-dimensional Longformers.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import csv
+import json
+import math
+import random
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from jepa4rec import training
+from jepa4rec.config import OptimConfig, PretrainConfig
+from jepa4rec.training import LOG_FIELDS, build_optimizer, build_scheduler, pretrain
+
+# The machine is shared and the model is tiny: intra-op threads only contend (one thread is ~10x
+# faster than two here). Subprocesses get OMP_NUM_THREADS=1 for the same reason.
+torch.set_num_threads(1)
+
+PROJECT = Path(__file__).resolve().parents[1]
+THEMES = ["red guitar", "blue drum", "green piano", "black violin", "white bass", "silver flute"]
+FILLER = "string pedal cable tuner capo pick stand case strap light heavy steel nylon acoustic electric classic".split()
+TINY_MODEL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, attention_window=16)
+
+
+def write_domain(folder: Path, seed: int, n_users: int = 60, n_items: int = 30) -> Path:
+    """items.jsonl + interactions.csv; user u buys 5 of the 5 items of theme u % 6 in random order."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True)
+    theme_of = [i % len(THEMES) for i in range(n_items)]
+    with open(folder / "items.jsonl", "w") as fh:
+        for i in range(n_items):
+            title = f"{THEMES[theme_of[i]]} {' '.join(rng.sample(FILLER, 2))}"
+            fh.write(json.dumps({"item_id": 1000 + i, "title": title}) + "\n")
+    rows = []
+    for u in range(n_users):
+        pool = [i for i in range(n_items) if theme_of[i] == u % len(THEMES)]
+        rows += [f"u{u},{1000 + i},{k * 100 + u}" for k, i in enumerate(rng.sample(pool, 5))]
+    (folder / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> list[str]:
+    root = tmp_path_factory.mktemp("corpus")
+    return [str(write_domain(root / "DomainA", 1)), str(write_domain(root / "DomainB", 2))]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(corpus, tmp_path_factory) -> str:
+    """One trained vocabulary for runs that must match each other.
+
+    ``tokenizers``' WordPiece trainer is not deterministic (hash-map order decides ties:
+    huggingface/tokenizers#1794), so two runs that each train their own vocabulary can differ
+    from step 1 on. A resumed run is unaffected: it reuses ``<output_dir>/tokenizer``.
+    """
+    from jepa4rec.training import build_item_tokenizer, load_domains
+
+    out = tmp_path_factory.mktemp("tok")
+    cfg = tiny_cfg(corpus, out)
+    build_item_tokenizer(cfg, load_domains(cfg), out, is_main=True)
+    return str(out / "tokenizer")
+
+
+def tiny_cfg(corpus, output_dir: Path, **overrides) -> PretrainConfig:
+    cfg = PretrainConfig(
+        output_dir=str(output_dir), domains=list(corpus), model=dict(TINY_MODEL), vocab_size=300,
+        max_items=10, max_tokens=128, batch_size=8, max_steps=50, log_every=1, save_every=1000, progress=False,
+        optim=OptimConfig(lr=2e-3, warmup_steps=5), seed=7,
+    )
+    return replace(cfg, **overrides)
+
+
+def read_log(output_dir: Path) -> list[dict[str, float]]:
+    with open(Path(output_dir) / "train_log.csv", newline="") as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs)
+
+
+# ------------------------------------------------------------------------------------------ learning
+
+def test_loss_falls_and_log_has_every_column(corpus, tmp_path):
+    from jepa4rec.checkpoint import is_model_dir, load_model_dir
+
+    out = tmp_path / "run"
+    final = pretrain(tiny_cfg(corpus, out))
+    with open(out / "train_log.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header == LOG_FIELDS
+    assert {"loss", "loss_si", "loss_mlm", "loss_map", "item_spread", "negatives", "lr", "momentum"} <= set(header)
+    rows = read_log(out)
+    assert [r["step"] for r in rows] == list(range(1, 51))
+    assert all(math.isfinite(r[k]) for r in rows for k in ("loss", "loss_si", "loss_mlm", "loss_map"))
+    first, last = rows[:5], rows[-5:]
+    assert mean(r["loss"] for r in last) < 0.8 * mean(r["loss"] for r in first)
+    assert mean(r["loss_mlm"] for r in last) < mean(r["loss_mlm"] for r in first)
+    assert mean(r["loss_map"] for r in last) < mean(r["loss_map"] for r in first)
+    assert all(r["negatives"] == 8 for r in rows)
+    assert rows[-1]["momentum"] > rows[0]["momentum"]
+    # The run ends with a loadable model directory.
+    assert final == out / "final" and is_model_dir(final)
+    model, item_tok, card = load_model_dir(final)
+    assert card["step"] == 50 and item_tok.vocab_size == model.config.vocab_size
+
+
+def test_contrastive_loss_learns_without_dropout(corpus, tmp_path):
+    """L_SI leaves log(batch) once the model reads the history: a regression test of the S-I path.
+
+    Dropout is off here: at random initialisation h_CLS hardly depends on the input, and with
+    dropout 0.1 the dropout noise dominates it and L_SI stays at log(batch) for hundreds of steps.
+    """
+    model = {**TINY_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    cfg = tiny_cfg(corpus, tmp_path / "run", model=model, max_steps=80,
+                   optim=OptimConfig(lr=5e-3, warmup_steps=5, schedule="constant"))
+    pretrain(cfg)
+    rows = read_log(tmp_path / "run")
+    assert mean(r["loss_si"] for r in rows[:5]) > 0.95 * math.log(8)
+    assert mean(r["loss_si"] for r in rows[-10:]) < 0.75 * math.log(8)
+
+
+def test_too_little_data_for_one_batch_fails_instead_of_looping(corpus, tokenizer_dir, tmp_path):
+    # 120 pairs per epoch cannot fill a batch of 200: without a check the epoch loop spins forever.
+    with pytest.raises(ValueError, match="do not fill one batch"):
+        pretrain(tiny_cfg(corpus, tmp_path / "run", batch_size=200, max_steps=3, tokenizer=tokenizer_dir))
+
+
+# -------------------------------------------------------------------------------------------- resume
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("n, killed", [(4, "at-save"), (15, "at-save"), (4, "between-saves")],
+                         ids=["mid-epoch", "end-of-epoch", "killed-between-saves"])
+def test_resume_continues_exactly(corpus, tokenizer_dir, tmp_path, monkeypatch, n, killed):
+    """Run A: n+2 steps straight. Run B: the same config, killed right after saving at step n (or
+    during step n+2, after step n+1 was logged but not saved), then resumed. Steps n+1 and n+2 must
+    be identical: data position, masking, dropout RNG, EMA target, optimizer moments, LR and momentum
+    schedules all come back, and the log holds each step once."""
+    # 120 pairs / batch 8 = 15 batches per epoch: n = 15 saves exactly at the end of epoch 0.
+    base = dict(max_steps=n + 2, save_every=n, optim=OptimConfig(lr=2e-3, warmup_steps=3), tokenizer=tokenizer_dir)
+    pretrain(tiny_cfg(corpus, tmp_path / "A", **base))
+
+    if killed == "at-save":
+        original = training.save_training_checkpoint
+
+        def save_then_die(path, **kw):
+            original(path, **kw)
+            if Path(path).name == f"checkpoint-{n}":
+                raise Interrupted
+
+        monkeypatch.setattr(training, "save_training_checkpoint", save_then_die)
+    else:
+        original_momentum = training.momentum_at
+
+        def die_in_step_n_plus_2(step, *args):
+            if step == n + 1:  # called with the number of steps done so far
+                raise Interrupted
+            return original_momentum(step, *args)
+
+        monkeypatch.setattr(training, "momentum_at", die_in_step_n_plus_2)
+    cfg_b = tiny_cfg(corpus, tmp_path / "B", **base)
+    with pytest.raises(Interrupted):
+        pretrain(cfg_b)
+    monkeypatch.undo()
+    logged = [int(r["step"]) for r in read_log(tmp_path / "B")]
+    assert logged == list(range(1, n + 1 + (killed == "between-saves")))
+    assert (tmp_path / "B" / f"checkpoint-{n}").is_dir() and not (tmp_path / "B" / "final").exists()
+    pretrain(cfg_b, resume=True)
+
+    a, b = read_log(tmp_path / "A"), read_log(tmp_path / "B")
+    assert [r["step"] for r in b] == list(range(1, n + 3)), "the resumed log holds every step once"
+    for ra, rb in zip(a, b):
+        for key in ("epoch", "lr", "loss", "loss_si", "loss_mlm", "loss_map", "item_spread", "momentum"):
+            assert rb[key] == pytest.approx(ra[key], abs=1e-5, rel=0), (int(ra["step"]), key)
+    # And the final weights agree.
+    from safetensors.torch import load_file
+
+    wa = load_file(str(tmp_path / "A" / "final" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "B" / "final" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], atol=1e-6, rtol=0, msg=k)
+
+
+# ------------------------------------------------------------------------------------- two processes
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
+def test_two_process_gloo_run_gathers_negatives(corpus, tmp_path):
+    # Without dropout an untrained model gives (nearly) the same vector for every input, so the first
+    # L_SI is log(number of candidates): about log 8 with gathered negatives, log 4 without.
+    model = {**TINY_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    cfg = tiny_cfg(corpus, tmp_path / "ddp", batch_size=4, max_steps=6, model=model,
+                   optim=OptimConfig(lr=2e-3, warmup_steps=2))
+    cfg_dict = json.loads(json.dumps(training.to_dict(cfg)))
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg_dict))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    cmd = launcher + ["--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                      "--master_port", str(_free_port()), "-m", "jepa4rec.pretrain", "--config", str(tmp_path / "cfg.yaml")]
+    proc = subprocess.run(cmd, cwd=PROJECT, env=_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = read_log(tmp_path / "ddp")
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    assert all(r["negatives"] == 2 * 4 for r in rows)
+    assert math.log(4) + 0.2 < rows[0]["loss_si"] < math.log(8) + 0.01
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    # One scheduler step per optimizer step, whatever the number of processes.
+    model = torch.nn.Linear(2, 2)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
+    for r in rows:
+        optimizer.step()
+        scheduler.step()
+        assert r["lr"] == pytest.approx(scheduler.get_last_lr()[0], rel=1e-6), int(r["step"])
+    assert (tmp_path / "ddp" / "final" / "model.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+def test_cli_help():
+    proc = subprocess.run([sys.executable, "-m", "jepa4rec.pretrain", "--help"], cwd=PROJECT, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--config" in proc.stdout and "--set" in proc.stdout and "--resume" in proc.stdout
+
+
+@pytest.mark.parametrize("override, unknown", [
+    ("no_such_option=1", "no_such_option"),
+    ("optim.no_such_option=1", "no_such_option"),
+    ("model.use_token_type_embedding=false", "use_token_type_embedding"),  # typo of ..._embeddings
+])
+def test_cli_rejects_unknown_keys(override, unknown, capsys):
+    from jepa4rec.pretrain import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--set", override])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown" in err and unknown in err
+
+
+def test_cli_rejects_model_fields_derived_from_other_options(capsys):
+    from jepa4rec.pretrain import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--set", "model.max_position_embeddings=512"])
+    assert exc.value.code == 2
+    assert "max_tokens" in capsys.readouterr().err
