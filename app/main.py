@@ -1,26 +1,25 @@
-"""Entry point of the Gradio app (a first page until the full app lands)."""
+"""Start the JEPA4Rec Gradio app (``python app.py --help``)."""
 from __future__ import annotations
 
 import argparse
 import os
 
 
-def build_demo():
-    import gradio as gr
-
-    from jepa4rec import __version__
-    from jepa4rec.data import available_datasets
-
-    with gr.Blocks(title="JEPA4Rec") as demo:
-        gr.Markdown(f"# JEPA4Rec {__version__}\nText-based sequential recommendation with a joint-embedding "
-                    "predictive architecture.")
-        gr.Dataframe(value=[[n] for n in available_datasets()], headers=["datasets found"], interactive=False)
-    return demo
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python app.py", description="Start the JEPA4Rec Gradio app.")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on (Spaces sets GRADIO_SERVER_NAME=0.0.0.0)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--data-root", default=None,
+                        help="folder with more datasets (default: $JEPA4REC_DATA_ROOT or ../shared/data when present)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests served at once")
     args = parser.parse_args(argv)
-    build_demo().launch(server_name=args.host, server_port=args.port)
+
+    from .service import AppService
+    from .ui import build_demo
+
+    service = AppService(data_root=args.data_root, device=args.device)
+    demo = build_demo(service)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    demo.launch(server_name=args.host, server_port=args.port)

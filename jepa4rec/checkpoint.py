@@ -35,15 +35,16 @@ def save_model_dir(path: str | Path, model, item_tokenizer, card: dict | None = 
     return path
 
 
-def load_model_dir(path: str | Path, device: str | torch.device = "cpu"):
-    """(model, item_tokenizer, card) from a model directory."""
+def load_model_dir(path: str | Path, device: str | torch.device = "cpu", **config_overrides):
+    """(model, item_tokenizer, card) from a model directory; ``config_overrides`` (e.g. dropout) are
+    applied to its config before the model is built."""
     from .modeling import JEPA4RecModel
     from .text import ItemTokenizer
 
     path = Path(path)
     if not is_model_dir(path):
         raise FileNotFoundError(f"{path} is not a JEPA4Rec model directory (needs {', '.join(MODEL_FILES)})")
-    model = JEPA4RecModel.from_pretrained(str(path), use_safetensors=True).to(device)
+    model = JEPA4RecModel.from_pretrained(str(path), use_safetensors=True, **config_overrides).to(device)
     model.eval()
     card_path = path / "training_card.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}

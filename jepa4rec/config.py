@@ -34,6 +34,10 @@ DERIVED_MODEL_FIELDS = {"vocab_size": "the tokenizer", "pad_token_id": "the toke
                         "max_position_embeddings": "max_tokens"}
 
 
+# What fine-tuning may change in a pre-trained model's config: regularisation, not architecture.
+FINETUNE_OVERRIDABLE = {"hidden_dropout_prob", "attention_probs_dropout_prob"}
+
+
 def check_model_overrides(model_size: str, model: dict) -> None:
     """Fail early, by name, on a ``model.*`` key that JepaConfig does not know (a typo would be ignored)."""
     import inspect
@@ -105,6 +109,10 @@ class FinetuneConfig:
     max_minutes: float | None = None
     refresh_every: int | None = None  # re-encode the item matrix every N steps (None = once per epoch)
     temperature: float = 0.05
+    # Optional: keep the next-item predictor FFN2 in step with the fine-tuned encoder (the paper
+    # fine-tunes with L_FT alone, the default 0); the reveal feature of a fine-tuned model needs it.
+    lambda_map: float = 0.0
+    next_item_mask_ratio: float = 0.5
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, warmup_steps=100))
     patience: int = 3  # epochs without a better validation NDCG@10
     select_metric: str = "NDCG@10"
@@ -114,6 +122,14 @@ class FinetuneConfig:
     device: str | None = None
     seed: int = 42
     progress: bool = True
+
+    def __post_init__(self):
+        check_model_overrides(self.model_size, self.model)
+        if self.init_from:
+            fixed = sorted(set(self.model) - FINETUNE_OVERRIDABLE)
+            if fixed:
+                raise ValueError(f"with init_from, model.* may only set {sorted(FINETUNE_OVERRIDABLE)}; "
+                                 f"{fixed} come from the pre-trained checkpoint")
 
 
 def to_dict(cfg) -> dict:

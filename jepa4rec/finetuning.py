@@ -23,6 +23,8 @@ from .checkpoint import is_model_dir, load_model_dir, save_model_dir
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
 from .evaluation import evaluate
+from .losses import mapping_loss
+from .masking import bert_mask
 from .modeling import JEPA4RecModel, JepaConfig
 from .recommend import Recommender
 from .text import ItemTokenizer, TextConfig, load_tokenizer, sentence_text, train_tokenizer
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 def training_pairs(dataset: SeqRecDataset, mode: str, max_items: int, rng: np.random.Generator) -> list[Pair]:
     """Pairs from the training part (``seq[:-2]``) of every user's sequence."""
+    if mode not in ("all", "sample"):
+        raise ValueError(f"pairs must be 'all' or 'sample', got {mode!r}")
     pairs = []
     for seq in dataset.train_sequences():
         if len(seq) < 2:
@@ -40,8 +44,6 @@ def training_pairs(dataset: SeqRecDataset, mode: str, max_items: int, rng: np.ra
         cuts = range(1, len(seq)) if mode == "all" else [int(rng.integers(1, len(seq)))]
         for t in cuts:
             pairs.append(Pair(0, tuple(seq[max(0, t - max_items):t]), seq[t]))
-    if mode not in ("all", "sample"):
-        raise ValueError(f"pairs must be 'all' or 'sample', got {mode!r}")
     return [pairs[i] for i in rng.permutation(len(pairs))]
 
 
@@ -50,7 +52,7 @@ def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset):
     if cfg.init_from:
         if not is_model_dir(cfg.init_from):
             raise FileNotFoundError(f"init_from={cfg.init_from} is not a JEPA4Rec model directory")
-        model, tok, card = load_model_dir(cfg.init_from)
+        model, tok, card = load_model_dir(cfg.init_from, **cfg.model)
         if cfg.max_tokens:
             tok.config.max_tokens = cfg.max_tokens
         tok.config.max_items = cfg.max_items
@@ -119,8 +121,18 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
             hist = {k: v.to(device) for k, v in tok.collate([[rec.encoded[i] for i in p.history] for p in chunk]).items()}
             targets = torch.tensor([p.target for p in chunk], device=device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                h = F.normalize(model.encode(hist).float(), dim=-1)
+                h_raw = model.encode(hist).float()
+                h = F.normalize(h_raw, dim=-1)
             loss = F.cross_entropy(h @ item_matrix.T / cfg.temperature, targets)
+            if cfg.lambda_map > 0:
+                # FFN2(h_CLS ⊕ h_{n+1,M}) → the target's vector in the (fixed) item matrix.
+                nxt = tok.collate_items([rec.encoded[p.target] for p in chunk])
+                ids, _ = bert_mask(nxt["input_ids"], nxt["token_type_ids"], cfg.next_item_mask_ratio,
+                                   mask_id=tok.mask_id, vocab_size=len(tok.tokenizer), special_ids=tok.special_ids)
+                nxt = {k: v.to(device) for k, v in {**nxt, "input_ids": ids}.items()}
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    pred = model.predict_next(h_raw, model.encode(nxt).float()).float()
+                loss = loss + cfg.lambda_map * mapping_loss(pred, item_matrix[targets], normalize=True)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .masking import IGNORE_INDEX, bert_mask, sample_masked_item
 from .modeling import JEPA4RecModel, JepaEncoder, PretrainOutput
-from .text import TYPE_CLS, TYPE_PAD
+from .text import TYPE_CLS, TYPE_PAD, model_inputs
 
 
 @dataclass
@@ -96,16 +96,8 @@ def extract_item_alone(history: dict[str, torch.Tensor], item_position: torch.Te
     out_types[:, 0] = TYPE_CLS
     positions = torch.arange(length, device=sel.device)[None, :]
     attention = (positions <= counts[:, None]).long()
-    global_mask = torch.zeros_like(attention)
-    global_mask[:, 0] = 1
-    return {
-        "input_ids": out_ids,
-        "attention_mask": attention,
-        "global_attention_mask": global_mask,
-        "token_type_ids": out_types,
-        "position_ids": positions.expand(B, length) * attention,
-        "item_position_ids": attention.clone() - (positions == 0).long(),  # 1 on item tokens, 0 on CLS/pad
-    }
+    item_positions = attention - (positions == 0).long()  # 1 on item tokens, 0 on [CLS] and padding
+    return model_inputs(out_ids, attention, out_types, item_positions)
 
 
 def _concat_batches(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], fills: dict[str, int]) -> dict[str, torch.Tensor]:

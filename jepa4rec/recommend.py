@@ -94,6 +94,8 @@ class Recommender:
         self.encoded: list[EncodedItem] = item_tokenizer.encode_items(dataset.items)
         self.titles = [item_title(it) for it in dataset.items]
         self._item_vectors: torch.Tensor | None = None
+        self._history_cache: dict[tuple, torch.Tensor] = {}
+        self._unit_items: torch.Tensor | None = None
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dataset: SeqRecDataset, device=None, **kwargs) -> "Recommender":
@@ -130,6 +132,10 @@ class Recommender:
         """Item vectors h_i ([CLS] S_i → h_CLS) for arbitrary attribute dicts."""
         return self.embed_encoded_items(self.tok.encode_items(items))
 
+    def cache_key(self) -> str:
+        """Identifies this checkpoint + catalogue + text config (the key of every derived cache)."""
+        return self._cache_path().stem
+
     def _cache_path(self) -> Path:
         key = hashlib.sha256("|".join([
             self.model_digest or "", catalogue_digest(self.dataset.items), json.dumps(self.tok.config.to_dict()),
@@ -150,9 +156,18 @@ class Recommender:
                     save_file({"vectors": self._item_vectors.cpu().contiguous()}, str(path))
         return self._item_vectors
 
+    @property
+    def unit_item_vectors(self) -> torch.Tensor:
+        """The catalogue's item vectors scaled to unit length (cosine = dot product)."""
+        if self._unit_items is None or self._unit_items.shape[0] != self.item_vectors.shape[0]:
+            self._unit_items = F.normalize(self.item_vectors, dim=-1)
+        return self._unit_items
+
     def refresh_item_vectors(self) -> torch.Tensor:
         """Re-encode the catalogue (during fine-tuning the weights change under the cache)."""
         self._item_vectors = None
+        self._unit_items = None
+        self._history_cache.clear()
         use, self.use_cache = self.use_cache, False
         try:
             return self.item_vectors
@@ -169,7 +184,7 @@ class Recommender:
     def score_all(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """Cosine of every history vector with every catalogue item: [B, n_items] (the Scorer API)."""
         h = F.normalize(self.embed_history(histories), dim=-1)
-        return h @ F.normalize(self.item_vectors, dim=-1).T
+        return h @ self.unit_item_vectors.T
 
     def masked_item(self, item: int, reveal: float, order: str = "sequential", seed: int = 0) -> tuple[EncodedItem, list[str]]:
         """The item's tokens with all value words masked except ``round(reveal * n_words)`` of them."""
@@ -189,20 +204,42 @@ class Recommender:
         revealed = [value_words[w] for w in sorted(shown.tolist()) if w < len(value_words)]
         return EncodedItem(ids, enc.types, words), revealed
 
+    def history_vector(self, history: Sequence[int]) -> torch.Tensor:
+        """h_CLS of one history, memoised: moving the reveal slider re-encodes only the target."""
+        key = tuple(history)
+        vec = self._history_cache.get(key)
+        if vec is None:
+            vec = self.embed_history([list(history)])[0]
+            if len(self._history_cache) >= 256:
+                self._history_cache.pop(next(iter(self._history_cache)))
+            self._history_cache[key] = vec
+        return vec
+
+    @torch.no_grad()
+    def reveal_curve(self, history: Sequence[int], target: int, reveals: Sequence[float], order: str = "sequential",
+                     seed: int = 0, mode: str = "predictor") -> list[int]:
+        """The target's rank at each reveal fraction, for one history (one batched forward)."""
+        h_cls = self.history_vector(history).expand(len(reveals), -1)
+        masked = [self.masked_item(target, r, order, seed)[0] for r in reveals]
+        scores = self._query_scores(h_cls, self.embed_encoded_items(masked), mode)
+        return [int(x) for x in (scores >= scores[:, target:target + 1]).sum(dim=1).tolist()]
+
+    def _query_scores(self, h_cls: torch.Tensor, h_masked: torch.Tensor, mode: str) -> torch.Tensor:
+        items = self.unit_item_vectors
+        if mode == "predictor":
+            query = self.model.predict_next(h_cls, h_masked).float()
+            return F.normalize(query, dim=-1) @ items.T
+        if mode == "sum":
+            return (F.normalize(h_cls, dim=-1) + F.normalize(h_masked, dim=-1)) @ items.T
+        raise ValueError(f"reveal mode must be 'predictor' or 'sum', got {mode!r}")
+
     @torch.no_grad()
     def reveal_scores(self, histories: Sequence[Sequence[int]], targets: Sequence[int], reveal: float,
                       order: str = "sequential", seed: int = 0, mode: str = "predictor") -> torch.Tensor:
         """[B, n_items] scores given each history and a partly revealed target."""
         masked = [self.masked_item(t, reveal, order, seed + i)[0] for i, t in enumerate(targets)]
-        h_cls = self.embed_history(histories)
-        h_m = self.embed_encoded_items(masked)
-        items = F.normalize(self.item_vectors, dim=-1)
-        if mode == "predictor":
-            query = self.model.predict_next(h_cls, h_m).float()
-            return F.normalize(query, dim=-1) @ items.T
-        if mode == "sum":
-            return (F.normalize(h_cls, dim=-1) + F.normalize(h_m, dim=-1)) @ items.T
-        raise ValueError(f"reveal mode must be 'predictor' or 'sum', got {mode!r}")
+        h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
+        return self._query_scores(h_cls, self.embed_encoded_items(masked), mode)
 
     def recommend(self, history: Sequence[int], k: int = 10, target: int | None = None, reveal: float | None = None,
                   reveal_order: str = "sequential", seed: int = 0, reveal_mode: str = "predictor",
@@ -214,7 +251,8 @@ class Recommender:
             raise ValueError(f"reveal must be within [0, 1], got {reveal}")
         revealed: list[str] = []
         if reveal is None:
-            scores = self.score_all([list(history)])[0]
+            h = F.normalize(self.history_vector(history), dim=-1)
+            scores = self.unit_item_vectors @ h
         else:
             _, revealed = self.masked_item(target, reveal, reveal_order, seed)
             scores = self.reveal_scores([list(history)], [target], reveal, reveal_order, seed, reveal_mode)[0]

@@ -116,6 +116,23 @@ class EncodedItem:
         return len(self.ids)
 
 
+def model_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                 item_position_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The batch dict the encoder takes: adds token positions (0 = [CLS]) and [CLS]-only global attention."""
+    B, length = input_ids.shape
+    positions = torch.arange(length, device=input_ids.device).expand(B, length) * attention_mask
+    global_attention_mask = torch.zeros_like(attention_mask)
+    global_attention_mask[:, 0] = 1
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "global_attention_mask": global_attention_mask,
+        "token_type_ids": token_type_ids,
+        "position_ids": positions.contiguous(),
+        "item_position_ids": item_position_ids,
+    }
+
+
 class ItemTokenizer:
     """Turns catalogues into per-item token arrays and histories into padded model batches."""
 
@@ -192,17 +209,7 @@ class ItemTokenizer:
             token_type_ids[b, :n] = torch.tensor(types)
             item_position_ids[b, :n] = torch.tensor(item_pos)
             attention_mask[b, :n] = 1
-        position_ids = torch.arange(length).expand(B, length) * attention_mask
-        global_attention_mask = torch.zeros_like(attention_mask)
-        global_attention_mask[:, 0] = 1
-        return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "global_attention_mask": global_attention_mask,
-            "token_type_ids": token_type_ids,
-            "position_ids": position_ids.contiguous(),
-            "item_position_ids": item_position_ids,
-        }
+        return model_inputs(input_ids, attention_mask, token_type_ids, item_position_ids)
 
     def collate_items(self, items: Sequence[EncodedItem], pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
         """Each item alone, ``[CLS] S_i``: the input that gives item vectors."""

@@ -212,3 +212,40 @@ def fake_recbole_wheel(tmp_path) -> Path:
         zf.writestr(f"{base}.item", ML_ITEM.encode("latin-1"))
         zf.writestr("recbole/__init__.py", "")
     return wheel
+
+
+# --- a small trained model, shared by the fine-tuning, Recommender and app tests -----------------
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory):
+    """A one-domain toy dataset (SeqRecBench layout) whose next items are predictable from text."""
+    from toy_corpus import write_domain
+
+    return str(write_domain(tmp_path_factory.mktemp("toy") / "Toy", seed=3, n_users=90, n_items=30))
+
+
+@pytest.fixture(scope="session")
+def finetuned(toy, tmp_path_factory):
+    """(FinetuneConfig, result) of a real fine-tuning run from scratch on ``toy`` (a few seconds)."""
+    import torch
+
+    from jepa4rec.config import FinetuneConfig, OptimConfig
+    from jepa4rec.finetuning import finetune
+    from toy_corpus import TINY_MODEL
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("ft")
+    model = {**TINY_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    cfg = FinetuneConfig(output_dir=str(out), dataset=toy, model=model, vocab_size=200, max_items=10,
+                         max_tokens=128, batch_size=8, epochs=4, patience=4, progress=False, seed=5,
+                         lambda_map=0.1, optim=OptimConfig(lr=3e-3, warmup_steps=5))
+    return cfg, finetune(cfg)
+
+
+@pytest.fixture(scope="session")
+def rec(finetuned, toy):
+    from jepa4rec.data import load_dataset
+    from jepa4rec.recommend import Recommender
+
+    cfg, _ = finetuned
+    return Recommender.from_pretrained(f"{cfg.output_dir}/best", load_dataset(toy))

@@ -423,3 +423,31 @@ def test_save_load_roundtrip(tmp_path, item_tok, histories):
     with torch.no_grad():
         assert torch.equal(model2.encode(batch), model.encode(batch))
 
+
+
+def test_init_from_a_local_longformer_copies_matching_weights(tmp_path):
+    """--init-from: a Longformer saved locally (weights + tokenizer) seeds our encoder, offline."""
+    from transformers import LongformerConfig, LongformerModel
+
+    from jepa4rec.text import ItemTokenizer, load_tokenizer, train_tokenizer
+    from jepa4rec.training import init_from_pretrained
+
+    tok = train_tokenizer([f"title item {i} brand maker{i % 7}" for i in range(200)], vocab_size=120, min_frequency=1)
+    src = LongformerModel(LongformerConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                           intermediate_size=64, attention_window=16, max_position_embeddings=130,
+                                           pad_token_id=tok.pad_token_id), add_pooling_layer=False)
+    src.save_pretrained(tmp_path / "lf")
+    tok.save_pretrained(tmp_path / "lf")
+    ours = JEPA4RecModel(JepaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                    intermediate_size=64, attention_window=16, max_position_embeddings=128,
+                                    pad_token_id=tok.pad_token_id))
+    copied = init_from_pretrained(ours, str(tmp_path / "lf"))
+    assert "encoder.embeddings.word_embeddings.weight" in copied
+    assert "encoder.longformer.encoder.layer.0.attention.self.query.weight" in copied
+    assert torch.equal(ours.encoder.embeddings.word_embeddings.weight, src.embeddings.word_embeddings.weight)
+    layer = "encoder.layer.0.attention.self.query_global.weight"
+    assert torch.equal(ours.encoder.longformer.state_dict()[layer], src.state_dict()[layer])
+    # RoBERTa-style positions start after the padding index.
+    offset = tok.pad_token_id + 1
+    assert torch.equal(ours.encoder.embeddings.position_embeddings.weight, src.embeddings.position_embeddings.weight[offset:offset + 128])
+    assert ItemTokenizer(load_tokenizer(tmp_path / "lf")).vocab_size == len(tok)

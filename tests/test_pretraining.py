@@ -27,34 +27,13 @@ import yaml
 from jepa4rec import training
 from jepa4rec.config import OptimConfig, PretrainConfig
 from jepa4rec.training import LOG_FIELDS, build_optimizer, build_scheduler, pretrain
+from toy_corpus import TINY_MODEL, write_domain
 
 # The machine is shared and the model is tiny: intra-op threads only contend (one thread is ~10x
 # faster than two here). Subprocesses get OMP_NUM_THREADS=1 for the same reason.
 torch.set_num_threads(1)
 
 PROJECT = Path(__file__).resolve().parents[1]
-THEMES = ["red guitar", "blue drum", "green piano", "black violin", "white bass", "silver flute"]
-FILLER = "string pedal cable tuner capo pick stand case strap light heavy steel nylon acoustic electric classic".split()
-TINY_MODEL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, attention_window=16)
-
-
-def write_domain(folder: Path, seed: int, n_users: int = 60, n_items: int = 30) -> Path:
-    """items.jsonl + interactions.csv; user u buys 5 of the 5 items of theme u % 6 in random order."""
-    rng = random.Random(seed)
-    folder.mkdir(parents=True)
-    theme_of = [i % len(THEMES) for i in range(n_items)]
-    with open(folder / "items.jsonl", "w") as fh:
-        for i in range(n_items):
-            title = f"{THEMES[theme_of[i]]} {' '.join(rng.sample(FILLER, 2))}"
-            fh.write(json.dumps({"item_id": 1000 + i, "title": title}) + "\n")
-    rows = []
-    for u in range(n_users):
-        pool = [i for i in range(n_items) if theme_of[i] == u % len(THEMES)]
-        rows += [f"u{u},{1000 + i},{k * 100 + u}" for k, i in enumerate(rng.sample(pool, 5))]
-    (folder / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> list[str]:
     root = tmp_path_factory.mktemp("corpus")

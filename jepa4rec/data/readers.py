@@ -368,6 +368,19 @@ def _amazon_categories(value) -> str:
     return str(value or "")
 
 
+def _read_reviews(path: Path, user_key: str, item_key: str, time_key: str) -> pd.DataFrame:
+    """(user, item, time) rows of an Amazon review file, naming the line of any bad record."""
+    users, item_col, times = [], [], []
+    for lineno, obj in _json_lines(path):
+        users.append(str(_field(obj, user_key, path, lineno)))
+        item_col.append(str(_field(obj, item_key, path, lineno)))
+        t = _field(obj, time_key, path, lineno)
+        if not isinstance(t, (int, float)):
+            raise DataFormatError(f"{path}:{lineno}: field '{time_key}' is not a number")
+        times.append(t)
+    return pd.DataFrame({"user": users, "item": item_col, "time": times})
+
+
 def read_amazon2018(reviews: Path, meta: Path) -> RawData:
     items: dict[str, dict[str, str]] = {}
     for lineno, obj in _json_lines(Path(meta)):
@@ -377,15 +390,7 @@ def read_amazon2018(reviews: Path, meta: Path) -> RawData:
             "brand": obj.get("brand", ""),
             "categories": _amazon_categories(obj.get("category", obj.get("categories", []))),
         }
-    users, item_col, times = [], [], []
-    for lineno, obj in _json_lines(Path(reviews)):
-        users.append(str(_field(obj, "reviewerID", reviews, lineno)))
-        item_col.append(str(_field(obj, "asin", reviews, lineno)))
-        t = _field(obj, "unixReviewTime", reviews, lineno)
-        if not isinstance(t, (int, float)):
-            raise DataFormatError(f"{reviews}:{lineno}: field 'unixReviewTime' is not a number")
-        times.append(t)
-    return RawData(items, pd.DataFrame({"user": users, "item": item_col, "time": times}))
+    return RawData(items, _read_reviews(Path(reviews), "reviewerID", "asin", "unixReviewTime"))
 
 
 def read_amazon2023(reviews: Path, meta: Path) -> RawData:
@@ -399,15 +404,7 @@ def read_amazon2023(reviews: Path, meta: Path) -> RawData:
             "brand": brand,
             "categories": _amazon_categories(obj.get("categories", [])),
         }
-    users, item_col, times = [], [], []
-    for lineno, obj in _json_lines(Path(reviews)):
-        users.append(str(_field(obj, "user_id", reviews, lineno)))
-        item_col.append(str(_field(obj, "parent_asin", reviews, lineno)))
-        t = _field(obj, "timestamp", reviews, lineno)
-        if not isinstance(t, (int, float)):
-            raise DataFormatError(f"{reviews}:{lineno}: field 'timestamp' is not a number")
-        times.append(t)
-    return RawData(items, pd.DataFrame({"user": users, "item": item_col, "time": times}))
+    return RawData(items, _read_reviews(Path(reviews), "user_id", "parent_asin", "timestamp"))
 
 
 # --- g. RecBole atomic ml-100k (.inter + .item), e.g. from the recbole wheel -------------------------

@@ -1,0 +1,143 @@
+"""Fine-tuning end to end on the toy corpus, then the Recommender (the one inference API) on its result."""
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from jepa4rec.checkpoint import is_model_dir
+from jepa4rec.config import FinetuneConfig, OptimConfig, load_config
+from jepa4rec.data import load_dataset
+from jepa4rec.evaluation import rank_of_targets
+from jepa4rec.finetuning import finetune, training_pairs
+from jepa4rec.recommend import Recommender
+from jepa4rec.text import TYPE_VALUE
+
+torch.set_num_threads(1)
+
+
+def test_training_pairs_use_only_the_training_part(toy):
+    ds = load_dataset(toy)
+    train = ds.train_sequences()
+    prefixes = {tuple(s[:t + 1]) for s in train for t in range(1, len(s))}
+    pairs = training_pairs(ds, "all", 10, np.random.default_rng(0))
+    assert len(pairs) == sum(len(s) - 1 for s in train)
+    # Every pair is (a prefix of a training sequence, its next training item): no held-out target.
+    assert all(p.history + (p.target,) in prefixes for p in pairs)
+    sampled = training_pairs(ds, "sample", 10, np.random.default_rng(0))
+    assert len(sampled) == sum(1 for s in train if len(s) >= 2)
+    assert all(p.history + (p.target,) in prefixes for p in sampled)
+    with pytest.raises(ValueError, match="pairs must be"):
+        training_pairs(ds, "every", 10, np.random.default_rng(0))
+
+
+def test_finetuning_raises_validation_ndcg(finetuned):
+    cfg, result = finetuned
+    assert cfg.lambda_map > 0  # the predictor was trained too (the Recommender's reveal uses it)
+    before = result["valid_before"]["NDCG@10"]
+    best = max(h["valid"]["NDCG@10"] for h in result["history"][1:])
+    assert best > before + 0.1, (before, best)
+    assert result["test"]["NDCG@10"] > before
+    out = cfg.output_dir
+    assert is_model_dir(f"{out}/best")
+    card = json.load(open(f"{out}/best/training_card.json"))
+    assert card["kind"] == "finetune" and "test" in card
+    saved = json.load(open(f"{out}/results.json"))
+    assert saved["best_epoch"] == result["best_epoch"] and saved["seed"] == 5
+
+
+def test_finetune_config_rejects_architecture_changes_of_a_pretrained_model():
+    with pytest.raises(ValueError, match="may only set"):
+        FinetuneConfig(init_from="x", model={"hidden_size": 64})
+    cfg = FinetuneConfig(init_from="x", model={"hidden_dropout_prob": 0.1})
+    assert cfg.model["hidden_dropout_prob"] == 0.1
+    assert load_config(FinetuneConfig, "finetune_tiny").batch_size == 16
+
+
+def test_recommend_ranks_and_target_rank_agree_with_score_all(rec):
+    ds = rec.dataset
+    case = ds.test_cases()[0]
+    out = rec.recommend(case.history, k=5, target=case.target)
+    assert len(out.items) == 5
+    scores = [r.score for r in out.items]
+    assert scores == sorted(scores, reverse=True)
+    full = rec.score_all([case.history])
+    assert out.target_rank == int(rank_of_targets(full, [case.target])[0])
+    assert out.items[0].title == ds.items[out.items[0].item]["title"]
+
+
+def test_exclude_history_never_removes_the_target(rec):
+    case = rec.dataset.test_cases()[1]
+    history = list(case.history) + [case.target]
+    out = rec.recommend(history, k=30, target=case.target, exclude_history=True)
+    shown = {r.item for r in out.items}
+    assert not (set(case.history) & shown)
+    assert case.target in shown and out.target_rank is not None
+
+
+def test_reveal_masks_all_but_the_revealed_words(rec):
+    item = 0
+    enc = rec.encoded[item]
+    value = enc.types == TYPE_VALUE
+    n_words = int(enc.words.max()) + 1
+    none, words0 = rec.masked_item(item, 0.0)
+    assert (none.ids[value] == rec.tok.mask_id).all() and words0 == []
+    assert (none.ids[~value] == enc.ids[~value]).all()  # attribute names stay visible
+    full, words1 = rec.masked_item(item, 1.0)
+    assert (full.ids == enc.ids).all() and len(words1) == n_words
+    half, words_half = rec.masked_item(item, 0.5)
+    k = int(np.floor(0.5 * n_words + 0.5))
+    assert words_half == rec.dataset.items[item]["title"].split()[:k]  # sequential: the first words
+    shown = np.isin(enc.words, np.arange(k)) & value
+    assert (half.ids[shown] == enc.ids[shown]).all() and (half.ids[value & ~shown] == rec.tok.mask_id).all()
+    r1, w1 = rec.masked_item(item, 0.5, order="random", seed=3)
+    r2, w2 = rec.masked_item(item, 0.5, order="random", seed=3)
+    assert w1 == w2 and (r1.ids == r2.ids).all() and len(w1) == k
+
+
+def test_recommend_with_reveal_returns_a_rank(rec):
+    case = rec.dataset.test_cases()[2]
+    ranks = [rec.recommend(case.history, target=case.target, reveal=r).target_rank for r in (0.0, 0.5, 1.0)]
+    assert all(1 <= r <= rec.dataset.n_items for r in ranks)
+    summed = rec.recommend(case.history, target=case.target, reveal=1.0, reveal_mode="sum")
+    assert 1 <= summed.target_rank <= rec.dataset.n_items
+    with pytest.raises(ValueError, match="needs a target"):
+        rec.recommend(case.history, reveal=0.5)
+    with pytest.raises(ValueError, match="within"):
+        rec.recommend(case.history, target=case.target, reveal=1.5)
+    with pytest.raises(ValueError, match="reveal_order"):
+        rec.recommend(case.history, target=case.target, reveal=0.5, reveal_order="backwards")
+
+
+def test_item_vector_cache_is_keyed_by_checkpoint_and_catalogue(finetuned, toy, tmp_path, monkeypatch):
+    monkeypatch.setenv("JEPA4REC_CACHE", str(tmp_path / "cache"))
+    cfg, _ = finetuned
+    ds = load_dataset(toy)
+    a = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds)
+    va = a.item_vectors
+    path = a._cache_path()
+    assert path.exists()
+    b = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds)
+    assert b._cache_path() == path and torch.equal(b.item_vectors, va)
+    # Same dataset name, one title changed: a different key, never the stale vectors.
+    changed = replace(ds, items=[dict(it) for it in ds.items])
+    changed.items[0]["title"] = "a completely different product"
+    c = Recommender.from_pretrained(f"{cfg.output_dir}/best", changed)
+    assert c._cache_path() != path
+    assert not torch.allclose(c.item_vectors[0], va[0])
+    # Same catalogue, different weights: a different key.
+    from jepa4rec.checkpoint import load_model_dir, save_model_dir
+
+    model, tok, card = load_model_dir(f"{cfg.output_dir}/best")
+    with torch.no_grad():
+        model.encoder.embeddings.LayerNorm.bias.add_(0.5)
+    save_model_dir(tmp_path / "other", model, tok, card)
+    d = Recommender.from_pretrained(tmp_path / "other", ds)
+    assert d._cache_path() != path
