@@ -120,27 +120,41 @@ def reveal_curve(served: Served, history: list[int], target: int, order: str = "
 
 
 def item_groups(items: list[dict], top: int = 10) -> list[str]:
-    """A colour group per item: its first genre, or the first category level that tells items apart."""
-    raw = []
+    """A colour group per item: its first genre, or the first category level that tells items apart.
+
+    Comma-separated category paths give levels; space-joined ones (UniSRec's text) give words, of which
+    two are kept. Leading levels that nearly every item shares (e.g. "Industrial & Scientific") are
+    skipped; groups beyond the ``top`` most frequent become "other".
+    """
+    paths: list[list[str] | None] = []
+    width: list[int] = []
     for attrs in items:
+        cats = attrs.get("categories", "")
+        if attrs.get("genres") or not cats:
+            paths.append(None)
+            width.append(0)
+        elif "," in cats:
+            paths.append([p.strip() for p in cats.split(",") if p.strip()])
+            width.append(1)
+        else:
+            paths.append(cats.split())
+            width.append(2)
+    with_path = [p for p in paths if p]
+    depth = 0
+    while with_path:
+        heads = Counter(tuple(p[:depth + 1]) for p in with_path if len(p) > depth)
+        if not heads or heads.most_common(1)[0][1] < 0.8 * len(with_path):
+            break
+        depth += 1
+    raw = []
+    for attrs, path, w in zip(items, paths, width):
         if attrs.get("genres"):
             raw.append(attrs["genres"].split(",")[0].strip())
-        elif attrs.get("categories"):
-            parts = [p.strip() for p in attrs["categories"].split(",") if p.strip()]
-            raw.append(parts if len(parts) > 1 else attrs["categories"].split())
+        elif path:
+            raw.append(" ".join(path[depth:depth + w]) or " ".join(path[-w:]))
         else:
             raw.append("")
-    if raw and isinstance(raw[0], list):
-        # Skip leading levels (or words) that nearly every item shares, e.g. "Industrial & Scientific".
-        depth = 0
-        while True:
-            heads = Counter(tuple(r[:depth + 1]) for r in raw if isinstance(r, list))
-            if not heads or heads.most_common(1)[0][1] < 0.8 * len(raw):
-                break
-            depth += 1
-        raw = [" ".join(r[depth:depth + 2]) if isinstance(r, list) else r for r in raw]
-    counts = Counter(raw)
-    keep = {g for g, _ in counts.most_common(top) if g}
+    keep = {g for g, _ in Counter(raw).most_common(top) if g}
     return [g if g in keep else "other" for g in raw]
 
 
