@@ -53,12 +53,13 @@ class Experiment:
     y: str
     color: str
     facet: str | None = None
+    row: str | None = None  # a second facet, in rows
     kind: str = "line"  # line | bar
 
 
 EXPERIMENTS = (
     Experiment("reveal_curve", "Reveal case study (Fig. 7): Recall@10 against the share of target words revealed",
-               "python scripts/reproduce_reveal.py", x="reveal", y="value", color="model", facet="metric"),
+               "python scripts/reproduce_reveal.py", x="reveal", y="value", color="model", facet="metric", row="dataset"),
     Experiment("masking_ratio", "Next-item masking ratio (Fig. 8)", "python scripts/reproduce_masking.py",
                x="ratio", y="value", color="dataset", facet="metric"),
     Experiment("ablations", "Ablations (Table 3)", "python scripts/reproduce_ablations.py",
@@ -82,13 +83,14 @@ def read_result(path: Path) -> pd.DataFrame:
 def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
     agg = df
     error = None
-    group_cols = [c for c in (exp.x, exp.color, exp.facet) if c]
+    group_cols = [c for c in (exp.x, exp.color, exp.facet, exp.row) if c]
     if df.duplicated(group_cols).any():  # several seeds: mean and spread
         agg = df.groupby(group_cols, as_index=False)[exp.y].agg(["mean", "std"]).reset_index()
         agg = agg.rename(columns={"mean": exp.y})
         error = "std"
     plot = px.bar if exp.kind == "bar" else px.line
-    kwargs = dict(x=exp.x, y=exp.y, color=exp.color, facet_col=exp.facet, error_y=error, title=exp.title)
+    kwargs = dict(x=exp.x, y=exp.y, color=exp.color, facet_col=exp.facet, facet_row=exp.row, error_y=error,
+                  title=exp.title)
     if exp.kind == "bar":
         kwargs["barmode"] = "group"
     else:
@@ -96,7 +98,8 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
     fig = plot(agg, **kwargs)
     if exp.facet:
         fig.update_yaxes(matches=None, showticklabels=True)
-    fig.update_layout(height=380, margin=dict(l=40, r=20, t=60, b=40))
+    n_rows = agg[exp.row].nunique() if exp.row else 1
+    fig.update_layout(height=300 + 220 * n_rows, margin=dict(l=40, r=20, t=60, b=40))
     return fig
 
 

@@ -73,6 +73,9 @@ class PretrainConfig:
     batch_size: int = 32  # per process
     max_steps: int = 2000
     max_minutes: float | None = None  # stop (and save) after this wall time
+    # Length of the LR and EMA-momentum schedules (None = max_steps): lets a run stop where another,
+    # longer-scheduled run stopped (e.g. by its time budget) with the very same schedules.
+    schedule_steps: int | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     ema_momentum_start: float = 0.996

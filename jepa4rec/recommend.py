@@ -186,12 +186,15 @@ class Recommender:
         h = F.normalize(self.embed_history(histories), dim=-1)
         return h @ self.unit_item_vectors.T
 
-    def masked_item(self, item: int, reveal: float, order: str = "sequential", seed: int = 0) -> tuple[EncodedItem, list[str]]:
-        """The item's tokens with all value words masked except ``round(reveal * n_words)`` of them."""
+    def masked_item(self, item: int, reveal: float, order: str = "sequential", seed: int = 0,
+                    n_words: int | None = None) -> tuple[EncodedItem, list[str]]:
+        """The item's tokens with all value words masked except ``round(reveal * n_words)`` of them
+        (or exactly ``n_words`` of them when given, as in "reveal two words")."""
         enc = self.encoded[item]
         words = enc.words
-        n_words = int(words.max()) + 1 if len(words) and words.max() >= 0 else 0
-        n_reveal = int(math.floor(reveal * n_words + 0.5))
+        total = int(words.max()) + 1 if len(words) and words.max() >= 0 else 0
+        n_reveal = min(n_words, total) if n_words is not None else int(math.floor(reveal * total + 0.5))
+        n_words = total
         if order == "sequential":
             shown = np.arange(n_reveal)
         elif order == "random":
@@ -235,10 +238,13 @@ class Recommender:
 
     @torch.no_grad()
     def reveal_scores(self, histories: Sequence[Sequence[int]], targets: Sequence[int], reveal: float,
-                      order: str = "sequential", seed: int = 0, mode: str = "predictor") -> torch.Tensor:
-        """[B, n_items] scores given each history and a partly revealed target."""
-        masked = [self.masked_item(t, reveal, order, seed + i)[0] for i, t in enumerate(targets)]
-        h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
+                      order: str = "sequential", seed: int = 0, mode: str = "predictor",
+                      n_words: int | None = None, h_cls: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, n_items] scores given each history and a partly revealed target (``h_cls``: the
+        histories' vectors when already computed, e.g. across a sweep of reveal fractions)."""
+        masked = [self.masked_item(t, reveal, order, seed + i, n_words)[0] for i, t in enumerate(targets)]
+        if h_cls is None:
+            h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
         return self._query_scores(h_cls, self.embed_encoded_items(masked), mode)
 
     def recommend(self, history: Sequence[int], k: int = 10, target: int | None = None, reveal: float | None = None,

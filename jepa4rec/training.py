@@ -189,7 +189,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     target = build_target_encoder(model).to(accelerator.device)
 
     optimizer = build_optimizer(model, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.optim, cfg.max_steps)
+    schedule_steps = cfg.schedule_steps or cfg.max_steps
+    scheduler = build_scheduler(optimizer, cfg.optim, schedule_steps)
     module = PretrainingModule(model, cfg, item_tok)
 
     step, epoch, batch_start = 0, 0, 0
@@ -256,7 +257,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                 optimizer.zero_grad(set_to_none=True)
             if not accelerator.sync_gradients:
                 continue
-            momentum = momentum_at(step, cfg.max_steps, cfg.ema_momentum_start, cfg.ema_momentum_end)
+            momentum = momentum_at(step, schedule_steps, cfg.ema_momentum_start, cfg.ema_momentum_end)
             ema_update(target, unwrapped.model.encoder, momentum)
             step += 1
             last = {k: float(v.detach()) for k, v in outputs.items()}

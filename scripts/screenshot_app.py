@@ -1,0 +1,85 @@
+"""Start ``python app.py`` and take a screenshot of every tab in headless Chromium.
+
+  python scripts/screenshot_app.py --out test-artifacts/screens          # ml-100k, user 0, reveal 30%
+
+Needs Debian's chromium (/usr/bin/chromium) and the ``playwright`` package (requirements-dev.txt).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking"]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(ROOT / "test-artifacts" / "screens"), help="folder for the PNG files")
+    p.add_argument("--dataset", default=None, help="dataset to select (default: the app's default)")
+    p.add_argument("--user", type=int, default=0, help="test-split user to load")
+    p.add_argument("--reveal", type=int, default=30, help="reveal percentage to set")
+    p.add_argument("--chromium", default="/usr/bin/chromium")
+    args = p.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1500})
+            page.goto(url)
+            page.get_by_text("No target chosen").wait_for(timeout=180_000)
+            if args.dataset:
+                page.get_by_label("Dataset").click()
+                page.get_by_test_id("dropdown-option").filter(has_text=args.dataset).first.click()
+                page.get_by_text("No target chosen").wait_for(timeout=180_000)
+            page.get_by_label("User of the test split").fill(str(args.user))
+            page.get_by_role("button", name="Load this user").click()
+            page.get_by_text("Rank with 0% revealed").wait_for(timeout=60_000)
+            page.get_by_label(f"number input for Reveal % of the target's words").fill(str(args.reveal))
+            page.keyboard.press("Enter")
+            page.get_by_text(f"Rank with {args.reveal}% revealed").wait_for(timeout=60_000)
+            page.wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "1_recommend_reveal.png"), full_page=True)
+            page.get_by_role("tab", name="Embedding map").click()
+            page.get_by_role("button", name="Draw / refresh the map").click()
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=300_000)
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(out / "2_embedding_map.png"), full_page=True)
+            page.get_by_role("tab", name="Experiments").click()
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(out / "3_experiments.png"), full_page=True)
+            page.get_by_role("tab", name="About").click()
+            page.wait_for_timeout(2000)
+            page.screenshot(path=str(out / "4_about.png"), full_page=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    print(f"screenshots in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
