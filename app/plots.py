@@ -114,3 +114,15 @@ def training_curve_figure(log_csv: Path) -> go.Figure | None:
     fig.update_yaxes(matches=None, showticklabels=True)
     fig.update_layout(height=300, margin=dict(l=40, r=20, t=60, b=40), showlegend=False)
     return fig
+
+
+def finetune_curve_figure(results_json: Path) -> go.Figure | None:
+    """Validation NDCG@10 / Recall@10 per epoch of a fine-tuning run (its ``results.json``)."""
+    if not results_json.exists():
+        return None
+    history = json.loads(results_json.read_text())["history"]
+    rows = [{"epoch": h["epoch"], "metric": m, "value": h["valid"][m]} for h in history for m in ("NDCG@10", "Recall@10")]
+    fig = px.line(pd.DataFrame(rows), x="epoch", y="value", color="metric", markers=True,
+                  title="Fine-tuning of the loaded checkpoint: validation metrics per epoch")
+    fig.update_layout(height=320, margin=dict(l=40, r=20, t=60, b=40))
+    return fig

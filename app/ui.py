@@ -8,8 +8,10 @@ import gradio as gr
 from jepa4rec.evaluation import format_metrics
 
 from . import handlers as H
-from .plots import EXPERIMENTS, embedding_figure, experiment_figure, read_result, reveal_curve_figure, training_curve_figure
+from .plots import (EXPERIMENTS, embedding_figure, experiment_figure, finetune_curve_figure, read_result,
+                    reveal_curve_figure, training_curve_figure)
 from .service import DEFAULT_DATASET, AppService
+from jepa4rec.data.registry import PROJECT_ROOT
 
 try:  # On ZeroGPU Spaces, `spaces.GPU` attaches a GPU for the call; elsewhere the package is absent.
     import spaces
@@ -100,11 +102,20 @@ def build_demo(service: AppService) -> gr.Blocks:
             map_plot = gr.Plot()
 
         with gr.Tab("Experiments"):
+            pretrain_log = service.checkpoints_dir / service.index["default"] / "train_log.csv"
+            curve_fig = training_curve_figure(pretrain_log)
+            if curve_fig is not None:
+                gr.Markdown(f"### Pre-training of the default checkpoint\nFrom `{pretrain_log.parent.name}/train_log.csv`.")
+                gr.Plot(curve_fig)
             for exp in EXPERIMENTS:
                 path = service.result_file(exp.stem)
-                if path is None:
+                script = PROJECT_ROOT / exp.command.split()[1]
+                if path is None and script.exists():
                     gr.Markdown(f"### {exp.title}\nNo result file yet: run `{exp.command}` "
                                 f"(it writes `scripts/results/{exp.stem}.csv`).")
+                elif path is None:
+                    gr.Markdown(f"### {exp.title}\nNot measured yet: `{exp.command}` is still to be written "
+                                f"(it will write `scripts/results/{exp.stem}.csv`).")
                 else:
                     gr.Markdown(f"### {exp.title}\nFrom `{path.name}`, written by `{exp.command}`.")
                     gr.Plot(experiment_figure(exp, read_result(path)))
@@ -138,8 +149,9 @@ def build_demo(service: AppService) -> gr.Blocks:
 
         def on_dataset(name):
             service.get(name)
-            return [], None, [], about_markdown(service, name), training_curve_figure(
-                service.get(name).checkpoint / "train_log.csv")
+            ckpt = service.get(name).checkpoint
+            return [], None, [], about_markdown(service, name), (
+                training_curve_figure(ckpt / "train_log.csv") or finetune_curve_figure(ckpt / "finetune_results.json"))
 
         def on_map(name, hist, tgt, top):
             served = service.get(name)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .batches import EncodedCorpus, Pair
+from .batches import Pair
 from .checkpoint import is_model_dir, load_model_dir, save_model_dir
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
@@ -81,8 +81,7 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
     model, tok, source_card = build_model(cfg, dataset)
     rec = Recommender(model, tok, dataset, device=cfg.device, batch_size=cfg.eval_batch_size, use_cache=False)
     device = rec.device
-    corpus = EncodedCorpus([dataset], tok)
-    corpus.items = [rec.encoded]  # one tokenization of the catalogue serves training and scoring
+    # rec.encoded (the catalogue tokenized once) serves both training batches and scoring.
     mp = resolve_mixed_precision(cfg.mixed_precision) if device.type == "cuda" else "no"
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
 

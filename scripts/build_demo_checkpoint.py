@@ -69,6 +69,8 @@ def main(argv=None) -> int:
     log = Path(args.log) if args.log else src.parent / "train_log.csv"
     if log.exists():
         shutil.copy2(log, dst / "train_log.csv")
+    if (src.parent / "results.json").exists():  # a fine-tuning run: validation history, test metrics
+        shutil.copy2(src.parent / "results.json", dst / "finetune_results.json")
     card = json.loads((dst / "training_card.json").read_text())
     if args.zero_shot:
         from jepa4rec.data import load_dataset

@@ -23,8 +23,12 @@ def _stats(args) -> int:
         overrides["item_key"] = args.item_key
     rows = []
     for name in names:
+        spec = DATASETS.get(name)
+        kwargs = dict(overrides)
+        if "item_key" in kwargs and spec is not None and spec.reader != "online_retail":
+            kwargs.pop("item_key")  # --item-key only concerns Online Retail
         try:
-            ds = load_dataset(name, root=args.data_root, **overrides)
+            ds = load_dataset(name, root=args.data_root, **kwargs)
         except DataFormatError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
