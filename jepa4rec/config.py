@@ -190,3 +190,14 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | None
         if not isinstance(data, dict):
             raise ValueError(f"{p}: expected a mapping at the top level")
     return _build(cls, _merge(data, parse_overrides(overrides)))
+
+
+def config_from_cli(parser, cls, args, shortcuts: tuple[str, ...] = ()):
+    """The run config of a CLI: ``--config`` file, then ``--set`` pairs, then the named shortcut flags
+    (``--output-dir`` and the like); a bad option becomes an argparse error (exit code 2)."""
+    overrides = list(args.set)
+    overrides += [f"{key}={getattr(args, key)}" for key in shortcuts if getattr(args, key, None)]
+    try:
+        return load_config(cls, args.config, overrides)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))

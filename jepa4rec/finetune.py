@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from .config import FinetuneConfig, load_config
+from .config import FinetuneConfig, config_from_cli
 
 
 def main(argv=None) -> int:
@@ -24,15 +24,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default=None, help="shortcut for --set dataset=...")
     parser.add_argument("--output-dir", default=None, help="shortcut for --set output_dir=...")
     args = parser.parse_args(argv)
-    overrides = list(args.set)
-    for key in ("init_from", "dataset", "output_dir"):
-        if getattr(args, key):
-            overrides.append(f"{key}={getattr(args, key)}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(FinetuneConfig, args.config, overrides)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    cfg = config_from_cli(parser, FinetuneConfig, args, ("init_from", "dataset", "output_dir"))
     from .evaluation import format_metrics
     from .finetuning import finetune
 

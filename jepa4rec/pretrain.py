@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from .config import PretrainConfig, load_config
+from .config import PretrainConfig, config_from_cli
 
 
 def main(argv=None) -> int:
@@ -26,16 +26,8 @@ def main(argv=None) -> int:
     parser.add_argument("--init-from", default=None, help="local dir or hub id of Longformer/RoBERTa weights to start from")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     args = parser.parse_args(argv)
-    overrides = list(args.set)
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
-    if args.init_from:
-        overrides.append(f"init_from={args.init_from}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(PretrainConfig, args.config, overrides)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    cfg = config_from_cli(parser, PretrainConfig, args, ("output_dir", "init_from"))
     from .training import pretrain
 
     final = pretrain(cfg, resume=args.resume)
