@@ -107,7 +107,8 @@ class AppService:
             return coords
 
     def result_file(self, stem: str) -> Path | None:
-        for ext in (".json", ".csv"):
+        # The CSV holds the rows; a JSON of the same name is the run's metadata (config, seeds, time).
+        for ext in (".csv",):
             p = self.results_dir / f"{stem}{ext}"
             if p.exists():
                 return p

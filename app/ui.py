@@ -117,8 +117,13 @@ def build_demo(service: AppService) -> gr.Blocks:
                     gr.Markdown(f"### {exp.title}\nNot measured yet: `{exp.command}` is still to be written "
                                 f"(it will write `scripts/results/{exp.stem}.csv`).")
                 else:
+                    try:
+                        fig = experiment_figure(exp, read_result(path))
+                    except (ValueError, KeyError) as err:  # a malformed file must not take the app down
+                        gr.Markdown(f"### {exp.title}\n`{path}` could not be charted: {err}")
+                        continue
                     gr.Markdown(f"### {exp.title}\nFrom `{path.name}`, written by `{exp.command}`.")
-                    gr.Plot(experiment_figure(exp, read_result(path)))
+                    gr.Plot(fig)
 
         with gr.Tab("About"):
             about = gr.Markdown()

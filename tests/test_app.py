@@ -33,6 +33,8 @@ def service(finetuned, toy, tmp_path_factory):
     (results / "reveal_curve.csv").write_text(
         "model,dataset,metric,reveal,value\n" + "\n".join(
             f"JEPA4Rec,Toy,Recall@10,{r / 10},{0.1 + r / 20}" for r in range(11)) + "\n")
+    (results / "reveal_curve.json").write_text(json.dumps({"config": {"users": 10}, "seconds": 1.0}))  # metadata sidecar
+    (results / "ablations.csv").write_text("not,the,expected,columns\n1,2,3,4\n")  # malformed: a message, no crash
     return AppService(checkpoints_dir=ckpts, results_dir=results, datasets=[toy], device="cpu")
 
 
@@ -85,6 +87,14 @@ def test_item_groups_skip_shared_prefix():
     words = [{"categories": f"Industrial & Scientific Lab Tools {'Glass' if i % 2 else 'Metal'} x{i}"} for i in range(10)]
     assert H.item_groups(words)[:2] == ["Metal x0", "Glass x1"] or set(H.item_groups(words)) <= {"other"} | {
         f"{'Glass' if i % 2 else 'Metal'} x{i}" for i in range(10)}
+
+
+def test_experiment_files_sidecars_and_bad_files(service):
+    from app.ui import build_demo
+
+    assert service.result_file("reveal_curve").suffix == ".csv"
+    assert service.result_file("masking_ratio") is None
+    build_demo(service)  # a malformed ablations.csv is reported on the page, not raised
 
 
 def test_api_recommend_json(served):
