@@ -90,7 +90,8 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
         keep = np.sort(np.random.default_rng(cfg.seed).choice(len(valid_cases), cfg.max_valid_users, replace=False))
         valid_cases = [valid_cases[i] for i in keep]
 
-    n_pairs = len(training_pairs(dataset, cfg.pairs, cfg.max_items, np.random.default_rng(0)))
+    train_lengths = [len(seq) for seq in dataset.train_sequences() if len(seq) >= 2]
+    n_pairs = sum(n - 1 for n in train_lengths) if cfg.pairs == "all" else len(train_lengths)
     steps_per_epoch = max(n_pairs // cfg.batch_size, 1)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch * cfg.epochs)

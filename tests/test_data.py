@@ -583,11 +583,14 @@ def test_subset_users(seqrecbench_dir):
 # 4. Bad input
 # =====================================================================================================
 
-def test_malformed_json_line_names_file_and_line(seqrecbench_dir):
-    path = seqrecbench_dir / "items.jsonl"
+def _replace_line(path, index: int, text: str) -> None:
     lines = path.read_text().splitlines()
-    lines[2] = '{"item_id": 102, "title": "broken'
+    lines[index] = text
     path.write_text("\n".join(lines) + "\n")
+
+
+def test_malformed_json_line_names_file_and_line(seqrecbench_dir):
+    _replace_line(seqrecbench_dir / "items.jsonl", 2, '{"item_id": 102, "title": "broken')
     with pytest.raises(DataFormatError, match=r"items\.jsonl:3: not valid JSON"):
         read_seqrecbench(seqrecbench_dir)
 
@@ -640,10 +643,7 @@ def test_non_numeric_timestamp(seqrecbench_dir, tmp_path):
 
 
 def test_bad_unisrec_files(unisrec_dir):
-    path = unisrec_dir / "Tiny.valid.inter"
-    lines = path.read_text().splitlines()
-    lines[2] = "1\t0 1\t999"
-    path.write_text("\n".join(lines) + "\n")
+    _replace_line(unisrec_dir / "Tiny.valid.inter", 2, "1\t0 1\t999")
     with pytest.raises(DataFormatError, match=r"Tiny\.valid\.inter:3: item index not in Tiny\.item2index"):
         read_unisrec(unisrec_dir)
 
