@@ -55,6 +55,7 @@ class Experiment:
     facet: str | None = None
     row: str | None = None  # a second facet, in rows
     kind: str = "line"  # line | bar
+    log_x: bool = False
 
 
 EXPERIMENTS = (
@@ -64,10 +65,15 @@ EXPERIMENTS = (
                x="ratio", y="value", color="dataset", facet="metric"),
     Experiment("ablations", "Ablations (Table 3)", "python scripts/reproduce_ablations.py",
                x="variant", y="value", color="dataset", facet="metric", kind="bar"),
-    Experiment("low_resource", "Low-resource training (Fig. 5)", "python scripts/reproduce_low_resource.py",
-               x="fraction", y="value", color="model", facet="dataset"),
-    Experiment("pretrain_data", "Pre-training data and zero-shot (Figs. 3-4)", "python scripts/reproduce_pretrain_data.py",
-               x="pretraining", y="value", color="dataset", facet="metric", kind="bar"),
+    Experiment("low_resource", "Low-resource training (Fig. 5): share of training users kept",
+               "python scripts/reproduce_low_resource.py", x="fraction", y="value", color="model", facet="metric",
+               row="dataset", log_x=True),
+    Experiment("pretrain_data", "Pre-training data (Fig. 3): fine-tuned after pre-training on none, one or all domains",
+               "python scripts/reproduce_pretrain_data.py", x="pretraining", y="value", color="dataset", facet="metric",
+               kind="bar"),
+    Experiment("zeroshot", "Zero-shot transfer (Fig. 4): pre-trained models on unseen target domains",
+               "python scripts/reproduce_pretrain_data.py", x="dataset", y="value", color="model", facet="metric",
+               kind="bar"),
     Experiment("results_table", "Overall results (Table 2)", "python scripts/results_table.py",
                x="model", y="value", color="metric", facet="dataset", kind="bar"),
 )
@@ -90,7 +96,7 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
         error = "std"
     plot = px.bar if exp.kind == "bar" else px.line
     kwargs = dict(x=exp.x, y=exp.y, color=exp.color, facet_col=exp.facet, facet_row=exp.row, error_y=error,
-                  title=exp.title)
+                  title=exp.title, log_x=exp.log_x)
     if exp.kind == "bar":
         kwargs["barmode"] = "group"
     else:

@@ -67,6 +67,9 @@ class PretrainConfig:
     domains: list[str] = field(default_factory=lambda: list(PRETRAIN_DOMAINS))
     data_root: str | None = None
     max_users_per_domain: int | None = None  # subsample users (tests, quick runs)
+    # Pre-train on each sequence's training part only (seq[:-2]): needed when a pre-training domain is
+    # also evaluated (in-domain pre-training, as in the masking-ratio study), so its valid/test items never leak.
+    train_split_only: bool = False
     max_items: int = 50
     max_tokens: int = 1024
     max_attr_tokens: int = 32

@@ -170,6 +170,7 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
     test = evaluate(best, dataset.test_cases(), batch_size=cfg.eval_batch_size, progress=cfg.progress, desc="test")
     result = {"dataset": dataset.name, "init_from": cfg.init_from, "best_epoch": best_epoch, "valid_before": initial,
               "history": history, "test": test, "train_seconds": round(train_seconds, 1), "seed": cfg.seed,
+              "threads": torch.get_num_threads(),
               "config": to_dict(cfg)}
     card = json.loads((best_dir / "training_card.json").read_text())
     card.update(test=test, train_seconds=round(train_seconds, 1))

@@ -143,6 +143,11 @@ def load_domains(cfg: PretrainConfig) -> list:
     return datasets
 
 
+def pretraining_sequences(datasets, cfg: PretrainConfig) -> list[list[list[int]]]:
+    """Per domain, the sequences pairs are cut from: whole, or the training part only (``train_split_only``)."""
+    return [ds.train_sequences() if cfg.train_split_only else ds.sequences for ds in datasets]
+
+
 def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     """Run (or resume) pre-training; returns the exported model directory ``<output_dir>/final``."""
     from accelerate import Accelerator
@@ -204,7 +209,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
     unwrapped: PretrainingModule = accelerator.unwrap_model(module)
 
-    sequences = [ds.sequences for ds in datasets]
+    sequences = pretraining_sequences(datasets, cfg)
     n_pairs = sum(len(s) >= 2 for seqs in sequences for s in seqs)  # one pair per user and epoch
     if batches_per_epoch(n_pairs, cfg.batch_size, accelerator.num_processes) == 0:  # else the loop never ends
         raise ValueError(f"{n_pairs} pre-training pairs per epoch do not fill one batch of {cfg.batch_size} x "

@@ -116,6 +116,16 @@ def test_contrastive_loss_learns_without_dropout(corpus, tmp_path):
     assert mean(r["loss_si"] for r in rows[-10:]) < 0.75 * math.log(8)
 
 
+def test_train_split_only_holds_out_validation_and_test_items(corpus, tmp_path):
+    from jepa4rec.training import load_domains, pretraining_sequences
+
+    datasets = load_domains(tiny_cfg(corpus, tmp_path))
+    whole = pretraining_sequences(datasets, tiny_cfg(corpus, tmp_path))
+    held_out = pretraining_sequences(datasets, tiny_cfg(corpus, tmp_path, train_split_only=True))
+    assert [[s[:-2] for s in d] for d in whole] == held_out
+    assert all(len(a) == len(b) + 2 for d, e in zip(whole, held_out) for a, b in zip(d, e))
+
+
 def test_too_little_data_for_one_batch_fails_instead_of_looping(corpus, tokenizer_dir, tmp_path):
     # 120 pairs per epoch cannot fill a batch of 200: without a check the epoch loop spins forever.
     with pytest.raises(ValueError, match="do not fill one batch"):

@@ -1,0 +1,76 @@
+"""Building blocks of the experiment commands under ``scripts/`` (paper Sec. 4 and appendices).
+
+Each experiment is a grid of pre-training and fine-tuning runs evaluated by the one evaluator. A run
+lives in its own directory and is reused when its output exists, so an interrupted command picks up
+where it stopped and two commands can share runs. Results are written as long-format CSV (one metric
+value per row, what the app charts) plus a JSON file with the command's config and seeds.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .config import FinetuneConfig, PretrainConfig, load_config
+from .data.registry import PROJECT_ROOT
+from .evaluate import evaluate_checkpoint
+
+RESULTS_DIR = PROJECT_ROOT / "scripts" / "results"
+HEADLINE_METRICS = ("NDCG@10", "Recall@10", "MRR")
+
+
+def pretrain_once(output_dir: str | Path, overrides: list[str], config: str = "pretrain_tiny") -> Path:
+    """Pre-train with ``config`` + ``overrides`` into ``output_dir``; an existing ``final/`` is reused."""
+    from .training import pretrain
+
+    final = Path(output_dir) / "final"
+    if (final / "config.json").exists():
+        print(f"reusing pre-trained {final}")
+        return final
+    cfg = load_config(PretrainConfig, config, [*overrides, f"output_dir={output_dir}"])
+    return pretrain(cfg)
+
+
+def finetune_once(output_dir: str | Path, dataset, init_from: str | Path | None, overrides: list[str],
+                  config: str = "finetune_tiny") -> dict:
+    """Fine-tune on ``dataset`` (an object or a name) into ``output_dir``; an existing ``results.json`` is reused."""
+    from .finetuning import finetune
+
+    done = Path(output_dir) / "results.json"
+    if done.exists():
+        print(f"reusing fine-tuned {done}")
+        return json.loads(done.read_text())
+    name = dataset if isinstance(dataset, str) else dataset.name
+    extra = [f"init_from={init_from}"] if init_from else []
+    cfg = load_config(FinetuneConfig, config, [f"dataset={name}", *extra, *overrides, f"output_dir={output_dir}"])
+    return finetune(cfg, None if isinstance(dataset, str) else dataset)
+
+
+def evaluate_test_split(checkpoint: str | Path, dataset, max_users: int | None = None) -> dict:
+    return evaluate_checkpoint(checkpoint, dataset, "test", max_users=max_users, progress=False)
+
+
+def long_rows(base: dict, metrics: dict, names=HEADLINE_METRICS) -> list[dict]:
+    """One row per metric: ``{**base, "metric": name, "value": metrics[name]}``."""
+    return [{**base, "metric": m, "value": float(metrics[m])} for m in names]
+
+
+def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path = RESULTS_DIR) -> Path:
+    """``<out_dir>/<stem>.csv`` (long format) and ``<stem>.json`` (meta: command, config, seeds, times)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out / f"{stem}.csv", index=False)
+    meta = {**meta, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__,
+            "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    return out / f"{stem}.csv"
+
+
+__all__ = ["RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "long_rows",
+           "write_results", "evaluate_test_split"]

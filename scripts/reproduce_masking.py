@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Next-item masking ratio (paper Fig. 8 / appendix F): pre-train from scratch at each ratio, several seeds.
+
+As in the paper, each model is pre-trained on the target dataset itself (its training part only:
+``train_split_only``, so validation and test items never leak) with ``loss.next_item_mask_ratio``
+set to the ratio, then evaluated on that dataset's test split over all items. Everything else is
+pretrain_tiny; each dataset's runs share one tokenizer (trained by its first run).
+
+Writes scripts/results/masking_ratio.csv (dataset, ratio, seed, metric, value) and .json; the app
+plots the mean over seeds with the standard deviation as error bars.
+
+    python scripts/reproduce_masking.py                  # reduced: 5 ratios x 3 seeds x 2 datasets, ~1 h
+    python scripts/reproduce_masking.py --full           # 0.1 ... 0.9, 5 seeds, 3,000 steps each, every test user
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from jepa4rec.data import load_dataset  # noqa: E402
+from jepa4rec.experiments import long_rows, pretrain_once, evaluate_test_split, write_results  # noqa: E402
+
+REDUCED = dict(ratios=[0.1, 0.3, 0.5, 0.7, 0.9], seeds=[0, 1, 2], steps=150, eval_users=2000)
+FULL = dict(ratios=[round(0.1 * i, 1) for i in range(1, 10)], seeds=[0, 1, 2, 3, 4], steps=3000, eval_users=None)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--full", action="store_true", help="GPU scale: 9 ratios, 5 seeds, 3,000 steps, every test user")
+    p.add_argument("--datasets", nargs="*", default=["Scientific_UniSRec", "OnlineRetail"],
+                   help="pre-training and test datasets (the paper: Scientific small, Office large)")
+    p.add_argument("--ratios", nargs="*", type=float, default=None, help=f"default {REDUCED['ratios']}")
+    p.add_argument("--seeds", nargs="*", type=int, default=None, help=f"default {REDUCED['seeds']}")
+    p.add_argument("--steps", type=int, default=None, help=f"pre-training steps per run (default {REDUCED['steps']})")
+    p.add_argument("--eval-users", type=int, default=None, help=f"test only the first N users (default {REDUCED['eval_users']})")
+    p.add_argument("--config", default="pretrain_tiny", help="pre-training config")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra pre-training overrides")
+    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--runs-dir", default="runs/masking", help="per-run directories (reused when present)")
+    p.add_argument("--out-dir", default=None, help="where masking_ratio.csv/.json go (default scripts/results)")
+    args = p.parse_args(argv)
+    scale = FULL if args.full else REDUCED
+    for key in ("ratios", "seeds", "steps"):
+        if getattr(args, key) is None:
+            setattr(args, key, scale[key])
+    if args.eval_users is None and not args.full:
+        args.eval_users = REDUCED["eval_users"]
+    if any(not 0 < r < 1 for r in args.ratios):
+        p.error(f"ratios must lie strictly between 0 and 1, got {args.ratios}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows, runs = [], []
+    for name in args.datasets:
+        dataset = load_dataset(name, root=args.data_root)
+        first = None
+        for seed in args.seeds:
+            for ratio in args.ratios:
+                run_dir = Path(args.runs_dir) / dataset.name / f"ratio{ratio:g}_seed{seed}"
+                shared_tok = [f"tokenizer={first.parent / 'tokenizer'}"] if first else []
+                overrides = [f"domains=[{name}]", "train_split_only=true", f"loss.next_item_mask_ratio={ratio}",
+                             f"seed={seed}", f"max_steps={args.steps}", "max_minutes=null", "progress=false",
+                             *([f"data_root={args.data_root}"] if args.data_root else []), *shared_tok, *args.set]
+                model_dir = pretrain_once(run_dir, overrides, args.config)
+                first = first or model_dir
+                metrics = evaluate_test_split(model_dir, dataset, args.eval_users)
+                base = {"dataset": dataset.name, "ratio": ratio, "seed": seed}
+                rows += long_rows(base, metrics)
+                runs.append({**base, "run_dir": str(run_dir), "users": metrics["users"]})
+                print(f"{dataset.name} ratio {ratio:g} seed {seed}: NDCG@10 {metrics['NDCG@10']:.4f}  "
+                      f"Recall@10 {metrics['Recall@10']:.4f}")
+    path = write_results("masking_ratio", rows, {"ratios": args.ratios, "seeds": args.seeds, "steps": args.steps,
+                                                 "eval_users": args.eval_users, "config": args.config,
+                                                 "overrides": args.set, "runs": runs},
+                         **({"out_dir": args.out_dir} if args.out_dir else {}))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

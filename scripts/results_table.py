@@ -1,0 +1,194 @@
+#!/usr/bin/env python
+"""The overall results table (paper Table 2) on one dataset: train and evaluate every model.
+
+Models (``--models``, default all):
+  popularity          most interacted training items
+  sasrec              ID-only SASRec (2 blocks, hidden 64, max length 50), early-stopped
+  zeroshot_recformer  the RecFormer-style pre-trained checkpoint (λ2 = 0), no target-domain training
+  zeroshot_jepa4rec   the JEPA4Rec pre-trained checkpoint, no target-domain training
+  scratch             JEPA4Rec without pre-training (fine-tuned from a random init, target tokenizer)
+  recformer           the RecFormer-style checkpoint fine-tuned
+  jepa4rec            the JEPA4Rec checkpoint fine-tuned
+
+Every model goes through the one evaluator (leave-one-out, all items ranked, ties against the
+target). Each model's record is kept under ``<runs-dir>/<dataset>/`` and reused on a later call
+unless ``--force``; so two calls with disjoint ``--models`` can run side by side (one CPU thread
+each), and the table is rebuilt from every record present. Outputs, merged over datasets:
+``scripts/results/results_table.csv`` (long format: dataset, model, metric, value, charted by the
+app), ``results_table.json`` (one record per model with its time, seed and config) and
+``results_table.md``.
+
+    python scripts/results_table.py --dataset Scientific_UniSRec
+    python scripts/results_table.py --dataset OnlineRetail --models scratch recformer --threads 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec  # noqa: E402
+from jepa4rec.config import FinetuneConfig, load_config  # noqa: E402
+from jepa4rec.data import load_dataset  # noqa: E402
+from jepa4rec.data.registry import PROJECT_ROOT  # noqa: E402
+from jepa4rec.evaluate import evaluate_checkpoint  # noqa: E402
+from jepa4rec.evaluation import evaluate, format_metrics  # noqa: E402
+
+# key -> (label in the table, kind, which pre-trained checkpoint)
+MODELS = {
+    "popularity": ("Popularity", "popularity", None),
+    "sasrec": ("SASRec", "sasrec", None),
+    "zeroshot_recformer": ("RecFormer-style, zero-shot", "zeroshot", "recformer"),
+    "zeroshot_jepa4rec": ("JEPA4Rec, zero-shot", "zeroshot", "jepa"),
+    "scratch": ("JEPA4Rec w/o pre-training", "finetune", None),
+    "recformer": ("RecFormer-style", "finetune", "recformer"),
+    "jepa4rec": ("JEPA4Rec", "finetune", "jepa"),
+}
+METRICS = ("NDCG@10", "Recall@10", "MRR", "NDCG@5", "Recall@5", "NDCG@20", "Recall@20")
+RESULTS = PROJECT_ROOT / "scripts" / "results"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, help="named dataset or dataset folder (e.g. Scientific_UniSRec, OnlineRetail)")
+    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS), metavar="MODEL",
+                   help=f"models to run (default: all): {', '.join(MODELS)}")
+    p.add_argument("--jepa", default="checkpoints/jepa4rec-tiny-pretrain", help="JEPA4Rec pre-trained model directory")
+    p.add_argument("--recformer", default="checkpoints/recformer-tiny-pretrain", help="RecFormer-style pre-trained model directory")
+    p.add_argument("--config", default="finetune_tiny", help="fine-tuning config (file or name in jepa4rec/configs)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides, e.g. max_minutes=10")
+    p.add_argument("--sasrec-epochs", type=int, default=SASRecConfig.epochs, help="SASRec's maximum epochs (early stopping ends sooner)")
+    p.add_argument("--seed", type=int, default=42, help="seed of every model")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--runs-dir", default="runs/results", help="where each model's run and record live")
+    p.add_argument("--out-dir", default=str(RESULTS), help="where the merged table files are written")
+    p.add_argument("--force", action="store_true", help="re-run models whose record exists")
+    p.add_argument("--table-only", action="store_true", help="run nothing; rebuild the table from the records present")
+    return p.parse_args(argv)
+
+
+def _row(dataset, key: str, metrics: dict, **extra) -> dict:
+    label, kind, _ = MODELS[key]
+    return {"dataset": dataset.name, "model_key": key, "model": label, "kind": kind,
+            **{m: metrics[m] for m in METRICS}, "users_per_s": metrics.get("users_per_s"),
+            "users": metrics.get("users"), **extra}
+
+
+def run_model(key: str, dataset, args, run_dir: Path) -> dict:
+    _, kind, source = MODELS[key]
+    checkpoint = {"jepa": args.jepa, "recformer": args.recformer}.get(source)
+    threads = torch.get_num_threads()
+    t0 = time.time()
+    if kind == "popularity":
+        metrics = evaluate(PopularityScorer.from_dataset(dataset), dataset.test_cases(), progress=False)
+        return _row(dataset, key, metrics, train_seconds=round(time.time() - t0, 1), seed=None, threads=threads, config={})
+    if kind == "sasrec":
+        cfg = SASRecConfig(seed=args.seed, epochs=args.sasrec_epochs)
+        model, log = train_sasrec(dataset, cfg)
+        metrics = evaluate(model, dataset.test_cases(), batch_size=cfg.eval_batch_size, desc="SASRec test")
+        return _row(dataset, key, metrics, train_seconds=round(log["train_seconds"], 1), seed=args.seed,
+                    threads=threads, best_epoch=log["best_epoch"], config=log["config"])
+    if kind == "zeroshot":
+        metrics = evaluate_checkpoint(checkpoint, dataset, "test")
+        card = json.loads((Path(checkpoint) / "training_card.json").read_text())
+        return _row(dataset, key, metrics, train_seconds=0.0, pretrain_seconds=card.get("train_seconds"),
+                    seed=card.get("config", {}).get("seed"), threads=threads, checkpoint=checkpoint, config={})
+    from jepa4rec.finetuning import finetune
+
+    overrides = [f"dataset={args.dataset}", f"output_dir={run_dir / key}", f"seed={args.seed}", *args.set]
+    if args.data_root:
+        overrides.append(f"data_root={args.data_root}")
+    if checkpoint:
+        overrides.append(f"init_from={checkpoint}")
+    cfg = load_config(FinetuneConfig, args.config, overrides)
+    finetune(cfg, dataset)
+    return finetune_row(key, dataset, run_dir / key / "results.json")
+
+
+def finetune_row(key: str, dataset, path: Path) -> dict:
+    """A fine-tuning run's results.json as a table row (also for runs started by ``jepa4rec.finetune``)."""
+    res = json.loads(path.read_text())
+    pretrain_s = None
+    if res.get("init_from"):
+        card = Path(res["init_from"]) / "training_card.json"
+        pretrain_s = json.loads(card.read_text()).get("train_seconds") if card.exists() else None
+    return _row(dataset, key, res["test"], train_seconds=res["train_seconds"], pretrain_seconds=pretrain_s,
+                seed=res["seed"], threads=res.get("threads"), best_epoch=res["best_epoch"],
+                epochs_run=len(res["history"]) - 1, checkpoint=res.get("init_from"), config=res["config"])
+
+
+def record_path(run_dir: Path, key: str) -> Path:
+    return run_dir / f"{key}.json"
+
+
+def write_tables(runs_dir: Path, out_dir: Path) -> pd.DataFrame:
+    """Merge every dataset's records into the CSV / JSON / markdown outputs; returns the wide table."""
+    records = []
+    for path in sorted(runs_dir.glob("*/*.json")):
+        if path.stem in MODELS:
+            records.append(json.loads(path.read_text()))
+    if not records:
+        raise SystemExit(f"no model records under {runs_dir}; run without --table-only first")
+    order = {k: i for i, k in enumerate(MODELS)}
+    records.sort(key=lambda r: (r["dataset"], order[r["model_key"]]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results_table.json").write_text(json.dumps(
+        {"protocol": "leave-one-out; all items ranked; ties count against the target; history items not excluded",
+         "records": records}, indent=2, default=str))
+    long = pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], "metric": m, "value": r[m]}
+                         for r in records for m in ("NDCG@10", "Recall@10", "MRR")])
+    long.to_csv(out_dir / "results_table.csv", index=False)
+    wide = pd.DataFrame(records)
+    lines = ["| dataset | model | NDCG@10 | Recall@10 | MRR | fine-tune min | pre-train min | test users/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        pre, speed = r.get("pretrain_seconds"), r.get("users_per_s")
+        pre = "" if pre is None else f"{pre / 60:.0f}"
+        speed = "" if speed is None else f"{speed:,.0f}"
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['NDCG@10']:.4f} | {r['Recall@10']:.4f} | {r['MRR']:.4f} | "
+                     f"{r['train_seconds'] / 60:.1f} | {pre} | {speed} |")
+    (out_dir / "results_table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return wide
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    runs_dir = Path(args.runs_dir)
+    if not args.table_only:
+        dataset = load_dataset(args.dataset, root=args.data_root)
+        run_dir = runs_dir / dataset.name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for key in args.models:
+            rec_path = record_path(run_dir, key)
+            finetuned = run_dir / key / "results.json"
+            if rec_path.exists() and not args.force:
+                print(f"{key}: reusing {rec_path}")
+                continue
+            if MODELS[key][1] == "finetune" and finetuned.exists() and not args.force:
+                row = finetune_row(key, dataset, finetuned)  # a run finished outside this script
+            else:
+                print(f"{key}: running on {dataset.name}")
+                row = run_model(key, dataset, args, run_dir)
+            row.update(torch=torch.__version__, python=platform.python_version())
+            rec_path.write_text(json.dumps(row, indent=2, default=str))
+            print(f"{key}: {format_metrics(row)}  [{row['train_seconds']:.0f} s training]")
+    write_tables(runs_dir, Path(args.out_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

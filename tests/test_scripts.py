@@ -1,0 +1,173 @@
+"""The experiment commands under ``scripts/`` on the toy corpus: real (tiny) runs, real outputs."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY_FINETUNE = ["model.hidden_size=32", "model.num_hidden_layers=1", "model.num_attention_heads=2",
+                 "model.intermediate_size=64", "model.attention_window=16", "vocab_size=200", "max_items=10",
+                 "max_tokens=128", "batch_size=8", "epochs=2", "max_valid_users=null", "progress=false",
+                 "optim.lr=0.003", "optim.warmup_steps=5"]
+
+
+def test_results_table_runs_every_kind_and_reuses_records(toy, finetuned, tmp_path, capsys):
+    script = load_script("results_table")
+    pretrained = f"{finetuned[0].output_dir}/best"  # any model directory serves as "pre-trained" here
+    args = ["--dataset", toy, "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"),
+            "--jepa", pretrained, "--models", "popularity", "sasrec", "zeroshot_jepa4rec", "scratch",
+            "--sasrec-epochs", "2", "--threads", "1", "--set", *TINY_FINETUNE]
+    assert script.main(args) == 0
+
+    long = pd.read_csv(tmp_path / "out" / "results_table.csv")
+    assert list(long.columns) == ["dataset", "model", "metric", "value"]
+    assert set(long["model"]) == {"Popularity", "SASRec", "JEPA4Rec, zero-shot", "JEPA4Rec w/o pre-training"}
+    assert len(long) == 4 * 3 and long["value"].between(0, 1).all()
+    records = {r["model_key"]: r for r in json.loads((tmp_path / "out" / "results_table.json").read_text())["records"]}
+    assert records["scratch"]["seed"] == 42 and records["scratch"]["config"]["epochs"] == 2
+    assert records["scratch"]["train_seconds"] > 0 and records["sasrec"]["best_epoch"] >= 1
+    assert records["zeroshot_jepa4rec"]["checkpoint"] == pretrained
+    # The zero-shot row is the same model the evaluator scores directly.
+    from jepa4rec.data import load_dataset
+    from jepa4rec.evaluate import evaluate_checkpoint
+
+    direct = evaluate_checkpoint(pretrained, load_dataset(toy), progress=False)
+    assert records["zeroshot_jepa4rec"]["NDCG@10"] == pytest.approx(direct["NDCG@10"])
+    md = (tmp_path / "out" / "results_table.md").read_text().splitlines()
+    assert len(md) == 2 + 4 and "JEPA4Rec w/o pre-training" in md[-1]
+
+    capsys.readouterr()
+    assert script.main(args) == 0  # records exist: nothing is trained again
+    out = capsys.readouterr().out
+    assert out.count("reusing") == 4 and "running" not in out
+
+
+def test_results_table_table_only_without_records_is_a_clear_error(tmp_path):
+    script = load_script("results_table")
+    with pytest.raises(SystemExit, match="no model records"):
+        script.main(["--dataset", "x", "--table-only", "--runs-dir", str(tmp_path), "--out-dir", str(tmp_path)])
+
+
+def test_low_resource_trains_on_a_subset_and_tests_every_user(toy, finetuned, tmp_path):
+    from app.plots import EXPERIMENTS, experiment_figure
+    from jepa4rec.data import load_dataset
+
+    script = load_script("reproduce_low_resource")
+    assert script.user_subset(100, 0.05, 1) == script.user_subset(100, 0.05, 1) and len(script.user_subset(100, 0.05, 1)) == 8
+    args = ["--datasets", toy, "--models", "jepa4rec", "sasrec", "--fractions", "0.2", "1.0", "--threads", "1",
+            "--jepa", f"{finetuned[0].output_dir}/best", "--runs-dir", str(tmp_path / "runs"),
+            "--out-dir", str(tmp_path / "out"), "--set", "epochs=1", "max_valid_users=null", "batch_size=8"]
+    assert script.main(args) == 0
+    df = pd.read_csv(tmp_path / "out" / "low_resource.csv")
+    assert set(df["model"]) == {"JEPA4Rec", "SASRec"} and set(df["fraction"]) == {0.2, 1.0}
+    n_users = load_dataset(toy).n_users
+    assert sorted(df["train_users"].unique()) == [round(0.2 * n_users), n_users]
+    assert len(df) == 2 * 2 * 3 and df["value"].between(0, 1).all()
+    # Every user is tested, whatever the training subset: the fine-tuned model's record says so.
+    run = tmp_path / "runs" / Path(toy).name / "jepa4rec_f0.2_s42"
+    assert json.loads((run / "all_users_test.json").read_text())["users"] == n_users
+    assert json.loads((run / "results.json").read_text())["test"]["users"] == round(0.2 * n_users)
+    exp = next(e for e in EXPERIMENTS if e.stem == "low_resource")
+    assert len(experiment_figure(exp, df).data) == 2 * 3  # a line per model in each metric panel
+
+
+@pytest.fixture(scope="module")
+def toy_pretrained(toy, tmp_path_factory):
+    """(all-domains model dir, the second domain): a 6-step pre-training on ``toy`` + another toy domain."""
+    from jepa4rec.config import OptimConfig, PretrainConfig
+    from jepa4rec.training import pretrain
+    from toy_corpus import TINY_MODEL, write_domain
+
+    root = tmp_path_factory.mktemp("pre")
+    other = write_domain(root / "Other", seed=9)
+    cfg = PretrainConfig(output_dir=str(root / "all"), domains=[toy, str(other)], max_steps=6, model=dict(TINY_MODEL),
+                         vocab_size=300, max_items=10, max_tokens=128, batch_size=8, log_every=1, progress=False,
+                         optim=OptimConfig(lr=2e-3, warmup_steps=2), seed=7)
+    return pretrain(cfg), other
+
+
+def _tiny_pretrain_set():
+    from toy_corpus import TINY_MODEL
+
+    return ["model_size=tiny", *[f"model.{k}={v}" for k, v in TINY_MODEL.items()], "max_items=10",
+            "max_tokens=128", "batch_size=8", "progress=false", "vocab_size=300"]
+
+
+FT_SET = ["vocab_size=200", "max_items=10", "max_tokens=128", "batch_size=8", "epochs=1", "max_valid_users=null",
+          "progress=false"]
+
+
+def test_pretrain_data_matches_the_all_domains_budget_and_writes_both_figures(toy, toy_pretrained, tmp_path):
+    from app.plots import EXPERIMENTS, experiment_figure
+
+    all_domains, other = toy_pretrained
+    script = load_script("reproduce_pretrain_data")
+    pre_set = _tiny_pretrain_set()
+    ft_set = [*FT_SET, "model.hidden_size=32", "model.num_hidden_layers=1"]
+    args = ["--jepa", str(all_domains), "--recformer", str(all_domains), "--single", str(other),
+            "--finetune-targets", toy, "--zeroshot-targets", toy, "--threads", "1", "--runs-dir", str(tmp_path / "runs"),
+            "--out-dir", str(tmp_path / "out"), "--pretrain-set", *pre_set, "--finetune-set", *ft_set[:7]]
+    with pytest.raises(ValueError, match="model"):  # a pre-trained model's architecture cannot be overridden
+        script.main(args[:-7] + ft_set)
+    assert script.main(args) == 0
+
+    single = json.loads((tmp_path / "runs" / "pretrain_data" / "Other" / "final" / "training_card.json").read_text())
+    assert single["step"] == 6 and single["domains"] == [str(other)]
+    fig3 = pd.read_csv(tmp_path / "out" / "pretrain_data.csv")
+    assert list(fig3["pretraining"].unique()) == ["none", "Other only", "all 2"]
+    fig4 = pd.read_csv(tmp_path / "out" / "zeroshot.csv")
+    assert set(fig4["model"]) == {"JEPA4Rec", "RecFormer-style", "JEPA4Rec (Other only)"}
+    for stem, df in (("pretrain_data", fig3), ("zeroshot", fig4)):
+        exp = next(e for e in EXPERIMENTS if e.stem == stem)
+        assert experiment_figure(exp, df).data
+
+
+def test_ablations_change_one_thing_at_the_matched_budget(toy, toy_pretrained, tmp_path):
+    from jepa4rec.checkpoint import load_model_dir
+
+    all_domains, _ = toy_pretrained
+    script = load_script("reproduce_ablations")
+    args = ["--datasets", toy, "--jepa", str(all_domains), "--threads", "1", "--runs-dir", str(tmp_path / "runs"),
+            "--out-dir", str(tmp_path / "out"), "--pretrain-set", *_tiny_pretrain_set(), "--finetune-set", *FT_SET]
+    assert script.main(args) == 0
+    df = pd.read_csv(tmp_path / "out" / "ablations.csv")
+    assert list(df["variant"].unique()) == list(script.VARIANTS) and len(df) == 4 * 3
+    runs = tmp_path / "runs" / "ablations"
+    no_mlm = json.loads((runs / "ablation_no_mlm_matched" / "final" / "training_card.json").read_text())
+    assert no_mlm["step"] == 6 and no_mlm["config"]["loss"]["lambda_mlm"] == 0
+    model, _, _ = load_model_dir(runs / "ablation_no_token_type_matched" / "final")
+    assert model.config.use_token_type_embeddings is False
+    meta = json.loads((tmp_path / "out" / "ablations.json").read_text())["meta"]
+    assert next(r for r in meta["runs"] if r["variant"] == "JEPA4Rec")["init_from"] == str(all_domains)
+
+
+def test_masking_sweep_pretrains_in_domain_without_leaking_the_test_split(toy, tmp_path):
+    from app.plots import EXPERIMENTS, experiment_figure
+
+    script = load_script("reproduce_masking")
+    args = ["--datasets", toy, "--ratios", "0.3", "0.7", "--seeds", "0", "1", "--steps", "3", "--threads", "1",
+            "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"), "--set", *_tiny_pretrain_set()]
+    assert script.main(args) == 0
+    df = pd.read_csv(tmp_path / "out" / "masking_ratio.csv")
+    assert len(df) == 2 * 2 * 3 and set(df["ratio"]) == {0.3, 0.7}
+    card = json.loads((tmp_path / "runs" / "Toy" / "ratio0.7_seed1" / "final" / "training_card.json").read_text())
+    assert card["config"]["train_split_only"] is True and card["config"]["loss"]["next_item_mask_ratio"] == 0.7
+    assert card["config"]["tokenizer"].endswith("ratio0.3_seed0/tokenizer")  # one vocabulary per dataset
+    exp = next(e for e in EXPERIMENTS if e.stem == "masking_ratio")
+    fig = experiment_figure(exp, df)
+    assert fig.data[0].error_y.array is not None  # two seeds: mean with a spread
+    with pytest.raises(SystemExit):
+        script.main(["--ratios", "1.0"])
