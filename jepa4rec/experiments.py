@@ -25,7 +25,9 @@ HEADLINE_METRICS = ("NDCG@10", "Recall@10", "MRR")
 
 
 def pretrain_once(output_dir: str | Path, overrides: list[str], config: str = "pretrain_tiny") -> Path:
-    """Pre-train with ``config`` + ``overrides`` into ``output_dir``; an existing ``final/`` is reused."""
+    """Pre-train with ``config`` + ``overrides`` into ``output_dir``; an existing ``final/`` is reused and
+    an interrupted run resumes from its latest checkpoint."""
+    from .checkpoint import latest_checkpoint
     from .training import pretrain
 
     final = Path(output_dir) / "final"
@@ -33,7 +35,7 @@ def pretrain_once(output_dir: str | Path, overrides: list[str], config: str = "p
         print(f"reusing pre-trained {final}")
         return final
     cfg = load_config(PretrainConfig, config, [*overrides, f"output_dir={output_dir}"])
-    return pretrain(cfg)
+    return pretrain(cfg, resume=latest_checkpoint(output_dir) is not None)
 
 
 def finetune_once(output_dir: str | Path, dataset, init_from: str | Path | None, overrides: list[str],
