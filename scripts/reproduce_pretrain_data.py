@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -82,6 +83,27 @@ def main(argv=None) -> int:
     pretrainings = {"none": None, **{f"{short(d)} only": path for d, path in singles.items()},
                     f"all {len(all_domains)}": args.jepa}
 
+    models = {"JEPA4Rec": args.jepa, "RecFormer-style": args.recformer,
+              **{f"JEPA4Rec ({short(d)} only)": path for d, path in singles.items()}}
+    rows = []
+    for target in args.zeroshot_targets:
+        dataset = load_dataset(target, root=args.data_root)
+        for label, checkpoint in models.items():
+            stem = re.sub(r"\W+", "_", f"{label}_{dataset.name}_{args.eval_users or 'all'}")
+            cache = runs / "pretrain_data" / "zeroshot" / f"{stem}.json"
+            if cache.exists() and json.loads(cache.read_text()).get("checkpoint") == str(checkpoint):
+                metrics = json.loads(cache.read_text())
+            else:
+                metrics = evaluate_test_split(checkpoint, dataset, args.eval_users)
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps(metrics))
+            rows += long_rows({"dataset": dataset.name, "model": label, "users": metrics["users"],
+                               "users_per_s": round(metrics["users_per_s"], 1)}, metrics, ("NDCG@10", "Recall@10"))
+            print(f"zero-shot {label} on {dataset.name}: NDCG@10 {metrics['NDCG@10']:.4f}  Recall@10 {metrics['Recall@10']:.4f}")
+    path = write_results("zeroshot", rows, {"checkpoints": {k: str(v) for k, v in models.items()},
+                                             "eval_users": args.eval_users}, **out)
+    print(f"wrote {path}")
+
     if not args.skip_finetune:
         rows, records = [], []
         for target in args.finetune_targets:
@@ -94,23 +116,10 @@ def main(argv=None) -> int:
                 records.append({**base, "train_seconds": res["train_seconds"], "best_epoch": res["best_epoch"]})
                 print(f"fine-tuned on {dataset.name} after pre-training on {label}: "
                       f"Recall@10 {res['test']['Recall@10']:.4f}  NDCG@10 {res['test']['NDCG@10']:.4f}")
-        write_results("pretrain_data", rows, {"pretrain_steps": steps, "all_domains": all_domains,
-                                              "single": args.single, "finetune_config": "finetune_tiny",
-                                              "finetune_overrides": args.finetune_set, "runs": records}, **out)
-
-    models = {"JEPA4Rec": args.jepa, "RecFormer-style": args.recformer,
-              **{f"JEPA4Rec ({short(d)} only)": path for d, path in singles.items()}}
-    rows = []
-    for target in args.zeroshot_targets:
-        dataset = load_dataset(target, root=args.data_root)
-        for label, checkpoint in models.items():
-            metrics = evaluate_test_split(checkpoint, dataset, args.eval_users)
-            rows += long_rows({"dataset": dataset.name, "model": label, "users": metrics["users"],
-                               "users_per_s": round(metrics["users_per_s"], 1)}, metrics, ("NDCG@10", "Recall@10"))
-            print(f"zero-shot {label} on {dataset.name}: NDCG@10 {metrics['NDCG@10']:.4f}  Recall@10 {metrics['Recall@10']:.4f}")
-    path = write_results("zeroshot", rows, {"checkpoints": {k: str(v) for k, v in models.items()},
-                                             "eval_users": args.eval_users}, **out)
-    print(f"wrote {path}")
+        path = write_results("pretrain_data", rows, {"pretrain_steps": steps, "all_domains": all_domains,
+                                                     "single": args.single, "finetune_config": "finetune_tiny",
+                                                     "finetune_overrides": args.finetune_set, "runs": records}, **out)
+        print(f"wrote {path}")
     return 0
 
 
