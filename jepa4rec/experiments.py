@@ -31,7 +31,7 @@ def pretrain_once(output_dir: str | Path, overrides: list[str], config: str = "p
     from .training import pretrain
 
     final = Path(output_dir) / "final"
-    if (final / "config.json").exists():
+    if (final / "training_card.json").exists():  # written last: a run killed while saving is not reused
         print(f"reusing pre-trained {final}")
         return final
     cfg = load_config(PretrainConfig, config, [*overrides, f"output_dir={output_dir}"])
