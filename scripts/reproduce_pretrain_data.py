@@ -12,7 +12,7 @@ checkpoints (same data and budget) and of the one-domain model.
 
 Writes scripts/results/pretrain_data.csv (Fig. 3) and zeroshot.csv (Fig. 4), each with a .json.
 
-    python scripts/reproduce_pretrain_data.py                      # reduced: ~1.5 h on 2 cores
+    python scripts/reproduce_pretrain_data.py                      # reduced: ~2 h on 2 cores (with results_table.py's runs)
     python scripts/reproduce_pretrain_data.py --full               # every domain alone; all targets
 """
 from __future__ import annotations
