@@ -57,14 +57,31 @@ def evaluate_test_split(checkpoint: str | Path, dataset, max_users: int | None =
     return evaluate_checkpoint(checkpoint, dataset, "test", max_users=max_users, progress=False)
 
 
+def matched_pretraining(checkpoint: str | Path) -> tuple[dict, list[str]]:
+    """(card, overrides) that give a new pre-training run the checkpoint's tokenizer, seed, number of steps
+    and LR/EMA schedules, so that only what the caller changes (data, a loss, an embedding) differs."""
+    card = json.loads((Path(checkpoint) / "training_card.json").read_text())
+    steps, cfg = card["step"], card["config"]
+    return card, [f"tokenizer={checkpoint}", f"seed={cfg['seed']}", f"max_steps={steps}",
+                  f"schedule_steps={cfg.get('schedule_steps') or steps}", "max_minutes=null"]
+
+
+def add_run_args(parser, runs_dir: str, stem: str) -> None:
+    """The options every experiment command shares."""
+    parser.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--runs-dir", default=runs_dir, help="per-run directories (reused when present)")
+    parser.add_argument("--out-dir", default=str(RESULTS_DIR), help=f"where {stem}.csv/.json go")
+
+
 def long_rows(base: dict, metrics: dict, names=HEADLINE_METRICS) -> list[dict]:
     """One row per metric: ``{**base, "metric": name, "value": metrics[name]}``."""
     return [{**base, "metric": m, "value": float(metrics[m])} for m in names]
 
 
-def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path = RESULTS_DIR) -> Path:
+def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path | None = None) -> Path:
     """``<out_dir>/<stem>.csv`` (long format) and ``<stem>.json`` (meta: command, config, seeds, times)."""
-    out = Path(out_dir)
+    out = Path(out_dir or RESULTS_DIR)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out / f"{stem}.csv", index=False)
     meta = {**meta, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__,
@@ -74,5 +91,6 @@ def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path =
     return out / f"{stem}.csv"
 
 
-__all__ = ["RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "long_rows",
+__all__ = ["RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "matched_pretraining",
+           "add_run_args", "long_rows",
            "write_results", "evaluate_test_split"]

@@ -18,7 +18,6 @@ Writes scripts/results/ablations.csv (dataset, variant, metric, value) and ablat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from jepa4rec.data import load_dataset  # noqa: E402
-from jepa4rec.experiments import finetune_once, long_rows, pretrain_once, write_results  # noqa: E402
+from jepa4rec.experiments import (add_run_args, finetune_once, long_rows, matched_pretraining,  # noqa: E402
+                                  pretrain_once, write_results)
 
 # variant -> (run key under runs/results/<dataset>, pre-training overrides; None = no pre-training)
 VARIANTS = {
@@ -50,10 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pretrain-config", default="pretrain_tiny", help="pre-training config of the ablated variants")
     p.add_argument("--pretrain-set", nargs="*", default=[], metavar="KEY=VALUE", help="extra pre-training overrides (every variant)")
     p.add_argument("--finetune-set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides on top of finetune_tiny")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--runs-dir", default="runs", help="holds ablations/<variant> and results/<dataset>/<run>")
-    p.add_argument("--out-dir", default=None, help="where ablations.csv/.json go (default scripts/results)")
+    add_run_args(p, "runs", "ablations")
     return p.parse_args(argv)
 
 
@@ -62,14 +59,10 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = Path(args.runs_dir)
-    card = json.loads((Path(args.jepa) / "training_card.json").read_text())
-    cfg = card["config"]
-    if args.full:
-        budget = [f"max_steps={args.full_steps}", "schedule_steps=null", "max_minutes=null"]
-    else:
-        budget = [f"max_steps={card['step']}", f"schedule_steps={cfg.get('schedule_steps') or card['step']}", "max_minutes=null"]
-    matched = [f"tokenizer={args.jepa}", f"seed={cfg['seed']}", f"domains=[{','.join(card['domains'])}]", *budget,
-               *args.pretrain_set]
+    card, matched = matched_pretraining(args.jepa)
+    if args.full:  # later overrides win: a longer budget with its own schedules
+        matched += [f"max_steps={args.full_steps}", "schedule_steps=null"]
+    matched += [f"domains=[{','.join(card['domains'])}]", *args.pretrain_set]
     tag = "full" if args.full else "matched"
 
     inits = {}
@@ -97,7 +90,7 @@ def main(argv=None) -> int:
     path = write_results("ablations", rows, {"pretraining": tag, "matched_overrides": matched,
                                              "variants": {v: VARIANTS[v][1] for v in args.variants},
                                              "finetune_config": "finetune_tiny", "finetune_overrides": args.finetune_set,
-                                             "runs": records}, **({"out_dir": args.out_dir} if args.out_dir else {}))
+                                             "runs": records}, args.out_dir)
     print(f"wrote {path}")
     return 0
 

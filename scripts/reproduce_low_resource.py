@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from jepa4rec.baselines import SASRecConfig, train_sasrec  # noqa: E402
 from jepa4rec.data import load_dataset  # noqa: E402
 from jepa4rec.evaluation import evaluate  # noqa: E402
-from jepa4rec.experiments import finetune_once, long_rows, write_results  # noqa: E402
+from jepa4rec.experiments import add_run_args, finetune_once, long_rows, write_results  # noqa: E402
 from jepa4rec.recommend import Recommender  # noqa: E402
 
 TEXT_MODELS = {"jepa4rec": ("JEPA4Rec", "checkpoints/jepa4rec-tiny-pretrain"),
@@ -51,10 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"fine-tuning overrides on top of finetune_tiny (default {REDUCED['finetune_set']})")
     p.add_argument("--jepa", default=TEXT_MODELS["jepa4rec"][1], help="JEPA4Rec pre-trained model directory")
     p.add_argument("--recformer", default=TEXT_MODELS["recformer"][1], help="RecFormer-style pre-trained model directory")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--runs-dir", default="runs/low_resource", help="per-run directories (reused when present)")
-    p.add_argument("--out-dir", default=None, help="where low_resource.csv/.json go (default scripts/results)")
+    add_run_args(p, "runs/low_resource", "low_resource")
     args = p.parse_args(argv)
     scale = FULL if args.full else REDUCED
     args.datasets = args.datasets or scale["datasets"]
@@ -117,7 +114,7 @@ def main(argv=None) -> int:
             "finetune_config": "finetune_tiny", "finetune_overrides": args.set, "full": args.full,
             "checkpoints": {m: checkpoints[m] for m in args.models if m in checkpoints}, "runs": runs,
             "protocol": "train on the subset's training sequences; test on every user's test case; all items ranked"}
-    path = write_results("low_resource", rows, meta, **({"out_dir": args.out_dir} if args.out_dir else {}))
+    path = write_results("low_resource", rows, meta, args.out_dir)
     print(f"wrote {path}")
     return 0
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from jepa4rec.data import load_dataset  # noqa: E402
-from jepa4rec.experiments import long_rows, pretrain_once, evaluate_test_split, write_results  # noqa: E402
+from jepa4rec.experiments import add_run_args, evaluate_test_split, long_rows, pretrain_once, write_results  # noqa: E402
 
 REDUCED = dict(ratios=[0.1, 0.3, 0.5, 0.7, 0.9], seeds=[0, 1, 2], steps=150, eval_users=2000)
 FULL = dict(ratios=[round(0.1 * i, 1) for i in range(1, 10)], seeds=[0, 1, 2, 3, 4], steps=3000, eval_users=None)
@@ -40,10 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-users", type=int, default=None, help=f"test only the first N users (default {REDUCED['eval_users']})")
     p.add_argument("--config", default="pretrain_tiny", help="pre-training config")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra pre-training overrides")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--runs-dir", default="runs/masking", help="per-run directories (reused when present)")
-    p.add_argument("--out-dir", default=None, help="where masking_ratio.csv/.json go (default scripts/results)")
+    add_run_args(p, "runs/masking", "masking_ratio")
     args = p.parse_args(argv)
     scale = FULL if args.full else REDUCED
     for key in ("ratios", "seeds", "steps"):
@@ -82,7 +79,7 @@ def main(argv=None) -> int:
     path = write_results("masking_ratio", rows, {"ratios": args.ratios, "seeds": args.seeds, "steps": args.steps,
                                                  "eval_users": args.eval_users, "config": args.config,
                                                  "overrides": args.set, "runs": runs},
-                         **({"out_dir": args.out_dir} if args.out_dir else {}))
+                         args.out_dir)
     print(f"wrote {path}")
     return 0
 

@@ -29,7 +29,8 @@ import torch  # noqa: E402
 
 from jepa4rec.data import load_dataset  # noqa: E402
 from jepa4rec.data.registry import PRETRAIN_DOMAINS  # noqa: E402
-from jepa4rec.experiments import finetune_once, long_rows, pretrain_once, evaluate_test_split, write_results  # noqa: E402
+from jepa4rec.experiments import (add_run_args, evaluate_test_split, finetune_once, long_rows,  # noqa: E402
+                                  matched_pretraining, pretrain_once, write_results)
 
 REDUCED = dict(single=["Electronics2014-1M_SeqRecBench"], finetune_targets=["Scientific_UniSRec", "OnlineRetail"],
                zeroshot_targets=["Scientific_UniSRec", "Instruments_IISAN", "OnlineRetail"])
@@ -50,10 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--finetune-set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides on top of finetune_tiny")
     p.add_argument("--eval-users", type=int, default=None, help="zero-shot: test only the first N users of each target")
     p.add_argument("--skip-finetune", action="store_true", help="only the zero-shot part (Fig. 4)")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--runs-dir", default="runs", help="holds pretrain_data/<domain> and results/<dataset>/<model>")
-    p.add_argument("--out-dir", default=None, help="where the CSV/JSON files go (default scripts/results)")
+    add_run_args(p, "runs", "pretrain_data / zeroshot")
     args = p.parse_args(argv)
     scale = FULL if args.full else REDUCED
     args.single = scale["single"] if args.single is None else args.single
@@ -72,14 +70,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = Path(args.runs_dir)
-    card = json.loads((Path(args.jepa) / "training_card.json").read_text())
+    card, matched = matched_pretraining(args.jepa)
     steps, all_domains = card["step"], card["domains"]
-    # Same tokenizer, seed and step budget (with the same schedules) as the all-domains checkpoint.
-    matched = [f"tokenizer={args.jepa}", f"max_steps={steps}", f"schedule_steps={card['config'].get('schedule_steps') or steps}",
-               "max_minutes=null", f"seed={card['config']['seed']}", *args.pretrain_set]
+    matched += args.pretrain_set
     singles = {d: pretrain_once(runs / "pretrain_data" / short(d), [f"domains=[{d}]", *matched], args.pretrain_config)
                for d in args.single}
-    out = {"out_dir": args.out_dir} if args.out_dir else {}
     pretrainings = {"none": None, **{f"{short(d)} only": path for d, path in singles.items()},
                     f"all {len(all_domains)}": args.jepa}
 
@@ -101,7 +96,7 @@ def main(argv=None) -> int:
                                "users_per_s": round(metrics["users_per_s"], 1)}, metrics, ("NDCG@10", "Recall@10"))
             print(f"zero-shot {label} on {dataset.name}: NDCG@10 {metrics['NDCG@10']:.4f}  Recall@10 {metrics['Recall@10']:.4f}")
     path = write_results("zeroshot", rows, {"checkpoints": {k: str(v) for k, v in models.items()},
-                                             "eval_users": args.eval_users}, **out)
+                                             "eval_users": args.eval_users}, args.out_dir)
     print(f"wrote {path}")
 
     if not args.skip_finetune:
@@ -118,7 +113,7 @@ def main(argv=None) -> int:
                       f"Recall@10 {res['test']['Recall@10']:.4f}  NDCG@10 {res['test']['NDCG@10']:.4f}")
         path = write_results("pretrain_data", rows, {"pretrain_steps": steps, "all_domains": all_domains,
                                                      "single": args.single, "finetune_config": "finetune_tiny",
-                                                     "finetune_overrides": args.finetune_set, "runs": records}, **out)
+                                                     "finetune_overrides": args.finetune_set, "runs": records}, args.out_dir)
         print(f"wrote {path}")
     return 0
 

@@ -39,8 +39,8 @@ import torch  # noqa: E402
 from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec  # noqa: E402
 from jepa4rec.config import FinetuneConfig, load_config  # noqa: E402
 from jepa4rec.data import load_dataset  # noqa: E402
-from jepa4rec.data.registry import PROJECT_ROOT  # noqa: E402
 from jepa4rec.evaluate import evaluate_checkpoint  # noqa: E402
+from jepa4rec.experiments import RESULTS_DIR  # noqa: E402
 from jepa4rec.evaluation import evaluate, format_metrics  # noqa: E402
 
 # key -> (label in the table, kind, which pre-trained checkpoint)
@@ -54,7 +54,6 @@ MODELS = {
     "jepa4rec": ("JEPA4Rec", "finetune", "jepa"),
 }
 METRICS = ("NDCG@10", "Recall@10", "MRR", "NDCG@5", "Recall@5", "NDCG@20", "Recall@20")
-RESULTS = PROJECT_ROOT / "scripts" / "results"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42, help="seed of every model")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--runs-dir", default="runs/results", help="where each model's run and record live")
-    p.add_argument("--out-dir", default=str(RESULTS), help="where the merged table files are written")
+    p.add_argument("--out-dir", default=str(RESULTS_DIR), help="where the merged table files are written")
     p.add_argument("--force", action="store_true", help="re-run models whose record exists")
     p.add_argument("--table-only", action="store_true", help="run nothing; rebuild the table from the records present")
     return p.parse_args(argv)
