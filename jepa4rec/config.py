@@ -64,6 +64,9 @@ class PretrainConfig:
     init_from: str | None = None  # local dir or hub id of a Longformer/RoBERTa to start from
     tokenizer: str | None = None  # existing tokenizer dir; None = train one on the pre-training catalogues
     vocab_size: int = 8000
+    # Token-embedding initialisation: None = random; "wordllama" (the installed package) or the path to a
+    # wordllama wheel or package directory = WordLlama's static word vectors (see jepa4rec.wordinit).
+    token_init: str | None = None
     domains: list[str] = field(default_factory=lambda: list(PRETRAIN_DOMAINS))
     data_root: str | None = None
     max_users_per_domain: int | None = None  # subsample users (tests, quick runs)
@@ -93,6 +96,8 @@ class PretrainConfig:
 
     def __post_init__(self):
         check_model_overrides(self.model_size, self.model)
+        if self.init_from and self.token_init:
+            raise ValueError("token_init and init_from both set the token embeddings; choose one")
 
 
 @dataclass
@@ -107,6 +112,7 @@ class FinetuneConfig:
     model: dict = field(default_factory=dict)  # from scratch only: JepaConfig overrides
     tokenizer: str | None = None  # from scratch: a tokenizer dir; None = train one on the target catalogue
     vocab_size: int = 8000
+    token_init: str | None = None  # from scratch only: None = random, or a WordLlama source (as in pre-training)
     max_items: int = 50
     max_tokens: int | None = None  # None = the checkpoint's (1024 from scratch)
     pairs: str = "all"  # all: every prefix of each training sequence; sample: one random cut per user per epoch
@@ -131,6 +137,9 @@ class FinetuneConfig:
 
     def __post_init__(self):
         check_model_overrides(self.model_size, self.model)
+        if self.init_from and self.token_init:
+            raise ValueError("token_init applies to a model trained from scratch; with init_from the token "
+                             "embeddings come from the pre-trained checkpoint")
         if self.init_from:
             fixed = sorted(set(self.model) - FINETUNE_OVERRIDABLE)
             if fixed:

@@ -28,6 +28,7 @@ from .masking import bert_mask
 from .modeling import JEPA4RecModel, JepaConfig
 from .recommend import Recommender
 from .text import ItemTokenizer, TextConfig, load_tokenizer, sentence_text, train_tokenizer
+from .wordinit import init_token_embeddings
 from .training import build_optimizer, build_scheduler, resolve_mixed_precision
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,10 @@ def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset):
                                      max_item_positions=cfg.max_items + 1,
                                      max_position_embeddings=text_cfg.max_tokens, **cfg.model)
     torch.manual_seed(cfg.seed)
-    return JEPA4RecModel(model_cfg), tok, {}
+    model = JEPA4RecModel(model_cfg)
+    if cfg.token_init:
+        print(init_token_embeddings(model, tok.tokenizer, cfg.token_init, cfg.seed))
+    return model, tok, {}
 
 
 def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:

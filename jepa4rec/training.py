@@ -34,6 +34,7 @@ from .data import load_dataset
 from .losses import pretrain_losses
 from .modeling import MODEL_SIZES, JEPA4RecModel, JepaConfig, build_target_encoder, ema_update, momentum_at
 from .text import ItemTokenizer, TextConfig, load_tokenizer, sentence_text, train_tokenizer
+from .wordinit import init_token_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     if cfg.init_from:
         copied = init_from_pretrained(model, cfg.init_from)
         accelerator.print(f"init-from {cfg.init_from}: copied {len(copied)} tensors")
+    if cfg.token_init:
+        accelerator.print(str(init_token_embeddings(model, item_tok.tokenizer, cfg.token_init, cfg.seed)))
     target = build_target_encoder(model).to(accelerator.device)
 
     optimizer = build_optimizer(model, cfg.optim)
