@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .config import FinetuneConfig, PretrainConfig, load_config
+from .config import FinetuneConfig, PretrainConfig, _merge, load_config, to_dict
 from .data.registry import PROJECT_ROOT
 from .evaluate import evaluate_checkpoint
 
@@ -24,18 +24,47 @@ RESULTS_DIR = PROJECT_ROOT / "scripts" / "results"
 HEADLINE_METRICS = ("NDCG@10", "Recall@10", "MRR")
 
 
+# Options that do not change what a run computes, so a run may be reused across them.
+_RUN_IRRELEVANT = {"output_dir", "data_root", "progress", "log_every", "save_every", "keep_checkpoints",
+                   "device", "eval_batch_size"}
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "model" else {f"{prefix}{k}": v})
+    return out
+
+
+def check_reusable(run_dir: str | Path, stored: dict, cfg) -> None:
+    """Raise when the run in ``run_dir`` was made with other options than ``cfg`` (a run made before an
+    option existed counts as having had its default; options since removed are ignored): reusing it
+    would silently mix configurations."""
+    default = to_dict(type(cfg)())
+    old, new = _flat(_merge(default, stored)), _flat(to_dict(cfg))
+    diff = sorted(k for k in new
+                  if k.split(".")[0] not in _RUN_IRRELEVANT and json.dumps(old.get(k)) != json.dumps(new.get(k)))
+    if diff:
+        detail = "; ".join(f"{k}: run has {old.get(k)!r}, asked {new.get(k)!r}" for k in diff)
+        raise ValueError(f"{run_dir} was made with other options ({detail}); delete it or choose another --runs-dir")
+
+
 def pretrain_once(output_dir: str | Path, overrides: list[str], config: str = "pretrain_tiny") -> Path:
     """Pre-train with ``config`` + ``overrides`` into ``output_dir``; an existing ``final/`` is reused and
-    an interrupted run resumes from its latest checkpoint."""
+    an interrupted run resumes from its latest checkpoint, in both cases only if its options match."""
     from .checkpoint import latest_checkpoint
     from .training import pretrain
 
+    cfg = load_config(PretrainConfig, config, [*overrides, f"output_dir={output_dir}"])
     final = Path(output_dir) / "final"
     if (final / "training_card.json").exists():  # written last: a run killed while saving is not reused
+        check_reusable(output_dir, json.loads((final / "training_card.json").read_text())["config"], cfg)
         print(f"reusing pre-trained {final}")
         return final
-    cfg = load_config(PretrainConfig, config, [*overrides, f"output_dir={output_dir}"])
-    return pretrain(cfg, resume=latest_checkpoint(output_dir) is not None)
+    resume = latest_checkpoint(output_dir) is not None
+    if resume and (Path(output_dir) / "config.json").exists():
+        check_reusable(output_dir, json.loads((Path(output_dir) / "config.json").read_text()), cfg)
+    return pretrain(cfg, resume=resume)
 
 
 def finetune_once(output_dir: str | Path, dataset, init_from: str | Path | None, overrides: list[str],
@@ -43,13 +72,15 @@ def finetune_once(output_dir: str | Path, dataset, init_from: str | Path | None,
     """Fine-tune on ``dataset`` (an object or a name) into ``output_dir``; an existing ``results.json`` is reused."""
     from .finetuning import finetune
 
-    done = Path(output_dir) / "results.json"
-    if done.exists():
-        print(f"reusing fine-tuned {done}")
-        return json.loads(done.read_text())
     name = dataset if isinstance(dataset, str) else dataset.name
     extra = [f"init_from={init_from}"] if init_from else []
     cfg = load_config(FinetuneConfig, config, [f"dataset={name}", *extra, *overrides, f"output_dir={output_dir}"])
+    done = Path(output_dir) / "results.json"
+    if done.exists():
+        result = json.loads(done.read_text())
+        check_reusable(output_dir, result["config"], cfg)
+        print(f"reusing fine-tuned {done}")
+        return result
     return finetune(cfg, None if isinstance(dataset, str) else dataset)
 
 
@@ -62,8 +93,11 @@ def matched_pretraining(checkpoint: str | Path) -> tuple[dict, list[str]]:
     and LR/EMA schedules, so that only what the caller changes (data, a loss, an embedding) differs."""
     card = json.loads((Path(checkpoint) / "training_card.json").read_text())
     steps, cfg = card["step"], card["config"]
+    # A run stopped by its time budget ended before its schedules did: they ran over schedule_steps, or
+    # over max_steps when that was unset, never over the steps it happened to reach.
+    schedule = cfg.get("schedule_steps") or cfg.get("max_steps") or steps
     return card, [f"tokenizer={checkpoint}", f"seed={cfg['seed']}", f"max_steps={steps}",
-                  f"schedule_steps={cfg.get('schedule_steps') or steps}", "max_minutes=null"]
+                  f"schedule_steps={schedule}", "max_minutes=null"]
 
 
 def add_run_args(parser, runs_dir: str, stem: str) -> None:

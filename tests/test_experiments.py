@@ -1,0 +1,43 @@
+"""Shared steps of the experiment commands (jepa4rec.experiments)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jepa4rec.experiments import matched_pretraining
+
+
+def _card(tmp_path, step, **config):
+    (tmp_path / "training_card.json").write_text(json.dumps({"step": step, "config": {"seed": 7, **config}}))
+    return tmp_path
+
+
+@pytest.mark.parametrize("config, schedule", [
+    # Stopped by its 27-minute budget at step 1,410 of a 1,700-step schedule: the new run must stop at
+    # 1,410 with the same, unfinished, schedules.
+    ({"max_steps": 1700, "schedule_steps": None, "max_minutes": 27}, 1700),
+    ({"max_steps": 1410, "schedule_steps": 1700}, 1700),
+    ({"max_steps": 1410}, 1410),
+])
+def test_matched_pretraining_keeps_the_schedule_the_checkpoint_ran(tmp_path, config, schedule):
+    card, overrides = matched_pretraining(_card(tmp_path, 1410, **config))
+    assert f"schedule_steps={schedule}" in overrides
+    assert "max_steps=1410" in overrides and "seed=7" in overrides and "max_minutes=null" in overrides
+    assert f"tokenizer={tmp_path}" in overrides
+
+
+def test_a_run_is_reused_only_with_the_options_it_was_made_with(tmp_path):
+    from jepa4rec.config import FinetuneConfig, to_dict
+    from jepa4rec.experiments import check_reusable
+
+    cfg = FinetuneConfig(dataset="Toy", epochs=3, output_dir=str(tmp_path / "a"))
+    stored = to_dict(cfg)
+    check_reusable(tmp_path, {**stored, "output_dir": "elsewhere", "progress": False}, cfg)  # irrelevant options
+    # An option the run predates counts as its default; one removed since is ignored.
+    del stored["token_init"]
+    check_reusable(tmp_path, {**stored, "fresh_targets": False}, cfg)
+    with pytest.raises(ValueError, match=r"epochs: run has 5, asked 3"):
+        check_reusable(tmp_path, {**stored, "epochs": 5}, cfg)
+    with pytest.raises(ValueError, match=r"optim\.lr"):
+        check_reusable(tmp_path, {**stored, "optim": {**stored["optim"], "lr": 1.0}}, cfg)
