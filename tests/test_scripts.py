@@ -117,12 +117,17 @@ def test_pretrain_data_matches_the_all_domains_budget_and_writes_both_figures(to
     script = load_script("reproduce_pretrain_data")
     pre_set = _tiny_pretrain_set()
     ft_set = [*FT_SET, "model.hidden_size=32", "model.num_hidden_layers=1"]
-    args = ["--jepa", str(all_domains), "--recformer", str(all_domains), "--single", str(other),
-            "--finetune-targets", toy, "--zeroshot-targets", toy, "--threads", "1", "--runs-dir", str(tmp_path / "runs"),
-            "--out-dir", str(tmp_path / "out"), "--pretrain-set", *pre_set, "--finetune-set", *ft_set[:7]]
+    def args(runs, finetune_set):
+        return ["--jepa", str(all_domains), "--recformer", str(all_domains), "--single", str(other),
+                "--finetune-targets", toy, "--zeroshot-targets", toy, "--threads", "1", "--runs-dir", str(tmp_path / runs),
+                "--out-dir", str(tmp_path / "out"), "--pretrain-set", *pre_set, "--finetune-set", *finetune_set]
+
     with pytest.raises(ValueError, match="model"):  # a pre-trained model's architecture cannot be overridden
-        script.main(args[:-7] + ft_set)
-    assert script.main(args) == 0
+        script.main(args("runs_bad", ft_set))
+    # That call fine-tuned the from-scratch model with other options first: its run is not reused.
+    with pytest.raises(ValueError, match="made with other options"):
+        script.main(args("runs_bad", ft_set[:7]))
+    assert script.main(args("runs", ft_set[:7])) == 0
 
     single = json.loads((tmp_path / "runs" / "pretrain_data" / "Other" / "final" / "training_card.json").read_text())
     assert single["step"] == 6 and single["domains"] == [str(other)]
