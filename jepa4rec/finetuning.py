@@ -69,7 +69,7 @@ def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset):
     torch.manual_seed(cfg.seed)
     model = JEPA4RecModel(model_cfg)
     if cfg.token_init:
-        print(init_token_embeddings(model, tok.tokenizer, cfg.token_init, cfg.seed))
+        logger.info("%s", init_token_embeddings(model, tok.tokenizer, cfg.token_init, cfg.seed))
     return model, tok, {}
 
 

@@ -13,7 +13,6 @@ directory (``pip download wordllama --no-deps`` gives the wheel without installi
 from __future__ import annotations
 
 import importlib.util
-import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path

@@ -52,15 +52,27 @@ def test_scratch_finetune_model_takes_the_vectors(toy, tmp_path):
     assert model.mlm_head.decoder.weight.data_ptr() == weight.data_ptr()
 
 
-def test_package_directory_is_a_source_too():
-    root = Path(list(importlib.util.find_spec("wordllama").submodule_search_locations)[0])
+@pytest.mark.parametrize("as_wheel", [False, True])
+def test_package_directory_and_wheel_are_sources_too(tmp_path, as_wheel):
+    import zipfile
+
+    from jepa4rec.modeling import JEPA4RecModel, JepaConfig
+    from jepa4rec.wordinit import TOKENIZER, WEIGHTS
+
+    site = Path(list(importlib.util.find_spec("wordllama").submodule_search_locations)[0]).parent
+    source = site / "wordllama"
+    if as_wheel:  # the two files a wordllama wheel holds, at their wheel paths
+        source = tmp_path / "wordllama-0.4.0-py3-none-any.whl"
+        with zipfile.ZipFile(source, "w") as whl:
+            for rel in (WEIGHTS, TOKENIZER):
+                whl.write(site / rel, rel)
     tok = train_tokenizer(SENTENCES, vocab_size=120, min_frequency=1)
-    model = type("M", (), {})()
-    emb = torch.nn.Embedding(len(tok), 16, padding_idx=tok.pad_token_id)
-    model.get_input_embeddings = lambda: emb
-    model.config = type("C", (), {"initializer_range": 0.02})()
-    report = init_token_embeddings(model, tok, str(root))
-    assert report.covered > 0.5 * len(tok) and report.dims_copied == 16
+    model = JEPA4RecModel(JepaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, attention_window=16, pad_token_id=tok.pad_token_id))
+    report = init_token_embeddings(model, tok, str(source))
+    reference, covered, _ = wordllama_embeddings(tok, 16)
+    assert report.covered == covered.sum() > 0.5 * len(tok) and report.dims_copied == 16
+    assert torch.allclose(model.get_input_embeddings().weight[covered], reference[covered])
 
 
 def test_bad_source_and_conflicting_options_are_named(tmp_path):
