@@ -15,6 +15,7 @@ plots the mean over seeds with the standard deviation as error bars.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -53,6 +54,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def trained_tokenizer(dataset_runs: Path) -> Path | None:
+    """The vocabulary that an earlier run of this dataset trained (its config names no tokenizer).
+
+    Sharing it, rather than the first run of this process, lets other seeds or ratios run as separate
+    processes (once the first run has started) and still be reused by the full command later: BPE training
+    is not reproducible enough to give two runs the same vocabulary."""
+    for config in sorted(dataset_runs.glob("*/config.json")):
+        if json.loads(config.read_text()).get("tokenizer") is None and (config.parent / "tokenizer").is_dir():
+            return config.parent / "tokenizer"
+    return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -60,16 +73,15 @@ def main(argv=None) -> int:
     rows, runs = [], []
     for name in args.datasets:
         dataset = load_dataset(name, root=args.data_root)
-        first = None
         for seed in args.seeds:
             for ratio in args.ratios:
                 run_dir = Path(args.runs_dir) / dataset.name / f"ratio{ratio:g}_seed{seed}"
-                shared_tok = [f"tokenizer={first.parent / 'tokenizer'}"] if first else []
+                tokenizer = trained_tokenizer(run_dir.parent)
+                shared_tok = [f"tokenizer={tokenizer}"] if tokenizer and tokenizer.parent != run_dir else []
                 overrides = [f"domains=[{name}]", "train_split_only=true", f"loss.next_item_mask_ratio={ratio}",
                              f"seed={seed}", f"max_steps={args.steps}", "max_minutes=null", "progress=false",
                              *([f"data_root={args.data_root}"] if args.data_root else []), *shared_tok, *args.set]
                 model_dir = pretrain_once(run_dir, overrides, args.config)
-                first = first or model_dir
                 metrics = evaluate_test_split(model_dir, dataset, args.eval_users)
                 base = {"dataset": dataset.name, "ratio": ratio, "seed": seed}
                 rows += long_rows(base, metrics)

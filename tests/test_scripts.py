@@ -171,6 +171,10 @@ def test_masking_sweep_pretrains_in_domain_without_leaking_the_test_split(toy, t
     card = json.loads((tmp_path / "runs" / "Toy" / "ratio0.7_seed1" / "final" / "training_card.json").read_text())
     assert card["config"]["train_split_only"] is True and card["config"]["loss"]["next_item_mask_ratio"] == 0.7
     assert card["config"]["tokenizer"].endswith("ratio0.3_seed0/tokenizer")  # one vocabulary per dataset
+    # another seed run as its own process shares that vocabulary, so a later full command reuses its run
+    assert script.main([*args[:args.index("--seeds")], "--seeds", "2", *args[args.index("--steps"):]]) == 0
+    card = json.loads((tmp_path / "runs" / "Toy" / "ratio0.3_seed2" / "final" / "training_card.json").read_text())
+    assert card["config"]["tokenizer"].endswith("ratio0.3_seed0/tokenizer")
     exp = next(e for e in EXPERIMENTS if e.stem == "masking_ratio")
     fig = experiment_figure(exp, df)
     assert fig.data[0].error_y.array is not None  # two seeds: mean with a spread
