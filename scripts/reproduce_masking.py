@@ -9,7 +9,10 @@ pretrain_tiny; each dataset's runs share one tokenizer (trained by its first run
 Writes scripts/results/masking_ratio.csv (dataset, ratio, seed, metric, value) and .json; the app
 plots the mean over seeds with the standard deviation as error bars.
 
-    python scripts/reproduce_masking.py                  # reduced: 5 ratios x 3 seeds x 2 datasets, ~1 h
+    python scripts/reproduce_masking.py                  # reduced: 5 ratios x 3 seeds x 2 datasets, ~2 h 15 min on 1 thread
+    python scripts/reproduce_masking.py --datasets Scientific_UniSRec --threads 1 --out-dir /tmp/sci &  # or 2 cores,
+    python scripts/reproduce_masking.py --datasets OnlineRetail --threads 1 --out-dir /tmp/or         # ~70 min,
+    python scripts/reproduce_masking.py                  # then this reuses all 30 runs and writes the file
     python scripts/reproduce_masking.py --full           # 0.1 ... 0.9, 5 seeds, 3,000 steps each, every test user
 """
 from __future__ import annotations
