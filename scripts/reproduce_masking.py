@@ -61,8 +61,8 @@ def trained_tokenizer(dataset_runs: Path) -> Path | None:
     """The vocabulary that an earlier run of this dataset trained (its config names no tokenizer).
 
     Sharing it, rather than the first run of this process, lets other seeds or ratios run as separate
-    processes (once the first run has started) and still be reused by the full command later: BPE training
-    is not reproducible enough to give two runs the same vocabulary."""
+    processes (once the first run has started) and still be reused by the full command later: a second
+    tokenizer trained on the same data by another seed's run came out different."""
     for config in sorted(dataset_runs.glob("*/config.json")):
         if json.loads(config.read_text()).get("tokenizer") is None and (config.parent / "tokenizer").is_dir():
             return config.parent / "tokenizer"
