@@ -182,10 +182,11 @@ def parse_overrides(pairs: list[str] | None) -> dict:
     return out
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge_dicts(base: dict, extra: dict) -> dict:
+    """``extra`` over ``base``, section by section (nested dicts merge, everything else is replaced)."""
     merged = dict(base)
     for k, v in extra.items():
-        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+        merged[k] = merge_dicts(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
     return merged
 
 
@@ -201,7 +202,7 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | None
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{p}: expected a mapping at the top level")
-    return _build(cls, _merge(data, parse_overrides(overrides)))
+    return _build(cls, merge_dicts(data, parse_overrides(overrides)))
 
 
 def config_from_cli(parser, cls, args, shortcuts: tuple[str, ...] = ()):

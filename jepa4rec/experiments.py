@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .config import FinetuneConfig, PretrainConfig, _merge, load_config, to_dict
+from .config import FinetuneConfig, PretrainConfig, load_config, merge_dicts, to_dict
 from .data.registry import PROJECT_ROOT
 from .evaluate import evaluate_checkpoint
 
@@ -30,6 +30,7 @@ _RUN_IRRELEVANT = {"output_dir", "data_root", "progress", "log_every", "save_eve
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
+    """Dotted keys for nested sections; ``model`` (free-form overrides) is compared as a whole."""
     out = {}
     for k, v in d.items():
         out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "model" else {f"{prefix}{k}": v})
@@ -41,7 +42,7 @@ def check_reusable(run_dir: str | Path, stored: dict, cfg) -> None:
     option existed counts as having had its default; options since removed are ignored): reusing it
     would silently mix configurations."""
     default = to_dict(type(cfg)())
-    old, new = _flat(_merge(default, stored)), _flat(to_dict(cfg))
+    old, new = _flat(merge_dicts(default, stored)), _flat(to_dict(cfg))
     diff = sorted(k for k in new
                   if k.split(".")[0] not in _RUN_IRRELEVANT and json.dumps(old.get(k)) != json.dumps(new.get(k)))
     if diff:
