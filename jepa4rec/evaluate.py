@@ -21,14 +21,20 @@ import torch
 
 from .data import DataFormatError, load_dataset
 from .evaluation import evaluate, format_metrics
+from .checkpoint import is_model_dir
+from .language_models import is_language_model
 from .recommend import Recommender
 
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset, split: str = "test", *, random_init: bool = False,
                         exclude_history: bool = False, batch_size: int = 128, device: str | None = None,
                         max_users: int | None = None, seed: int = 0, progress: bool = True) -> dict:
-    """Metrics (and timing) of one model directory on one dataset's leave-one-out split."""
-    rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size)
+    """Metrics (and timing) of one model directory on one dataset's leave-one-out split; ``checkpoint``
+    may also name a language model (``minilm``): its converted encoder with no training at all."""
+    if is_language_model(checkpoint) and not is_model_dir(checkpoint):
+        rec = Recommender.from_language_model(str(checkpoint), dataset, device=device, batch_size=batch_size)
+    else:
+        rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size)
     if random_init:
         torch.manual_seed(seed)
         fresh = type(rec.model)(rec.model.config)
@@ -49,7 +55,8 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset, split: str = "test", *,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jepa4rec.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="model directory (config.json + model.safetensors + tokenizer)")
+    parser.add_argument("--checkpoint", required=True, help="model directory (config.json + model.safetensors + tokenizer), or a language model "
+                        "(minilm: its converted encoder untrained, histories of 20 items / 128 tokens)")
     parser.add_argument("--dataset", required=True, help="dataset name (see `python -m jepa4rec.data stats --help`) or folder")
     parser.add_argument("--data-root", default=None, help="folder holding the datasets (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
     parser.add_argument("--split", choices=["test", "valid"], default="test", help="leave-one-out split to rank (default: test)")

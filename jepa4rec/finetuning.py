@@ -25,10 +25,10 @@ from .data import SeqRecDataset, load_dataset
 from .evaluation import evaluate
 from .losses import mapping_loss
 from .masking import bert_mask
-from .modeling import JEPA4RecModel, JepaConfig
+from .language_models import LANGUAGE_MODELS, is_language_model, language_model_dir
 from .recommend import Recommender
 from .text import ItemTokenizer, TextConfig, load_tokenizer, sentence_text, train_tokenizer
-from .wordinit import init_token_embeddings
+from .modeling import new_model
 from .training import build_optimizer, build_scheduler, resolve_mixed_precision
 
 logger = logging.getLogger(__name__)
@@ -49,28 +49,30 @@ def training_pairs(dataset: SeqRecDataset, mode: str, max_items: int, rng: np.ra
 
 
 def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset):
-    """(model, item tokenizer, source card) from a pre-trained directory or from scratch."""
-    if cfg.init_from:
+    """(model, item tokenizer, source card): a pre-trained JEPA4Rec directory, a language model's
+    encoder (fine-tuning without recommendation pre-training), or a model from scratch."""
+    if cfg.init_from and not is_language_model(cfg.init_from):
         if not is_model_dir(cfg.init_from):
-            raise FileNotFoundError(f"init_from={cfg.init_from} is not a JEPA4Rec model directory")
+            raise FileNotFoundError(f"init_from={cfg.init_from} is neither a JEPA4Rec model directory nor a "
+                                    f"language model ({sorted(LANGUAGE_MODELS)} or a BERT/RoBERTa folder)")
         model, tok, card = load_model_dir(cfg.init_from, **cfg.model)
         if cfg.max_tokens:
             tok.config.max_tokens = cfg.max_tokens
         tok.config.max_items = cfg.max_items
+        if cfg.freeze_word_embeddings:
+            model.get_input_embeddings().weight.requires_grad_(False)
         return model, tok, card
     text_cfg = TextConfig(max_items=cfg.max_items, max_tokens=cfg.max_tokens or 1024)
-    if cfg.tokenizer:
+    if cfg.init_from:
+        tok = ItemTokenizer(load_tokenizer(language_model_dir(cfg.init_from)), text_cfg)
+    elif cfg.tokenizer:
         tok = ItemTokenizer(load_tokenizer(cfg.tokenizer), text_cfg)
     else:
         tok = ItemTokenizer(train_tokenizer((sentence_text(it, text_cfg) for it in dataset.items), cfg.vocab_size), text_cfg)
-    model_cfg = JepaConfig.from_size(cfg.model_size, vocab_size=len(tok.tokenizer), pad_token_id=tok.pad_id,
-                                     max_item_positions=cfg.max_items + 1,
-                                     max_position_embeddings=text_cfg.max_tokens, **cfg.model)
-    torch.manual_seed(cfg.seed)
-    model = JEPA4RecModel(model_cfg)
-    if cfg.token_init:
-        logger.info("%s", init_token_embeddings(model, tok.tokenizer, cfg.token_init, cfg.seed))
-    return model, tok, {}
+    model = new_model(tok, model_size=cfg.model_size, overrides=cfg.model, max_items=cfg.max_items,
+                      max_tokens=text_cfg.max_tokens, init_from=cfg.init_from, token_init=cfg.token_init,
+                      freeze_word_embeddings=cfg.freeze_word_embeddings, seed=cfg.seed)
+    return model, tok, {"source": model.config.base_model} if cfg.init_from else {}
 
 
 def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
@@ -127,7 +129,14 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 h_raw = model.encode(hist).float()
                 h = F.normalize(h_raw, dim=-1)
-            loss = F.cross_entropy(h @ item_matrix.T / cfg.temperature, targets)
+            logits = h @ item_matrix.T / cfg.temperature
+            if cfg.item_grad == "batch":
+                items = {k: v.to(device) for k, v in tok.collate_items([rec.encoded[p.target] for p in chunk]).items()}
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    fresh = F.normalize(model.encode(items).float(), dim=-1)
+                # The batch's target columns take the fresh vectors (a target twice in a batch gets the same one).
+                logits = logits.scatter(1, targets.expand(len(chunk), -1), h @ fresh.T / cfg.temperature)
+            loss = F.cross_entropy(logits, targets)
             if cfg.lambda_map > 0:
                 # FFN2(h_CLS ⊕ h_{n+1,M}) → the target's vector in the (fixed) item matrix.
                 nxt = tok.collate_items([rec.encoded[p.target] for p in chunk])

