@@ -41,6 +41,11 @@ def about_markdown(service: AppService, name: str) -> str:
                  f"{cfg.num_attention_heads} heads, attention window {cfg.attention_window}; "
                  f"{sum(p.numel() for p in served.recommender.model.parameters()):,} parameters; "
                  f"vocabulary {cfg.vocab_size:,}.")
+    base = getattr(cfg, "base_model", None)
+    if base:
+        lines.append(f"Language prior: the encoder started from `{base.get('name')}` ({base.get('package')} "
+                     f"{base.get('version')}), whose word meanings it keeps; items are text, so any catalogue "
+                     "works without item IDs.")
     if card.get("kind") == "pretrain":
         lines.append(f"Pre-trained for {card.get('step', '?')} steps on {', '.join(card.get('domains', []))} "
                      f"({card.get('users', 0):,} users, {card.get('items', 0):,} items).")

@@ -147,9 +147,9 @@ class FinetuneConfig:
     epochs: int = 20
     max_minutes: float | None = None
     refresh_every: int | None = None  # re-encode the item matrix every N steps (None = once per epoch)
-    # Gradients on the item side: "none" scores against the fixed item matrix only (the paper); "batch"
-    # re-encodes the batch's target items with gradients and uses those vectors in their columns, so the
-    # encoder also learns how items should look, not only histories, between two refreshes.
+    # Gradients on the item side: "none" scores against the fixed item matrix only (the paper); "batch" adds
+    # an in-batch contrastive loss over the batch's target items encoded with gradients (as L_SI in
+    # pre-training), so the encoder also learns how items should look between two refreshes.
     item_grad: str = "none"
     temperature: float = 0.05
     # Optional: keep the next-item predictor FFN2 in step with the fine-tuned encoder (the paper

@@ -97,8 +97,10 @@ def matched_pretraining(checkpoint: str | Path) -> tuple[dict, list[str]]:
     # A run stopped by its time budget ended before its schedules did: they ran over schedule_steps, or
     # over max_steps when that was unset, never over the steps it happened to reach.
     schedule = cfg.get("schedule_steps") or cfg.get("max_steps") or steps
-    return card, [f"tokenizer={checkpoint}", f"seed={cfg['seed']}", f"max_steps={steps}",
-                  f"schedule_steps={schedule}", "max_minutes=null"]
+    # A run started from a language model takes that model's weights and tokenizer; otherwise the
+    # checkpoint's trained vocabulary is shared.
+    start = f"init_from={cfg['init_from']}" if cfg.get("init_from") else f"tokenizer={checkpoint}"
+    return card, [start, f"seed={cfg['seed']}", f"max_steps={steps}", f"schedule_steps={schedule}", "max_minutes=null"]
 
 
 def add_run_args(parser, runs_dir: str, stem: str) -> None:

@@ -23,7 +23,7 @@ from .checkpoint import is_model_dir, load_model_dir, save_model_dir
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
 from .evaluation import evaluate
-from .losses import mapping_loss
+from .losses import contrastive_loss, mapping_loss
 from .masking import bert_mask
 from .language_models import LANGUAGE_MODELS, is_language_model, language_model_dir
 from .recommend import Recommender
@@ -129,14 +129,14 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 h_raw = model.encode(hist).float()
                 h = F.normalize(h_raw, dim=-1)
-            logits = h @ item_matrix.T / cfg.temperature
+            loss = F.cross_entropy(h @ item_matrix.T / cfg.temperature, targets)
             if cfg.item_grad == "batch":
+                # In-batch sequence-item contrastive loss on freshly encoded targets. Fresh vectors are not
+                # mixed into the stale matrix: "the fresh column" would itself give the answer away.
                 items = {k: v.to(device) for k, v in tok.collate_items([rec.encoded[p.target] for p in chunk]).items()}
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    fresh = F.normalize(model.encode(items).float(), dim=-1)
-                # The batch's target columns take the fresh vectors (a target twice in a batch gets the same one).
-                logits = logits.scatter(1, targets.expand(len(chunk), -1), h @ fresh.T / cfg.temperature)
-            loss = F.cross_entropy(logits, targets)
+                    fresh = model.encode(items).float()
+                loss = loss + contrastive_loss(h_raw, fresh, cfg.temperature, targets, gather=False)
             if cfg.lambda_map > 0:
                 # FFN2(h_CLS ⊕ h_{n+1,M}) → the target's vector in the (fixed) item matrix.
                 nxt = tok.collate_items([rec.encoded[p.target] for p in chunk])

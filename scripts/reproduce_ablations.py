@@ -49,7 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the full model's checkpoint; its tokenizer, seed and steps are matched")
     p.add_argument("--pretrain-config", default="pretrain_tiny", help="pre-training config of the ablated variants")
     p.add_argument("--pretrain-set", nargs="*", default=[], metavar="KEY=VALUE", help="extra pre-training overrides (every variant)")
-    p.add_argument("--finetune-set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides on top of finetune_tiny")
+    p.add_argument("--finetune-config", default="finetune_tiny",
+                   help="fine-tuning config (file or name in jepa4rec/configs; finetune_minilm for MiniLM checkpoints)")
+    p.add_argument("--finetune-set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides on top of --finetune-config")
     add_run_args(p, "runs", "ablations")
     return p.parse_args(argv)
 
@@ -80,7 +82,8 @@ def main(argv=None) -> int:
         dataset = load_dataset(name, root=args.data_root)
         for variant in args.variants:
             key = VARIANTS[variant][0] + ("" if not args.full or VARIANTS[variant][1] is None else "_full")
-            res = finetune_once(runs / "results" / dataset.name / key, dataset, inits[variant], args.finetune_set)
+            res = finetune_once(runs / "results" / dataset.name / key, dataset, inits[variant], args.finetune_set,
+                                args.finetune_config)
             base = {"dataset": dataset.name, "variant": variant}
             rows += long_rows(base, res["test"], ("NDCG@10", "Recall@10", "MRR"))
             records.append({**base, "init_from": str(inits[variant]), "train_seconds": res["train_seconds"],
@@ -89,7 +92,7 @@ def main(argv=None) -> int:
                   f"MRR {res['test']['MRR']:.4f}")
     path = write_results("ablations", rows, {"pretraining": tag, "matched_overrides": matched,
                                              "variants": {v: VARIANTS[v][1] for v in args.variants},
-                                             "finetune_config": "finetune_tiny", "finetune_overrides": args.finetune_set,
+                                             "finetune_config": args.finetune_config, "finetune_overrides": args.finetune_set,
                                              "runs": records}, args.out_dir)
     print(f"wrote {path}")
     return 0

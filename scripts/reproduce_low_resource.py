@@ -47,8 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fractions", nargs="*", type=float, default=[0.01, 0.05, 0.1, 0.5, 1.0],
                    help="shares of the training users kept")
     p.add_argument("--seeds", nargs="*", type=int, default=None, help="subset and training seeds (default 42; 42 43 44 with --full)")
+    p.add_argument("--finetune-config", default="finetune_tiny",
+                   help="fine-tuning config (file or name in jepa4rec/configs; finetune_minilm for MiniLM checkpoints)")
     p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
-                   help=f"fine-tuning overrides on top of finetune_tiny (default {REDUCED['finetune_set']})")
+                   help=f"fine-tuning overrides on top of --finetune-config (default {REDUCED['finetune_set']})")
     p.add_argument("--jepa", default=TEXT_MODELS["jepa4rec"][1], help="JEPA4Rec pre-trained model directory")
     p.add_argument("--recformer", default=TEXT_MODELS["recformer"][1], help="RecFormer-style pre-trained model directory")
     add_run_args(p, "runs/low_resource", "low_resource")
@@ -95,7 +97,8 @@ def main(argv=None) -> int:
                             done.write_text(json.dumps(metrics))
                         label = "SASRec"
                     else:
-                        res = finetune_once(run_dir, subset, checkpoints[model], [f"seed={seed}", "progress=false", *args.set])
+                        res = finetune_once(run_dir, subset, checkpoints[model], [f"seed={seed}", "progress=false", *args.set],
+                                            args.finetune_config)
                         done = run_dir / "all_users_test.json"
                         if done.exists():
                             metrics = json.loads(done.read_text())
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
                     print(f"{dataset.name} {label} fraction {fraction:g} seed {seed} ({subset.n_users} users): "
                           f"NDCG@10 {metrics['NDCG@10']:.4f}  Recall@10 {metrics['Recall@10']:.4f}")
     meta = {"fractions": args.fractions, "seeds": args.seeds, "models": args.models, "datasets": args.datasets,
-            "finetune_config": "finetune_tiny", "finetune_overrides": args.set, "full": args.full,
+            "finetune_config": args.finetune_config, "finetune_overrides": args.set, "full": args.full,
             "checkpoints": {m: checkpoints[m] for m in args.models if m in checkpoints}, "runs": runs,
             "protocol": "train on the subset's training sequences; test on every user's test case; all items ranked"}
     path = write_results("low_resource", rows, meta, args.out_dir)

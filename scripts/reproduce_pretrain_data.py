@@ -48,7 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recformer", default="checkpoints/recformer-tiny-pretrain", help="the all-domains RecFormer-style checkpoint")
     p.add_argument("--pretrain-config", default="pretrain_tiny", help="config of the one-domain runs (the checkpoint's steps and tokenizer are added)")
     p.add_argument("--pretrain-set", nargs="*", default=[], metavar="KEY=VALUE", help="extra one-domain pre-training overrides")
-    p.add_argument("--finetune-set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides on top of finetune_tiny")
+    p.add_argument("--finetune-config", default="finetune_tiny",
+                   help="fine-tuning config (file or name in jepa4rec/configs; finetune_minilm for MiniLM checkpoints)")
+    p.add_argument("--finetune-set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides on top of --finetune-config")
     p.add_argument("--eval-users", type=int, default=None, help="zero-shot: test only the first N users of each target")
     p.add_argument("--skip-finetune", action="store_true", help="only the zero-shot part (Fig. 4)")
     add_run_args(p, "runs", "pretrain_data / zeroshot")
@@ -105,14 +107,15 @@ def main(argv=None) -> int:
             dataset = load_dataset(target, root=args.data_root)
             for label, init in pretrainings.items():
                 key = {"none": "scratch", f"all {len(all_domains)}": "jepa4rec"}.get(label, f"jepa4rec_{label.split()[0]}")
-                res = finetune_once(runs / "results" / dataset.name / key, dataset, init, args.finetune_set)
+                res = finetune_once(runs / "results" / dataset.name / key, dataset, init, args.finetune_set,
+                                    args.finetune_config)
                 base = {"dataset": dataset.name, "pretraining": label, "init_from": init}
                 rows += long_rows(base, res["test"], ("Recall@10", "NDCG@10"))
                 records.append({**base, "train_seconds": res["train_seconds"], "best_epoch": res["best_epoch"]})
                 print(f"fine-tuned on {dataset.name} after pre-training on {label}: "
                       f"Recall@10 {res['test']['Recall@10']:.4f}  NDCG@10 {res['test']['NDCG@10']:.4f}")
         path = write_results("pretrain_data", rows, {"pretrain_steps": steps, "all_domains": all_domains,
-                                                     "single": args.single, "finetune_config": "finetune_tiny",
+                                                     "single": args.single, "finetune_config": args.finetune_config,
                                                      "finetune_overrides": args.finetune_set, "runs": records}, args.out_dir)
         print(f"wrote {path}")
     return 0

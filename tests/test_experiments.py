@@ -41,3 +41,14 @@ def test_a_run_is_reused_only_with_the_options_it_was_made_with(tmp_path):
         check_reusable(tmp_path, {**stored, "epochs": 5}, cfg)
     with pytest.raises(ValueError, match=r"optim\.lr"):
         check_reusable(tmp_path, {**stored, "optim": {**stored["optim"], "lr": 1.0}}, cfg)
+
+
+def test_matched_pretraining_of_a_language_model_run_starts_from_that_model(tmp_path):
+    """A checkpoint pre-trained from MiniLM is matched by starting from MiniLM (weights and tokenizer), not
+    by re-using its tokenizer over random weights; the config accepts the overrides."""
+    from jepa4rec.config import PretrainConfig, load_config
+
+    card, overrides = matched_pretraining(_card(tmp_path, 300, max_steps=600, init_from="minilm", model_size="minilm"))
+    assert "init_from=minilm" in overrides and not any(o.startswith("tokenizer=") for o in overrides)
+    cfg = load_config(PretrainConfig, "pretrain_minilm", overrides)
+    assert cfg.init_from == "minilm" and cfg.max_steps == 300 and cfg.schedule_steps == 600
