@@ -23,13 +23,15 @@ def main(argv=None) -> int:
     parser.add_argument("--init-from", default=None, help="pre-trained JEPA4Rec model directory, or a language model (minilm, or a BERT/RoBERTa folder) to fine-tune without recommendation pre-training; omit to train from scratch")
     parser.add_argument("--dataset", default=None, help="shortcut for --set dataset=...")
     parser.add_argument("--output-dir", default=None, help="shortcut for --set output_dir=...")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <output_dir>/last (saved after every epoch), e.g. in a later session")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_cli(parser, FinetuneConfig, args, ("init_from", "dataset", "output_dir"))
     from .evaluation import format_metrics
     from .finetuning import finetune
 
-    result = finetune(cfg)
+    result = finetune(cfg, resume=args.resume)
     print(f"{result['dataset']} test (best epoch {result['best_epoch']}): {format_metrics(result['test'])} "
           f"[{result['train_seconds']:.0f} s]")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .batches import Pair
-from .checkpoint import is_model_dir, load_model_dir, save_model_dir
+from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint, save_model_dir,
+                         save_training_checkpoint)
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
 from .evaluation import evaluate
@@ -75,12 +77,20 @@ def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset):
     return model, tok, {"source": model.config.base_model} if cfg.init_from else {}
 
 
-def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
-    """Fine-tune, early-stop on validation, test the best model; returns the result record."""
+def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: bool = False) -> dict:
+    """Fine-tune, early-stop on validation, test the best model; returns the result record.
+
+    After every epoch the whole training state (model, optimizer, scheduler, RNGs, validation history)
+    is saved to ``<output_dir>/last``; ``resume=True`` continues from there in a later process (an epoch
+    cut short by ``max_minutes`` counts as done; ``max_minutes`` is this process's budget). A finished
+    run (``results.json`` written, ``last`` removed) is returned as it is."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dataset = dataset or load_dataset(cfg.dataset, root=cfg.data_root)
     out = Path(cfg.output_dir)
+    last_dir = out / "last"
+    if resume and (out / "results.json").exists() and not last_dir.exists():
+        return json.loads((out / "results.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
 
@@ -110,11 +120,22 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
     best_score, best_epoch, stale = -math.inf, None, 0
     best_dir = out / "best"
     start = time.time()
-    initial = validate()
-    history.append({"epoch": 0, "valid": initial})
-    logger.info("epoch 0 (before fine-tuning): %s", initial)
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
+    step, first_epoch, earlier_seconds = 0, 1, 0.0
+    if resume and (last_dir / "trainer_state.json").exists():
+        state = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=device)
+        rng.bit_generator.state = state["np_generator"]
+        history, step, earlier_seconds = state["history"], state["step"], state["train_seconds"]
+        best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale"]
+        first_epoch = state["epoch"] + 1
+        initial = history[0]["valid"]
+        logger.info("resumed from %s after epoch %d", last_dir, state["epoch"])
+        if stale >= cfg.patience:
+            first_epoch = cfg.epochs + 1  # it had early-stopped: only the test is left
+    else:
+        initial = validate()
+        history.append({"epoch": 0, "valid": initial})
+        logger.info("epoch 0 (before fine-tuning): %s", initial)
+    for epoch in range(first_epoch, cfg.epochs + 1):
         pairs = training_pairs(dataset, cfg.pairs, cfg.max_items, rng)
         n_batches = len(pairs) // cfg.batch_size
         model.train()
@@ -174,9 +195,14 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
                                                   "source": source_card})
         else:
             stale += 1
+        save_training_checkpoint(
+            last_dir, model=model, item_tokenizer=tok, optimizer=optimizer, scheduler=scheduler,
+            trainer_state={"epoch": epoch, "step": step, "history": history, "best_score": best_score,
+                           "best_epoch": best_epoch, "stale": stale, "np_generator": rng.bit_generator.state,
+                           "train_seconds": earlier_seconds + time.time() - start})
         if stale >= cfg.patience or (cfg.max_minutes and time.time() - start > cfg.max_minutes * 60):
             break
-    train_seconds = time.time() - start
+    train_seconds = earlier_seconds + time.time() - start
     if best_epoch is None:  # fine-tuning never beat epoch 0 is still a result: keep the initial weights
         save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": 0})
     best = Recommender.from_pretrained(best_dir, dataset, device=cfg.device, batch_size=cfg.eval_batch_size, use_cache=False)
@@ -189,4 +215,5 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None) -> dict:
     card.update(test=test, train_seconds=round(train_seconds, 1))
     (best_dir / "training_card.json").write_text(json.dumps(card, indent=2, default=str))
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
+    shutil.rmtree(last_dir, ignore_errors=True)  # the resume state of a finished run is no longer needed
     return result

@@ -142,3 +142,46 @@ def test_item_vector_cache_is_keyed_by_checkpoint_and_catalogue(finetuned, toy, 
     save_model_dir(tmp_path / "other", model, tok, card)
     d = Recommender.from_pretrained(tmp_path / "other", ds)
     assert d._cache_path() != path
+
+
+def test_finetuning_resumes_after_an_epoch_exactly(toy, tmp_path, monkeypatch):
+    """A run killed after epoch 1's checkpoint and resumed gives the uninterrupted run's history and model."""
+    import jepa4rec.finetuning as ft
+    from jepa4rec.checkpoint import load_model_dir
+    from toy_corpus import TINY_MODEL
+
+    from jepa4rec.text import ItemTokenizer, sentence_text, train_tokenizer
+
+    # One vocabulary for both runs: tokenizers' WordPiece trainer may order a vocabulary differently per call.
+    items = load_dataset(toy).items
+    ItemTokenizer(train_tokenizer((sentence_text(it) for it in items), 200)).save_pretrained(tmp_path / "tok")
+
+    def config(name):
+        return FinetuneConfig(output_dir=str(tmp_path / name), dataset=toy, tokenizer=str(tmp_path / "tok"), max_items=10,
+                              max_tokens=128, batch_size=8, epochs=3, patience=5, progress=False, seed=3,
+                              model={**TINY_MODEL, "hidden_dropout_prob": 0.1},
+                              optim=OptimConfig(lr=3e-3, warmup_steps=5))
+
+    straight = finetune(config("straight"))
+
+    real_save = ft.save_training_checkpoint
+
+    def save_then_die(path, **kwargs):
+        real_save(path, **kwargs)
+        if kwargs["trainer_state"]["epoch"] == 1:
+            raise KeyboardInterrupt("killed after epoch 1")
+
+    monkeypatch.setattr(ft, "save_training_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(config("resumed"))
+    monkeypatch.setattr(ft, "save_training_checkpoint", real_save)
+    resumed = finetune(config("resumed"), resume=True)
+
+    assert [h["valid"]["NDCG@10"] for h in resumed["history"]] == [h["valid"]["NDCG@10"] for h in straight["history"]]
+    assert resumed["test"]["NDCG@10"] == straight["test"]["NDCG@10"]
+    a, _, _ = load_model_dir(tmp_path / "straight" / "best")
+    b, _, _ = load_model_dir(tmp_path / "resumed" / "best")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    assert not (tmp_path / "resumed" / "last").exists()  # a finished run keeps no resume state
+    assert finetune(config("resumed"), resume=True)["test"] == resumed["test"]  # finished: returned as it is
