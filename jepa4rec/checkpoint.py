@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-MODEL_FILES = ("config.json", "model.safetensors")
 WEIGHTS_INDEX = "model.safetensors.index.json"
 # The MLM decoder is tied to the word embeddings: saved once, under the embeddings' name.
 TIED_KEYS = {"mlm_head.decoder.weight": "encoder.embeddings.word_embeddings.weight"}

@@ -62,10 +62,10 @@ def check_model_overrides(model_size: str, model: dict) -> None:
 def check_language_model(init_from: str | None, model_size: str, model: dict) -> None:
     """A language-model ``init_from`` must be installed and fit ``model_size`` with the ``model.*``
     overrides (checked before any run starts)."""
-    from .language_models import LANGUAGE_MODELS, check_architecture, is_language_model
+    from .language_models import check_architecture
     from .modeling import MODEL_SIZES
 
-    if init_from in LANGUAGE_MODELS or is_language_model(init_from):
+    if is_language_model(init_from):
         check_architecture(init_from, model_size, {**MODEL_SIZES[model_size], **(model or {})})
 
 

@@ -21,7 +21,6 @@ import torch
 
 from .data import DataFormatError, load_dataset
 from .evaluation import evaluate, format_metrics
-from .checkpoint import is_model_dir
 from .language_models import is_language_model
 from .recommend import Recommender
 
@@ -31,7 +30,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset, split: str = "test", *,
                         max_users: int | None = None, seed: int = 0, progress: bool = True) -> dict:
     """Metrics (and timing) of one model directory on one dataset's leave-one-out split; ``checkpoint``
     may also name a language model (``minilm``): its converted encoder with no training at all."""
-    if is_language_model(checkpoint) and not is_model_dir(checkpoint):
+    if is_language_model(checkpoint):
         rec = Recommender.from_language_model(str(checkpoint), dataset, device=device, batch_size=batch_size)
     else:
         rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size)

@@ -191,10 +191,7 @@ def convert_state_dict(source_sd: dict[str, torch.Tensor], source_config: dict, 
             src = name.replace(f"{m.group(1)}_global", m.group(1))  # BERT/RoBERTa: global = local copy
         if src not in source_sd:
             raise KeyError(f"the language model has no tensor for {key} (looked for {src})")
-        if source_sd[src].shape != target_sd[key].shape:
-            raise ValueError(f"{key}: shape {tuple(target_sd[key].shape)} but the language model's {src} is "
-                             f"{tuple(source_sd[src].shape)}")
-        out[key] = source_sd[src].clone()
+        out[key] = source_sd[src]
     for key, value in out.items():
         if value.shape != target_sd[key].shape:
             raise ValueError(f"{key}: shape {tuple(target_sd[key].shape)} but the converted tensor is {tuple(value.shape)}")

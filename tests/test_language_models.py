@@ -258,3 +258,16 @@ def test_mean_pooling_is_the_mean_of_real_token_states():
     assert torch.allclose(vectors[0], states[0].mean(0), atol=1e-6)
     with pytest.raises(ValueError, match="pooling"):
         JepaConfig(pooling="max")
+
+
+def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_slice):
+    """``evaluate --checkpoint minilm``: step 0 of a MiniLM run, ranked like every JEPA4Rec model."""
+    from jepa4rec.data import load_dataset
+    from jepa4rec.evaluate import evaluate_checkpoint
+
+    dataset = load_dataset(toy)
+    result = evaluate_checkpoint("minilm", dataset, progress=False, batch_size=32)
+    assert result["users"] == dataset.n_users and 0.0 <= result["NDCG@10"] <= 1.0
+    # A BERT folder is a language model too (not a JEPA4Rec directory), whose size must be named.
+    with pytest.raises(ValueError, match="model_size"):
+        evaluate_checkpoint(minilm_slice, dataset, progress=False)
