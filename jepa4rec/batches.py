@@ -5,7 +5,10 @@ Items are tokenized once per corpus (:class:`EncodedCorpus`); a batch then only 
 Pre-training pairs (:func:`pretraining_pairs`): every epoch, each user of each domain gives ONE pair,
 a cut point t drawn uniformly from 1..len-1 with a generator seeded by (seed, epoch): the history is
 the (at most ``max_items``) items before t, the target is item t. Pairs of all domains are then
-shuffled together, so batches mix domains while every sequence stays within its own domain.
+shuffled together, so batches mix domains while every sequence stays within its own domain; or, with
+``group`` set to the global batch size, shuffled within each domain and cut into single-domain batches
+(each domain's remainder dropped) whose order is then shuffled: in-batch negatives from the same
+catalogue are harder than another domain's items, which a model can tell apart by vocabulary alone.
 """
 from __future__ import annotations
 
@@ -47,9 +50,11 @@ class EncodedCorpus:
         }
 
 
-def pretraining_pairs(sequences_per_domain: Sequence[Sequence[Sequence[int]]], epoch: int, seed: int, max_items: int = 50) -> list[Pair]:
+def pretraining_pairs(sequences_per_domain: Sequence[Sequence[Sequence[int]]], epoch: int, seed: int, max_items: int = 50,
+                      group: int | None = None) -> list[Pair]:
     rng = np.random.default_rng([seed, epoch])
     pairs: list[Pair] = []
+    groups: list[list[Pair]] = []
     for d, sequences in enumerate(sequences_per_domain):
         lengths = np.array([len(s) for s in sequences])
         valid = np.flatnonzero(lengths >= 2)
@@ -57,6 +62,12 @@ def pretraining_pairs(sequences_per_domain: Sequence[Sequence[Sequence[int]]], e
         for u, t in zip(valid, cuts):
             seq = sequences[u]
             pairs.append(Pair(d, tuple(seq[max(0, t - max_items):t]), seq[t]))
+        if group:
+            mine = [pairs[i] for i in rng.permutation(len(pairs))]
+            groups += [mine[g:g + group] for g in range(0, len(mine) - group + 1, group)]
+            pairs = []
+    if group:
+        return [p for g in rng.permutation(len(groups)) for p in groups[g]]
     order = rng.permutation(len(pairs))
     return [pairs[i] for i in order]
 

@@ -98,6 +98,9 @@ class PretrainConfig:
     max_tokens: int = 1024
     max_attr_tokens: int = 32
     batch_size: int = 32  # per process
+    # mixed: every batch draws from all domains (the paper); single: each batch comes from one domain, so
+    # its in-batch negatives are the same catalogue's items (harder; see jepa4rec.batches)
+    batch_domains: str = "mixed"
     max_steps: int = 2000
     max_minutes: float | None = None  # stop (and save) after this wall time
     # Length of the LR and EMA-momentum schedules (None = max_steps): lets a run stop where another,
@@ -117,6 +120,8 @@ class PretrainConfig:
 
     def __post_init__(self):
         check_model_overrides(self.model_size, self.model)
+        if self.batch_domains not in ("mixed", "single"):
+            raise ValueError(f"batch_domains must be 'mixed' or 'single', not {self.batch_domains!r}")
         if self.init_from and self.token_init:
             raise ValueError("token_init and init_from both set the token embeddings; choose one")
         check_language_model(self.init_from, self.model_size, self.model)

@@ -98,9 +98,11 @@ class Recommender:
 
     @classmethod
     def from_language_model(cls, source: str, dataset: SeqRecDataset, *, model_size: str | None = None,
-                            max_items: int = 20, max_tokens: int = 128, device=None, **kwargs) -> "Recommender":
-        """The converted language model with no training at all ("step 0"): ranks by cos(h_CLS, h_i)
-        with the history written as one text, as every JEPA4Rec model does."""
+                            max_items: int = 20, max_tokens: int = 128, pooling: str = "cls", device=None,
+                            **kwargs) -> "Recommender":
+        """The converted language model with no training at all ("step 0"): ranks by the cosine of the
+        history's vector (written as one text, as every JEPA4Rec model does) and each item's, both pooled
+        by ``pooling`` (``cls`` or ``mean``, as the model a run starts from will pool)."""
         from .language_models import LANGUAGE_MODELS, language_model_dir, source_description
         from .modeling import new_model
         from .text import TextConfig, load_tokenizer
@@ -110,9 +112,9 @@ class Recommender:
                 raise ValueError(f"give model_size for the language model folder {source}")
             model_size = LANGUAGE_MODELS[source].model_size
         tok = ItemTokenizer(load_tokenizer(language_model_dir(source)), TextConfig(max_items=max_items, max_tokens=max_tokens))
-        model = new_model(tok, model_size=model_size, overrides={}, max_items=max_items, max_tokens=max_tokens,
-                          init_from=source)
-        card = {"kind": "language_model", "source": source_description(source)}
+        model = new_model(tok, model_size=model_size, overrides={"pooling": pooling}, max_items=max_items,
+                          max_tokens=max_tokens, init_from=source)
+        card = {"kind": "language_model", "source": source_description(source), "pooling": pooling}
         return cls(model, tok, dataset, device=device, card=card, **kwargs)
 
     # --- vectors ---------------------------------------------------------------------------------

@@ -183,8 +183,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     unwrapped: PretrainingModule = accelerator.unwrap_model(module)
 
     sequences = pretraining_sequences(datasets, cfg)
-    n_pairs = sum(len(s) >= 2 for seqs in sequences for s in seqs)  # one pair per user and epoch
-    if batches_per_epoch(n_pairs, cfg.batch_size, accelerator.num_processes) == 0:  # else the loop never ends
+    per_domain = [sum(len(s) >= 2 for s in seqs) for seqs in sequences]  # one pair per user and epoch
+    n_pairs = sum(per_domain)
+    n_batches = (sum(batches_per_epoch(n, cfg.batch_size, accelerator.num_processes) for n in per_domain)
+                 if cfg.batch_domains == "single" else batches_per_epoch(n_pairs, cfg.batch_size, accelerator.num_processes))
+    if n_batches == 0:  # else the loop never ends
         raise ValueError(f"{n_pairs} pre-training pairs per epoch do not fill one batch of {cfg.batch_size} x "
                          f"{accelerator.num_processes} process(es); lower batch_size or add users")
     log_path = out / "train_log.csv"
@@ -219,7 +222,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     module.train()
     done = step >= cfg.max_steps
     while not done:
-        pairs = pretraining_pairs(sequences, epoch, cfg.seed, cfg.max_items)
+        group = cfg.batch_size * accelerator.num_processes if cfg.batch_domains == "single" else None
+        pairs = pretraining_pairs(sequences, epoch, cfg.seed, cfg.max_items, group)
         for b, chunk in iterate_batches(pairs, cfg.batch_size, batch_start, accelerator.process_index, accelerator.num_processes):
             batch = _to_device(corpus.collate_pairs(chunk), accelerator.device)
             tokens += int(batch["history"]["attention_mask"].sum() + batch["next_item"]["attention_mask"].sum())

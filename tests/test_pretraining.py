@@ -132,6 +132,32 @@ def test_too_little_data_for_one_batch_fails_instead_of_looping(corpus, tokenize
         pretrain(tiny_cfg(corpus, tmp_path / "run", batch_size=200, max_steps=3, tokenizer=tokenizer_dir))
 
 
+def test_single_domain_batches_keep_every_batch_in_one_domain():
+    from jepa4rec.batches import iterate_batches, pretraining_pairs
+
+    # domain 0: 37 users, domain 1: 21 users, each with a sequence long enough for one pair
+    seqs = [[[u, u + 1, u + 2] for u in range(37)], [[u, u + 3] for u in range(21)]]
+    mixed = pretraining_pairs(seqs, epoch=0, seed=1)
+    single = pretraining_pairs(seqs, epoch=0, seed=1, group=8)
+    assert len(mixed) == 58 and len(single) == 8 * (37 // 8 + 21 // 8)  # each domain's remainder dropped
+    batches = [chunk for _, chunk in iterate_batches(single, 8)]
+    assert len(batches) == 6 and all(len({p.domain for p in b}) == 1 for b in batches)
+    assert {b[0].domain for b in batches} == {0, 1}
+    # batches of both domains interleave (the order is shuffled, not domain after domain)
+    assert [b[0].domain for b in batches] != sorted(b[0].domain for b in batches)
+    assert any(len({p.domain for _, b in iterate_batches(mixed, 8) for p in b}) == 2 for _ in [0])
+    assert pretraining_pairs(seqs, 0, 1, group=8) == single and pretraining_pairs(seqs, 1, 1, group=8) != single
+
+
+def test_single_domain_batches_too_small_for_any_domain_fail_instead_of_looping(corpus, tokenizer_dir, tmp_path):
+    # 60 pairs per domain, 120 in all: mixed batches of 100 fit, single-domain ones do not.
+    with pytest.raises(ValueError, match="do not fill one batch"):
+        pretrain(tiny_cfg(corpus, tmp_path / "run", batch_size=100, max_steps=3, tokenizer=tokenizer_dir,
+                          batch_domains="single"))
+    with pytest.raises(ValueError, match="batch_domains"):
+        tiny_cfg(corpus, tmp_path, batch_domains="per-user")
+
+
 # -------------------------------------------------------------------------------------------- resume
 
 class Interrupted(Exception):
