@@ -3,9 +3,10 @@
 * :class:`JepaEmbeddings` sums token, token-position, token-type and item-position embeddings, then
   LayerNorm and dropout; each embedding but the token one can be switched off by the config.
 * :class:`JepaEncoder` feeds those embeddings to transformers' Longformer ([CLS] global attention,
-  windowed local attention everywhere else); h_CLS is the sequence vector, and an item alone
-  (``[CLS] S_i``) gives the item vector. An input that fits the window takes an exact full-attention
-  path over the same weights (scaled_dot_product_attention, no window padding).
+  windowed local attention everywhere else); h_CLS (or the mean token state) is the sequence vector,
+  and an item alone (``[CLS] S_i``) gives the item vector. Longformer's weights are kept, but attention
+  runs through scaled_dot_product_attention: full attention for an input that fits the window, block-
+  local attention beyond it, with the same outputs (``JepaEncoder._sdpa_layers``).
 * :class:`JEPA4RecModel` adds what pre-training needs: the MLM head, the two predictors
   FFN1(h_CLS ⊕ D_n) and FFN2(h_CLS ⊕ h_{n+1,M}), and the learnable vector that stands in for D_n
   when no history token was masked. The EMA target encoder is not part of the saved model: it
@@ -193,6 +194,9 @@ class JepaEncoder(JepaPreTrainedModel):
         self.embeddings = JepaEmbeddings(config)
         self.longformer = LongformerModel(config.longformer_config(), add_pooling_layer=False)
         self.longformer.embeddings = _InputsEmbedsPassThrough()
+        # "sdpa": the project's attention (see _sdpa_layers); "longformer": transformers' own kernels, the
+        # reference the equality tests and scripts/benchmark_encoder.py compare against. Not saved.
+        self.attention_path = "sdpa"
         self.post_init()
 
     def get_input_embeddings(self):
@@ -220,14 +224,15 @@ class JepaEncoder(JepaPreTrainedModel):
         global_attention_mask: torch.Tensor | None = None,
         **_,
     ) -> torch.Tensor:
-        """Token states [B, L, d] (L as given; window padding is added and removed here)."""
+        """Token states [B, L, d] (L as given; any padding to blocks or windows is added and removed here)."""
         L = input_ids.shape[1]
         if global_attention_mask is None:
             global_attention_mask = torch.zeros_like(attention_mask)
             global_attention_mask[:, 0] = 1
-        if self.fits_window(L) and _cls_only_global(global_attention_mask):
+        if self.attention_path == "sdpa" and _cls_only_global(global_attention_mask):
             embeds = self.embeddings(input_ids, token_type_ids, position_ids, item_position_ids)
-            return self._full_attention(embeds, attention_mask)
+            return self._sdpa_layers(embeds, attention_mask)
+        # Any other global pattern (the project itself only makes [CLS] global), or the reference path.
         b = self._pad_to_window(dict(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             position_ids=position_ids, item_position_ids=item_position_ids,
@@ -257,15 +262,20 @@ class JepaEncoder(JepaPreTrainedModel):
         """Every token lies within every other's window (|i - j| <= w/2): Longformer is full attention."""
         return length <= self.config.attention_window // 2 + 1
 
-    def _full_attention(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Longformer's layers, same weights, when the whole sequence fits the window: exact, and fast.
+    def _sdpa_layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Longformer's layers with [CLS] global, same weights, attention by ``scaled_dot_product_attention``.
 
-        Longformer then computes ordinary attention (local Q/K/V; the [CLS] row re-done with the global
-        Q/K/V over every token), but pads every input to a multiple of the window and runs its chunked
-        kernels; an item of 50 tokens costs a 512-token pass. Here it costs 50, through SDPA.
+        Longformer pads every input to a multiple of the window and runs chunked kernels that compute
+        about twice the window's scores per token; here an input that fits the window costs its own
+        length (full attention, exact since every pair is in each other's window), and a longer one is
+        cut into blocks of w/2 tokens that attend to their own and both neighbouring blocks under the
+        exact band |i - j| <= w/2, plus the [CLS] key, as Longformer's local rows do. The [CLS] row is then
+        re-done with the global Q/K/V over every token (Longformer's global attention).
         """
         B, L, d = hidden.shape
         heads = self.config.num_attention_heads
+        full = self.fits_window(L)
+        mask = attention_mask.bool()[:, None, None, :] if full else _block_band_mask(attention_mask, self.config.attention_window // 2)
         keep = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, L]: padding keys take no attention
 
         def split(x: torch.Tensor) -> torch.Tensor:
@@ -274,14 +284,49 @@ class JepaEncoder(JepaPreTrainedModel):
         for layer in self.longformer.encoder.layer:
             att = layer.attention.self
             p = att.dropout if self.training else 0.0
-            ctx = F.scaled_dot_product_attention(split(att.query(hidden)), split(att.key(hidden)),
-                                                 split(att.value(hidden)), attn_mask=keep, dropout_p=p)
+            q, k, v = split(att.query(hidden)), split(att.key(hidden)), split(att.value(hidden))
+            if full:
+                ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            else:
+                ctx = _block_local_attention(q, k, v, mask, self.config.attention_window // 2, p)
             ctx_cls = F.scaled_dot_product_attention(split(att.query_global(hidden[:, :1])), split(att.key_global(hidden)),
                                                      split(att.value_global(hidden)), attn_mask=keep, dropout_p=p)
             ctx = torch.cat([ctx_cls, ctx[:, :, 1:]], dim=2).transpose(1, 2).reshape(B, L, d)
             attn_out = layer.attention.output(ctx, hidden)
             hidden = layer.output(layer.intermediate(attn_out), attn_out)
         return hidden
+
+
+def _block_band_mask(attention_mask: torch.Tensor, block: int) -> torch.Tensor:
+    """[B, 1, nb, block, 1 + 3 block] keys allowed to each query of each block: the [CLS] key, then the
+    previous, own and next block under |i - j| <= block, without padding and without [CLS] again."""
+    B, L = attention_mask.shape
+    nb = -(-L // block)
+    real = F.pad(attention_mask.bool(), (block, nb * block - L + block), value=False)  # [B, (nb + 2) block]
+    real[:, block] = False  # [CLS] is the separate first key
+    keys = real.unfold(1, 3 * block, block)  # [B, nb, 3 block]: key j of block k is position k*block - block + j
+    i = torch.arange(block, device=attention_mask.device)[:, None]
+    j = torch.arange(3 * block, device=attention_mask.device)[None, :]
+    band = (j - block - i).abs() <= block  # [block, 3 block]
+    local = keys[:, :, None, :] & band
+    cls = torch.ones(B, nb, block, 1, dtype=torch.bool, device=attention_mask.device)
+    return torch.cat([cls, local], dim=-1)[:, None]
+
+
+def _block_local_attention(q, k, v, mask: torch.Tensor, block: int, dropout_p: float) -> torch.Tensor:
+    """Sliding-window attention as blocks: q, k, v [B, H, L, dh] → [B, H, L, dh]."""
+    B, H, L, dh = q.shape
+    nb = mask.shape[2]
+    tail = nb * block - L
+    qb = F.pad(q, (0, 0, 0, tail)).view(B, H, nb, block, dh)
+
+    def windows(x: torch.Tensor) -> torch.Tensor:  # [B, H, nb, 1 + 3 block, dh]
+        padded = F.pad(x, (0, 0, block, tail + block))
+        near = padded.unfold(2, 3 * block, block).transpose(-1, -2)
+        return torch.cat([x[:, :, None, :1].expand(B, H, nb, 1, dh), near], dim=3)
+
+    out = F.scaled_dot_product_attention(qb, windows(k), windows(v), attn_mask=mask, dropout_p=dropout_p)
+    return out.reshape(B, H, nb * block, dh)[:, :, :L]
 
 
 def _cls_only_global(global_attention_mask: torch.Tensor) -> bool:
