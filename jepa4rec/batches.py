@@ -87,3 +87,21 @@ def iterate_batches(pairs: Sequence[Pair], batch_size: int, start: int = 0, rank
 
 def batches_per_epoch(n_pairs: int, batch_size: int, world: int = 1) -> int:
     return n_pairs // (batch_size * world)
+
+
+def group_by_length(pairs: Sequence[Pair], lengths: Sequence[int], batch_size: int, rng: np.random.Generator,
+                    window: int = 64) -> list[Pair]:
+    """Reorder shuffled pairs so that each batch holds histories of similar length (little padding to
+    compute), as transformers' ``group_by_length`` does: pairs are sorted by length within windows of
+    ``window`` batches, cut into batches, and the batches shuffled. ``lengths[i]`` is pair i's length."""
+    if len(lengths) != len(pairs):
+        raise ValueError(f"{len(lengths)} lengths for {len(pairs)} pairs")
+    span = window * batch_size
+    batches: list[list[int]] = []
+    for start in range(0, len(pairs), span):
+        idx = sorted(range(start, min(start + span, len(pairs))), key=lambda i: lengths[i])
+        batches += [idx[b:b + batch_size] for b in range(0, len(idx), batch_size)]
+    # The incomplete batch stays last, where the epoch loop drops it.
+    full = [b for b in batches if len(b) == batch_size]
+    rest = [i for b in batches if len(b) < batch_size for i in b]
+    return [pairs[i] for g in rng.permutation(len(full)) for i in full[g]] + [pairs[i] for i in rest]

@@ -27,6 +27,7 @@ import math
 import time
 from typing import Iterable, Protocol, Sequence, runtime_checkable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -144,19 +145,22 @@ def compute_ranks(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    out: list[torch.Tensor] = []
+    # Users go in order of history length so that a batch pads little; ranks return in case order.
+    order = np.argsort([len(c.history) for c in cases], kind="stable")
+    ranks_out = torch.zeros(len(cases), dtype=torch.long)
     with torch.no_grad(), tqdm(total=len(cases), desc=desc, unit="user", disable=not progress, leave=False) as bar:
         for start in range(0, len(cases), batch_size):
-            chunk = cases[start:start + batch_size]
+            idx = order[start:start + batch_size]
+            chunk = [cases[i] for i in idx]
             histories = [list(c.history) for c in chunk]
             scores = scorer.score_all(histories)
             if scores.shape[0] != len(chunk):
                 raise ValueError(f"scorer returned {scores.shape[0]} rows for {len(chunk)} histories")
             targets = [c.target for c in chunk]
             ranks = rank_of_targets(scores, targets, exclude=histories if exclude_history else None)
-            out.append(ranks.cpu())
+            ranks_out[torch.as_tensor(idx)] = ranks.cpu()
             bar.update(len(chunk))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+    return ranks_out
 
 
 def evaluate(

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .batches import Pair
+from .batches import Pair, group_by_length
 from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint, save_model_dir,
                          save_training_checkpoint)
 from .config import FinetuneConfig, to_dict
@@ -137,6 +137,9 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         logger.info("epoch 0 (before fine-tuning): %s", initial)
     for epoch in range(first_epoch, cfg.epochs + 1):
         pairs = training_pairs(dataset, cfg.pairs, cfg.max_items, rng)
+        if cfg.group_by_length:
+            pairs = group_by_length(pairs, [tok.history_length([rec.encoded[i] for i in p.history]) for p in pairs],
+                                    cfg.batch_size, rng)
         n_batches = len(pairs) // cfg.batch_size
         model.train()
         item_matrix = F.normalize(rec.refresh_item_vectors(), dim=-1).detach()

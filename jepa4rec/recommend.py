@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
 from .data.registry import cache_dir
+from .ranking import ItemIndex
 from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, item_sentence
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,14 @@ def item_title(attrs: dict) -> str:
     return next(iter(attrs.values()), "")
 
 
+def _bounded_put(cache: dict, key, value, limit: int = 256) -> None:
+    """Insert into a memo that forgets its oldest entry beyond ``limit`` (the app's history and reveal
+    curve caches: a session touches a few histories, a long-running server many)."""
+    if key not in cache and len(cache) >= limit:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+
+
 def resolve_device(device: str | None = None) -> torch.device:
     if device:
         return torch.device(device)
@@ -88,6 +97,8 @@ class Recommender:
         self._item_vectors: torch.Tensor | None = None
         self._history_cache: dict[tuple, torch.Tensor] = {}
         self._unit_items: torch.Tensor | None = None
+        self._index: ItemIndex | None = None
+        self._curve_cache: dict[tuple, list[int]] = {}
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dataset: SeqRecDataset, device=None, **kwargs) -> "Recommender":
@@ -117,6 +128,22 @@ class Recommender:
         card = {"kind": "language_model", "source": source_description(source), "pooling": pooling}
         return cls(model, tok, dataset, device=device, card=card, **kwargs)
 
+    def quantize_int8(self) -> "Recommender":
+        """Serve with int8 dynamic quantisation of every Linear layer (CPU only): weights stored as int8,
+        activations quantised on the fly. Ranking fidelity is measured by scripts/benchmark_encoder.py."""
+        if self.device.type != "cpu":
+            raise ValueError("int8 dynamic quantisation runs on the CPU only; use bf16 on a GPU")
+        import warnings
+
+        with warnings.catch_warnings():  # torch deprecates quantized tensors in favour of torchao
+            warnings.simplefilter("ignore", UserWarning)
+            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model_digest = f"{self.model_digest}:int8" if self.model_digest else None
+        self._item_vectors = self._unit_items = self._index = None
+        self._history_cache.clear()
+        self._curve_cache.clear()
+        return self
+
     # --- vectors ---------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -125,9 +152,12 @@ class Recommender:
         was_training = self.model.training
         self.model.eval()
         out = []
+        # bf16 on a GPU that has it (Ampere on): vectors come back as fp32 for the cosine.
+        bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            out.append(self.model.encode(batch).float())
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                out.append(self.model.encode(batch).float())
         self.model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size, device=self.device)
 
@@ -176,11 +206,20 @@ class Recommender:
             self._unit_items = F.normalize(self.item_vectors, dim=-1)
         return self._unit_items
 
+    @property
+    def item_index(self) -> ItemIndex:
+        """Top-k over the unit item vectors: exact up to ranking.EXACT_LIMIT items, faiss IVF beyond."""
+        if self._index is None or self._index.n_items != self.unit_item_vectors.shape[0]:
+            self._index = ItemIndex(self.unit_item_vectors)
+        return self._index
+
     def refresh_item_vectors(self) -> torch.Tensor:
         """Re-encode the catalogue (during fine-tuning the weights change under the cache)."""
         self._item_vectors = None
         self._unit_items = None
+        self._index = None
         self._history_cache.clear()
+        self._curve_cache.clear()
         use, self.use_cache = self.use_cache, False
         try:
             return self.item_vectors
@@ -188,9 +227,15 @@ class Recommender:
             self.use_cache = use
 
     def embed_history(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-        batches = (self.tok.collate([[self.encoded[i] for i in h] for h in histories[s:s + self.batch_size]])
-                   for s in range(0, len(histories), self.batch_size))
-        return self._encode(batches)
+        """History vectors [B, d]; encoded in order of token length so each batch pads little."""
+        seqs = [[self.encoded[i] for i in h] for h in histories]
+        order = np.argsort([self.tok.history_length(s) for s in seqs], kind="stable")
+        batches = (self.tok.collate([seqs[i] for i in order[s:s + self.batch_size]])
+                   for s in range(0, len(seqs), self.batch_size))
+        vectors = self._encode(batches)
+        result = torch.empty_like(vectors)
+        result[torch.as_tensor(order, device=vectors.device)] = vectors
+        return result
 
     # --- scoring ---------------------------------------------------------------------------------
 
@@ -226,19 +271,21 @@ class Recommender:
         vec = self._history_cache.get(key)
         if vec is None:
             vec = self.embed_history([list(history)])[0]
-            if len(self._history_cache) >= 256:
-                self._history_cache.pop(next(iter(self._history_cache)))
-            self._history_cache[key] = vec
+            _bounded_put(self._history_cache, key, vec)
         return vec
 
     @torch.no_grad()
     def reveal_curve(self, history: Sequence[int], target: int, reveals: Sequence[float], order: str = "sequential",
                      seed: int = 0, mode: str = "predictor") -> list[int]:
-        """The target's rank at each reveal fraction, for one history (one batched forward)."""
-        h_cls = self.history_vector(history).expand(len(reveals), -1)
-        masked = [self.masked_item(target, r, order, seed)[0] for r in reveals]
-        scores = self._query_scores(h_cls, self.embed_encoded_items(masked), mode)
-        return [int(x) for x in (scores >= scores[:, target:target + 1]).sum(dim=1).tolist()]
+        """The target's rank at each reveal fraction, for one history (one batched forward), memoised:
+        it does not depend on the slider, so moving it costs nothing here."""
+        key = (tuple(history), int(target), tuple(reveals), order, seed, mode)
+        if key not in self._curve_cache:
+            h_cls = self.history_vector(history).expand(len(reveals), -1)
+            masked = [self.masked_item(target, r, order, seed)[0] for r in reveals]
+            scores = self._query_scores(h_cls, self.embed_encoded_items(masked), mode)
+            _bounded_put(self._curve_cache, key, [int(x) for x in (scores >= scores[:, target:target + 1]).sum(dim=1).tolist()])
+        return list(self._curve_cache[key])
 
     def _query_scores(self, h_cls: torch.Tensor, h_masked: torch.Tensor, mode: str) -> torch.Tensor:
         items = self.unit_item_vectors
@@ -269,6 +316,12 @@ class Recommender:
         if reveal is not None and not 0.0 <= reveal <= 1.0:
             raise ValueError(f"reveal must be within [0, 1], got {reveal}")
         revealed: list[str] = []
+        if reveal is None and target is None and not exclude_history:
+            # Only the top k is needed: the index answers it (an ANN one for very large catalogues).
+            scores_k, ids = self.item_index.search(F.normalize(self.history_vector(history), dim=-1), k)
+            items = [RankedItem(int(i), self.dataset.item_keys[int(i)], self.titles[int(i)], float(s))
+                     for s, i in zip(scores_k.tolist(), ids.tolist()) if i >= 0]
+            return Recommendation(items, None, revealed)
         if reveal is None:
             h = F.normalize(self.history_vector(history), dim=-1)
             scores = self.unit_item_vectors @ h

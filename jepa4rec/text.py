@@ -178,6 +178,16 @@ class ItemTokenizer:
                                    np.asarray(words, dtype=np.int64)))
         return out
 
+    def history_length(self, history: Sequence[EncodedItem]) -> int:
+        """Tokens :meth:`collate` gives this history ([CLS] included), without building it."""
+        cfg = self.config
+        n = 1
+        for item in reversed(history[-cfg.max_items:] if cfg.max_items else history):
+            if n + len(item) > cfg.max_tokens:
+                break
+            n += len(item)
+        return n
+
     def collate(self, histories: Sequence[Sequence[EncodedItem]], pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
         """Pad a batch of histories (each oldest first) into model inputs.
 

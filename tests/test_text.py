@@ -261,6 +261,31 @@ def test_collate_max_items_keeps_the_most_recent(wp_tok, encoded):
     assert int(batch["item_position_ids"][1].max()) == 2
 
 
+@pytest.mark.parametrize("max_items,max_tokens", [(50, 1024), (4, 1024), (50, 40), (3, 25)])
+def test_history_length_is_what_collate_gives(wp_tok, encoded, max_items, max_tokens):
+    itok = ItemTokenizer(wp_tok, TextConfig(max_items=max_items, max_tokens=max_tokens))
+    for history in (encoded[:1], encoded[:9], encoded[3:20]):
+        assert itok.history_length(history) == int(itok.collate([history])["attention_mask"].sum())
+
+
+def test_group_by_length_batches_similar_lengths_and_keeps_every_pair():
+    import numpy as np
+
+    from jepa4rec.batches import Pair, group_by_length
+
+    pairs = [Pair(0, (i,), i) for i in range(1000)]
+    lengths = [int(x) for x in np.random.default_rng(0).integers(5, 500, 1000)]
+    grouped = group_by_length(pairs, lengths, batch_size=16, rng=np.random.default_rng(1), window=8)
+    assert sorted(p.target for p in grouped) == list(range(1000))
+    batches = [grouped[b:b + 16] for b in range(0, 992, 16)]
+    spread = np.mean([max(lengths[p.target] for p in b) - min(lengths[p.target] for p in b) for b in batches])
+    assert spread < 100  # 8 batches share a window of 128 lengths in 5..500; random batches of 16 spread ~430
+    # batches are shuffled across windows, not left in window order
+    assert [min(p.target for p in b) // 128 for b in batches] != sorted(min(p.target for p in b) // 128 for b in batches)
+    with pytest.raises(ValueError, match="lengths"):
+        group_by_length(pairs, lengths[:5], 16, np.random.default_rng(0))
+
+
 def test_collate_max_tokens_keeps_the_most_recent(wp_tok, encoded):
     lengths = [len(e) for e in encoded[:8]]
     budget = 1 + lengths[-1] + lengths[-2] + lengths[-3] + 1  # three most recent fit, the fourth does not
