@@ -180,3 +180,17 @@ def test_masking_sweep_pretrains_in_domain_without_leaking_the_test_split(toy, t
     assert fig.data[0].error_y.array is not None  # two seeds: mean with a spread
     with pytest.raises(SystemExit):
         script.main(["--ratios", "1.0"])
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in (ROOT / "scripts").glob("*.py")))
+def test_every_script_has_a_help(script):
+    """Each command documents its options (and at least imports and parses)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout and "--" in proc.stdout
+
