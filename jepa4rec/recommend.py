@@ -161,15 +161,18 @@ class Recommender:
         self.model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size, device=self.device)
 
-    def embed_encoded_items(self, items: Sequence[EncodedItem]) -> torch.Tensor:
-        # Sorting by length keeps padding (and Longformer's window work) small per batch.
-        order = np.argsort([len(it) for it in items], kind="stable")
-        batches = (self.tok.collate_items([items[i] for i in order[s:s + self.batch_size]])
-                   for s in range(0, len(items), self.batch_size))
+    def _encode_in_length_order(self, inputs: Sequence, lengths: Sequence[int], collate) -> torch.Tensor:
+        """Vectors of ``inputs`` in their own order, encoded shortest first: each batch pads only to its
+        longest member."""
+        order = np.argsort(lengths, kind="stable")
+        batches = (collate([inputs[i] for i in order[s:s + self.batch_size]]) for s in range(0, len(inputs), self.batch_size))
         vectors = self._encode(batches)
         result = torch.empty_like(vectors)
         result[torch.as_tensor(order, device=vectors.device)] = vectors
         return result
+
+    def embed_encoded_items(self, items: Sequence[EncodedItem]) -> torch.Tensor:
+        return self._encode_in_length_order(items, [len(it) for it in items], self.tok.collate_items)
 
     def embed_items(self, items: Sequence[dict]) -> torch.Tensor:
         """Item vectors h_i ([CLS] S_i → h_CLS) for arbitrary attribute dicts."""
@@ -229,13 +232,7 @@ class Recommender:
     def embed_history(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """History vectors [B, d]; encoded in order of token length so each batch pads little."""
         seqs = [[self.encoded[i] for i in h] for h in histories]
-        order = np.argsort([self.tok.history_length(s) for s in seqs], kind="stable")
-        batches = (self.tok.collate([seqs[i] for i in order[s:s + self.batch_size]])
-                   for s in range(0, len(seqs), self.batch_size))
-        vectors = self._encode(batches)
-        result = torch.empty_like(vectors)
-        result[torch.as_tensor(order, device=vectors.device)] = vectors
-        return result
+        return self._encode_in_length_order(seqs, [self.tok.history_length(s) for s in seqs], self.tok.collate)
 
     # --- scoring ---------------------------------------------------------------------------------
 
