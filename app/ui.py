@@ -40,7 +40,8 @@ def about_markdown(service: AppService, name: str) -> str:
     lines.append(f"Encoder: Longformer, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, "
                  f"{cfg.num_attention_heads} heads, attention window {cfg.attention_window}; "
                  f"{sum(p.numel() for p in served.recommender.model.parameters()):,} parameters; "
-                 f"vocabulary {cfg.vocab_size:,}.")
+                 f"vocabulary {cfg.vocab_size:,}; histories and items pooled by "
+                 f"{'their [CLS] state' if cfg.pooling == 'cls' else 'the mean of their token states'}.")
     base = getattr(cfg, "base_model", None)
     if base:
         lines.append(f"Language prior: the encoder started from `{base.get('name')}` ({base.get('package')} "
@@ -52,7 +53,10 @@ def about_markdown(service: AppService, name: str) -> str:
     elif card.get("kind") == "finetune":
         lines.append(f"Fine-tuned on {card.get('dataset')} (best epoch {card.get('epoch')}) from "
                      f"`{card.get('init_from') or 'scratch'}`.")
-    if card.get("test"):
+    if card.get("shipped_test"):
+        lines.append(f"Measured test metrics of these weights on {card['shipped_test']['dataset']} (all users, every "
+                     f"item ranked): {format_metrics(card['shipped_test'])}.")
+    elif card.get("test"):
         lines.append(f"Measured test metrics on {card.get('dataset')}: {format_metrics(card['test'])}.")
     if card.get("zero_shot"):
         for ds, m in card["zero_shot"].items():

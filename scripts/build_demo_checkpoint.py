@@ -50,7 +50,10 @@ def model_card(folder: Path, card: dict, command: str) -> str:
                   f"best validation epoch {card.get('epoch')} ({card.get('train_seconds', 0) / 60:.0f} min).", ""]
     lines += ["## Measured metrics (leave-one-out, every item ranked, ties against the target)", ""]
     if card.get("test"):
-        lines.append(f"- {card.get('dataset')} test: {format_metrics(card['test'])}")
+        lines.append(f"- {card.get('dataset')} test, at the end of fine-tuning (float32): {format_metrics(card['test'])}")
+    if card.get("shipped_test"):
+        lines.append(f"- {card['shipped_test']['dataset']} test, these shipped weights ({card.get('stored_dtype')}): "
+                     f"{format_metrics(card['shipped_test'])}")
     for ds, m in (card.get("zero_shot") or {}).items():
         lines.append(f"- zero-shot on {ds} (test): {format_metrics(m)}")
     lines += ["", "Data: see `../shared/data/SOURCES.md` (Amazon review data, UCI Online Retail) and MovieLens-100k "
@@ -64,6 +67,8 @@ def main(argv=None) -> int:
     p.add_argument("target", help="folder under checkpoints/")
     p.add_argument("--command", required=True, help="the command that produced the source, for the card")
     p.add_argument("--zero-shot", nargs="*", default=[], help="datasets to evaluate zero-shot (test split)")
+    p.add_argument("--test", default=None,
+                   help="a fine-tuned model's dataset: evaluate the shipped weights (after --dtype) on its test split")
     p.add_argument("--log", default=None, help="train_log.csv to ship (default: the source's run folder's)")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                    help="storage dtype of the weights (loading casts back to float32); float16 halves the size")
@@ -83,15 +88,20 @@ def main(argv=None) -> int:
     if (src.parent / "results.json").exists():  # a fine-tuning run: validation history, test metrics
         shutil.copy2(src.parent / "results.json", dst / "finetune_results.json")
     card = json.loads((dst / "training_card.json").read_text())
-    if args.zero_shot:
+    card["stored_dtype"] = args.dtype
+    if args.zero_shot or args.test:
         from jepa4rec.data import load_dataset
         from jepa4rec.evaluate import evaluate_checkpoint
 
-        card["zero_shot"] = {}
-        for ds in args.zero_shot:
+        def metrics(ds: str) -> dict:
             r = evaluate_checkpoint(dst, load_dataset(ds))
-            card["zero_shot"][ds] = {k: v for k, v in r.items() if k[0].isupper() or k == "users_per_s"}
-        (dst / "training_card.json").write_text(json.dumps(card, indent=2, default=str))
+            return {k: v for k, v in r.items() if k[0].isupper() or k == "users_per_s"}
+
+        if args.zero_shot:
+            card["zero_shot"] = {ds: metrics(ds) for ds in args.zero_shot}
+        if args.test:
+            card["shipped_test"] = {"dataset": args.test, **metrics(args.test)}
+    (dst / "training_card.json").write_text(json.dumps(card, indent=2, default=str))
     (dst / "README.md").write_text(model_card(dst, card, args.command))
     size = sum(f.stat().st_size for f in dst.iterdir())
     big = [f.name for f in dst.iterdir() if f.stat().st_size > LIMIT_BYTES]

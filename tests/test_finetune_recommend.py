@@ -96,6 +96,18 @@ def test_int8_serving_ranks_close_to_fp32(finetuned, toy):
     assert 0 < evaluate(int8, ds.test_cases(), progress=False)["MRR"] <= 1
 
 
+def test_bf16_encoding_is_close_to_fp32_and_cached_apart(finetuned, toy):
+    cfg, _ = finetuned
+    ds = load_dataset(toy)
+    fp32 = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, use_cache=False, precision="fp32")
+    bf16 = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, use_cache=False, precision="bf16")
+    error = (bf16.item_vectors - fp32.item_vectors).norm(dim=-1) / fp32.item_vectors.norm(dim=-1)
+    assert bf16.item_vectors.dtype == torch.float32 and error.max() < 0.05
+    assert bf16.cache_key() != fp32.cache_key()  # a cached fp32 matrix is never served as bf16's
+    with pytest.raises(ValueError, match="precision"):
+        Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, precision="fp16")
+
+
 def test_reveal_curve_is_memoised_per_history_and_target(rec):
     case = rec.dataset.test_cases()[4]
     steps = [0.0, 0.5, 1.0]
