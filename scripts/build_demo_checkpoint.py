@@ -33,15 +33,18 @@ def model_card(folder: Path, card: dict, command: str) -> str:
     name = folder.name
     cfg = json.loads((folder / "config.json").read_text())
     base = cfg.get("base_model") or {}
-    start = (f" Its encoder started from `{base.get('name')}` ({base.get('package')} {base.get('version')}); the "
-             f"{len(base.get('tensors', {}))} tensors still equal to that wheel's are not stored here but read from the "
-             "installed wheel (their sha256 is checked)." if base else "")
+    n = len(base.get("tensors", {}))
+    kept = ", ".join(f"`{t}`" for t in base.get("tensors", {}))
+    start = (f" Its encoder started from `{base.get('name')}` ({base.get('package')} {base.get('version')}); "
+             f"{'the tensor' if n == 1 else f'the {n} tensors'} still equal to that wheel's ({kept}) "
+             f"{'is' if n == 1 else 'are'} not stored here but read from the installed wheel (sha256 checked on load)."
+             if base else "")
     lines = [f"# {name}", "",
              f"A JEPA4Rec model: Longformer encoder, hidden {cfg['hidden_size']}, {cfg['num_hidden_layers']} layers, "
              f"{cfg['num_attention_heads']} heads, window {cfg['attention_window']}, vocabulary {cfg['vocab_size']:,}.{start}",
              "", "## How it was made", "", "```bash", command, "```", ""]
     if card.get("kind") == "pretrain":
-        lines += [f"Pre-trained for {card.get('step')} steps ({card.get('train_seconds', 0) / 60:.0f} min on 2 CPU cores, "
+        lines += [f"Pre-trained for {card.get('step')} steps ({card.get('train_seconds', 0) / 60:.0f} min on the 2-core CPU machine, "
                   f"{card.get('tokens_per_s', 0):.0f} tokens/s) on {', '.join(card.get('domains', []))}: "
                   f"{card.get('users', 0):,} users, {card.get('items', 0):,} items.",
                   f"Last logged losses: " + ", ".join(f"{k} {v:.3f}" for k, v in (card.get('last_losses') or {}).items()), ""]
