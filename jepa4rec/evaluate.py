@@ -28,17 +28,17 @@ from .recommend import Recommender
 def evaluate_checkpoint(checkpoint: str | Path, dataset, split: str = "test", *, random_init: bool = False,
                         exclude_history: bool = False, batch_size: int = 128, device: str | None = None,
                         max_users: int | None = None, seed: int = 0, pooling: str | None = None,
-                        progress: bool = True) -> dict:
+                        precision: str = "auto", progress: bool = True) -> dict:
     """Metrics (and timing) of one model directory on one dataset's leave-one-out split; ``checkpoint``
     may also name a language model (``minilm``): its converted encoder with no training at all, pooled by
     ``pooling`` (default cls); a model directory pools as it was trained."""
     if is_language_model(checkpoint):
         rec = Recommender.from_language_model(str(checkpoint), dataset, device=device, batch_size=batch_size,
-                                              pooling=pooling or "cls")
+                                              pooling=pooling or "cls", precision=precision)
     elif pooling is not None:
         raise ValueError(f"pooling applies to a language model only; {checkpoint} pools as it was trained")
     else:
-        rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size)
+        rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size, precision=precision)
     if random_init:
         torch.manual_seed(seed)
         fresh = type(rec.model)(rec.model.config)
@@ -52,7 +52,13 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset, split: str = "test", *,
     encode_s = time.time() - t0
     metrics = evaluate(rec, cases, batch_size=batch_size, exclude_history=exclude_history, progress=progress,
                        desc=f"{dataset.name} {split}")
+    import transformers
+
+    # Every option that can change a number goes into the record.
     return {"dataset": dataset.name, "checkpoint": str(checkpoint), "split": split, "random_init": random_init,
+            "exclude_history": exclude_history, "seed": seed, "pooling": rec.model.config.pooling,
+            "precision": rec.precision, "device": str(rec.device), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "transformers": transformers.__version__,
             "users": len(cases), "items": dataset.n_items, "item_encoding_s": round(encode_s, 2), **metrics}
 
 
@@ -70,6 +76,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first N users")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-init")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="encoding precision (auto: bf16 where the hardware computes it natively, else fp32)")
     parser.add_argument("--pooling", choices=["cls", "mean"], default=None,
                         help="language model only: pool token states by [CLS] (default) or their mean")
     parser.add_argument("--out", default=None, help="append the result as one JSON line to this file")
@@ -79,11 +88,14 @@ def main(argv=None) -> int:
         dataset = load_dataset(args.dataset, root=args.data_root)
     except DataFormatError as err:
         parser.error(str(err))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.pooling and not is_language_model(args.checkpoint):
         parser.error(f"--pooling applies to a language model only; {args.checkpoint} pools as it was trained")
     result = evaluate_checkpoint(args.checkpoint, dataset, args.split, random_init=args.random_init,
                                  exclude_history=args.exclude_history, batch_size=args.batch_size,
-                                 device=args.device, max_users=args.max_users, seed=args.seed, pooling=args.pooling)
+                                 device=args.device, max_users=args.max_users, seed=args.seed, pooling=args.pooling,
+                                 precision=args.precision)
     print(f"{dataset.name} {args.split} ({'random init' if args.random_init else args.checkpoint}): "
           f"{format_metrics(result)}  [{result.get('users_per_s', 0):.1f} users/s]")
     if args.out:

@@ -98,9 +98,12 @@ def test_batching_gives_identical_results():
     gen = torch.Generator().manual_seed(0)
     rng = random.Random(0)
     n_items, n_users = 60, 53  # history[0] = user id keeps every history distinct
-    cases = [EvalCase(u, [u] + rng.sample(range(n_items), 3), rng.randrange(n_items)) for u in range(n_users)]
+    # Histories of 1-6 items: users are ranked in order of history length, and ranks must come back in case order.
+    cases = [EvalCase(u, [u] + rng.sample(range(n_items), rng.randint(0, 5)), rng.randrange(n_items)) for u in range(n_users)]
     # Scores rounded to a few levels so that ties occur.
     scorer = TableScorer({tuple(c.history): (torch.rand(n_items, generator=gen) * 5).round() for c in cases})
+    one_by_one = torch.cat([rank_of_targets(scorer.score_all([c.history]), [c.target]) for c in cases])
+    assert torch.equal(compute_ranks(scorer, cases, batch_size=8, progress=False), one_by_one)
     for exclude in (False, True):
         one = compute_ranks(scorer, cases, batch_size=n_users, exclude_history=exclude, progress=False)
         for bs in (1, 7, 16):

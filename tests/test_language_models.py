@@ -273,6 +273,9 @@ def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_sl
     # Mean pooling is the step 0 of a run that pools by the mean: a different ranking, same protocol.
     mean = evaluate_checkpoint("minilm", dataset, progress=False, batch_size=32, pooling="mean")
     assert mean["users"] == result["users"] and mean["MRR"] != result["MRR"]
+    # The record names every option that changes a number.
+    assert (result["pooling"], mean["pooling"], result["exclude_history"]) == ("cls", "mean", False)
+    assert {"precision", "threads", "seed", "torch", "transformers", "device"} <= set(result)
     # A BERT folder is a language model too (not a JEPA4Rec directory), whose size must be named.
     with pytest.raises(ValueError, match="model_size"):
         evaluate_checkpoint(minilm_slice, dataset, progress=False)
