@@ -21,6 +21,7 @@ import torch
 
 from .data import DataFormatError, load_dataset
 from .evaluation import evaluate, format_metrics
+from .checkpoint import is_model_dir
 from .language_models import is_language_model
 from .recommend import Recommender
 
@@ -83,6 +84,9 @@ def main(argv=None) -> int:
                         help="language model only: pool token states by [CLS] (default) or their mean")
     parser.add_argument("--out", default=None, help="append the result as one JSON line to this file")
     args = parser.parse_args(argv)
+    if not (is_language_model(args.checkpoint) or is_model_dir(args.checkpoint)):
+        parser.error(f"--checkpoint {args.checkpoint!r} is neither a JEPA4Rec model directory (config.json + "
+                     "safetensors weights) nor a language model (minilm, or a BERT/RoBERTa folder)")
     logging.basicConfig(level=logging.WARNING)
     try:
         dataset = load_dataset(args.dataset, root=args.data_root)

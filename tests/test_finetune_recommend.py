@@ -236,3 +236,20 @@ def test_finetuning_resumes_after_an_epoch_exactly(toy, tmp_path, monkeypatch):
         assert torch.equal(x, y), name
     assert not (tmp_path / "resumed" / "last").exists()  # a finished run keeps no resume state
     assert finetune(config("resumed"), resume=True)["test"] == resumed["test"]  # finished: returned as it is
+
+
+@pytest.mark.parametrize("module,argv", [
+    ("jepa4rec.evaluate", ["--checkpoint", "no/such/dir", "--dataset", "{toy}"]),
+    ("jepa4rec.finetune", ["--init-from", "no/such/dir", "--dataset", "{toy}", "--output-dir", "{out}"]),
+])
+def test_a_missing_checkpoint_is_one_clear_line_and_nothing_is_written(module, argv, toy, tmp_path, capsys):
+    import importlib
+
+    out = tmp_path / "run"
+    argv = [a.format(toy=toy, out=out) for a in argv]
+    with pytest.raises(SystemExit) as err:
+        importlib.import_module(module).main(argv)
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "no/such/dir" in message and "neither a JEPA4Rec model directory" in message and "Traceback" not in message
+    assert not out.exists()
