@@ -706,7 +706,7 @@ def test_stats_cli_prints_markdown_table(five_core_dir, seqrecbench_dir, capsys)
 
 def test_stats_cli_errors(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
-    assert cli.main(["stats", str(tmp_path)]) == 1
+    assert cli.main(["stats", str(tmp_path)]) == 2  # the same code as evaluate's for the same mistake
     assert "no known dataset layout" in capsys.readouterr().err
     assert cli.main(["stats"]) == 2
 

@@ -29,9 +29,9 @@ def _stats(args) -> int:
             kwargs.pop("item_key")  # --item-key only concerns Online Retail
         try:
             ds = load_dataset(name, root=args.data_root, **kwargs)
-        except DataFormatError as err:
+        except DataFormatError as err:  # exit 2, as every CLI does for a usage or input mistake
             print(f"error: {err}", file=sys.stderr)
-            return 1
+            return 2
         rows.append(ds.stats())
         if args.verbose:
             for line in ds.report:
