@@ -205,8 +205,29 @@ def _build(cls, data: dict):
             value = _build(type(default), value)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
+        _check_type(cls, key, known[key].type, value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+# What each annotation word accepts (an int is a valid float; a bool is not a valid int).
+_ACCEPTS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
+            "dict": (dict,), "list": (list,), "tuple": (tuple, list)}
+
+
+def _check_type(cls, key: str, annotation, value) -> None:
+    """Reject a value of the wrong type (e.g. ``--set batch_size=abc``) before any run starts, naming it."""
+    if not isinstance(annotation, str):
+        return
+    words = [w.strip().split("[")[0] for w in annotation.split("|")]
+    if not all(w in _ACCEPTS for w in words):
+        return  # a nested config section or an annotation this check does not know
+    if isinstance(value, bool) and "bool" not in words:
+        ok = False
+    else:
+        ok = any(isinstance(value, _ACCEPTS[w]) for w in words)
+    if not ok:
+        raise ValueError(f"option '{key}' of {cls.__name__} must be {annotation}, got {value!r}")
 
 
 def parse_overrides(pairs: list[str] | None) -> dict:

@@ -286,6 +286,21 @@ def test_cli_rejects_unknown_keys(override, unknown, capsys):
     assert "unknown" in err and unknown in err
 
 
+@pytest.mark.parametrize("module", ["jepa4rec.pretrain", "jepa4rec.finetune"])
+@pytest.mark.parametrize("override,named", [("batch_size=abc", "'batch_size'"), ("optim.lr=fast", "'lr'"),
+                                            ("max_minutes=true", "'max_minutes'"), ("seed=1.5", "'seed'")])
+def test_cli_rejects_values_of_the_wrong_type_before_writing(module, override, named, tmp_path, capsys):
+    import importlib
+
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(module).main(["--set", override, f"output_dir={out}"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err and "must be" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_cli_rejects_model_fields_derived_from_other_options(capsys):
     from jepa4rec.pretrain import main
 
