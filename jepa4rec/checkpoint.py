@@ -39,6 +39,10 @@ def weight_files(path: str | Path) -> list[Path]:
     return [p / "model.safetensors"] if (p / "model.safetensors").exists() else []
 
 
+class CheckpointError(ValueError):
+    """A model directory that exists but cannot be read (a cut or corrupt weight file)."""
+
+
 def is_model_dir(path: str | Path) -> bool:
     p = Path(path)
     return (p / "config.json").exists() and bool(weight_files(p))
@@ -97,7 +101,11 @@ def load_weights(path: str | Path, model, device: str | torch.device = "cpu") ->
     path = Path(path)
     state: dict[str, torch.Tensor] = {}
     for f in weight_files(path):
-        state.update(load_file(str(f), device=str(device)))
+        try:
+            state.update(load_file(str(f), device=str(device)))
+        except Exception as err:  # safetensors raises its own error types for a cut or corrupt file
+            raise CheckpointError(f"{f}: not a readable safetensors file ({err}); the file is truncated or corrupt "
+                                  "- copy or rebuild the checkpoint") from None
     base = getattr(model.config, "base_model", None) or {}
     if base.get("tensors"):
         converted = converted_weights(model, base["source"])

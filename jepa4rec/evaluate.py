@@ -21,7 +21,7 @@ import torch
 
 from .data import DataFormatError, load_dataset
 from .evaluation import evaluate, format_metrics
-from .checkpoint import is_model_dir
+from .checkpoint import CheckpointError, is_model_dir
 from .language_models import is_language_model
 from .recommend import Recommender
 
@@ -96,10 +96,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.pooling and not is_language_model(args.checkpoint):
         parser.error(f"--pooling applies to a language model only; {args.checkpoint} pools as it was trained")
-    result = evaluate_checkpoint(args.checkpoint, dataset, args.split, random_init=args.random_init,
-                                 exclude_history=args.exclude_history, batch_size=args.batch_size,
-                                 device=args.device, max_users=args.max_users, seed=args.seed, pooling=args.pooling,
-                                 precision=args.precision)
+    try:
+        result = evaluate_checkpoint(args.checkpoint, dataset, args.split, random_init=args.random_init,
+                                     exclude_history=args.exclude_history, batch_size=args.batch_size,
+                                     device=args.device, max_users=args.max_users, seed=args.seed,
+                                     pooling=args.pooling, precision=args.precision)
+    except CheckpointError as err:
+        parser.error(str(err))
     print(f"{dataset.name} {args.split} ({'random init' if args.random_init else args.checkpoint}): "
           f"{format_metrics(result)}  [{result.get('users_per_s', 0):.1f} users/s]")
     if args.out:

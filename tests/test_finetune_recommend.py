@@ -253,3 +253,22 @@ def test_a_missing_checkpoint_is_one_clear_line_and_nothing_is_written(module, a
     message = capsys.readouterr().err
     assert "no/such/dir" in message and "neither a JEPA4Rec model directory" in message and "Traceback" not in message
     assert not out.exists()
+
+
+def test_a_truncated_weight_file_names_the_file(finetuned, toy, tmp_path, capsys):
+    import shutil
+
+    from jepa4rec.checkpoint import CheckpointError, load_model_dir, weight_files
+    from jepa4rec.evaluate import main
+
+    cfg, _ = finetuned
+    cut = tmp_path / "cut"
+    shutil.copytree(f"{cfg.output_dir}/best", cut)
+    weights = weight_files(cut)[0]
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=str(weights)):
+        load_model_dir(cut)
+    with pytest.raises(SystemExit) as err:
+        main(["--checkpoint", str(cut), "--dataset", toy])
+    message = capsys.readouterr().err
+    assert err.value.code == 2 and weights.name in message and "truncated or corrupt" in message
