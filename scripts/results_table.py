@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -151,23 +152,32 @@ def record_path(run_dir: Path, key: str) -> Path:
     return run_dir / f"{key}.json"
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """A reader (or a killed run) never sees half a table: write beside it, then rename over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_tables(runs_dir: Path, out_dir: Path) -> pd.DataFrame:
-    """Merge every dataset's records into the CSV / JSON / markdown outputs; returns the wide table."""
-    records = []
-    for path in sorted(runs_dir.glob("*/*.json")):
-        if path.stem in MODELS:
-            records.append(json.loads(path.read_text()))
-    if not records:
+    """Merge the records under ``runs_dir`` into the tables already in ``out_dir`` (a record replaces only
+    the row of its own dataset and model, so a fresh clone's run never drops committed rows) and write
+    the CSV / JSON / markdown outputs atomically; returns the wide table."""
+    fresh = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*/*.json")) if p.stem in MODELS]
+    if not fresh:
         raise SystemExit(f"no model records under {runs_dir}; run without --table-only first")
+    existing = out_dir / "results_table.json"
+    kept = json.loads(existing.read_text())["records"] if existing.exists() else []
+    merged = {(r["dataset"], r["model_key"]): r for r in kept + fresh}  # fresh records last: they win
     order = {k: i for i, k in enumerate(MODELS)}
-    records.sort(key=lambda r: (r["dataset"], order[r["model_key"]]))
+    records = sorted(merged.values(), key=lambda r: (r["dataset"], order.get(r["model_key"], len(order))))
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results_table.json").write_text(json.dumps(
+    _write_atomic(out_dir / "results_table.json", json.dumps(
         {"protocol": "leave-one-out; all items ranked; ties count against the target; history items not excluded",
          "records": records}, indent=2, default=str))
     long = pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], "metric": m, "value": r[m]}
                          for r in records for m in ("NDCG@10", "Recall@10", "MRR")])
-    long.to_csv(out_dir / "results_table.csv", index=False)
+    _write_atomic(out_dir / "results_table.csv", long.to_csv(index=False))
     wide = pd.DataFrame(records)
     lines = ["| dataset | model | NDCG@10 | Recall@10 | MRR | fine-tune min | pre-train min | test users/s |",
              "|---|---|---|---|---|---|---|---|"]
@@ -177,7 +187,7 @@ def write_tables(runs_dir: Path, out_dir: Path) -> pd.DataFrame:
         speed = "" if speed is None else f"{speed:,.0f}"
         lines.append(f"| {r['dataset']} | {r['model']} | {r['NDCG@10']:.4f} | {r['Recall@10']:.4f} | {r['MRR']:.4f} | "
                      f"{r['train_seconds'] / 60:.1f} | {pre} | {speed} |")
-    (out_dir / "results_table.md").write_text("\n".join(lines) + "\n")
+    _write_atomic(out_dir / "results_table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return wide
 

@@ -54,6 +54,17 @@ def test_results_table_runs_every_kind_and_reuses_records(toy, finetuned, tmp_pa
     out = capsys.readouterr().out
     assert out.count("reusing") == 4 and "running" not in out
 
+    # A run with other records (a fresh clone, another dataset) adds its rows; the committed ones stay.
+    other = json.loads((tmp_path / "out" / "results_table.json").read_text())["records"][0]
+    other = {**other, "dataset": "Elsewhere", "NDCG@10": 0.5}
+    (tmp_path / "runs2" / "Elsewhere").mkdir(parents=True)
+    (tmp_path / "runs2" / "Elsewhere" / f"{other['model_key']}.json").write_text(json.dumps(other))
+    assert script.main(["--table-only", "--dataset", toy, "--runs-dir", str(tmp_path / "runs2"),
+                        "--out-dir", str(tmp_path / "out")]) == 0
+    merged = json.loads((tmp_path / "out" / "results_table.json").read_text())["records"]
+    assert len(merged) == 5 and {r["dataset"] for r in merged} == {"Elsewhere", records["scratch"]["dataset"]}
+    assert not list((tmp_path / "out").glob("*.tmp"))
+
 
 def test_results_table_table_only_without_records_is_a_clear_error(tmp_path):
     script = load_script("results_table")
