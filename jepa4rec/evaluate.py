@@ -21,7 +21,7 @@ import torch
 
 from .data import DataFormatError, load_dataset
 from .evaluation import evaluate, format_metrics
-from .checkpoint import CheckpointError, is_model_dir
+from .checkpoint import is_model_dir
 from .language_models import is_language_model
 from .recommend import Recommender
 
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
                                      exclude_history=args.exclude_history, batch_size=args.batch_size,
                                      device=args.device, max_users=args.max_users, seed=args.seed,
                                      pooling=args.pooling, precision=args.precision)
-    except CheckpointError as err:
+    except ValueError as err:  # a cut checkpoint (CheckpointError), a catalogue without text, a bad option
         parser.error(str(err))
     print(f"{dataset.name} {args.split} ({'random init' if args.random_init else args.checkpoint}): "
           f"{format_metrics(result)}  [{result.get('users_per_s', 0):.1f} users/s]")

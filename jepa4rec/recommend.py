@@ -114,6 +114,9 @@ class Recommender:
         self.card = card or {}
         self.model_digest = model_digest
         self.use_cache = use_cache and model_digest is not None
+        if dataset.n_items and not any(dataset.items):
+            raise ValueError(f"dataset {dataset.name}: none of its {dataset.n_items:,} items has any text (is its "
+                             "catalogue file empty?); a text model cannot rank items it cannot read")
         self.encoded: list[EncodedItem] = item_tokenizer.encode_items(dataset.items)
         self.titles = [item_title(it) for it in dataset.items]
         self._item_vectors: torch.Tensor | None = None

@@ -272,3 +272,21 @@ def test_a_truncated_weight_file_names_the_file(finetuned, toy, tmp_path, capsys
         main(["--checkpoint", str(cut), "--dataset", toy])
     message = capsys.readouterr().err
     assert err.value.code == 2 and weights.name in message and "truncated or corrupt" in message
+
+
+def test_a_catalogue_without_text_is_refused_by_name(finetuned, toy, tmp_path, capsys):
+    import shutil
+
+    from jepa4rec.data.__main__ import main as stats_main
+    from jepa4rec.evaluate import main
+
+    cfg, _ = finetuned
+    empty = tmp_path / "EmptyText"
+    shutil.copytree(toy, empty)
+    (empty / "items.jsonl").write_text("")
+    with pytest.raises(SystemExit) as err:
+        main(["--checkpoint", f"{cfg.output_dir}/best", "--dataset", str(empty)])
+    message = capsys.readouterr().err
+    assert err.value.code == 2 and "none of its" in message and "has any text" in message
+    assert stats_main(["stats", str(empty)]) == 0
+    assert "have no text" in capsys.readouterr().err

@@ -33,6 +33,10 @@ def _stats(args) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         rows.append(ds.stats())
+        if rows[-1]["items_with_text"] < 0.5:  # a text model sees these items as empty sentences
+            without = round((1 - rows[-1]["items_with_text"]) * ds.n_items)
+            print(f"warning: {name}: {without:,} of {ds.n_items:,} items have no text (attributes); a text model "
+                  "cannot tell them apart - check the catalogue file", file=sys.stderr)
         if args.verbose:
             for line in ds.report:
                 print(f"  [{name}] {line}", file=sys.stderr)
