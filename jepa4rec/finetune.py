@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_cli(parser, FinetuneConfig, args, ("init_from", "dataset", "output_dir"))
-    from .checkpoint import is_model_dir
+    from .checkpoint import CheckpointError, is_model_dir
     from .language_models import is_language_model
 
     # Checked before anything is written into the output folder.
@@ -38,7 +38,10 @@ def main(argv=None) -> int:
     from .evaluation import format_metrics
     from .finetuning import finetune
 
-    result = finetune(cfg, resume=args.resume)
+    try:
+        result = finetune(cfg, resume=args.resume)
+    except CheckpointError as err:  # a cut or corrupt init_from: named, before anything is written
+        parser.error(str(err))
     print(f"{result['dataset']} test (best epoch {result['best_epoch']}): {format_metrics(result['test'])} "
           f"[{result['train_seconds']:.0f} s]")
     return 0

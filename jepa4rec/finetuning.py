@@ -91,11 +91,11 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     last_dir = out / "last"
     if resume and (out / "results.json").exists() and not last_dir.exists():
         return json.loads((out / "results.json").read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-
+    # The model (a missing or corrupt init_from) and the catalogue are checked before the output folder is made.
     model, tok, source_card = build_model(cfg, dataset)
     rec = Recommender(model, tok, dataset, device=cfg.device, batch_size=cfg.eval_batch_size, use_cache=False)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     device = rec.device
     # rec.encoded (the catalogue tokenized once) serves both training batches and scoring.
     mp = resolve_mixed_precision(cfg.mixed_precision) if device.type == "cuda" else "no"

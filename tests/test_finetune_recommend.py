@@ -272,6 +272,11 @@ def test_a_truncated_weight_file_names_the_file(finetuned, toy, tmp_path, capsys
         main(["--checkpoint", str(cut), "--dataset", toy])
     message = capsys.readouterr().err
     assert err.value.code == 2 and weights.name in message and "truncated or corrupt" in message
+    from jepa4rec.finetune import main as finetune_main
+
+    with pytest.raises(SystemExit) as err:
+        finetune_main(["--init-from", str(cut), "--dataset", toy, "--output-dir", str(tmp_path / "run")])
+    assert err.value.code == 2 and weights.name in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
 def test_a_catalogue_without_text_is_refused_by_name(finetuned, toy, tmp_path, capsys):
