@@ -244,7 +244,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             step += 1
             last = {k: float(v.detach()) for k, v in outputs.items()}
             if not math.isfinite(last["loss"]):
-                raise FloatingPointError(f"loss is {last['loss']} at step {step}; lower optim.lr or check the data")
+                kept = latest_checkpoint(out)
+                raise FloatingPointError(
+                    f"loss is {last['loss']} at step {step} (epoch {epoch}, batch {b}); nothing was saved after it, the "
+                    f"last good state is {kept or 'not saved yet'}; lower optim.lr or check the data, then --resume")
             # At initialisation every item vector is nearly the same (spread ~0.001); only after the
             # warm-up does a low spread mean the encoder is collapsing.
             if step > cfg.optim.warmup_steps and last["item_spread"] < cfg.collapse_threshold:

@@ -195,6 +195,7 @@ def write_tables(runs_dir: Path, out_dir: Path) -> pd.DataFrame:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("jepa4rec.finetuning").setLevel(logging.INFO)  # each epoch's validation, as it happens
     if args.threads:
         torch.set_num_threads(args.threads)
     runs_dir = Path(args.runs_dir)
