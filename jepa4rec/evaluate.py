@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 import torch
+import transformers
 
+from .checkpoint import is_model_dir
 from .data import DataFormatError, load_dataset
 from .evaluation import evaluate, format_metrics
-from .checkpoint import is_model_dir
 from .language_models import is_language_model
 from .recommend import Recommender
 
@@ -53,8 +54,6 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset, split: str = "test", *,
     encode_s = time.time() - t0
     metrics = evaluate(rec, cases, batch_size=batch_size, exclude_history=exclude_history, progress=progress,
                        desc=f"{dataset.name} {split}")
-    import transformers
-
     # Every option that can change a number goes into the record.
     return {"dataset": dataset.name, "checkpoint": str(checkpoint), "split": split, "random_init": random_init,
             "exclude_history": exclude_history, "seed": seed, "pooling": rec.model.config.pooling,
@@ -94,8 +93,6 @@ def main(argv=None) -> int:
         parser.error(str(err))
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.pooling and not is_language_model(args.checkpoint):
-        parser.error(f"--pooling applies to a language model only; {args.checkpoint} pools as it was trained")
     try:
         result = evaluate_checkpoint(args.checkpoint, dataset, args.split, random_init=args.random_init,
                                      exclude_history=args.exclude_history, batch_size=args.batch_size,

@@ -28,20 +28,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_cli(parser, FinetuneConfig, args, ("init_from", "dataset", "output_dir"))
-    from .checkpoint import CheckpointError, is_model_dir
-    from .language_models import is_language_model
-
-    # Checked before anything is written into the output folder.
-    if cfg.init_from and not (is_language_model(cfg.init_from) or is_model_dir(cfg.init_from)):
-        parser.error(f"init_from {cfg.init_from!r} is neither a JEPA4Rec model directory (config.json + safetensors "
-                     "weights) nor a language model (minilm, or a BERT/RoBERTa folder)")
+    from .checkpoint import CheckpointError
     from .evaluation import format_metrics
     from .finetuning import finetune
 
     try:
         result = finetune(cfg, resume=args.resume)
-    except CheckpointError as err:  # a cut or corrupt init_from: named, before anything is written
-        parser.error(str(err))
+    except (FileNotFoundError, CheckpointError) as err:  # a missing, cut or corrupt init_from: finetune checks
+        parser.error(str(err))                           # it before it writes anything
     print(f"{result['dataset']} test (best epoch {result['best_epoch']}): {format_metrics(result['test'])} "
           f"[{result['train_seconds']:.0f} s]")
     return 0

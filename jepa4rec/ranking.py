@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 EXACT_LIMIT = 200_000
 
@@ -75,10 +74,6 @@ class ItemIndex:
             s, i = self.index.search(np.ascontiguousarray(q.detach().float().cpu().numpy()), k)
             scores, ids = torch.from_numpy(s).to(self.device), torch.from_numpy(i).long().to(self.device)
         return (scores[0], ids[0]) if single else (scores, ids)
-
-
-def unit(vectors: torch.Tensor) -> torch.Tensor:
-    return F.normalize(vectors.float(), dim=-1)
 
 
 def _faiss():

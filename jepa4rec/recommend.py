@@ -331,6 +331,11 @@ class Recommender:
             h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
         return self._query_scores(h_cls, self.embed_encoded_items(masked), mode)
 
+    def _ranked(self, scores: torch.Tensor, ids: torch.Tensor) -> list[RankedItem]:
+        """Top-k rows as RankedItems (an ANN index pads with id -1 when it finds fewer than k)."""
+        return [RankedItem(int(i), self.dataset.item_keys[int(i)], self.titles[int(i)], float(s))
+                for s, i in zip(scores.tolist(), ids.tolist()) if i >= 0]
+
     def recommend(self, history: Sequence[int], k: int = 10, target: int | None = None, reveal: float | None = None,
                   reveal_order: str = "sequential", seed: int = 0, reveal_mode: str = "predictor",
                   exclude_history: bool = False) -> Recommendation:
@@ -343,9 +348,7 @@ class Recommender:
         if reveal is None and target is None and not exclude_history:
             # Only the top k is needed: the index answers it (an ANN one for very large catalogues).
             scores_k, ids = self.item_index.search(F.normalize(self.history_vector(history), dim=-1), k)
-            items = [RankedItem(int(i), self.dataset.item_keys[int(i)], self.titles[int(i)], float(s))
-                     for s, i in zip(scores_k.tolist(), ids.tolist()) if i >= 0]
-            return Recommendation(items, None, revealed)
+            return Recommendation(self._ranked(scores_k, ids), None, revealed)
         if reveal is None:
             h = F.normalize(self.history_vector(history), dim=-1)
             scores = self.unit_item_vectors @ h
@@ -358,8 +361,7 @@ class Recommender:
             if target is not None:
                 scores[target] = keep
         top = torch.topk(scores, min(k, scores.numel()))
-        items = [RankedItem(int(i), self.dataset.item_keys[int(i)], self.titles[int(i)], float(s))
-                 for s, i in zip(top.values.tolist(), top.indices.tolist())]
+        items = self._ranked(top.values, top.indices)
         rank = None
         if target is not None:
             rank = int((scores >= scores[target]).sum().item())  # ties count against the target
