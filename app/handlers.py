@@ -1,46 +1,58 @@
-"""The app's handlers as plain functions: plain data in, plain data (and figures) out.
+"""The app's handlers as plain functions: plain data in, plain data (and HTML) out.
 
-Gradio callbacks in :mod:`app.ui` are one-line wrappers around these, so the tests call them
-directly. All ranking goes through :class:`jepa4rec.recommend.Recommender`.
+Gradio callbacks in :mod:`app.ui` are thin wrappers around these, so the tests call them directly.
+All ranking goes through :class:`jepa4rec.recommend.Recommender`. A mistake by the visitor raises
+:class:`UserInputError` with a sentence meant for them; the UI shows it as a warning.
 """
 from __future__ import annotations
 
+import html
 import re
 from collections import Counter
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from .service import Served
 
 REVEAL_STEPS = [i / 10 for i in range(11)]
-_LABEL_ID = re.compile(r"\[#(\d+)\]\s*$")
+MAX_HISTORY = 50  # items a visitor's history may hold (the models read at most their max_items of them)
+MAX_K = 100  # the most items one ranking request returns
+SCORINGS = {  # label shown in the app -> Recommender reveal_mode
+    "history + revealed words": "evidence",
+    "next-item predictor (paper's FFN2)": "predictor",
+}
+DEFAULT_SCORING = "history + revealed words"
 
 
-def item_label(served: Served, item: int) -> str:
-    return f"{served.recommender.titles[item]} [#{item}]"
+class UserInputError(ValueError):
+    """A visitor's mistake (an out-of-range number, nothing selected): shown to them, never a traceback."""
 
 
-def parse_label(label: str | int | None) -> int | None:
-    """The item id of a dropdown label ``"title [#12]"`` (or an id given directly)."""
-    if label is None or label == "":
-        return None
-    if isinstance(label, int):
-        return label
-    m = _LABEL_ID.search(str(label))
-    if not m:
-        raise ValueError(f"not an item label: {label!r}")
-    return int(m.group(1))
+# --- catalogue and history --------------------------------------------------------------------------
+
+def item_choices(served: Served, ids: list[int]) -> list[tuple[str, int]]:
+    """(label, item id) pairs for a dropdown: the title, with its catalogue key where titles repeat."""
+    titles = served.recommender.titles
+    counts = Counter(titles[i] for i in ids)
+    return [(titles[i] if counts[titles[i]] == 1 else f"{titles[i]} ({served.dataset.item_keys[i]})", int(i))
+            for i in ids]
 
 
-def search_catalogue(served: Served, query: str, limit: int = 20) -> list[str]:
-    """Items whose title contains every word of ``query`` (case-insensitive); prefix matches first."""
+def search_catalogue(served: Served, query: str, limit: int = 20) -> list[int]:
+    """Ids of items whose title contains every word of ``query`` (case-insensitive); prefix matches first."""
     words = (query or "").lower().split()
     if not words:
         return []
     titles = served.recommender.titles
     hits = [i for i, t in enumerate(titles) if all(w in t.lower() for w in words)]
     hits.sort(key=lambda i: (not titles[i].lower().startswith(words[0]), len(titles[i])))
-    return [item_label(served, i) for i in hits[:limit]]
+    return hits[:max(1, int(limit))]
+
+
+def empty_history() -> pd.DataFrame:
+    return pd.DataFrame({"#": pd.Series([], dtype=int), "item (oldest first)": pd.Series([], dtype=str)})
 
 
 def history_table(served: Served, history: list[int]) -> pd.DataFrame:
@@ -48,79 +60,217 @@ def history_table(served: Served, history: list[int]) -> pd.DataFrame:
     return pd.DataFrame({"#": list(range(1, len(history) + 1)), "item (oldest first)": [titles[i] for i in history]})
 
 
-def add_item(history: list[int], item: int | None, max_items: int = 50) -> list[int]:
-    if item is None:
-        return list(history)
-    return (list(history) + [int(item)])[-max_items:]
+def check_item(served: Served, item, what: str = "item") -> int:
+    """``item`` as a catalogue id, or a UserInputError naming what is wrong with it."""
+    n = served.dataset.n_items
+    try:
+        number = float(item)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(item, bool) or not number.is_integer():
+        raise UserInputError(f"{what} must be an item id (a whole number 0..{n - 1}), got {item!r}")
+    value = int(number)
+    if not 0 <= value < n:
+        raise UserInputError(f"{what} {value} is not in {served.name}'s catalogue (ids 0..{n - 1})")
+    return value
 
 
-def remove_item(history: list[int], position: int) -> list[int]:
-    """Remove the item at 1-based ``position`` (out-of-range positions change nothing)."""
+def add_item(served: Served, history: list[int], item) -> tuple[list[int], str | None]:
+    """The history with ``item`` appended, and a note when the oldest item had to make room."""
+    if item is None or item == "":
+        raise UserInputError("Nothing is selected: search the catalogue and pick an item under Matches first.")
+    item = check_item(served, item)
+    history = list(history) + [item]
+    note = None
+    if len(history) > MAX_HISTORY:
+        dropped = history.pop(0)
+        note = f"A history holds at most {MAX_HISTORY} items: the oldest, '{served.recommender.titles[dropped]}', was dropped."
+    return history, note
+
+
+def _row(history: list[int], position) -> int:
+    if not history:
+        raise UserInputError("The history is empty: add items first.")
+    try:
+        row = int(position)
+    except (TypeError, ValueError):
+        raise UserInputError(f"Row # must be a whole number 1..{len(history)}, got {position!r}") from None
+    if not 1 <= row <= len(history):
+        raise UserInputError(f"Row # {row} is not in the history (rows 1..{len(history)}).")
+    return row - 1
+
+
+def remove_item(history: list[int], position) -> list[int]:
+    """Remove the item at 1-based ``position``."""
     h = list(history)
-    if 1 <= int(position) <= len(h):
-        del h[int(position) - 1]
+    del h[_row(h, position)]
     return h
 
 
-def move_item(history: list[int], position: int, delta: int) -> list[int]:
+def move_item(history: list[int], position, delta: int) -> list[int]:
     """Move the item at 1-based ``position`` by ``delta`` places (clamped to the list)."""
     h = list(history)
-    i = int(position) - 1
-    if not 0 <= i < len(h):
-        return h
+    i = _row(h, position)
     j = max(0, min(len(h) - 1, i + int(delta)))
     h.insert(j, h.pop(i))
     return h
 
 
-def load_user(served: Served, user: int, max_items: int = 20) -> tuple[list[int], int]:
+def load_user(served: Served, user, max_items: int = 20) -> tuple[list[int], int]:
     """A real user's test case: (the most recent ``max_items`` of the history, the true next item)."""
     cases = served.dataset.test_cases()
-    if not 0 <= int(user) < len(cases):
-        raise ValueError(f"user must be within 0..{len(cases) - 1}, got {user}")
-    case = cases[int(user)]
+    try:
+        number = float(user)
+    except (TypeError, ValueError):
+        raise UserInputError(f"Enter a user number 0..{len(cases) - 1}.") from None
+    if not number.is_integer():
+        raise UserInputError(f"The user number must be a whole number 0..{len(cases) - 1}, got {user}.")
+    user = int(number)
+    if not 0 <= user < len(cases):
+        raise UserInputError(f"{served.name} has test users 0..{len(cases) - 1}; there is no user {user}.")
+    case = cases[user]
     return list(case.history[-max_items:]), case.target
 
 
-def movement(previous_top: list[int], item: int, rank: int) -> str:
-    if not previous_top:
-        return ""
-    if item not in previous_top:
-        return "new"
-    delta = previous_top.index(item) + 1 - rank
-    return "=" if delta == 0 else (f"▲{delta}" if delta > 0 else f"▼{-delta}")
+# --- ranking views ----------------------------------------------------------------------------------
+
+_EDGE_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
+
+
+def clean_words(words: list[str]) -> list[str]:
+    """Revealed words as a reader expects them: no stray brackets or commas, nothing empty."""
+    out = [_EDGE_PUNCT.sub("", w) for w in words]
+    return [w for w in out if w]
+
+
+@dataclass
+class RankView:
+    history_only: list[dict]  # rows: rank, item, title, score, target
+    revealed: list[dict] | None  # the same with the target partly revealed; None without a target
+    summary: str  # markdown
+    target_rank_history: int | None
+    target_rank_revealed: int | None
+    revealed_words: list[str]
+
+
+def _rows(out, target: int | None) -> list[dict]:
+    return [{"rank": i + 1, "item": r.item, "title": r.title, "score": r.score, "target": r.item == target}
+            for i, r in enumerate(out.items)]
 
 
 def rank_view(served: Served, history: list[int], target: int | None, reveal_pct: float | None,
-              previous_top: list[int], order: str = "sequential", k: int = 10) -> tuple[pd.DataFrame, str, list[int]]:
-    """The top-k table (with movement since ``previous_top``), a summary line, and the new top ids."""
+              order: str = "sequential", scoring: str = DEFAULT_SCORING, allow_repeats: bool | None = None,
+              k: int = 10) -> RankView:
+    """The history-only top k beside the top k with ``reveal_pct`` % of the target's words revealed."""
     rec = served.recommender
-    reveal = None if target is None or reveal_pct is None else float(reveal_pct) / 100.0
-    out = rec.recommend(history, k=k, target=target, reveal=reveal, reveal_order=order)
-    table = pd.DataFrame({
-        "rank": list(range(1, len(out.items) + 1)),
-        "item": [r.title for r in out.items],
-        "score": [round(r.score, 4) for r in out.items],
-        "move": [movement(previous_top, r.item, i + 1) for i, r in enumerate(out.items)],
-        "target": ["◀ target" if r.item == target else "" for r in out.items],
-    })
+    if scoring not in SCORINGS:
+        raise UserInputError(f"unknown scoring {scoring!r}; choose one of {list(SCORINGS)}")
+    exclude = not (served.repeats_by_default if allow_repeats is None else allow_repeats)
+    plain = rec.recommend(history, k=k, target=target, exclude_history=exclude)
+    n = served.dataset.n_items
     if target is None:
-        summary = f"No target chosen: ranking by the history alone over {served.dataset.n_items:,} items."
+        summary = (f"No target chosen: ranking every one of the {n:,} items by the history alone. Pick a target "
+                   "(or load a test user) to reveal its words.")
+        return RankView(_rows(plain, None), None, summary, None, None, [])
+    pct = 0.0 if reveal_pct is None else float(reveal_pct)
+    if not 0 <= pct <= 100:
+        raise UserInputError(f"reveal must be 0..100 %, got {pct}")
+    mode = SCORINGS[scoring]
+    out = rec.recommend(history, k=k, target=target, reveal=pct / 100, reveal_order=order, reveal_mode=mode,
+                        exclude_history=exclude)
+    words = clean_words(out.revealed_words)
+    n_words = rec._reveal_count(target, 1.0)[1]
+    shown = rec._reveal_count(target, pct / 100)[0]
+    if mode == "evidence":
+        how = ("0% is the history-only ranking; each revealed word adds evidence" if pct == 0
+               else "history + revealed words")
     else:
-        plain = rec.recommend(history, k=1, target=target).target_rank
-        words = ", ".join(f"'{w}'" for w in out.revealed_words) or "none"
-        summary = (f"**Target:** {rec.titles[target]}  \n**Rank with {reveal_pct:.0f}% revealed:** {out.target_rank:,} "
-                   f"of {served.dataset.n_items:,} (history alone: {plain:,})  \n**Revealed words:** {words}")
-    return table, summary, [r.item for r in out.items]
+        how = ("the paper's predictor with every value word masked (only the attribute names known): "
+               "not the history-only ranking" if pct == 0 else "the paper's next-item predictor")
+    summary = (f"**Target:** {html.escape(rec.titles[target])}  \n"
+               f"**History alone:** rank {plain.target_rank:,} of {n:,}  \n"
+               f"**With {pct:.0f}% revealed** ({shown} of {n_words} words; {how}): rank **{out.target_rank:,}**  \n"
+               f"**Revealed words:** {html.escape(', '.join(words)) or 'none'}")
+    return RankView(_rows(plain, target), _rows(out, target), summary, plain.target_rank, out.target_rank, words)
 
 
-def reveal_curve(served: Served, history: list[int], target: int, order: str = "sequential") -> pd.DataFrame:
-    ranks = served.recommender.reveal_curve(history, target, REVEAL_STEPS, order=order)
+def movement(before: list[int], item: int, rank: int) -> str:
+    if not before:
+        return ""
+    if item not in before:
+        return "new"
+    delta = before.index(item) + 1 - rank
+    return "=" if delta == 0 else (f"▲{delta}" if delta > 0 else f"▼{-delta}")
+
+
+TABLE_CSS = """
+.toplist {width: 100%; border-collapse: collapse; table-layout: fixed; font-size: 0.92em;}
+.toplist th, .toplist td {padding: 3px 6px; border-bottom: 1px solid var(--border-color-primary); vertical-align: top;}
+.toplist th {text-align: left; font-weight: 600; white-space: nowrap;}
+.toplist .num {width: 3.2em; text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums;}
+.toplist .score {width: 4.4em;}
+.toplist .title {overflow-wrap: anywhere; word-break: break-word;}
+.toplist tr.target td {background: rgba(255, 200, 0, 0.25); font-weight: 600;}
+.toplist caption {text-align: left; font-weight: 600; padding-bottom: 4px;}
+"""
+
+
+def top_table_html(rows: list[dict] | None, caption: str, before: list[int] | None = None) -> str:
+    """A top-k table that holds with long titles and narrow screens: fixed narrow numeric columns,
+    titles wrapped; the target's row highlighted; with ``before``, each item's move against it."""
+    if rows is None:
+        return ""
+    head = "<th class='num'>#</th><th class='title'>item</th><th class='num score'>score</th>"
+    if before is not None:
+        head += "<th class='num'>move</th>"
+    body = []
+    for r in rows:
+        cells = (f"<td class='num'>{r['rank']}</td><td class='title'>{html.escape(r['title'])}"
+                 f"{' ◀ target' if r['target'] else ''}</td><td class='num score'>{r['score']:.3f}</td>")
+        if before is not None:
+            cells += f"<td class='num'>{movement(before, r['item'], r['rank'])}</td>"
+        body.append(f"<tr class='{'target' if r['target'] else ''}'>{cells}</tr>")
+    if not body:
+        body.append("<tr><td colspan='4'>nothing to rank</td></tr>")
+    return (f"<table class='toplist'><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def side_by_side(*tables: str) -> str:
+    """Tables next to each other that stack on a narrow screen (each keeps at least 300 px)."""
+    cells = "".join(f"<div style='flex: 1 1 300px; min-width: 0'>{t}</div>" for t in tables if t)
+    return f"<div style='display: flex; flex-wrap: wrap; gap: 14px'>{cells}</div>"
+
+
+def reveal_curve(served: Served, history: list[int], target: int, order: str = "sequential",
+                 scoring: str = DEFAULT_SCORING, allow_repeats: bool | None = None) -> pd.DataFrame:
+    exclude = not (served.repeats_by_default if allow_repeats is None else allow_repeats)
+    ranks = served.recommender.reveal_curve(history, target, REVEAL_STEPS, order=order, mode=SCORINGS[scoring],
+                                            exclude_history=exclude)
     return pd.DataFrame({"reveal %": [round(r * 100) for r in REVEAL_STEPS], "target rank": ranks})
 
 
-def item_groups(items: list[dict], top: int = 10) -> list[str]:
-    """A colour group per item: its first genre, or the first category level that tells items apart.
+# --- dataset badge ----------------------------------------------------------------------------------
+
+def badge_markdown(served: Served) -> str:
+    """Whether the served model was trained on this dataset, and its measured test NDCG@10 beside popularity's."""
+    metrics = served.model_test_metrics()
+    pop = served.popularity.get("NDCG@10")
+    pop_text = f"popularity {pop:.4f}" if pop is not None else "popularity not measured"
+    if served.mode == "fine-tuned":
+        kind = f"**Fine-tuned on {served.name}**"
+    else:
+        kind = f"**Zero-shot**: the pre-trained model never saw {served.name}'s interactions"
+    score = (f"test NDCG@10 **{metrics['NDCG@10']:.4f}**" if metrics and "NDCG@10" in metrics
+             else "test NDCG@10 not measured for this dataset")
+    return f"{kind} · {score} ({pop_text}, all users, every item ranked) · {served.dataset.n_items:,} items"
+
+
+# --- embedding map colours --------------------------------------------------------------------------
+
+def item_groups(items: list[dict], top: int = 20) -> list[str] | None:
+    """A colour group per item: its first genre, or the first category level that tells items apart;
+    None when the catalogue has neither (the map then colours by clusters of the item vectors).
 
     Comma-separated category paths give levels; space-joined ones (UniSRec's text) give words, of which
     two are kept. Leading levels that nearly every item shares (e.g. "Industrial & Scientific") are
@@ -139,6 +289,8 @@ def item_groups(items: list[dict], top: int = 10) -> list[str]:
         else:
             paths.append(cats.split())
             width.append(2)
+    if not any(paths) and not any(a.get("genres") for a in items):
+        return None
     with_path = [p for p in paths if p]
     depth = 0
     while with_path:
@@ -158,15 +310,78 @@ def item_groups(items: list[dict], top: int = 10) -> list[str]:
     return [g if g in keep else "other" for g in raw]
 
 
-def api_recommend(served: Served, history: list[int], target: int | None = None, reveal: float | None = None,
-                  k: int = 10) -> dict:
-    """The JSON the named ``recommend`` endpoint returns."""
-    out = served.recommender.recommend([int(i) for i in history], k=int(k), target=None if target is None else int(target),
-                                       reveal=None if reveal is None else float(reveal))
+_WORD = re.compile(r"[a-z][a-z]+")
+_STOP = {"the", "and", "for", "with", "of", "in", "to", "set", "pack", "size", "new", "a", "an", "by", "on", "x"}
+
+
+def cluster_groups(vectors: np.ndarray, titles: list[str], n_clusters: int = 12, seed: int = 0) -> list[str]:
+    """Groups for a catalogue with no category: k-means clusters of the item vectors, each named by the
+    two title words most over-represented in it."""
+    from sklearn.cluster import KMeans
+
+    n_clusters = max(1, min(n_clusters, len(vectors)))
+    labels = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit_predict(vectors)
+    docs = [set(_WORD.findall(t.lower())) - _STOP for t in titles]
+    overall = Counter(w for d in docs for w in d)
+    names = {}
+    for c in range(n_clusters):
+        members = [docs[i] for i in np.flatnonzero(labels == c)]
+        inside = Counter(w for d in members for w in d)
+        # Frequent in the cluster, and more so than in the whole catalogue.
+        ranked = sorted(inside, key=lambda w: -(inside[w] / len(members)) * (inside[w] / overall[w]))
+        names[c] = " ".join(ranked[:2]) or f"cluster {c + 1}"
+    return [f"≈ {names[c]}" for c in labels]
+
+
+# --- the API ----------------------------------------------------------------------------------------
+
+def api_recommend(served: Served, history, target=None, reveal=None, k=10, allow_repeats=None,
+                  scoring: str = DEFAULT_SCORING) -> dict:
+    """The JSON the named ``recommend`` endpoint returns; every argument checked first."""
+    if isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple)):
+        raise UserInputError(f"history must be a list of item ids, got {type(history).__name__}")
+    history = [check_item(served, i, "history item") for i in history]
+    target = None if target is None else check_item(served, target, "target")
+    if reveal is not None:
+        if target is None:
+            raise UserInputError("reveal needs a target item")
+        try:
+            reveal = float(reveal)
+        except (TypeError, ValueError):
+            raise UserInputError(f"reveal must be a number 0..1, got {reveal!r}") from None
+        if not 0.0 <= reveal <= 1.0:
+            raise UserInputError(f"reveal must be within 0..1 (a share of the target's words), got {reveal}")
+    try:
+        k = int(k)
+    except (TypeError, ValueError):
+        raise UserInputError(f"k must be a whole number 1..{MAX_K}, got {k!r}") from None
+    if not 1 <= k <= MAX_K:
+        raise UserInputError(f"k must be within 1..{MAX_K}, got {k}")
+    if scoring not in SCORINGS:
+        raise UserInputError(f"scoring must be one of {list(SCORINGS)}, got {scoring!r}")
+    exclude = not (served.repeats_by_default if allow_repeats is None else bool(allow_repeats))
+    out = served.recommender.recommend(history, k=k, target=target, reveal=reveal, reveal_mode=SCORINGS[scoring],
+                                       exclude_history=exclude)
     return {
         "dataset": served.name,
         "checkpoint": served.checkpoint.name,
+        "mode": served.mode,
+        "history_excluded": exclude,
         "items": [{"item": r.item, "key": r.key, "title": r.title, "score": r.score} for r in out.items],
         "target_rank": out.target_rank,
-        "revealed_words": out.revealed_words,
+        "revealed_words": clean_words(out.revealed_words),
     }
+
+
+def api_search(served: Served, query, limit=20) -> list[dict]:
+    if not isinstance(query, str):
+        raise UserInputError(f"query must be text, got {type(query).__name__}")
+    try:
+        limit = int(limit)
+    except (TypeError, ValueError):
+        raise UserInputError(f"limit must be a whole number 1..{MAX_K}, got {limit!r}") from None
+    if not 1 <= limit <= MAX_K:
+        raise UserInputError(f"limit must be within 1..{MAX_K}, got {limit}")
+    titles = served.recommender.titles
+    return [{"item": i, "key": served.dataset.item_keys[i], "title": titles[i]}
+            for i in search_catalogue(served, query, limit)]

@@ -6,6 +6,7 @@ Each experiment chart reads a result file under ``scripts/results/`` written by 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,20 +16,36 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 
-def reveal_curve_figure(curve: pd.DataFrame, title: str = "Target rank against revealed words") -> go.Figure:
+def reveal_curve_figure(curve: pd.DataFrame, history_rank: int | None = None,
+                        title: str = "Target rank against the share of its words revealed") -> go.Figure:
     fig = px.line(curve, x="reveal %", y="target rank", markers=True, title=title)
-    fig.update_yaxes(autorange="reversed", title="rank of the target (1 = top)")
+    worst = max([int(curve["target rank"].max())] + ([history_rank] if history_rank else []))
+    if history_rank is not None:
+        fig.add_hline(y=history_rank, line_dash="dot", line_color="grey",
+                      annotation_text=f"history alone: {history_rank:,}", annotation_position="top left")
+    # Log scale, best rank on top; plotly takes a log axis' range in log10 units, and would not reverse it itself.
+    fig.update_yaxes(type="log", range=[math.log10(worst * 1.5), math.log10(0.7)],
+                     title="rank of the target (1 = top, log scale)")
+    fig.update_xaxes(title="share of the target's words revealed (%)")
     fig.update_layout(height=320, margin=dict(l=40, r=20, t=50, b=40))
     return fig
+
+
+# 26 distinguishable colours: enough for every MovieLens genre and the 20 largest groups plus "other".
+PALETTE = px.colors.qualitative.Alphabet
 
 
 def embedding_figure(coords: np.ndarray, titles: list[str], groups: list[str], history: list[int],
                      target: int | None, top: list[int], title: str) -> go.Figure:
     df = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "title": titles, "group": groups})
-    fig = px.scatter(df, x="x", y="y", color="group", hover_name="title", hover_data={"x": False, "y": False},
-                     title=title, opacity=0.55)
+    order = [g for g, _ in df["group"].value_counts().items() if g != "other"] + (["other"] if "other" in set(groups) else [])
+    colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(o for o in order if o != "other")}
+    colours["other"] = "#c8c8c8"
+    fig = px.scatter(df, x="x", y="y", color="group", hover_name="title", hover_data={"x": False, "y": False, "group": True},
+                     title=title, opacity=0.6, category_orders={"group": order}, color_discrete_map=colours,
+                     render_mode="webgl" if len(df) > 5000 else "auto")
     fig.update_traces(marker=dict(size=4))
-    marks = [("history", history, "circle-open", "black", 11), ("top-10", top, "diamond-open", "crimson", 11)]
+    marks = [("history", history, "circle-open", "black", 11), ("top 10", top, "diamond-open", "crimson", 11)]
     if target is not None:
         marks.append(("target", [target], "star", "gold", 18))
     for name, ids, symbol, colour, size in marks:
@@ -38,7 +55,10 @@ def embedding_figure(coords: np.ndarray, titles: list[str], groups: list[str], h
         fig.add_trace(go.Scatter(x=coords[ids, 0], y=coords[ids, 1], mode="markers", name=name,
                                  text=[titles[i] for i in ids], hoverinfo="text",
                                  marker=dict(symbol=symbol, size=size, color=colour, line=dict(width=2, color=colour))))
-    fig.update_layout(height=620, margin=dict(l=20, r=20, t=50, b=20), legend=dict(itemsizing="constant"))
+    # The legend goes below the plot: beside it, long category names squeezed the map to half width.
+    fig.update_layout(height=720, margin=dict(l=10, r=10, t=50, b=10), legend_title_text="",
+                      legend=dict(orientation="h", yanchor="top", y=-0.02, xanchor="left", x=0, itemsizing="constant",
+                                  font=dict(size=11)))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig
@@ -48,7 +68,7 @@ def embedding_figure(coords: np.ndarray, titles: list[str], groups: list[str], h
 class Experiment:
     stem: str  # scripts/results/<stem>.csv (long format)
     title: str
-    command: str
+    script: str  # the command that writes the file: python <script>
     x: str
     y: str
     color: str
@@ -57,26 +77,35 @@ class Experiment:
     kind: str = "line"  # line | bar
     log_x: bool = False
 
+    @property
+    def command(self) -> str:
+        return f"python {self.script}"
+
 
 EXPERIMENTS = (
     Experiment("reveal_curve", "Reveal case study (Fig. 7): Recall@10 against the share of target words revealed",
-               "python scripts/reproduce_reveal.py", x="reveal", y="value", color="model", facet="metric", row="dataset"),
-    Experiment("masking_ratio", "Next-item masking ratio (Fig. 8)", "python scripts/reproduce_masking.py",
+               "scripts/reproduce_reveal.py", x="reveal", y="value", color="model", facet="metric", row="dataset"),
+    Experiment("masking_ratio", "Next-item masking ratio (Fig. 8)", "scripts/reproduce_masking.py",
                x="ratio", y="value", color="dataset", facet="metric"),
-    Experiment("ablations", "Ablations (Table 3)", "python scripts/reproduce_ablations.py",
+    Experiment("ablations", "Ablations (Table 3)", "scripts/reproduce_ablations.py",
                x="variant", y="value", color="dataset", facet="metric", kind="bar"),
     Experiment("low_resource", "Low-resource training (Fig. 5): share of training users kept",
-               "python scripts/reproduce_low_resource.py", x="fraction", y="value", color="model", facet="metric",
+               "scripts/reproduce_low_resource.py", x="fraction", y="value", color="model", facet="metric",
                row="dataset", log_x=True),
     Experiment("pretrain_data", "Pre-training data (Fig. 3): fine-tuned after pre-training on none, one or all domains",
-               "python scripts/reproduce_pretrain_data.py", x="pretraining", y="value", color="dataset", facet="metric",
+               "scripts/reproduce_pretrain_data.py", x="pretraining", y="value", color="dataset", facet="metric",
                kind="bar"),
     Experiment("zeroshot", "Zero-shot transfer (Fig. 4): pre-trained models on unseen target domains",
-               "python scripts/reproduce_pretrain_data.py", x="dataset", y="value", color="model", facet="metric",
+               "scripts/reproduce_pretrain_data.py", x="dataset", y="value", color="model", facet="metric",
                kind="bar"),
-    Experiment("results_table", "Overall results (Table 2)", "python scripts/results_table.py",
+    Experiment("results_table", "Overall results (Table 2)", "scripts/results_table.py",
                x="model", y="value", color="metric", facet="dataset", kind="bar"),
 )
+
+
+AXIS_LABELS = {"value": "metric value", "reveal": "share of target words revealed", "ratio": "masking ratio",
+               "fraction": "share of training users kept", "variant": "", "pretraining": "pre-training data",
+               "dataset": "", "model": "model", "metric": "metric"}
 
 
 def read_result(path: Path) -> pd.DataFrame:
@@ -101,12 +130,17 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
         kwargs["barmode"] = "group"
     else:
         kwargs["markers"] = True
-    fig = plot(agg, **kwargs)
+    fig = plot(agg, **kwargs, labels=AXIS_LABELS)
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))  # "metric=NDCG@10" -> "NDCG@10"
     if exp.facet:
         fig.update_yaxes(matches=None, showticklabels=True)
     n_rows = agg[exp.row].nunique() if exp.row else 1
     fig.update_layout(height=300 + 220 * n_rows, margin=dict(l=40, r=20, t=60, b=40))
     return fig
+
+
+LOSS_NAMES = {"loss_si": "sequence-item contrastive", "loss_mlm": "masked language modelling",
+              "loss_map": "mapping (JEPA)", "item_spread": "item-vector spread"}
 
 
 def training_curve_figure(log_csv: Path) -> go.Figure | None:
@@ -116,7 +150,10 @@ def training_curve_figure(log_csv: Path) -> go.Figure | None:
     df = pd.read_csv(log_csv)
     cols = [c for c in ("loss_si", "loss_mlm", "loss_map", "item_spread") if c in df.columns]
     long = df.melt(id_vars="step", value_vars=cols, var_name="component", value_name="value")
-    fig = px.line(long, x="step", y="value", facet_col="component", title="Pre-training losses of the loaded checkpoint")
+    long["component"] = long["component"].map(LOSS_NAMES).fillna(long["component"])
+    fig = px.line(long, x="step", y="value", facet_col="component", title="Pre-training losses of the loaded checkpoint",
+                  labels={"step": "step", "value": ""})
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
     fig.update_yaxes(matches=None, showticklabels=True)
     fig.update_layout(height=300, margin=dict(l=40, r=20, t=60, b=40), showlegend=False)
     return fig
@@ -129,6 +166,7 @@ def finetune_curve_figure(results_json: Path) -> go.Figure | None:
     history = json.loads(results_json.read_text())["history"]
     rows = [{"epoch": h["epoch"], "metric": m, "value": h["valid"][m]} for h in history for m in ("NDCG@10", "Recall@10")]
     fig = px.line(pd.DataFrame(rows), x="epoch", y="value", color="metric", markers=True,
-                  title="Fine-tuning of the loaded checkpoint: validation metrics per epoch")
+                  title="Fine-tuning of the loaded checkpoint: validation metrics per epoch",
+                  labels={"value": "validation metric", "epoch": "epoch"})
     fig.update_layout(height=320, margin=dict(l=40, r=20, t=60, b=40))
     return fig

@@ -3,22 +3,33 @@
 Every dataset is served by a checkpoint listed in ``checkpoints/index.json``: a dataset with its own
 fine-tuned checkpoint uses it, every other dataset found under the data root uses the ``default``
 (pre-trained) checkpoint zero-shot, which works because items are text.
+
+At most ``max_resident`` datasets stay loaded (least recently used first out), so a long-running
+server visited on every dataset keeps a bounded memory; a dataset loaded again reads its item
+vectors and map from the disk cache.
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 
+from jepa4rec.baselines.popularity import PopularityScorer
 from jepa4rec.data import DataFormatError, SeqRecDataset, available_datasets, load_dataset
 from jepa4rec.data.registry import PROJECT_ROOT, cache_dir
-from jepa4rec.recommend import Recommender
+from jepa4rec.evaluation import evaluate
+from jepa4rec.recommend import Recommender, catalogue_digest
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +39,10 @@ DEFAULT_DATASET = "ml-100k"
 # Datasets the app offers when their folder exists under the data root (the pre-training domains
 # and the duplicate Online Retail copies are left out of the menu).
 APP_DATASETS = ("ml-100k", "Scientific_UniSRec", "Instruments_IISAN", "OnlineRetail", "Scientific_LCRec")
+# Where people buy the same thing again (a shop's re-orders), history items stay recommendable by default.
+REPEAT_PURCHASE_DATASETS = ("OnlineRetail",)
+MAP_NEIGHBOURS, MAP_SEED = 15, 0
+MAP_FILE = "embedding_map_{digest}.safetensors"  # shipped beside a checkpoint, keyed by the catalogue
 
 
 @dataclass
@@ -37,6 +52,21 @@ class Served:
     recommender: Recommender
     checkpoint: Path
     mode: str  # "fine-tuned" or "zero-shot"
+    popularity: dict = field(default_factory=dict)  # test metrics of the popularity baseline
+
+    @property
+    def repeats_by_default(self) -> bool:
+        return self.name in REPEAT_PURCHASE_DATASETS
+
+    def model_test_metrics(self) -> dict | None:
+        """The served checkpoint's measured test metrics on this dataset, from its training card."""
+        card = self.recommender.card
+        shipped = card.get("shipped_test") or {}
+        if self.mode == "fine-tuned":
+            if shipped.get("dataset") in (None, self.name) and shipped:
+                return shipped
+            return card.get("test")
+        return (card.get("zero_shot") or {}).get(self.name)
 
 
 def checkpoint_index(checkpoints_dir: Path = CHECKPOINTS_DIR) -> dict[str, str]:
@@ -46,20 +76,35 @@ def checkpoint_index(checkpoints_dir: Path = CHECKPOINTS_DIR) -> dict[str, str]:
     return json.loads(path.read_text())
 
 
+def release_memory() -> None:
+    """Return freed memory to the OS: glibc keeps freed arenas mapped, so RSS would not fall otherwise."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): RSS simply falls later or not at all
+        pass
+
+
 class AppService:
-    """Loads lazily and keeps one Recommender per dataset; safe to share between request threads."""
+    """Loads lazily and keeps up to ``max_resident`` Recommenders; safe to share between request threads."""
 
     def __init__(self, data_root: str | os.PathLike | None = None, checkpoints_dir: Path = CHECKPOINTS_DIR,
-                 device: str | None = None, results_dir: Path = RESULTS_DIR, datasets: list[str] | None = None):
+                 device: str | None = None, results_dir: Path = RESULTS_DIR, datasets: list[str] | None = None,
+                 max_resident: int = 2):
+        if max_resident < 1:
+            raise ValueError(f"max_resident must be at least 1, got {max_resident}")
         self.data_root = data_root
         self._datasets = list(datasets) if datasets else None  # names or folders; None = APP_DATASETS found
         self.checkpoints_dir = Path(checkpoints_dir)
         self.results_dir = Path(results_dir)
         self.device = device
+        self.max_resident = max_resident
         self.index = checkpoint_index(self.checkpoints_dir)
-        self._served: dict[str, Served] = {}
+        self._served: OrderedDict[str, Served] = OrderedDict()
         self._maps: dict[str, np.ndarray] = {}
-        self._lock = threading.Lock()
+        self._groups: dict[str, list[str]] = {}
+        self._lock = threading.RLock()
+        self._loading: dict[str, threading.Lock] = {}
 
     def dataset_names(self) -> list[str]:
         if self._datasets is not None:
@@ -72,44 +117,138 @@ class AppService:
             return self.checkpoints_dir / self.index[name], "fine-tuned"
         return self.checkpoints_dir / self.index["default"], "zero-shot"
 
-    def get(self, name: str) -> Served:
+    def resident(self) -> list[str]:
         with self._lock:
-            if name not in self._served:
-                if name not in self.dataset_names():
-                    raise DataFormatError(f"dataset '{name}' is not available (data root: {self.data_root or 'default'})")
-                dataset = load_dataset(name, root=self.data_root)
-                path, mode = self.checkpoint_for(name)
-                rec = Recommender.from_pretrained(path, dataset, device=self.device)
-                _ = rec.item_vectors  # encode (or load from cache) once, up front
-                self._served[name] = Served(name, dataset, rec, path, mode)
-            return self._served[name]
+            return list(self._served)
 
-    def embedding_map(self, name: str, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
-        """2-D UMAP coordinates of every item vector: fitted once per checkpoint + catalogue, cached on disk."""
-        served = self.get(name)
+    def get(self, name: str, progress: Callable[[float, str], None] | None = None) -> Served:
+        """The dataset's Served, loading it (with ``progress(fraction, what)`` calls) when not resident."""
+        with self._lock:
+            if name in self._served:
+                self._served.move_to_end(name)
+                return self._served[name]
+            if name not in self.dataset_names():
+                raise DataFormatError(f"dataset '{name}' is not available (data root: {self.data_root or 'default'}); "
+                                      f"available: {', '.join(self.dataset_names())}")
+            loading = self._loading.setdefault(name, threading.Lock())
+        with loading:  # two visitors asking for the same dataset load it once; other datasets go on
+            with self._lock:
+                if name in self._served:
+                    return self._served[name]
+            served = self._load(name, progress or (lambda f, what: None))
+            with self._lock:
+                self._served[name] = served
+                self._served.move_to_end(name)
+                evicted = []
+                while len(self._served) > self.max_resident:
+                    old, _ = self._served.popitem(last=False)
+                    self._maps.pop(old, None)
+                    self._groups.pop(old, None)
+                    evicted.append(old)
+            if evicted:
+                logger.info("unloaded %s (at most %d datasets stay loaded)", ", ".join(evicted), self.max_resident)
+                release_memory()
+            return served
+
+    def _load(self, name: str, progress: Callable[[float, str], None]) -> Served:
+        progress(0.0, f"reading {name}")
+        dataset = load_dataset(name, root=self.data_root)
+        path, mode = self.checkpoint_for(name)
+        progress(0.1, f"loading the model {path.name}")
+        rec = Recommender.from_pretrained(path, dataset, device=self.device)
+        rec.progress = lambda done, total: progress(0.1 + 0.8 * done / max(total, 1),
+                                                    f"encoding {dataset.n_items:,} items ({done}/{total} batches)")
+        _ = rec.item_vectors  # encode (or read from the cache) once, up front
+        rec.progress = None
+        progress(0.9, "measuring the popularity baseline")
+        popularity = evaluate(PopularityScorer.from_dataset(dataset), dataset.test_cases(), progress=False)
+        progress(1.0, "ready")
+        return Served(name, dataset, rec, path, mode, popularity)
+
+    # --- embedding maps --------------------------------------------------------------------------
+
+    def _map_digest(self, served: Served) -> str:
+        """The map depends on the weights and the catalogue, not on the precision vectors were computed in."""
         rec = served.recommender
-        key = hashlib.sha256(f"{rec.cache_key()}|umap|{n_neighbors}|{seed}".encode()).hexdigest()[:32]
-        path = cache_dir() / "umap" / f"{key}.npy"
+        text = json.dumps(rec.tok.config.to_dict())
+        return hashlib.sha256(f"{rec.model_digest}|{catalogue_digest(served.dataset.items)}|{text}|"
+                              f"{MAP_NEIGHBOURS}|{MAP_SEED}".encode()).hexdigest()[:16]
+
+    def map_files(self, served: Served) -> tuple[Path, Path]:
+        """(the file shipped beside the checkpoint, the disk-cache file) for this checkpoint + catalogue."""
+        name = MAP_FILE.format(digest=self._map_digest(served))
+        return served.checkpoint / name, cache_dir() / "umap" / name
+
+    def has_map(self, name: str) -> bool:
+        with self._lock:
+            if name in self._maps:
+                return True
+            served = self._served.get(name)
+        return served is not None and any(p.exists() for p in self.map_files(served))
+
+    def embedding_map(self, name: str) -> np.ndarray:
+        """2-D UMAP coordinates of every item vector: fitted once per checkpoint + catalogue, then read
+        from the file shipped with the checkpoint or the disk cache."""
+        served = self.get(name)
         with self._lock:
             if name in self._maps:
                 return self._maps[name]
-            if path.exists():
-                coords = np.load(path)
-            else:
-                import umap
+        shipped, cached = self.map_files(served)
+        source = shipped if shipped.exists() else cached if cached.exists() else None
+        if source is not None:
+            coords = load_numpy(str(source))["coords"]
+        else:
+            coords = fit_map(served.recommender.unit_item_vectors.float().cpu().numpy())
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            save_numpy({"coords": coords}, str(cached))
+        with self._lock:
+            if name in self._served:
+                self._maps[name] = coords
+        return coords
 
-                vectors = rec.unit_item_vectors.cpu().numpy()
-                reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, metric="cosine", random_state=seed)
-                coords = reducer.fit_transform(vectors).astype(np.float32)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, coords)
-            self._maps[name] = coords
-            return coords
+    def map_groups(self, name: str) -> list[str]:
+        """The map's colour group per item: genre or category where the data has one, else clusters."""
+        from .handlers import cluster_groups, item_groups
+
+        served = self.get(name)
+        with self._lock:
+            if name in self._groups:
+                return self._groups[name]
+        groups = item_groups(served.dataset.items)
+        if groups is None:
+            groups = cluster_groups(served.recommender.unit_item_vectors.float().cpu().numpy(), served.recommender.titles)
+        with self._lock:
+            if name in self._served:
+                self._groups[name] = groups
+        return groups
+
+    def ship_map(self, name: str) -> Path:
+        """Write the dataset's map beside its checkpoint (done for the app's default dataset)."""
+        served = self.get(name)
+        shipped, _ = self.map_files(served)
+        save_numpy({"coords": self.embedding_map(name)}, str(shipped))
+        return shipped
+
+    def warm_up_maps(self) -> threading.Thread:
+        """Pay UMAP's one-off numba compilation in the background, so the first map drawn is fast."""
+        def run():
+            try:
+                fit_map(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32))
+            except Exception:  # a warm-up must never take the app down
+                logger.exception("UMAP warm-up failed")
+        thread = threading.Thread(target=run, name="umap-warmup", daemon=True)
+        thread.start()
+        return thread
 
     def result_file(self, stem: str) -> Path | None:
         # The CSV holds the rows; a JSON of the same name is the run's metadata (config, seeds, time).
-        for ext in (".csv",):
-            p = self.results_dir / f"{stem}{ext}"
-            if p.exists():
-                return p
-        return None
+        p = self.results_dir / f"{stem}.csv"
+        return p if p.exists() else None
+
+
+def fit_map(vectors: np.ndarray) -> np.ndarray:
+    import umap
+
+    reducer = umap.UMAP(n_neighbors=min(MAP_NEIGHBOURS, len(vectors) - 1), min_dist=0.1, metric="cosine",
+                        random_state=MAP_SEED)
+    return reducer.fit_transform(vectors).astype(np.float32)

@@ -1,17 +1,19 @@
-"""The Gradio layout. Callbacks are thin: they unpack components and call :mod:`app.handlers`."""
+"""The Gradio layout. Callbacks are thin: they unpack components and call :mod:`app.handlers`; a
+visitor's mistake (:class:`app.handlers.UserInputError`) becomes a warning toast, never a traceback."""
 from __future__ import annotations
 
-import json
+import functools
 
 import gradio as gr
 
+from jepa4rec.data.registry import PROJECT_ROOT
 from jepa4rec.evaluation import format_metrics
 
 from . import handlers as H
+from .api import endpoints
 from .plots import (EXPERIMENTS, embedding_figure, experiment_figure, finetune_curve_figure, read_result,
                     reveal_curve_figure, training_curve_figure)
 from .service import DEFAULT_DATASET, AppService
-from jepa4rec.data.registry import PROJECT_ROOT
 
 try:  # On ZeroGPU Spaces, `spaces.GPU` attaches a GPU for the call; elsewhere the package is absent.
     import spaces
@@ -21,190 +23,282 @@ except ImportError:  # pragma: no cover - depends on the host
     def gpu(fn):
         return fn
 
-INTRO = """# JEPA4Rec — text-based sequential recommendation
-Build a purchase history, pick the item that comes next, and reveal a share of its words: the model
-combines the history with the partly masked item through its next-item predictor
-(FFN2(h_CLS ⊕ h_{n+1,M})) and re-ranks **every** item of the catalogue. Items are text, so any dataset
-works zero-shot with the pre-trained checkpoint."""
+INTRO = """# JEPA4Rec: text-based sequential recommendation
+Build a purchase history, pick the item that comes next (the *target*), and reveal a share of its words:
+the model ranks **every** item of the catalogue from the history alone (left) and with the revealed words
+(right). Items are read as text, never as IDs, so a catalogue the model was never trained on works too
+(*zero-shot*)."""
 
-REVEAL_HELP = """**Reveal:** 0% = only the target's attribute names are visible (every value word is masked);
-100% = its whole sentence. *Sequential* reveals words in sentence order (title first); *random*
-reveals them in an order drawn from a fixed seed."""
+REVEAL_HELP = """**How the revealed words count.** *History + revealed words* (the default) scores each item by
+its similarity to the history plus, weighted by the share of words revealed, its similarity to the partly
+masked target: at 0% it is exactly the history-only ranking. *Next-item predictor* is the paper's mapping
+network FFN2, fed the history and the partly masked target; at 0% it sees only the target's attribute
+names. The reveal chart in the Experiments tab (the paper's Fig. 7) is measured with both.
+*Sequential* reveals words in sentence order (title first), *random* in an order drawn from a fixed seed."""
+
+HOW_TO = """## How to use the app
+1. **Choose a dataset.** The badge says whether its model was fine-tuned on it or serves it zero-shot,
+   with the model's measured test NDCG@10 beside the popularity baseline's.
+2. **Build a history**: type words of a title under *Search the catalogue*, pick a match, press
+   *Add to history*; or enter a test user's number and press *Load this user* (their history and the
+   item they really chose next).
+3. **Pick a target** (*Use as target*) and move the **reveal** slider: the right-hand list re-ranks
+   every item with that share of the target's words revealed; the chart shows the target's rank at
+   every share. Items already in the history are left out unless *Allow repeat purchases* is on (it is
+   on by default for Online Retail, where customers re-order).
+4. **Embedding map**: every item's vector in 2-D (UMAP), coloured by genre or category (or by clusters
+   of the vectors where the data has neither), with your history, the target and the top 10 marked.
+5. **Experiments**: the paper's experiments as this project measured them, each with its command.
+
+## The paper
+Minh-Anh Nguyen and Dung D. Le, *JEPA4Rec: Learning Effective Language Representations for Sequential
+Recommendation via Joint Embedding Predictive Architecture*. Items become sentences of (attribute,
+value) pairs; a Longformer-style encoder reads a whole history as one text; pre-training combines a
+sequence-item contrastive loss, masked language modelling and a JEPA mapping loss (an MLP predicts an
+EMA target encoder's view of the next item).
+
+## The data
+* **MovieLens-100k**: 100,000 ratings of 1,682 films by 943 people (GroupLens, University of Minnesota),
+  read from the `recbole` wheel on PyPI; titles, years and genres are the item text.
+* **Amazon Scientific / Instruments**: Amazon product reviews (McAuley et al.) as packaged by UniSRec
+  and IISAN; item text is title, brand and category (Instruments: title only).
+* **Online Retail**: a UK online gift shop's 2010-2011 invoices (UCI Machine Learning Repository);
+  item text is the product description.
+* The pre-trained model saw eight other Amazon categories (beauty, toys, clothing, health, games,
+  books, electronics), never the datasets above."""
 
 
 def about_markdown(service: AppService, name: str) -> str:
     served = service.get(name)
     card = served.recommender.card
-    lines = [f"## The loaded checkpoint: `{served.checkpoint.name}` ({served.mode} on {name})"]
+    lines = [HOW_TO, f"## The model serving {name}: `{served.checkpoint.name}` ({served.mode})"]
     cfg = served.recommender.model.config
-    lines.append(f"Encoder: Longformer, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, "
-                 f"{cfg.num_attention_heads} heads, attention window {cfg.attention_window}; "
+    lines.append(f"Encoder: Longformer-style, hidden size {cfg.hidden_size}, {cfg.num_hidden_layers} layers, "
+                 f"{cfg.num_attention_heads} attention heads, attention window {cfg.attention_window} tokens; "
                  f"{sum(p.numel() for p in served.recommender.model.parameters()):,} parameters; "
-                 f"vocabulary {cfg.vocab_size:,}; histories and items pooled by "
+                 f"vocabulary of {cfg.vocab_size:,} word pieces; histories and items pooled by "
                  f"{'their [CLS] state' if cfg.pooling == 'cls' else 'the mean of their token states'}.")
     base = getattr(cfg, "base_model", None)
     if base:
         lines.append(f"Language prior: the encoder started from `{base.get('name')}` ({base.get('package')} "
-                     f"{base.get('version')}), whose word meanings it keeps; items are text, so any catalogue "
-                     "works without item IDs.")
+                     f"{base.get('version')}), whose word meanings it keeps.")
     if card.get("kind") == "pretrain":
         lines.append(f"Pre-trained for {card.get('step', '?')} steps on {', '.join(card.get('domains', []))} "
                      f"({card.get('users', 0):,} users, {card.get('items', 0):,} items).")
     elif card.get("kind") == "finetune":
         lines.append(f"Fine-tuned on {card.get('dataset')} (best epoch {card.get('epoch')}) from "
                      f"`{card.get('init_from') or 'scratch'}`.")
-    if card.get("shipped_test"):
-        lines.append(f"Measured test metrics of these weights on {card['shipped_test']['dataset']} (all users, every "
-                     f"item ranked): {format_metrics(card['shipped_test'])}.")
-    elif card.get("test"):
-        lines.append(f"Measured test metrics on {card.get('dataset')}: {format_metrics(card['test'])}.")
-    if card.get("zero_shot"):
-        for ds, m in card["zero_shot"].items():
-            lines.append(f"Zero-shot on {ds}: {format_metrics(m)}.")
+    metrics = served.model_test_metrics()
+    if metrics:
+        lines.append(f"Measured on {name}'s test split (every user, every item ranked): {format_metrics(metrics)}; "
+                     f"popularity: {format_metrics(served.popularity)}.")
     model_card = served.checkpoint / "README.md"
     if model_card.exists():
-        lines.append("\n---\n" + model_card.read_text())
+        lines.append("## Model card\n" + model_card.read_text().split("\n", 1)[-1])
     return "\n\n".join(lines)
+
+
+def _friendly(fn):
+    """Run a callback; a visitor's mistake becomes a warning toast and leaves every output as it was."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except H.UserInputError as err:
+            gr.Warning(str(err))
+            return gr.skip()
+    return wrapper
 
 
 def build_demo(service: AppService) -> gr.Blocks:
     names = service.dataset_names()
     default = DEFAULT_DATASET if DEFAULT_DATASET in names else names[0]
+    service.warm_up_maps()
 
     with gr.Blocks(title="JEPA4Rec") as demo:
         gr.Markdown(INTRO)
-        dataset = gr.Dropdown(names, value=default, label="Dataset", interactive=True)
+        with gr.Row(equal_height=True):
+            dataset = gr.Dropdown(names, value=default, label="Dataset", interactive=True, scale=1, min_width=200)
+            badge = gr.Markdown("Loading…", scale=3)
         history = gr.State([])
         target = gr.State(None)
-        previous_top = gr.State([])
+        top = gr.State([])
+        map_open = gr.State(False)
 
-        with gr.Tab("Recommend & reveal"):
+        with gr.Tab("Recommend & reveal") as rec_tab:
             with gr.Row():
-                with gr.Column(scale=2):
+                with gr.Column(scale=2, min_width=320):
                     query = gr.Textbox(label="Search the catalogue", placeholder="type a few words of a title")
                     matches = gr.Dropdown([], label="Matches", interactive=True, allow_custom_value=False)
                     with gr.Row():
                         add_btn = gr.Button("Add to history", variant="primary")
                         target_btn = gr.Button("Use as target")
-                    history_df = gr.Dataframe(label="Purchase history (oldest first)", interactive=False, wrap=True)
+                    history_df = gr.Dataframe(H.empty_history(), label="Purchase history (oldest first)",
+                                              interactive=False, wrap=True)
                     with gr.Row():
-                        position = gr.Number(label="Row #", value=1, precision=0, minimum=1)
-                        up_btn = gr.Button("Move up")
-                        down_btn = gr.Button("Move down")
-                        remove_btn = gr.Button("Remove")
-                        clear_btn = gr.Button("Clear")
+                        position = gr.Number(label="Row #", value=1, precision=0, minimum=1, min_width=80)
+                        up_btn = gr.Button("Move up", min_width=80)
+                        down_btn = gr.Button("Move down", min_width=80)
+                        remove_btn = gr.Button("Remove", min_width=80)
+                        clear_btn = gr.Button("Clear all", min_width=80)
                     with gr.Row():
-                        user = gr.Number(label="User of the test split", value=0, precision=0, minimum=0)
+                        user = gr.Number(label="User of the test split", value=0, precision=0, minimum=0, min_width=120)
                         load_btn = gr.Button("Load this user (history + true next item)")
-                with gr.Column(scale=3):
+                    repeats = gr.Checkbox(label="Allow repeat purchases (recommend items already in the history)",
+                                          value=False)
+                with gr.Column(scale=3, min_width=320):
                     reveal = gr.Slider(0, 100, value=0, step=10, label="Reveal % of the target's words")
-                    order = gr.Radio(["sequential", "random"], value="sequential", label="Reveal order")
-                    gr.Markdown(REVEAL_HELP)
+                    with gr.Row():
+                        order = gr.Radio(["sequential", "random"], value="sequential", label="Reveal order")
+                        scoring = gr.Radio(list(H.SCORINGS), value=H.DEFAULT_SCORING, label="Scoring")
                     summary = gr.Markdown()
-                    top_df = gr.Dataframe(label="Top 10", interactive=False, wrap=True)
+                    tables = gr.HTML()
                     curve = gr.Plot(label="Target rank against reveal fraction")
+                    gr.Markdown(REVEAL_HELP)
 
-        with gr.Tab("Embedding map"):
-            gr.Markdown("UMAP of every item vector of the dataset (fitted once per checkpoint and catalogue, then "
-                        "cached), coloured by genre or category; the history, the target and the top 10 are marked.")
-            map_btn = gr.Button("Draw / refresh the map")
-            map_plot = gr.Plot()
+        with gr.Tab("Embedding map") as map_tab:
+            map_note = gr.Markdown("UMAP of every item vector of the dataset (fitted once per model and catalogue, "
+                                   "then cached); your history, the target and the top 10 are marked.")
+            map_plot = gr.Plot(show_label=False)
 
-        with gr.Tab("Experiments"):
+        with gr.Tab("Experiments") as exp_tab:
             pretrain_log = service.checkpoints_dir / service.index["default"] / "train_log.csv"
             curve_fig = training_curve_figure(pretrain_log)
             if curve_fig is not None:
-                gr.Markdown(f"### Pre-training of the default checkpoint\nFrom `{pretrain_log.parent.name}/train_log.csv`.")
+                gr.Markdown(f"### Pre-training of the default model\nFrom `{pretrain_log.parent.name}/train_log.csv`.")
                 gr.Plot(curve_fig)
             for exp in EXPERIMENTS:
                 path = service.result_file(exp.stem)
-                script = PROJECT_ROOT / exp.command.split()[1]
+                script = PROJECT_ROOT / exp.script
                 if path is None and script.exists():
                     gr.Markdown(f"### {exp.title}\nNo result file yet: run `{exp.command}` "
                                 f"(it writes `scripts/results/{exp.stem}.csv`).")
                 elif path is None:
-                    gr.Markdown(f"### {exp.title}\nNot measured yet: `{exp.command}` is still to be written "
-                                f"(it will write `scripts/results/{exp.stem}.csv`).")
+                    gr.Markdown(f"### {exp.title}\nNot measured yet: `{exp.command}` is still to be written.")
                 else:
                     try:
                         fig = experiment_figure(exp, read_result(path))
                     except (ValueError, KeyError) as err:  # a malformed file must not take the app down
-                        gr.Markdown(f"### {exp.title}\n`{path}` could not be charted: {err}")
+                        gr.Markdown(f"### {exp.title}\n`{path.name}` could not be charted: {err}")
                         continue
                     gr.Markdown(f"### {exp.title}\nFrom `{path.name}`, written by `{exp.command}`.")
                     gr.Plot(fig)
 
-        with gr.Tab("About"):
+        with gr.Tab("About") as about_tab:
             about = gr.Markdown()
-            train_plot = gr.Plot()
+            train_plot = gr.Plot(show_label=False)
 
         # --- callbacks -----------------------------------------------------------------------
-        @gpu
-        def refresh(name, hist, tgt, pct, order_, prev):
-            served = service.get(name)
-            table, text, top = H.rank_view(served, hist, tgt, pct if tgt is not None else None, prev, order_)
-            fig = reveal_curve_figure(H.reveal_curve(served, hist, tgt, order_)) if tgt is not None else None
-            return H.history_table(served, hist), table, text, fig, top
-
-        view_outputs = [history_df, top_df, summary, curve, previous_top]
-        view_inputs = [dataset, history, target, reveal, order, previous_top]
-
-        def on_search(name, q):
-            return gr.update(choices=H.search_catalogue(service.get(name), q), value=None)
-
-        def on_add(hist, label):
-            return H.add_item(hist, H.parse_label(label) if label else None)
-
-        def on_target(label, tgt):
-            return H.parse_label(label) if label else tgt
-
-        def on_load(name, u):
-            return H.load_user(service.get(name), int(u or 0))
-
-        def on_dataset(name):
-            service.get(name)
-            ckpt = service.get(name).checkpoint
-            return [], None, [], about_markdown(service, name), (
-                training_curve_figure(ckpt / "train_log.csv") or finetune_curve_figure(ckpt / "finetune_results.json"))
-
-        def on_map(name, hist, tgt, top):
+        def draw_map(name, hist, tgt, top_ids):
             served = service.get(name)
             coords = service.embedding_map(name)
-            return embedding_figure(coords, served.recommender.titles, H.item_groups(served.dataset.items),
-                                    hist, tgt, top, f"{name}: {served.dataset.n_items:,} items")
-
-        query.input(on_search, [dataset, query], matches, trigger_mode="always_last", api_visibility="private")
-        add_btn.click(on_add, [history, matches], history, api_visibility="private").then(
-            refresh, view_inputs, view_outputs, api_visibility="private")
-        target_btn.click(on_target, [matches, target], target, api_visibility="private").then(
-            refresh, view_inputs, view_outputs, api_visibility="private")
-        for btn, fn in ((up_btn, lambda h, p: H.move_item(h, p, -1)), (down_btn, lambda h, p: H.move_item(h, p, 1)),
-                        (remove_btn, H.remove_item), (clear_btn, lambda h, p: [])):
-            btn.click(fn, [history, position], history, api_visibility="private").then(
-                refresh, view_inputs, view_outputs, api_visibility="private")
-        load_btn.click(on_load, [dataset, user], [history, target], api_visibility="private").then(
-            refresh, view_inputs, view_outputs, api_visibility="private")
-        for ctl in (reveal, order):
-            ctl.change(refresh, view_inputs, view_outputs, trigger_mode="always_last", api_visibility="private")
-        dataset.change(on_dataset, dataset, [history, target, previous_top, about, train_plot],
-                       api_visibility="private").then(refresh, view_inputs, view_outputs, api_visibility="private")
-        map_btn.click(on_map, [dataset, history, target, previous_top], map_plot, api_visibility="private")
-        demo.load(on_dataset, dataset, [history, target, previous_top, about, train_plot],
-                  api_visibility="private").then(refresh, view_inputs, view_outputs, api_visibility="private")
+            groups = service.map_groups(name)
+            return embedding_figure(coords, served.recommender.titles, groups, hist, tgt, top_ids,
+                                    f"{name}: {served.dataset.n_items:,} items")
 
         @gpu
-        def recommend(dataset: str, history: list[int], target: int | None = None, reveal: float | None = None,
-                      k: int = 10) -> dict:
-            """Rank every item of `dataset` for `history` (item ids, oldest first); with `target` also its rank,
-            and with `reveal` (0-1) the share of the target's words revealed to the next-item predictor."""
-            if isinstance(history, str):
-                history = json.loads(history)
-            return H.api_recommend(service.get(dataset), history, target, reveal, k)
+        @_friendly
+        def refresh(name, hist, tgt, pct, order_, scoring_, repeats_, map_on):
+            served = service.get(name)
+            view = H.rank_view(served, hist, tgt, pct, order_, scoring_, repeats_)
+            plain_ids = [r["item"] for r in view.history_only]
+            left = H.top_table_html(view.history_only, "From the history alone")
+            right = (H.top_table_html(view.revealed, f"With {pct:.0f}% of the target's words revealed", plain_ids)
+                     if view.revealed is not None else "")
+            fig = None
+            if tgt is not None:
+                fig = reveal_curve_figure(H.reveal_curve(served, hist, tgt, order_, scoring_, repeats_),
+                                          view.target_rank_history)
+            top_ids = [r["item"] for r in (view.revealed or view.history_only)]
+            map_fig = draw_map(name, hist, tgt, top_ids) if map_on else gr.skip()
+            return H.history_table(served, hist), H.side_by_side(left, right), view.summary, fig, top_ids, map_fig
 
-        def search(dataset: str, query: str, limit: int = 20) -> list[str]:
-            """Catalogue items whose title contains every word of `query`, as "title [#id]" labels."""
-            return H.search_catalogue(service.get(dataset), query, int(limit))
+        view_inputs = [dataset, history, target, reveal, order, scoring, repeats, map_open]
+        view_outputs = [history_df, tables, summary, curve, top, map_plot]
 
+        def on_search(name, q):
+            served = service.get(name)
+            ids = H.search_catalogue(served, q)
+            if q and q.strip() and not ids:
+                gr.Warning(f"No title in {name} contains every word of '{q.strip()}'.")
+            return gr.update(choices=H.item_choices(served, ids), value=None)
+
+        @_friendly
+        def on_add(name, hist, item):
+            new, note = H.add_item(service.get(name), hist, item)
+            if note:
+                gr.Info(note)
+            return new
+
+        @_friendly
+        def on_target(name, item):
+            if item is None or item == "":
+                raise H.UserInputError("Nothing is selected: search the catalogue and pick an item under Matches "
+                                       "first.")
+            return H.check_item(service.get(name), item)
+
+        @_friendly
+        def on_load(name, u):
+            return H.load_user(service.get(name), u)
+
+        @_friendly
+        def on_move(hist, pos, delta):
+            return H.move_item(hist, pos, delta)
+
+        @_friendly
+        def on_remove(hist, pos):
+            return H.remove_item(hist, pos)
+
+        def on_reveal(tgt, pct):
+            if tgt is None and pct:
+                gr.Warning("Choose a target first (Use as target, or Load this user): reveal shows the target's words.")
+
+        def reset(name):
+            """Clear everything the previous dataset showed, at once, before the new one loads."""
+            loading = f"Loading **{name}**…"
+            return ([], None, [], gr.update(choices=[], value=None), "", H.empty_history(), "", loading, None,
+                    loading, None, 0)
+
+        reset_outputs = [history, target, top, matches, query, history_df, tables, summary, curve,
+                         badge, map_plot, reveal]
+
+        def load(name, progress=gr.Progress()):
+            served = service.get(name, progress=lambda f, what: progress(f, desc=what))
+            ckpt = served.checkpoint
+            fig = training_curve_figure(ckpt / "train_log.csv") or finetune_curve_figure(ckpt / "finetune_results.json")
+            return H.badge_markdown(served), about_markdown(service, name), fig, served.repeats_by_default
+
+        load_outputs = [badge, about, train_plot, repeats]
+
+        @_friendly
+        def on_map_tab(name, hist, tgt, top_ids, progress=gr.Progress()):
+            if not service.has_map(name):
+                progress(0.1, desc=f"fitting UMAP over {service.get(name).dataset.n_items:,} item vectors (once per "
+                                   "model and catalogue, then cached)")
+            return True, draw_map(name, hist, tgt, top_ids)
+
+        private = dict(api_visibility="private")
+        query.input(on_search, [dataset, query], matches, trigger_mode="always_last", **private)
+        add_btn.click(on_add, [dataset, history, matches], history, **private).then(refresh, view_inputs, view_outputs, **private)
+        target_btn.click(on_target, [dataset, matches], target, **private).then(refresh, view_inputs, view_outputs, **private)
+        up_btn.click(lambda h, p: on_move(h, p, -1), [history, position], history, **private).then(
+            refresh, view_inputs, view_outputs, **private)
+        down_btn.click(lambda h, p: on_move(h, p, 1), [history, position], history, **private).then(
+            refresh, view_inputs, view_outputs, **private)
+        remove_btn.click(on_remove, [history, position], history, **private).then(refresh, view_inputs, view_outputs, **private)
+        clear_btn.click(lambda: ([], None), None, [history, target], **private).then(refresh, view_inputs, view_outputs, **private)
+        load_btn.click(on_load, [dataset, user], [history, target], **private).then(refresh, view_inputs, view_outputs, **private)
+        reveal.change(on_reveal, [target, reveal], None, **private)
+        for ctl in (reveal, order, scoring, repeats):
+            ctl.change(refresh, view_inputs, view_outputs, trigger_mode="always_last", **private)
+        dataset.change(reset, dataset, reset_outputs, **private).then(load, dataset, load_outputs, **private).then(
+            refresh, view_inputs, view_outputs, **private)
+        demo.load(load, dataset, load_outputs, **private).then(refresh, view_inputs, view_outputs, **private)
+        map_tab.select(on_map_tab, [dataset, history, target, top], [map_open, map_plot], **private)
+        for tab in (rec_tab, exp_tab, about_tab):
+            tab.select(lambda: False, None, map_open, **private)
+
+        recommend, search = endpoints(service, gpu)
         gr.api(recommend, api_name="recommend")
         gr.api(search, api_name="search")
     return demo

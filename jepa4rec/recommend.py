@@ -6,13 +6,19 @@ with every value word masked except a fraction ``reveal`` of them; attribute nam
 carry no information about which item it is). The history vector and that partly masked item vector
 go through the next-item predictor, ĥ = FFN2(h_CLS ⊕ h_{n+1,M}), and items are ranked by cosine to ĥ.
 
-* ``reveal=None``: plain ranking by cos(h_CLS, h_i), no predictor (what evaluation uses).
-* ``reveal=0.0``: the predictor with a fully masked target (only its attribute structure is known).
+* ``reveal=None``: plain ranking by cos(h_CLS, h_i) (what evaluation uses).
 * ``reveal=r``: ``round(r * n_words)`` words are revealed, in sentence order (``reveal_order="sequential"``:
   the first words of the title first) or in a random order drawn from ``seed`` (``"random"``).
 
-A model pre-trained without the mapping loss (λ2 = 0, RecFormer-style) has an untrained predictor;
-for it ``reveal_mode="sum"`` ranks by cos(h_CLS, h_i) + cos(h_{n+1,M}, h_i) instead.
+Two ways for the revealed words to meet the history (``reveal_mode``):
+
+* ``"evidence"`` (the default, the app's slider and the Fig. 7 chart's headline rows): every item is
+  scored cos(h_CLS, h_i) + s · cos(h_{n+1,M}, h_i), where s is the share of the target's words that are
+  revealed. At 0% this *is* the history-only ranking, and each revealed word can only add evidence. It
+  needs no trained predictor, so the RecFormer-style model (λ2 = 0) is scored the same way.
+* ``"predictor"``: the paper's mapping, items ranked by cos(FFN2(h_CLS ⊕ h_{n+1,M}), h_i). At 0% its
+  input is a target with every value word masked, which is not the history-only ranking; how useful it
+  is depends on how well the mapping loss trained FFN2 (``scripts/reproduce_reveal.py`` measures both).
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +43,8 @@ from .ranking import ItemIndex
 from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, item_sentence
 
 logger = logging.getLogger(__name__)
+
+REVEAL_MODES = ("evidence", "predictor")
 
 
 @dataclass
@@ -125,6 +133,8 @@ class Recommender:
         self._index: ItemIndex | None = None
         self._curve_cache: dict[tuple, list[int]] = {}
         self._quantized = False
+        # Called as progress(batches_done, batches_total) while the catalogue is encoded (the app's bar).
+        self.progress: Callable[[int, int], None] | None = None
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dataset: SeqRecDataset, device=None, **kwargs) -> "Recommender":
@@ -174,16 +184,18 @@ class Recommender:
     # --- vectors ---------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _encode(self, batches) -> torch.Tensor:
+    def _encode(self, batches, total: int | None = None) -> torch.Tensor:
         # Inference runs in eval mode even when called in the middle of fine-tuning.
         was_training = self.model.training
         self.model.eval()
         out = []
         bf16 = self.precision == "bf16" and not self._quantized
-        for batch in batches:
+        for done, batch in enumerate(batches, 1):
             batch = {k: v.to(self.device) for k, v in batch.items()}
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                 out.append(self.model.encode(batch).float())
+            if self.progress is not None and total:
+                self.progress(done, total)
         self.model.train(was_training)
         return torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size, device=self.device)
 
@@ -192,7 +204,7 @@ class Recommender:
         longest member."""
         order = np.argsort(lengths, kind="stable")
         batches = (collate([inputs[i] for i in order[s:s + self.batch_size]]) for s in range(0, len(inputs), self.batch_size))
-        vectors = self._encode(batches)
+        vectors = self._encode(batches, total=math.ceil(len(inputs) / self.batch_size))
         result = torch.empty_like(vectors)
         result[torch.as_tensor(order, device=vectors.device)] = vectors
         return result
@@ -274,13 +286,11 @@ class Recommender:
         (or exactly ``n_words`` of them when given, as in "reveal two words")."""
         enc = self.encoded[item]
         words = enc.words
-        total = int(words.max()) + 1 if len(words) and words.max() >= 0 else 0
-        n_reveal = min(n_words, total) if n_words is not None else int(math.floor(reveal * total + 0.5))
-        n_words = total
+        n_reveal, total = self._reveal_count(item, reveal, n_words)
         if order == "sequential":
             shown = np.arange(n_reveal)
         elif order == "random":
-            shown = np.random.default_rng(seed).permutation(n_words)[:n_reveal]
+            shown = np.random.default_rng(seed).permutation(total)[:n_reveal]
         else:
             raise ValueError(f"reveal_order must be 'sequential' or 'random', got {order!r}")
         visible = np.isin(words, shown) | (enc.types != TYPE_VALUE)
@@ -288,6 +298,18 @@ class Recommender:
         value_words = " ".join(v for _, v in item_sentence(self.dataset.items[item], self.tok.config)).split()
         revealed = [value_words[w] for w in sorted(shown.tolist()) if w < len(value_words)]
         return EncodedItem(ids, enc.types, words), revealed
+
+    def _reveal_count(self, item: int, reveal: float, n_words: int | None = None) -> tuple[int, int]:
+        """(value words revealed, value words in all) of ``item`` at fraction ``reveal`` (or ``n_words``)."""
+        words = self.encoded[item].words
+        total = int(words.max()) + 1 if len(words) and words.max() >= 0 else 0
+        shown = min(n_words, total) if n_words is not None else int(math.floor(reveal * total + 0.5))
+        return shown, total
+
+    def revealed_share(self, item: int, reveal: float, n_words: int | None = None) -> float:
+        """The share of ``item``'s value words actually revealed (a 3-word title at 50% shows 2 of 3)."""
+        shown, total = self._reveal_count(item, reveal, n_words)
+        return shown / total if total else 0.0
 
     def history_vector(self, history: Sequence[int]) -> torch.Tensor:
         """h_CLS of one history, memoised: moving the reveal slider re-encodes only the target."""
@@ -300,36 +322,55 @@ class Recommender:
 
     @torch.no_grad()
     def reveal_curve(self, history: Sequence[int], target: int, reveals: Sequence[float], order: str = "sequential",
-                     seed: int = 0, mode: str = "predictor") -> list[int]:
+                     seed: int = 0, mode: str = "evidence", exclude_history: bool = False) -> list[int]:
         """The target's rank at each reveal fraction, for one history (one batched forward), memoised:
         it does not depend on the slider, so moving it costs nothing here."""
-        key = (tuple(history), int(target), tuple(reveals), order, seed, mode)
+        key = (tuple(history), int(target), tuple(reveals), order, seed, mode, exclude_history)
         if key not in self._curve_cache:
             h_cls = self.history_vector(history).expand(len(reveals), -1)
             masked = [self.masked_item(target, r, order, seed)[0] for r in reveals]
-            scores = self._query_scores(h_cls, self.embed_encoded_items(masked), mode)
+            shares = [self.revealed_share(target, r) for r in reveals]
+            scores = self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares)
+            if exclude_history:
+                self._exclude(scores, history, [target] * len(reveals))
             _bounded_put(self._curve_cache, key, [int(x) for x in (scores >= scores[:, target:target + 1]).sum(dim=1).tolist()])
         return list(self._curve_cache[key])
 
-    def _query_scores(self, h_cls: torch.Tensor, h_masked: torch.Tensor, mode: str) -> torch.Tensor:
+    def _query_scores(self, h_cls: torch.Tensor, h_masked: torch.Tensor, mode: str,
+                      shares: Sequence[float]) -> torch.Tensor:
         items = self.unit_item_vectors
         if mode == "predictor":
             query = self.model.predict_next(h_cls, h_masked).float()
             return F.normalize(query, dim=-1) @ items.T
-        if mode == "sum":
-            return (F.normalize(h_cls, dim=-1) + F.normalize(h_masked, dim=-1)) @ items.T
-        raise ValueError(f"reveal mode must be 'predictor' or 'sum', got {mode!r}")
+        if mode == "evidence":
+            # Each row's masked target counts in proportion to the words it shows: 0% adds nothing.
+            share = torch.as_tensor(shares, dtype=torch.float32, device=h_cls.device)[:, None]
+            return (F.normalize(h_cls, dim=-1) + share * F.normalize(h_masked, dim=-1)) @ items.T
+        raise ValueError(f"reveal_mode must be one of {REVEAL_MODES}, got {mode!r}")
+
+    @staticmethod
+    def _exclude(scores: torch.Tensor, history: Sequence[int], targets: Sequence[int | None]) -> None:
+        """Push the history's items to the bottom of each row in place; a row's target always competes."""
+        if not len(history):
+            return
+        rows = torch.arange(scores.shape[0], device=scores.device)
+        kept = [scores[r, t].clone() if t is not None else None for r, t in enumerate(targets)]
+        scores[:, torch.as_tensor(list(history), device=scores.device)] = float("-inf")
+        for r, (t, v) in enumerate(zip(targets, kept)):
+            if t is not None:
+                scores[rows[r], t] = v
 
     @torch.no_grad()
     def reveal_scores(self, histories: Sequence[Sequence[int]], targets: Sequence[int], reveal: float,
-                      order: str = "sequential", seed: int = 0, mode: str = "predictor",
+                      order: str = "sequential", seed: int = 0, mode: str = "evidence",
                       n_words: int | None = None, h_cls: torch.Tensor | None = None) -> torch.Tensor:
         """[B, n_items] scores given each history and a partly revealed target (``h_cls``: the
         histories' vectors when already computed, e.g. across a sweep of reveal fractions)."""
         masked = [self.masked_item(t, reveal, order, seed + i, n_words)[0] for i, t in enumerate(targets)]
+        shares = [self.revealed_share(t, reveal, n_words) for t in targets]
         if h_cls is None:
             h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
-        return self._query_scores(h_cls, self.embed_encoded_items(masked), mode)
+        return self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares)
 
     def _ranked(self, scores: torch.Tensor, ids: torch.Tensor) -> list[RankedItem]:
         """Top-k rows as RankedItems (an ANN index pads with id -1 when it finds fewer than k)."""
@@ -337,29 +378,33 @@ class Recommender:
                 for s, i in zip(scores.tolist(), ids.tolist()) if i >= 0]
 
     def recommend(self, history: Sequence[int], k: int = 10, target: int | None = None, reveal: float | None = None,
-                  reveal_order: str = "sequential", seed: int = 0, reveal_mode: str = "predictor",
+                  reveal_order: str = "sequential", seed: int = 0, reveal_mode: str = "evidence",
                   exclude_history: bool = False) -> Recommendation:
-        """Top-``k`` items for one history; with ``target`` also its rank, with ``reveal`` its words."""
+        """Top-``k`` items for one history; with ``target`` also its rank, with ``reveal`` its words.
+
+        ``exclude_history`` keeps the history's own items out of the list (a shop that sells each thing
+        once); the target is never excluded, so its rank stays defined."""
         if reveal is not None and target is None:
             raise ValueError("reveal needs a target item")
         if reveal is not None and not 0.0 <= reveal <= 1.0:
             raise ValueError(f"reveal must be within [0, 1], got {reveal}")
         revealed: list[str] = []
-        if reveal is None and target is None and not exclude_history:
-            # Only the top k is needed: the index answers it (an ANN one for very large catalogues).
-            scores_k, ids = self.item_index.search(F.normalize(self.history_vector(history), dim=-1), k)
-            return Recommendation(self._ranked(scores_k, ids), None, revealed)
+        if reveal is None and target is None:
+            # Only the top k is needed: the index answers it (an ANN one for very large catalogues),
+            # asked for as many more as the history could take away.
+            seen = set(int(i) for i in history) if exclude_history else set()
+            scores_k, ids = self.item_index.search(F.normalize(self.history_vector(history), dim=-1), k + len(seen))
+            ranked = [r for r in self._ranked(scores_k, ids) if r.item not in seen][:k]
+            return Recommendation(ranked, None, revealed)
         if reveal is None:
             h = F.normalize(self.history_vector(history), dim=-1)
             scores = self.unit_item_vectors @ h
         else:
             _, revealed = self.masked_item(target, reveal, reveal_order, seed)
             scores = self.reveal_scores([list(history)], [target], reveal, reveal_order, seed, reveal_mode)[0]
-        if exclude_history and len(history):
-            keep = scores[target].clone() if target is not None else None
-            scores[torch.as_tensor(list(history), device=scores.device)] = float("-inf")
-            if target is not None:
-                scores[target] = keep
+        if exclude_history:
+            scores = scores.clone()  # never write into a cached matrix product
+            self._exclude(scores[None], history, [target])
         top = torch.topk(scores, min(k, scores.numel()))
         items = self._ranked(top.values, top.indices)
         rank = None

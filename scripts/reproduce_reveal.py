@@ -3,9 +3,11 @@ target item's words is revealed, JEPA4Rec against the RecFormer-style model (λ2
 budget and tokenizer), plus a per-user case list (the target's rank before and after revealing two words).
 
 Each model is scored through ``Recommender.reveal_scores``; a mode is how the partly revealed target
-meets the history: ``predictor`` is the paper's FFN2(h_CLS ⊕ h_{n+1,M}) (untrained in a λ2 = 0
-model, so it is run for JEPA4Rec only), ``sum`` ranks by cos(h_CLS, h_i) + cos(h_{n+1,M}, h_i) and
-runs for both. Reduced scale: the first ``--users`` test users of each dataset; ``--full``: all of them.
+meets the history (see jepa4rec/recommend.py): ``evidence`` ranks by cos(h_CLS, h_i) + s · cos(h_{n+1,M}, h_i),
+s the share of words revealed, so 0% is the history-only ranking; it is what the app's slider drives and
+runs for both models. ``predictor`` is the paper's FFN2(h_CLS ⊕ h_{n+1,M}) (untrained in a λ2 = 0
+model, so it is run for JEPA4Rec only). Reduced scale: the first ``--users`` test users of each
+dataset; ``--full``: all of them.
 
   python scripts/reproduce_reveal.py                    # reduced: 1,000 users per dataset, ~10 min on 2 cores
   python scripts/reproduce_reveal.py --full --device cuda
@@ -37,7 +39,7 @@ def run(args) -> dict:
 
     torch.manual_seed(args.seed)
     reveals = [round(i / 10, 1) for i in range(11)]
-    models = [("JEPA4Rec", args.jepa, ["predictor", "sum"]), ("RecFormer-style", args.recformer, ["sum"])]
+    models = [("JEPA4Rec", args.jepa, ["evidence", "predictor"]), ("RecFormer-style", args.recformer, ["evidence"])]
     rows, cases, started = [], [], time.time()
     for ds_name in args.datasets:
         ds = load_dataset(ds_name, root=args.data_root)

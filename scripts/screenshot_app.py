@@ -16,17 +16,25 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+from jepa4rec.errors import UserError  # noqa: E402
+
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking"]
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "test-artifacts" / "screens"), help="folder for the PNG files")
     p.add_argument("--dataset", default=None, help="dataset to select (default: the app's default)")
     p.add_argument("--user", type=int, default=0, help="test-split user to load")
     p.add_argument("--reveal", type=int, default=30, help="reveal percentage to set")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     args = p.parse_args(argv)
+    if not Path(args.chromium).is_file():  # checked before the app is started for nothing
+        raise UserError(f"no Chromium at --chromium {args.chromium}", hint="apt-get install chromium, or give its path")
     from playwright.sync_api import sync_playwright
 
     out = Path(args.out)
@@ -48,22 +56,25 @@ def main(argv=None) -> int:
             browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1500})
             page.goto(url)
-            page.get_by_text("No target chosen").wait_for(timeout=180_000)
+            page.get_by_text("No target chosen").wait_for(timeout=300_000)
             if args.dataset:
                 page.get_by_label("Dataset").click()
                 page.get_by_test_id("dropdown-option").filter(has_text=args.dataset).first.click()
-                page.get_by_text("No target chosen").wait_for(timeout=180_000)
+                page.get_by_text("No target chosen").wait_for(timeout=600_000)
             page.get_by_label("User of the test split").fill(str(args.user))
             page.get_by_role("button", name="Load this user").click()
-            page.get_by_text("Rank with 0% revealed").wait_for(timeout=60_000)
-            page.get_by_label(f"number input for Reveal % of the target's words").fill(str(args.reveal))
+            page.get_by_text("With 0% revealed").wait_for(timeout=120_000)
+            page.get_by_label("number input for Reveal % of the target's words").fill(str(args.reveal))
             page.keyboard.press("Enter")
-            page.get_by_text(f"Rank with {args.reveal}% revealed").wait_for(timeout=60_000)
+            page.get_by_text(f"With {args.reveal}% revealed").first.wait_for(timeout=120_000)
             page.wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(out / "1_recommend_reveal.png"), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 1500})  # a phone
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(out / "1b_recommend_reveal_390px.png"), full_page=True)
+            page.set_viewport_size({"width": 1400, "height": 1500})
             page.get_by_role("tab", name="Embedding map").click()
-            page.get_by_role("button", name="Draw / refresh the map").click()
             page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=300_000)
             page.wait_for_timeout(2000)
             page.screenshot(path=str(out / "2_embedding_map.png"), full_page=True)

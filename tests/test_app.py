@@ -24,54 +24,107 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def service(finetuned, toy, tmp_path_factory):
+def toy2(tmp_path_factory):
+    """A second toy catalogue, for dataset switches and the resident-dataset limit."""
+    from toy_corpus import write_domain
+
+    return str(write_domain(tmp_path_factory.mktemp("toy2") / "Toy2", seed=11, n_users=40, n_items=36))
+
+
+@pytest.fixture(scope="module")
+def service(finetuned, toy, toy2, tmp_path_factory):
     cfg, _ = finetuned
     ckpts = tmp_path_factory.mktemp("checkpoints")
     shutil.copytree(f"{cfg.output_dir}/best", ckpts / "toy-model")
-    (ckpts / "index.json").write_text(json.dumps({"default": "toy-model"}))
+    (ckpts / "index.json").write_text(json.dumps({"default": "toy-model", toy: "toy-model"}))
     results = tmp_path_factory.mktemp("results")
     (results / "reveal_curve.csv").write_text(
         "model,dataset,metric,reveal,value\n" + "\n".join(
             f"JEPA4Rec,Toy,Recall@10,{r / 10},{0.1 + r / 20}" for r in range(11)) + "\n")
     (results / "reveal_curve.json").write_text(json.dumps({"config": {"users": 10}, "seconds": 1.0}))  # metadata sidecar
     (results / "ablations.csv").write_text("not,the,expected,columns\n1,2,3,4\n")  # malformed: a message, no crash
-    return AppService(checkpoints_dir=ckpts, results_dir=results, datasets=[toy], device="cpu")
+    return AppService(checkpoints_dir=ckpts, results_dir=results, datasets=[toy, toy2], device="cpu", max_resident=1)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def served(service, toy):
     return service.get(toy)
 
 
 def test_search_add_move_remove(served):
     hits = H.search_catalogue(served, "red guitar")
-    assert hits and all("red guitar" in h for h in hits)
-    assert H.search_catalogue(served, "") == []
-    a, b = H.parse_label(hits[0]), H.parse_label(hits[1])
-    hist = H.add_item(H.add_item([], a), b)
-    assert hist == [a, b]
+    titles = served.recommender.titles
+    assert hits and all("red guitar" in titles[i] for i in hits)
+    assert H.search_catalogue(served, "") == [] and H.search_catalogue(served, "no such words") == []
+    labels = [label for label, _ in H.item_choices(served, hits)]
+    assert all("#" not in label for label in labels)  # no internal ids on screen
+    a, b = hits[0], hits[1]
+    hist, note = H.add_item(served, [], a)
+    hist, note = H.add_item(served, hist, b)
+    assert hist == [a, b] and note is None
     assert H.move_item(hist, 2, -1) == [b, a] and H.move_item(hist, 1, -5) == [a, b]
-    assert H.remove_item(hist, 1) == [b] and H.remove_item(hist, 9) == hist
+    assert H.remove_item(hist, 1) == [b]
     table = H.history_table(served, hist)
-    assert list(table["#"]) == [1, 2] and table.iloc[0, 1] == served.recommender.titles[a]
-    with pytest.raises(ValueError, match="not an item label"):
-        H.parse_label("no id here")
+    assert list(table["#"]) == [1, 2] and table.iloc[0, 1] == titles[a]
 
 
-def test_load_user_and_rank_view_with_movement(served):
+def test_every_bad_input_has_a_sentence(served):
+    n = served.dataset.n_items
+    cases = [
+        (lambda: H.add_item(served, [1], None), "Nothing is selected"),
+        (lambda: H.add_item(served, [1], n + 5), f"not in .*catalogue \\(ids 0..{n - 1}\\)"),
+        (lambda: H.remove_item([1, 2], 999), "Row # 999 is not in the history \\(rows 1..2\\)"),
+        (lambda: H.move_item([], 1, 1), "history is empty"),
+        (lambda: H.move_item([1], "x", 1), "Row # must be a whole number"),
+        (lambda: H.load_user(served, 99_999), "there is no user 99999"),
+        (lambda: H.load_user(served, -1), "there is no user -1"),
+        (lambda: H.load_user(served, 3.7), "whole number"),
+        (lambda: H.load_user(served, None), "Enter a user number"),
+        (lambda: H.api_recommend(served, [1, -1]), "history item -1 is not in"),
+        (lambda: H.api_recommend(served, "1,2"), "history must be a list"),
+        (lambda: H.api_recommend(served, [1], target=2, k=100_000), "k must be within 1..100"),
+        (lambda: H.api_recommend(served, [1], reveal=0.5), "reveal needs a target"),
+        (lambda: H.api_recommend(served, [1], target=2, reveal=7), "reveal must be within 0..1"),
+        (lambda: H.api_search(served, "red", 0), "limit must be within"),
+    ]
+    for call, message in cases:
+        with pytest.raises(H.UserInputError, match=message):
+            call()
+    long, note = list(range(H.MAX_HISTORY)), None
+    long, note = H.add_item(served, long, 3)
+    assert len(long) == H.MAX_HISTORY and long[-1] == 3 and "oldest" in note and "dropped" in note
+
+
+def test_rank_view_shows_history_only_beside_revealed(served):
     history, target = H.load_user(served, 0)
     case = served.dataset.test_cases()[0]
     assert history == case.history[-20:] and target == case.target
-    table0, text0, top0 = H.rank_view(served, history, target, 0, [])
-    assert len(table0) == 10 and list(table0.columns) == ["rank", "item", "score", "move", "target"]
-    assert "Rank with 0% revealed" in text0 and set(table0["move"]) == {""}
-    table1, text1, top1 = H.rank_view(served, history, target, 100, top0)
-    assert set(table1["move"]) <= {"=", "new"} | {f"▲{i}" for i in range(1, 10)} | {f"▼{i}" for i in range(1, 10)}
+    none = H.rank_view(served, history, None, 0)
+    assert none.revealed is None and "No target chosen" in none.summary
+    zero = H.rank_view(served, history, target, 0)
+    # At 0% the default scoring is the history-only ranking: same list, same target rank.
+    assert [r["item"] for r in zero.revealed] == [r["item"] for r in zero.history_only]
+    assert zero.target_rank_revealed == zero.target_rank_history and "0% is the history-only ranking" in zero.summary
+    full = H.rank_view(served, history, target, 100)
+    assert full.target_rank_revealed <= zero.target_rank_history and full.revealed_words
+    assert not set(history) & {r["item"] for r in full.history_only}  # repeats are off by default here
+    repeats = H.rank_view(served, history, target, 100, allow_repeats=True)
+    assert len(repeats.history_only) == 10
+    mapped = H.rank_view(served, history, target, 0, scoring="next-item predictor (paper's FFN2)")
+    assert "not the history-only ranking" in mapped.summary
+    html = H.top_table_html(full.revealed, "With 100%", [r["item"] for r in full.history_only])
+    assert html.count("<tr") == 11 and "class='num'" in html and "<th class='num'>move</th>" in html
+    assert H.top_table_html([{"rank": 1, "item": 0, "title": "<b>x</b>", "score": 0.5, "target": True}], "t") \
+        .count("&lt;b&gt;") == 1  # titles are escaped
     curve = H.reveal_curve(served, history, target)
     assert list(curve["reveal %"]) == list(range(0, 101, 10))
-    assert curve["target rank"].between(1, served.dataset.n_items).all()
-    with pytest.raises(ValueError, match="user must be within"):
-        H.load_user(served, 10_000)
+    assert curve["target rank"].iloc[0] == zero.target_rank_history
+
+
+def test_clean_words_and_badge(served):
+    assert H.clean_words(["(Pack", "3)", "Wars,", "--", "x"]) == ["Pack", "3", "Wars", "x"]
+    badge = H.badge_markdown(served)
+    assert "Fine-tuned on" in badge and "popularity" in badge and "NDCG@10" in badge
 
 
 def test_movement_labels():
@@ -80,13 +133,28 @@ def test_movement_labels():
     assert H.movement([3], 3, 1) == "=" and H.movement([4], 3, 1) == "new"
 
 
-def test_item_groups_skip_shared_prefix():
+def test_item_groups_skip_shared_prefix_and_fall_back_to_clusters(served):
     items = [{"categories": f"Shop, Top, Kind{i % 3}, Leaf{i}"} for i in range(30)] + [{"genres": "Drama, War"}]
     groups = H.item_groups(items)
     assert groups[:4] == ["Kind0", "Kind1", "Kind2", "Kind0"] and groups[-1] == "Drama"
     words = [{"categories": f"Industrial & Scientific Lab Tools {'Glass' if i % 2 else 'Metal'} x{i}"} for i in range(10)]
     assert H.item_groups(words)[:2] == ["Metal x0", "Glass x1"] or set(H.item_groups(words)) <= {"other"} | {
         f"{'Glass' if i % 2 else 'Metal'} x{i}" for i in range(10)}
+    assert H.item_groups([{"title": "a"}, {"title": "b"}]) is None  # titles only: the map uses clusters
+    vectors = served.recommender.unit_item_vectors.numpy()
+    clusters = H.cluster_groups(vectors, served.recommender.titles, n_clusters=4)
+    assert len(clusters) == len(vectors) and 1 < len(set(clusters)) <= 4 and all(c.startswith("≈ ") for c in clusters)
+
+
+def test_only_max_resident_datasets_stay_loaded(service, toy, toy2):
+    service.get(toy)
+    assert service.resident() == [toy]
+    served2 = service.get(toy2)
+    assert service.resident() == [toy2] and served2.mode == "zero-shot"
+    calls = []
+    service.get(toy, progress=lambda f, what: calls.append((f, what)))
+    assert service.resident() == [toy] and calls[0][0] == 0.0 and calls[-1] == (1.0, "ready")
+    assert any("encoding" in what for _, what in calls) or any("loading" in what for _, what in calls)
 
 
 def test_experiment_files_sidecars_and_bad_files(service):
@@ -101,19 +169,27 @@ def test_api_recommend_json(served):
     history, target = H.load_user(served, 1)
     out = H.api_recommend(served, history, target, 0.5, 5)
     assert len(out["items"]) == 5 and {"item", "key", "title", "score"} <= set(out["items"][0])
-    assert 1 <= out["target_rank"] <= served.dataset.n_items
+    assert 1 <= out["target_rank"] <= served.dataset.n_items and out["history_excluded"] is True
+    assert not set(history) & {r["item"] for r in out["items"]}
     json.dumps(out)
 
 
-def test_embedding_map_is_cached(service, toy, tmp_path, monkeypatch):
+def test_embedding_map_is_cached_and_can_ship(service, toy, tmp_path, monkeypatch):
     monkeypatch.setenv("JEPA4REC_CACHE", str(tmp_path))
     service._maps.clear()
+    assert not service.has_map(toy)
     coords = service.embedding_map(toy)
-    assert coords.shape == (service.get(toy).dataset.n_items, 2)
-    files = list((tmp_path / "umap").glob("*.npy"))
-    assert len(files) == 1
+    assert coords.shape == (service.get(toy).dataset.n_items, 2) and service.has_map(toy)
+    assert len(list((tmp_path / "umap").glob("embedding_map_*.safetensors"))) == 1
     service._maps.clear()
     assert (service.embedding_map(toy) == coords).all()  # read back from disk, not fitted again
+    shipped = service.ship_map(toy)
+    assert shipped.parent == service.get(toy).checkpoint
+    for f in (tmp_path / "umap").glob("*"):
+        f.unlink()
+    service._maps.clear()
+    assert (service.embedding_map(toy) == coords).all()  # from the file beside the checkpoint
+    shipped.unlink()
 
 
 def _free_port() -> int:
@@ -134,7 +210,7 @@ def launched(service):
     demo.close()
 
 
-def test_gradio_client_recommend_endpoint(launched, served, toy):
+def test_gradio_client_endpoints_are_typed_and_validated(launched, served, toy):
     from gradio_client import Client
 
     client = Client(launched, verbose=False)
@@ -142,14 +218,34 @@ def test_gradio_client_recommend_endpoint(launched, served, toy):
     out = client.predict(toy, history, target, 1.0, 3, api_name="/recommend")
     assert len(out["items"]) == 3 and out["target_rank"] >= 1
     hits = client.predict(toy, "blue drum", 5, api_name="/search")
-    assert hits and all("blue drum" in h for h in hits)
+    assert hits and all("blue drum" in h["title"] for h in hits)
+    # A bad argument is answered with what is wrong, not "the upstream app raised an exception".
+    for args, message in (((toy, [0, -1], None, None, 10), "history item -1"),
+                          ((toy, [0], 1, None, 100_000), "k must be within 1..100"),
+                          (("Nope", [0], None, None, 10), "unknown dataset 'Nope'")):
+        with pytest.raises(Exception, match=message):
+            client.predict(*args, api_name="/recommend")
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    params = {p["parameter_name"]: p for p in info["/recommend"]["parameters"]}
+    assert params["history"]["python_type"]["type"] != "Any" and params["k"]["python_type"]["type"] == "int"
 
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
-def test_browser_build_history_and_reveal(launched):
+def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, service, toy, toy2, monkeypatch):
     from playwright.sync_api import expect, sync_playwright
 
+    # The second dataset loads slowly enough for its progress to be seen.
+    original = service._load
+
+    def slow_load(name, progress):
+        if name == toy2:
+            import time
+            progress(0.0, "reading it slowly")
+            time.sleep(3)
+        return original(name, progress)
+
+    monkeypatch.setattr(service, "_load", slow_load)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
@@ -158,30 +254,53 @@ def test_browser_build_history_and_reveal(launched):
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(launched)
         try:
-            # Build a history: search, pick a match, add it; then load a real user (history + true next item).
+            expect(page.get_by_text("No target chosen")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Fine-tuned on").first).to_be_visible()
+            # Build a history: search, pick a match, add it.
             page.get_by_label("Search the catalogue").press_sequentially("green piano", delay=20)
             matches = page.get_by_label("Matches")
             expect(matches).to_be_enabled()
             matches.click()
             page.get_by_test_id("dropdown-option").first.click(timeout=20_000)
+            page.get_by_role("button", name="Add to history").click()
+            # Other components hold hidden cells with the same text; wait (generously: CI may be loaded) for a visible one.
+            expect(page.locator("text=green piano >> visible=true").first).to_be_visible(timeout=20_000)
+
+            # A bad input: a row that does not exist. The visitor reads why.
+            page.get_by_label("Row #").fill("99")
+            page.get_by_role("button", name="Remove").click()
+            expect(page.get_by_text("Row # 99 is not in the history").first).to_be_visible(timeout=20_000)
+
+            # A real user, then reveal: history-only and revealed rankings side by side.
+            page.get_by_role("button", name="Load this user").click()
+            expect(page.get_by_text("History alone:").first).to_be_visible(timeout=20_000)
+            expect(page.get_by_text("0% is the history-only ranking").first).to_be_visible()
+            page.get_by_label("Reveal % of the target's words").first.fill("100")
+            page.keyboard.press("Enter")
+            expect(page.get_by_text("With 100% revealed").first).to_be_visible(timeout=20_000)
+            expect(page.get_by_text("From the history alone").first).to_be_visible()
+            expect(page.get_by_text("With 100% of the target's words revealed").first).to_be_visible()
+            page.wait_for_selector(".js-plotly-plot", state="attached", timeout=30_000)  # the rank-vs-reveal chart
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / "recommend_reveal.png"), full_page=True)
+
+            # The map draws when its tab opens, with the history marked.
+            page.get_by_role("tab", name="Embedding map").click()
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=60_000)
+            expect(page.locator(".legendtext", has_text="history").first).to_be_attached(timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "embedding_map.png"), full_page=True)
+            page.get_by_role("tab", name="Recommend & reveal").click()
+
+            # Switch dataset: progress shows, the previous dataset's history, target and lists are gone.
+            page.get_by_label("Dataset").click()
+            page.get_by_test_id("dropdown-option").filter(has_text="Toy2").first.click()
+            expect(page.get_by_text("Loading").first).to_be_visible(timeout=10_000)
+            expect(page.locator("text=green piano >> visible=true")).to_have_count(0, timeout=10_000)
+            expect(page.get_by_text("History alone:")).to_have_count(0)
+            page.screenshot(path=str(ARTIFACTS / "dataset_switch_loading.png"), full_page=True)
+            expect(page.get_by_text("Zero-shot:").first).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("No target chosen")).to_be_visible(timeout=30_000)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
             raise
-        page.get_by_role("button", name="Add to history").click()
-        # Other components hold hidden cells with the same text; wait (generously: CI may be loaded) for a visible one.
-        expect(page.locator("text=green piano >> visible=true").first).to_be_visible(timeout=20_000)
-        page.get_by_role("button", name="Load this user").click()
-        summary = page.get_by_text("Rank with 0% revealed")
-        expect(summary).to_be_visible(timeout=20_000)
-        before = summary.inner_text()
-        # Move the reveal slider to 100% and wait for the ranking to update.
-        page.get_by_label("Reveal % of the target's words").first.fill("100")
-        page.keyboard.press("Enter")
-        after = page.get_by_text("Rank with 100% revealed")
-        expect(after).to_be_visible(timeout=20_000)
-        assert after.inner_text() != before
-        expect(page.get_by_text("Top 10").first).to_be_visible()
-        page.wait_for_selector(".js-plotly-plot", state="attached", timeout=30_000)  # the rank-vs-reveal chart
-        page.wait_for_timeout(1000)
-        page.screenshot(path=str(ARTIFACTS / "recommend_reveal.png"), full_page=True)
         browser.close()

@@ -157,8 +157,35 @@ def test_recommend_with_reveal_returns_a_rank(rec):
     case = rec.dataset.test_cases()[2]
     ranks = [rec.recommend(case.history, target=case.target, reveal=r).target_rank for r in (0.0, 0.5, 1.0)]
     assert all(1 <= r <= rec.dataset.n_items for r in ranks)
-    summed = rec.recommend(case.history, target=case.target, reveal=1.0, reveal_mode="sum")
-    assert 1 <= summed.target_rank <= rec.dataset.n_items
+    mapped = rec.recommend(case.history, target=case.target, reveal=1.0, reveal_mode="predictor")
+    assert 1 <= mapped.target_rank <= rec.dataset.n_items
+    with pytest.raises(ValueError, match="reveal_mode"):
+        rec.recommend(case.history, target=case.target, reveal=0.5, reveal_mode="sum")
+
+
+def test_evidence_reveal_at_zero_is_the_history_only_ranking(rec):
+    """0% revealed adds nothing: the same scores, top list and target rank as no target at all; the
+    whole sentence revealed adds the target's own cosine (1), so it can only climb."""
+    for case in rec.dataset.test_cases()[:6]:
+        plain = rec.recommend(case.history, k=5, target=case.target)
+        zero = rec.recommend(case.history, k=5, target=case.target, reveal=0.0)
+        assert zero.target_rank == plain.target_rank and zero.revealed_words == []
+        assert [r.item for r in zero.items] == [r.item for r in plain.items]
+        assert [r.score for r in zero.items] == pytest.approx([r.score for r in plain.items], abs=1e-6)
+        curve = rec.reveal_curve(case.history, case.target, [0.0, 1.0])
+        assert curve[0] == plain.target_rank and curve[1] <= curve[0]
+        assert rec.revealed_share(case.target, 0.0) == 0.0 and rec.revealed_share(case.target, 1.0) == 1.0
+
+
+def test_exclude_history_applies_to_every_path(rec):
+    case = rec.dataset.test_cases()[3]
+    history = list(case.history)
+    for kwargs in ({}, {"target": case.target}, {"target": case.target, "reveal": 0.5}):
+        out = rec.recommend(history, k=8, exclude_history=True, **kwargs)
+        assert len(out.items) == 8 and not {r.item for r in out.items} & (set(history) - {case.target}), kwargs
+    with_repeats = rec.reveal_curve(history, case.target, [0.0, 1.0])
+    without = rec.reveal_curve(history, case.target, [0.0, 1.0], exclude_history=True)
+    assert all(b <= a for a, b in zip(with_repeats, without))  # fewer competitors, never a worse rank
     with pytest.raises(ValueError, match="needs a target"):
         rec.recommend(case.history, reveal=0.5)
     with pytest.raises(ValueError, match="within"):

@@ -1,0 +1,61 @@
+"""The app's named API endpoints (``/recommend``, ``/search``), for ``gradio_client`` and MCP clients.
+
+No ``from __future__ import annotations`` here: Gradio reads these functions' type hints at runtime to
+type each parameter, and postponed (string) annotations would leave every parameter typed "Any".
+"""
+from typing import Optional
+
+import gradio as gr
+
+from . import handlers as H
+from .service import AppService
+
+
+def endpoints(service: AppService, gpu=lambda fn: fn):
+    """The (recommend, search) functions bound to ``service``; ``gpu`` wraps the one that runs the model."""
+
+    def _served(dataset: str):
+        names = service.dataset_names()
+        if dataset not in names:
+            raise gr.Error(f"unknown dataset {dataset!r}; available: {', '.join(names)}")
+        return service.get(dataset)
+
+    @gpu
+    def recommend(dataset: str, history: list[int], target: Optional[int] = None, reveal: Optional[float] = None,
+                  k: int = 10, allow_repeats: Optional[bool] = None) -> dict:
+        """Rank every item of a dataset's catalogue for a purchase history.
+
+        Args:
+            dataset: a dataset name the app offers, e.g. "ml-100k".
+            history: item ids (0-based catalogue positions, as /search returns them), oldest first.
+            target: an item id whose rank is reported (optional).
+            reveal: share (0-1) of the target's words revealed to the model; needs target.
+            k: how many items to return, 1-100.
+            allow_repeats: whether history items may be recommended (default: true for Online Retail only).
+
+        Returns:
+            {"dataset", "checkpoint", "mode", "history_excluded", "items": [{"item", "key", "title", "score"}],
+            "target_rank", "revealed_words"}
+        """
+        try:
+            return H.api_recommend(_served(dataset), history, target, reveal, k, allow_repeats)
+        except H.UserInputError as err:
+            raise gr.Error(str(err)) from None
+
+    def search(dataset: str, query: str, limit: int = 20) -> list[dict]:
+        """Find catalogue items whose title contains every word of a query.
+
+        Args:
+            dataset: a dataset name the app offers, e.g. "ml-100k".
+            query: words to look for in titles (case-insensitive).
+            limit: the most items to return, 1-100.
+
+        Returns:
+            [{"item", "key", "title"}], prefix matches first.
+        """
+        try:
+            return H.api_search(_served(dataset), query, limit)
+        except H.UserInputError as err:
+            raise gr.Error(str(err)) from None
+
+    return recommend, search
