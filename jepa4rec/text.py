@@ -19,12 +19,13 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from .data.dataset import ATTRIBUTE_ORDER
+
 TYPE_CLS, TYPE_ATTR, TYPE_VALUE, TYPE_PAD = 0, 1, 2, 3
 NUM_TOKEN_TYPES = 4
 
-# Attributes that exist in the supported sources, in the order the paper uses (title, brand,
-# categories; description for Online Retail). Attributes not listed follow in their source order.
-DEFAULT_ATTRIBUTE_ORDER = ("title", "brand", "categories", "genres", "year", "description")
+# One order for readers and item sentences (see jepa4rec.data.dataset.ATTRIBUTE_ORDER).
+DEFAULT_ATTRIBUTE_ORDER = ATTRIBUTE_ORDER
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
 

@@ -259,6 +259,29 @@ def test_seqrecbench_fixture(seqrecbench_dir):
     assert ds.items[2] == {"title": 'Eye "Shadow"'}
 
 
+def test_seqrecbench_keeps_every_text_field_and_reports_the_rest(seqrecbench_dir):
+    """Fields beyond title become attributes, listed ones first in the text config's order; fields that
+    are not text (an object, true/false) are dropped, with a count per field in the report. (The
+    shipped SeqRecBench files hold item_id and title only, so their items do not change.)"""
+    rows = [{"item_id": 100, "description": "Red", "title": "Lipstick", "brand": "Acme", "price": 9.5,
+             "details": {"size": "S"}},
+            {"item_id": "101", "categories": ["Beauty", "Eyes"], "title": "Mascara", "in_stock": True},
+            {"item_id": 102, "title": "Eye Shadow", "brand": None},
+            {"item_id": 103, "title": "Blush", "details": {"size": "M"}}]
+    (seqrecbench_dir / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = read_seqrecbench(seqrecbench_dir)
+    assert raw.items["100"] == {"title": "Lipstick", "brand": "Acme", "description": "Red", "price": 9.5}
+    assert list(raw.items["100"]) == ["title", "brand", "description", "price"]
+    assert raw.items["101"] == {"title": "Mascara", "categories": ["Beauty", "Eyes"]}
+    assert raw.report == ["items.jsonl: attributes besides title: description (1 items), brand (1 items), "
+                          "price (1 items), categories (1 items)",
+                          "items.jsonl: dropped fields that are not text (objects, true/false): details (2 items), "
+                          "in_stock (1 items)"]
+    ds = load_dataset(str(seqrecbench_dir), k_core=0)
+    assert ds.items[1] == {"title": "Mascara", "categories": "Beauty, Eyes"}
+    assert ds.items[0]["price"] == "9.5" and raw.report[1] in ds.report
+
+
 # --- Online Retail ----------------------------------------------------------------------------------
 
 RETAIL_HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
@@ -640,6 +663,32 @@ def test_non_numeric_timestamp(seqrecbench_dir, tmp_path):
     df.to_csv(retail, index=False)
     with pytest.raises(DataFormatError, match=r"retail\.csv: row 3: field 'InvoiceDate' is not a date"):
         read_online_retail(retail)
+
+
+@pytest.mark.parametrize("file, line, text, message", [
+    ("interactions.csv", 2, "200,B0X,1000", r"interactions\.csv:3: field 'item_id' is not an integer \('B0X'\)"),
+    ("interactions.csv", 3, "alice,101,2000", r"interactions\.csv:4: field 'user_id' is not an integer \('alice'\)"),
+    ("interactions.csv", 1, ",100,1000", r"interactions\.csv:2: field 'user_id' is not an integer \(empty\)"),
+    ("items.jsonl", 1, '{"item_id": "x1", "title": "Mascara"}', r"items\.jsonl:2: field 'item_id' is not an integer \('x1'\)"),
+    ("items.jsonl", 1, '{"item_id": 101.5, "title": "Mascara"}', r"items\.jsonl:2: field 'item_id' is not an integer \(101\.5\)"),
+    ("items.jsonl", 1, '{"title": "Mascara"}', r"items\.jsonl:2: missing field 'item_id'"),
+    ("items.jsonl", 1, '{"item_id": 100, "title": "Again"}', r"items\.jsonl:2: item_id 100 repeats line 1"),
+    ("items.jsonl", 1, '{"item_id": 101, "title": {"en": "Mascara"}}', r"items\.jsonl:2: field 'title' is not text \(dict\)"),
+], ids=["item-id", "user-id", "empty-user-id", "catalogue-id", "float-id", "no-id", "repeated-id", "title-object"])
+def test_every_field_of_a_seqrecbench_row_is_checked(seqrecbench_dir, file, line, text, message):
+    _replace_line(seqrecbench_dir / file, line, text)
+    with pytest.raises(DataFormatError, match=message):
+        read_seqrecbench(seqrecbench_dir)
+
+
+def test_ids_of_other_readers_are_checked(tmp_path, lcrec_dir):
+    reviews = _write_jsonl(tmp_path / "reviews.json", [AMAZON2018_REVIEWS[0], {**AMAZON2018_REVIEWS[1], "asin": ["B1"]}])
+    meta = _write_jsonl(tmp_path / "meta.json", AMAZON2018_META)
+    with pytest.raises(DataFormatError, match=r"reviews\.json:2: field 'asin' is not an id \(\['B1'\]\)"):
+        read_amazon2018(reviews, meta)
+    (lcrec_dir / "Tiny.inter.json").write_text('{"0": [0, 1, {"id": 2}]}')
+    with pytest.raises(DataFormatError, match=r"Tiny\.inter\.json: user '0': field 'item 3' is not an id"):
+        read_lcrec(lcrec_dir)
 
 
 def test_bad_unisrec_files(unisrec_dir):

@@ -26,6 +26,6 @@ def write_domain(folder: Path, seed: int, n_users: int = 60, n_items: int = 30) 
     rows = []
     for u in range(n_users):
         pool = [i for i in range(n_items) if theme_of[i] == u % len(THEMES)]
-        rows += [f"u{u},{1000 + i},{k * 100 + u}" for k, i in enumerate(rng.sample(pool, 5))]
+        rows += [f"{u},{1000 + i},{k * 100 + u}" for k, i in enumerate(rng.sample(pool, 5))]
     (folder / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
     return folder

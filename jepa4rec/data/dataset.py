@@ -36,6 +36,18 @@ def clean_text(value) -> str:
     return _WS.sub(" ", text).strip()
 
 
+# Attributes of the supported sources in the order the paper uses (title, brand, categories; description
+# for Online Retail). The text config (jepa4rec.text.TextConfig) orders item sentences by it; attributes
+# not listed follow in their source order.
+ATTRIBUTE_ORDER = ("title", "brand", "categories", "genres", "year", "description")
+
+
+def ordered_attributes(attrs: dict) -> dict:
+    """``attrs`` with the listed attributes first, in :data:`ATTRIBUTE_ORDER`, then the rest as given."""
+    first = {k: attrs[k] for k in ATTRIBUTE_ORDER if k in attrs}
+    return {**first, **{k: v for k, v in attrs.items() if k not in first}}
+
+
 def clean_attributes(attrs: dict) -> dict[str, str]:
     """Clean every value and drop empty attributes, keeping the given order."""
     out: dict[str, str] = {}

@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from .dataset import DataFormatError, RawData
+from .dataset import DataFormatError, RawData, ordered_attributes
 
 
 def _require(path: Path) -> Path:
@@ -62,6 +62,47 @@ def _field(obj: dict, key: str, path: Path, lineno: int):
     if key not in obj or obj[key] is None:
         raise DataFormatError(f"{path}:{lineno}: missing field '{key}'")
     return obj[key]
+
+
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def _id(value, key: str, where: str, integer: bool = False) -> str:
+    """An id field as a string: a non-empty string or an integer (only an integer when ``integer``);
+    ``where`` names the file and line for the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        ok = False
+    elif integer:
+        ok = isinstance(value, int) or bool(_INTEGER.fullmatch(value.strip()))
+    else:
+        ok = bool(str(value).strip())
+    if not ok:
+        raise DataFormatError(f"{where}: field '{key}' is not {'an integer' if integer else 'an id'} ({value!r})")
+    return str(int(value)) if integer else str(value).strip()
+
+
+def _json_id(obj: dict, key: str, path: Path, lineno: int, integer: bool = False) -> str:
+    return _id(_field(obj, key, path, lineno), key, f"{path}:{lineno}", integer)
+
+
+def _id_column(values: pd.Series, key: str, path, integer: bool = False) -> pd.Series:
+    """A column of ids read as strings, checked row by row (line = row + 2: the header is line 1)."""
+    text = values.astype("string").str.strip()
+    ok = text.str.fullmatch(_INTEGER.pattern) if integer else text.str.len() > 0
+    bad = ~ok.fillna(False).to_numpy(dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raw = values.iloc[row]
+        raise DataFormatError(f"{path}:{row + 2}: field '{key}' is not {'an integer' if integer else 'an id'} "
+                              f"({'empty' if pd.isna(raw) else repr(raw)})")
+    return text.map(lambda v: str(int(v))) if integer else text.astype(object)
+
+
+def _is_text(value) -> bool:
+    """A value an item sentence can hold: a string, a number, or a list of them (joined with commas)."""
+    if isinstance(value, list):
+        return all(_is_text(v) for v in value)
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
 # --- a. UniSRec / RecBole atomic files -------------------------------------------------------------
@@ -212,14 +253,13 @@ def read_lcrec(folder: Path) -> RawData:
     for key, attrs in meta.items():
         if not isinstance(attrs, dict):
             raise DataFormatError(f"{item_path}: item '{key}' is not an object")
-        items[str(key)] = {k: attrs[k] for k in ("title", "brand", "categories", "description") if k in attrs}
-        items[str(key)].update({k: v for k, v in attrs.items() if k not in items[str(key)]})
+        items[str(key)] = ordered_attributes(attrs)
     users, item_col = [], []
     for user, seq in inters.items():
         if not isinstance(seq, list):
             raise DataFormatError(f"{inter_path}: user '{user}' has no item list")
         users.extend([str(user)] * len(seq))
-        item_col.extend(str(i) for i in seq)
+        item_col.extend(_id(i, f"item {n + 1}", f"{inter_path}: user '{user}'") for n, i in enumerate(seq))
     return RawData(items, pd.DataFrame({"user": users, "item": item_col}))
 
 
@@ -257,25 +297,54 @@ def read_iisan(folder: Path) -> RawData:
 # --- d. SeqRecBench items.jsonl + interactions.csv ----------------------------------------------------
 
 def read_seqrecbench(folder: Path) -> RawData:
+    """``items.jsonl`` (``item_id`` and ``title``; any other text field is kept as an attribute) and
+    ``interactions.csv`` (``user_id,item_id,timestamp``); ids are integers, as in the published files."""
     folder = Path(folder)
     item_path = folder / "items.jsonl"
     inter_path = _require(folder / "interactions.csv")
     items: dict[str, dict[str, str]] = {}
+    first_line: dict[str, int] = {}
+    kept, dropped = Counter(), Counter()
     for lineno, obj in _json_lines(item_path):
-        items[str(_field(obj, "item_id", item_path, lineno))] = {"title": obj.get("title") or ""}
-    df = _read_csv(inter_path, {"user_id": "user", "item_id": "item", "timestamp": "time"})
-    return RawData(items, df)
+        key = _json_id(obj, "item_id", item_path, lineno, integer=True)
+        if key in first_line:
+            raise DataFormatError(f"{item_path}:{lineno}: item_id {key} repeats line {first_line[key]}")
+        first_line[key] = lineno
+        title = obj.get("title")
+        if title is not None and not _is_text(title):
+            raise DataFormatError(f"{item_path}:{lineno}: field 'title' is not text ({type(title).__name__})")
+        attrs = {"title": title if title is not None else ""}
+        for name, value in obj.items():
+            if name in ("item_id", "title") or value is None:
+                continue
+            (kept if _is_text(value) else dropped)[name] += 1
+            if _is_text(value):
+                attrs[name] = value
+        items[key] = ordered_attributes(attrs)
+    report = []
+    if kept:
+        report.append(f"{item_path.name}: attributes besides title: "
+                      + ", ".join(f"{k} ({n:,} items)" for k, n in kept.items()))
+    if dropped:
+        report.append(f"{item_path.name}: dropped fields that are not text (objects, true/false): "
+                      + ", ".join(f"{k} ({n:,} items)" for k, n in dropped.items()))
+    df = _read_csv(inter_path, {"user_id": "user", "item_id": "item", "timestamp": "time"},
+                   integer_ids=("user_id", "item_id"))
+    return RawData(items, df, report)
 
 
-def _read_csv(path: Path, columns: dict[str, str], **kwargs) -> pd.DataFrame:
-    """Read a CSV with the given columns (source name -> our name), naming the file when they lack."""
+def _read_csv(path: Path, columns: dict[str, str], integer_ids: tuple[str, ...] = (), **kwargs) -> pd.DataFrame:
+    """Read a CSV with the given columns (source name -> our name), naming the file when they lack and
+    the line of any id in ``integer_ids`` that is not an integer."""
     try:
-        df = pd.read_csv(path, **kwargs)
+        df = pd.read_csv(path, dtype={c: str for c in integer_ids}, **kwargs)
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataFormatError(f"{path}: cannot parse as CSV ({err})") from None
     lacking = [c for c in columns if c not in df.columns]
     if lacking:
         raise DataFormatError(f"{path}: missing column(s) {lacking}; found {list(df.columns)}")
+    for col in integer_ids:
+        df[col] = _id_column(df[col], col, path, integer=True)
     df = df[list(columns)].rename(columns=columns)
     if "time" in df.columns:
         bad = pd.to_numeric(df["time"], errors="coerce").isna()
@@ -372,8 +441,8 @@ def _read_reviews(path: Path, user_key: str, item_key: str, time_key: str) -> pd
     """(user, item, time) rows of an Amazon review file, naming the line of any bad record."""
     users, item_col, times = [], [], []
     for lineno, obj in _json_lines(path):
-        users.append(str(_field(obj, user_key, path, lineno)))
-        item_col.append(str(_field(obj, item_key, path, lineno)))
+        users.append(_json_id(obj, user_key, path, lineno))
+        item_col.append(_json_id(obj, item_key, path, lineno))
         t = _field(obj, time_key, path, lineno)
         if not isinstance(t, (int, float)):
             raise DataFormatError(f"{path}:{lineno}: field '{time_key}' is not a number")
@@ -384,7 +453,7 @@ def _read_reviews(path: Path, user_key: str, item_key: str, time_key: str) -> pd
 def read_amazon2018(reviews: Path, meta: Path) -> RawData:
     items: dict[str, dict[str, str]] = {}
     for lineno, obj in _json_lines(Path(meta)):
-        asin = str(_field(obj, "asin", meta, lineno))
+        asin = _json_id(obj, "asin", meta, lineno)
         items[asin] = {
             "title": obj.get("title", ""),
             "brand": obj.get("brand", ""),
@@ -396,7 +465,7 @@ def read_amazon2018(reviews: Path, meta: Path) -> RawData:
 def read_amazon2023(reviews: Path, meta: Path) -> RawData:
     items: dict[str, dict[str, str]] = {}
     for lineno, obj in _json_lines(Path(meta)):
-        asin = str(_field(obj, "parent_asin", meta, lineno))
+        asin = _json_id(obj, "parent_asin", meta, lineno)
         details = obj.get("details") or {}
         brand = obj.get("store") or (details.get("Brand") if isinstance(details, dict) else "") or ""
         items[asin] = {
@@ -429,6 +498,7 @@ def read_recbole_atomic(inter_text: str, item_text: str, inter_name: str, item_n
         if len(cols) != len(header):
             raise DataFormatError(f"{item_name}:{lineno}: expected {len(header)} fields, got {len(cols)}")
         row = dict(zip(header, cols))
+        _id(row["item_id"], "item_id", f"{item_name}:{lineno}")
         attrs = {rename.get(k, k): v for k, v in row.items() if k != "item_id"}
         if "genres" in attrs:
             attrs["genres"] = ", ".join(attrs["genres"].split())
@@ -439,7 +509,8 @@ def read_recbole_atomic(inter_text: str, item_text: str, inter_name: str, item_n
         if col not in header:
             raise DataFormatError(f"{inter_name}:1: no {col} column")
     df = pd.read_csv(io.StringIO(inter_text), sep="\t", header=0, names=header, dtype={"user_id": str, "item_id": str})
-    out = pd.DataFrame({"user": df["user_id"], "item": df["item_id"]})
+    out = pd.DataFrame({"user": _id_column(df["user_id"], "user_id", inter_name),
+                        "item": _id_column(df["item_id"], "item_id", inter_name)})
     if "timestamp" in header:
         out["time"] = pd.to_numeric(df["timestamp"], errors="coerce")
         if out["time"].isna().any():
