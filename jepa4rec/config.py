@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from .data import PRETRAIN_DOMAINS
+from .errors import ConfigError
 from .language_models import is_language_model
 from .losses import LossConfig
 
@@ -33,6 +34,17 @@ class OptimConfig:
     # predictors), which start from scratch.
     encoder_lr: float | None = None
 
+    def __post_init__(self):
+        check_choice("optim.schedule", self.schedule, ("linear", "cosine", "constant"))
+
+
+def check_choice(name: str, value, choices: tuple) -> None:
+    """Options naming one of a few modes fail here, before a run starts, rather than mid-run."""
+    if value not in choices:
+        raise ConfigError(f"option '{name}' must be one of {list(choices)}, got {value!r}")
+
+
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 # JepaConfig fields that the run derives from other options, so ``model`` must not set them.
 DERIVED_MODEL_FIELDS = {"vocab_size": "the tokenizer", "pad_token_id": "the tokenizer", "max_item_positions": "max_items",
@@ -50,13 +62,13 @@ def check_model_overrides(model_size: str, model: dict) -> None:
     from .modeling import MODEL_SIZES, JepaConfig
 
     if model_size not in MODEL_SIZES:
-        raise ValueError(f"unknown model_size '{model_size}'; choose from {sorted(MODEL_SIZES)}")
+        raise ConfigError(f"unknown model_size '{model_size}'; choose from {sorted(MODEL_SIZES)}")
     known = (set(inspect.signature(JepaConfig.__init__).parameters) - {"self", "kwargs"}) | {"tie_word_embeddings"}
     for key in model or {}:
         if key in DERIVED_MODEL_FIELDS:
-            raise ValueError(f"model.{key} is set from {DERIVED_MODEL_FIELDS[key]}; do not override it")
+            raise ConfigError(f"model.{key} is set from {DERIVED_MODEL_FIELDS[key]}; do not override it")
         if key not in known:
-            raise ValueError(f"unknown option 'model.{key}' for JepaConfig; known: {sorted(known - set(DERIVED_MODEL_FIELDS))}")
+            raise ConfigError(f"unknown option 'model.{key}' for JepaConfig; known: {sorted(known - set(DERIVED_MODEL_FIELDS))}")
 
 
 def check_language_model(init_from: str | None, model_size: str, model: dict) -> None:
@@ -121,12 +133,13 @@ class PretrainConfig:
     def __post_init__(self):
         check_model_overrides(self.model_size, self.model)
         if self.batch_domains not in ("mixed", "single"):
-            raise ValueError(f"batch_domains must be 'mixed' or 'single', not {self.batch_domains!r}")
+            raise ConfigError(f"batch_domains must be 'mixed' or 'single', not {self.batch_domains!r}")
+        check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if self.init_from and self.token_init:
-            raise ValueError("token_init and init_from both set the token embeddings; choose one")
+            raise ConfigError("token_init and init_from both set the token embeddings; choose one")
         check_language_model(self.init_from, self.model_size, self.model)
         if self.init_from and self.tokenizer:
-            raise ValueError("init_from brings its own tokenizer; leave tokenizer unset")
+            raise ConfigError("init_from brings its own tokenizer; leave tokenizer unset")
 
 
 @dataclass
@@ -177,15 +190,17 @@ class FinetuneConfig:
     def __post_init__(self):
         check_model_overrides(self.model_size, self.model)
         if self.init_from and self.token_init:
-            raise ValueError("token_init applies to a model trained from scratch; with init_from the token "
+            raise ConfigError("token_init applies to a model trained from scratch; with init_from the token "
                              "embeddings come from the pre-trained checkpoint")
         check_language_model(self.init_from, self.model_size, self.model)
         if self.item_grad not in ("none", "batch"):
-            raise ValueError(f"item_grad must be 'none' or 'batch', got {self.item_grad!r}")
+            raise ConfigError(f"item_grad must be 'none' or 'batch', got {self.item_grad!r}")
+        check_choice("pairs", self.pairs, ("all", "sample"))
+        check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if self.init_from and not is_language_model(self.init_from):
             fixed = sorted(set(self.model) - FINETUNE_OVERRIDABLE)
             if fixed:
-                raise ValueError(f"with init_from, model.* may only set {sorted(FINETUNE_OVERRIDABLE)}; "
+                raise ConfigError(f"with init_from, model.* may only set {sorted(FINETUNE_OVERRIDABLE)}; "
                                  f"{fixed} come from the pre-trained checkpoint")
 
 
@@ -199,9 +214,12 @@ def _build(cls, data: dict):
     known = {f.name: f for f in fields(cls)}
     for key, value in data.items():
         if key not in known:
-            raise ValueError(f"unknown option '{key}' for {cls.__name__}; known: {sorted(known)}")
+            raise ConfigError(f"unknown option '{key}' for {cls.__name__}; known: {sorted(known)}")
         default = getattr(cls(), key) if key in known else None
-        if is_dataclass(default) and isinstance(value, dict):
+        if is_dataclass(default) and not isinstance(value, dict):
+            raise ConfigError(f"option '{key}' of {cls.__name__} is a section, got {value!r}",
+                              hint=f"set its fields one by one: --set {key}.NAME=VALUE")
+        if is_dataclass(default):
             value = _build(type(default), value)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
@@ -227,7 +245,7 @@ def _check_type(cls, key: str, annotation, value) -> None:
     else:
         ok = any(isinstance(value, _ACCEPTS[w]) for w in words)
     if not ok:
-        raise ValueError(f"option '{key}' of {cls.__name__} must be {annotation}, got {value!r}")
+        raise ConfigError(f"option '{key}' of {cls.__name__} must be {annotation}, got {value!r}")
 
 
 def parse_overrides(pairs: list[str] | None) -> dict:
@@ -235,13 +253,18 @@ def parse_overrides(pairs: list[str] | None) -> dict:
     out: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ValueError(f"override '{pair}' is not key=value")
+            raise ConfigError(f"override '{pair}' is not key=value")
         key, raw = pair.split("=", 1)
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{pair}': '{part}' is not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override '{pair}': the value is not valid YAML ({' '.join(str(err).split())})") from None
     return out
 
 
@@ -262,18 +285,19 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | None
             p = CONFIG_DIR / f"{path}.yaml"
         if not p.exists():
             raise FileNotFoundError(f"config file {path} not found (also looked in {CONFIG_DIR})")
-        data = yaml.safe_load(p.read_text()) or {}
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p}: not valid YAML ({' '.join(str(err).split())})", hint="fix the config file") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{p}: expected a mapping at the top level")
+            raise ConfigError(f"{p}: expected a mapping at the top level")
     return _build(cls, merge_dicts(data, parse_overrides(overrides)))
 
 
-def config_from_cli(parser, cls, args, shortcuts: tuple[str, ...] = ()):
+def config_from_cli(cls, args, shortcuts: tuple[str, ...] = ()):
     """The run config of a CLI: ``--config`` file, then ``--set`` pairs, then the named shortcut flags
-    (``--output-dir`` and the like); a bad option becomes an argparse error (exit code 2)."""
+    (``--output-dir`` and the like). A bad option raises :class:`ConfigError` before anything is written;
+    :func:`jepa4rec.cli.command` reports it in one line (exit code 2)."""
     overrides = list(args.set)
     overrides += [f"{key}={getattr(args, key)}" for key in shortcuts if getattr(args, key, None)]
-    try:
-        return load_config(cls, args.config, overrides)
-    except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+    return load_config(cls, args.config, overrides)

@@ -20,8 +20,10 @@ from pathlib import Path
 import torch
 import transformers
 
-from .checkpoint import is_model_dir
-from .data import DataFormatError, load_dataset
+from .checkpoint import CheckpointError, is_model_dir
+from .cli import ArgumentParser, command
+from .data import load_dataset
+from .errors import ConfigError
 from .evaluation import evaluate, format_metrics
 from .language_models import is_language_model
 from .recommend import Recommender
@@ -34,11 +36,13 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset, split: str = "test", *,
     """Metrics (and timing) of one model directory on one dataset's leave-one-out split; ``checkpoint``
     may also name a language model (``minilm``): its converted encoder with no training at all, pooled by
     ``pooling`` (default cls); a model directory pools as it was trained."""
+    dataset.require_text()  # before a model is loaded: a text model cannot rank items without text
     if is_language_model(checkpoint):
         rec = Recommender.from_language_model(str(checkpoint), dataset, device=device, batch_size=batch_size,
                                               pooling=pooling or "cls", precision=precision)
     elif pooling is not None:
-        raise ValueError(f"pooling applies to a language model only; {checkpoint} pools as it was trained")
+        raise ConfigError(f"--pooling applies to a language model only; {checkpoint} pools as it was trained",
+                          hint="leave --pooling out")
     else:
         rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size, precision=precision)
     if random_init:
@@ -62,8 +66,9 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset, split: str = "test", *,
             "users": len(cases), "items": dataset.n_items, "item_encoding_s": round(encode_s, 2), **metrics}
 
 
+@command
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jepa4rec.evaluate", description=__doc__,
+    parser = ArgumentParser(prog="python -m jepa4rec.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="model directory (config.json + model.safetensors + tokenizer), or a language model "
                         "(minilm: its converted encoder untrained, histories of 20 items / 128 tokens)")
@@ -84,22 +89,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="append the result as one JSON line to this file")
     args = parser.parse_args(argv)
     if not (is_language_model(args.checkpoint) or is_model_dir(args.checkpoint)):
-        parser.error(f"--checkpoint {args.checkpoint!r} is neither a JEPA4Rec model directory (config.json + "
-                     "safetensors weights) nor a language model (minilm, or a BERT/RoBERTa folder)")
+        raise CheckpointError(f"--checkpoint {args.checkpoint!r} is neither a JEPA4Rec model directory (config.json + "
+                              "safetensors weights) nor a language model (minilm, or a BERT/RoBERTa folder)",
+                              hint="check the path (pretrain and finetune write final/ and best/)")
     logging.basicConfig(level=logging.WARNING)
-    try:
-        dataset = load_dataset(args.dataset, root=args.data_root)
-    except DataFormatError as err:
-        parser.error(str(err))
+    dataset = load_dataset(args.dataset, root=args.data_root)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        result = evaluate_checkpoint(args.checkpoint, dataset, args.split, random_init=args.random_init,
-                                     exclude_history=args.exclude_history, batch_size=args.batch_size,
-                                     device=args.device, max_users=args.max_users, seed=args.seed,
-                                     pooling=args.pooling, precision=args.precision)
-    except ValueError as err:  # a cut checkpoint (CheckpointError), a catalogue without text, a bad option
-        parser.error(str(err))
+    result = evaluate_checkpoint(args.checkpoint, dataset, args.split, random_init=args.random_init,
+                                 exclude_history=args.exclude_history, batch_size=args.batch_size,
+                                 device=args.device, max_users=args.max_users, seed=args.seed,
+                                 pooling=args.pooling, precision=args.precision)
     print(f"{dataset.name} {args.split} ({'random init' if args.random_init else args.checkpoint}): "
           f"{format_metrics(result)}  [{result.get('users_per_s', 0):.1f} users/s]")
     if args.out:

@@ -16,8 +16,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .checkpoint import CheckpointError
 from .config import FinetuneConfig, PretrainConfig, load_config, merge_dicts, to_dict
 from .data.registry import PROJECT_ROOT
+from .errors import ConfigError
 from .evaluate import evaluate_checkpoint
 
 RESULTS_DIR = PROJECT_ROOT / "scripts" / "results"
@@ -47,7 +49,7 @@ def check_reusable(run_dir: str | Path, stored: dict, cfg) -> None:
                   if k.split(".")[0] not in _RUN_IRRELEVANT and json.dumps(old.get(k)) != json.dumps(new.get(k)))
     if diff:
         detail = "; ".join(f"{k}: run has {old.get(k)!r}, asked {new.get(k)!r}" for k in diff)
-        raise ValueError(f"{run_dir} was made with other options ({detail}); delete it or choose another --runs-dir")
+        raise ConfigError(f"{run_dir} was made with other options ({detail})", hint="delete it or choose another --runs-dir")
 
 
 def pretrain_once(output_dir: str | Path, overrides: list[str], config: str = "pretrain_tiny") -> Path:
@@ -92,7 +94,11 @@ def evaluate_test_split(checkpoint: str | Path, dataset, max_users: int | None =
 def matched_pretraining(checkpoint: str | Path) -> tuple[dict, list[str]]:
     """(card, overrides) that give a new pre-training run the checkpoint's tokenizer, seed, number of steps
     and LR/EMA schedules, so that only what the caller changes (data, a loss, an embedding) differs."""
-    card = json.loads((Path(checkpoint) / "training_card.json").read_text())
+    card_path = Path(checkpoint) / "training_card.json"
+    if not card_path.is_file():
+        raise CheckpointError(f"{checkpoint}: no training_card.json, so not a pre-trained JEPA4Rec model directory",
+                              hint="give the final/ folder of a pre-training run (e.g. --jepa runs/pretrain_tiny/final)")
+    card = json.loads(card_path.read_text())
     steps, cfg = card["step"], card["config"]
     # A run stopped by its time budget ended before its schedules did: they ran over schedule_steps, or
     # over max_steps when that was unset, never over the steps it happened to reach.

@@ -11,11 +11,13 @@ import argparse
 import logging
 import sys
 
+from .cli import ArgumentParser, command
 from .config import FinetuneConfig, config_from_cli
 
 
+@command
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jepa4rec.finetune", description=__doc__,
+    parser = ArgumentParser(prog="python -m jepa4rec.finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="YAML/JSON file or a name in jepa4rec/configs (e.g. finetune_tiny)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -27,15 +29,11 @@ def main(argv=None) -> int:
                         help="continue from <output_dir>/last (saved after every epoch), e.g. in a later session")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = config_from_cli(parser, FinetuneConfig, args, ("init_from", "dataset", "output_dir"))
-    from .checkpoint import CheckpointError
+    cfg = config_from_cli(FinetuneConfig, args, ("init_from", "dataset", "output_dir"))
     from .evaluation import format_metrics
     from .finetuning import finetune
 
-    try:
-        result = finetune(cfg, resume=args.resume)
-    except (FileNotFoundError, CheckpointError) as err:  # a missing, cut or corrupt init_from: finetune checks
-        parser.error(str(err))                           # it before it writes anything
+    result = finetune(cfg, resume=args.resume)  # checks init_from and the catalogue before writing anything
     print(f"{result['dataset']} test (best epoch {result['best_epoch']}): {format_metrics(result['test'])} "
           f"[{result['train_seconds']:.0f} s]")
     return 0

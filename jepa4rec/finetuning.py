@@ -87,6 +87,7 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dataset = dataset or load_dataset(cfg.dataset, root=cfg.data_root)
+    dataset.require_text()
     out = Path(cfg.output_dir)
     last_dir = out / "last"
     if resume and (out / "results.json").exists() and not last_dir.exists():

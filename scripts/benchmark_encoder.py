@@ -37,6 +37,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PARTS = ("encoder", "finetune", "catalogue", "evaluate", "int8", "topk", "reveal")
@@ -314,8 +317,9 @@ def bench_reveal(args) -> dict:
     return row
 
 
+@command
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2: the machine's cores)")
     parser.add_argument("--data-root", default=None, help="datasets folder (default: $JEPA4REC_DATA_ROOT or ../shared/data)")

@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -110,8 +112,9 @@ def run_phase(args) -> dict:
     return result
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="tiny", help="model size: tiny | small | base")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=20, help="timed steps per phase")

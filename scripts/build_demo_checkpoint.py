@@ -23,6 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+from jepa4rec.errors import UserError  # noqa: E402
+
 LIMIT_BYTES = 10 * 1024 * 1024
 CHECKPOINT_LIMIT_BYTES = 50 * 1024 * 1024
 
@@ -64,8 +67,9 @@ def model_card(folder: Path, card: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="model directory (e.g. runs/pretrain_tiny/final)")
     p.add_argument("target", help="folder under checkpoints/")
     p.add_argument("--command", required=True, help="the command that produced the source, for the card")
@@ -109,12 +113,11 @@ def main(argv=None) -> int:
     size = sum(f.stat().st_size for f in dst.iterdir())
     big = [f.name for f in dst.iterdir() if f.stat().st_size > LIMIT_BYTES]
     if big:
-        print(f"error: {big} exceed 10 MB (Spaces needs LFS above that)", file=sys.stderr)
-        return 1
+        raise UserError(f"{dst}: {big} exceed 10 MB (Spaces needs LFS above that)",
+                        hint="try --dtype float16 (save_model_dir shards the weights below 9 MB)")
     if size > CHECKPOINT_LIMIT_BYTES:
-        print(f"error: {dst} is {size / 2**20:.1f} MB, over the 50 MB a shipped checkpoint may take; "
-              "try --dtype float16 or freeze_word_embeddings", file=sys.stderr)
-        return 1
+        raise UserError(f"{dst} is {size / 2**20:.1f} MB, over the 50 MB a shipped checkpoint may take",
+                        hint="try --dtype float16 or freeze_word_embeddings")
     print(f"{dst}: {size / 2**20:.1f} MB")
     return 0
 

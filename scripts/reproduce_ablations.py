@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
 from jepa4rec.data import load_dataset  # noqa: E402
 from jepa4rec.experiments import (add_run_args, finetune_once, long_rows, matched_pretraining,  # noqa: E402
                                   pretrain_once, write_results)
@@ -39,7 +40,7 @@ VARIANTS = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="pre-train every variant (full included) for --full-steps steps")
     p.add_argument("--full-steps", type=int, default=20000, help="pre-training steps of each variant with --full")
     p.add_argument("--datasets", nargs="*", default=["Scientific_UniSRec", "OnlineRetail"], help="fine-tuning targets")
@@ -56,6 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:

@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from jepa4rec.baselines import SASRecConfig, train_sasrec  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
 from jepa4rec.data import load_dataset  # noqa: E402
 from jepa4rec.evaluation import evaluate  # noqa: E402
 from jepa4rec.experiments import add_run_args, finetune_once, long_rows, write_results  # noqa: E402
@@ -40,7 +41,7 @@ FULL = dict(datasets=["Scientific_UniSRec", "OnlineRetail"], models=list(MODELS)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="the GPU scale: both datasets, all models, 3 seeds, no time limit")
     p.add_argument("--datasets", nargs="*", default=None, help=f"default {REDUCED['datasets']} ({FULL['datasets']} with --full)")
     p.add_argument("--models", nargs="*", default=None, choices=MODELS, help=f"default {REDUCED['models']} (all with --full)")
@@ -55,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recformer", default=TEXT_MODELS["recformer"][1], help="RecFormer-style pre-trained model directory")
     add_run_args(p, "runs/low_resource", "low_resource")
     args = p.parse_args(argv)
+    if any(not 0 < f <= 1 for f in args.fractions):
+        p.error(f"--fractions must lie in (0, 1], got {args.fractions}")
     scale = FULL if args.full else REDUCED
     args.datasets = args.datasets or scale["datasets"]
     args.models = args.models or scale["models"]
@@ -71,6 +74,7 @@ def user_subset(n_users: int, fraction: float, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(n_users, k, replace=False).tolist())
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:

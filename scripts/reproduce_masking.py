@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
 from jepa4rec.data import load_dataset  # noqa: E402
 from jepa4rec.experiments import add_run_args, evaluate_test_split, long_rows, pretrain_once, write_results  # noqa: E402
 
@@ -34,7 +35,7 @@ FULL = dict(ratios=[round(0.1 * i, 1) for i in range(1, 10)], seeds=[0, 1, 2, 3,
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="GPU scale: 9 ratios, 5 seeds, 3,000 steps, every test user")
     p.add_argument("--datasets", nargs="*", default=["Scientific_UniSRec", "OnlineRetail"],
                    help="pre-training and test datasets (the paper: Scientific small, Office large)")
@@ -69,6 +70,7 @@ def trained_tokenizer(dataset_runs: Path) -> Path | None:
     return None
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:

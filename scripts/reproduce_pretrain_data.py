@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
 from jepa4rec.data import load_dataset  # noqa: E402
 from jepa4rec.data.registry import PRETRAIN_DOMAINS  # noqa: E402
 from jepa4rec.experiments import (add_run_args, evaluate_test_split, finetune_once, long_rows,  # noqa: E402
@@ -39,7 +40,7 @@ FULL = dict(single=list(PRETRAIN_DOMAINS), finetune_targets=["Scientific_UniSRec
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="every pre-training domain alone, and ml-100k as a zero-shot target too")
     p.add_argument("--single", nargs="*", default=None, help=f"one-domain pre-training runs (default {REDUCED['single']})")
     p.add_argument("--finetune-targets", nargs="*", default=None, help=f"Fig. 3 targets (default {REDUCED['finetune_targets']})")
@@ -67,6 +68,7 @@ def short(domain: str) -> str:
     return Path(domain).name.replace("_SeqRecBench", "")
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:

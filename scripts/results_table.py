@@ -45,8 +45,10 @@ import torch  # noqa: E402
 
 from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec  # noqa: E402
 from jepa4rec.baselines.frozen_text import RecencyCosine, sentence_vectors  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
 from jepa4rec.config import FinetuneConfig, load_config  # noqa: E402
 from jepa4rec.data import load_dataset  # noqa: E402
+from jepa4rec.errors import UserError  # noqa: E402
 from jepa4rec.evaluate import evaluate_checkpoint  # noqa: E402
 from jepa4rec.experiments import RESULTS_DIR  # noqa: E402
 from jepa4rec.evaluation import evaluate, format_metrics  # noqa: E402
@@ -68,7 +70,7 @@ METRICS = ("NDCG@10", "Recall@10", "MRR", "NDCG@5", "Recall@5", "NDCG@20", "Reca
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="named dataset or dataset folder (e.g. Scientific_UniSRec, OnlineRetail)")
     p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS), metavar="MODEL",
@@ -165,7 +167,7 @@ def write_tables(runs_dir: Path, out_dir: Path) -> pd.DataFrame:
     the CSV / JSON / markdown outputs atomically; returns the wide table."""
     fresh = [json.loads(p.read_text()) for p in sorted(runs_dir.glob("*/*.json")) if p.stem in MODELS]
     if not fresh:
-        raise SystemExit(f"no model records under {runs_dir}; run without --table-only first")
+        raise UserError(f"no model records under {runs_dir}", hint="run without --table-only first")
     existing = out_dir / "results_table.json"
     kept = json.loads(existing.read_text())["records"] if existing.exists() else []
     merged = {(r["dataset"], r["model_key"]): r for r in kept + fresh}  # fresh records last: they win
@@ -192,6 +194,7 @@ def write_tables(runs_dir: Path, out_dir: Path) -> pd.DataFrame:
     return wide
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -24,13 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
 from jepa4rec.data import load_dataset  # noqa: E402
 from jepa4rec.evaluation import evaluate, format_metrics  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = SASRecConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default="Scientific_UniSRec", help="named dataset or a dataset folder")
     p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs (early stopping may end sooner)")
@@ -52,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@command
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

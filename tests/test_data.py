@@ -755,9 +755,12 @@ def test_stats_cli_prints_markdown_table(five_core_dir, seqrecbench_dir, capsys)
 
 def test_stats_cli_errors(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
-    assert cli.main(["stats", str(tmp_path)]) == 2  # the same code as evaluate's for the same mistake
-    assert "no known dataset layout" in capsys.readouterr().err
-    assert cli.main(["stats"]) == 2
+    for argv, said in ((["stats", str(tmp_path)], "no known dataset layout"), (["stats"], "no dataset given")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2  # the same code as evaluate's for the same mistake
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and said in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["stats", "--help"]])

@@ -1,21 +1,13 @@
 """The experiment commands under ``scripts/`` on the toy corpus: real (tiny) runs, real outputs."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from commands import ROOT, load_script, one_line_error
 
 
 TINY_FINETUNE = ["model.hidden_size=32", "model.num_hidden_layers=1", "model.num_attention_heads=2",
@@ -66,10 +58,12 @@ def test_results_table_runs_every_kind_and_reuses_records(toy, finetuned, tmp_pa
     assert not list((tmp_path / "out").glob("*.tmp"))
 
 
-def test_results_table_table_only_without_records_is_a_clear_error(tmp_path):
+def test_results_table_table_only_without_records_is_a_clear_error(tmp_path, capsys):
     script = load_script("results_table")
-    with pytest.raises(SystemExit, match="no model records"):
-        script.main(["--dataset", "x", "--table-only", "--runs-dir", str(tmp_path), "--out-dir", str(tmp_path)])
+    line = one_line_error(capsys, script.main, ["--dataset", "x", "--table-only", "--runs-dir", str(tmp_path),
+                                                "--out-dir", str(tmp_path / "out")])
+    assert line == f"error: no model records under {tmp_path} — run without --table-only first"
+    assert not (tmp_path / "out").exists()
 
 
 def test_low_resource_trains_on_a_subset_and_tests_every_user(toy, finetuned, tmp_path):
@@ -121,7 +115,7 @@ FT_SET = ["vocab_size=200", "max_items=10", "max_tokens=128", "batch_size=8", "e
           "progress=false"]
 
 
-def test_pretrain_data_matches_the_all_domains_budget_and_writes_both_figures(toy, toy_pretrained, tmp_path):
+def test_pretrain_data_matches_the_all_domains_budget_and_writes_both_figures(toy, toy_pretrained, tmp_path, capsys):
     from app.plots import EXPERIMENTS, experiment_figure
 
     all_domains, other = toy_pretrained
@@ -133,11 +127,11 @@ def test_pretrain_data_matches_the_all_domains_budget_and_writes_both_figures(to
                 "--finetune-targets", toy, "--zeroshot-targets", toy, "--threads", "1", "--runs-dir", str(tmp_path / runs),
                 "--out-dir", str(tmp_path / "out"), "--pretrain-set", *pre_set, "--finetune-set", *finetune_set]
 
-    with pytest.raises(ValueError, match="model"):  # a pre-trained model's architecture cannot be overridden
-        script.main(args("runs_bad", ft_set))
+    # a pre-trained model's architecture cannot be overridden
+    assert "with init_from, model.* may only set" in one_line_error(capsys, script.main, args("runs_bad", ft_set))
     # That call fine-tuned the from-scratch model with other options first: its run is not reused.
-    with pytest.raises(ValueError, match="made with other options"):
-        script.main(args("runs_bad", ft_set[:7]))
+    line = one_line_error(capsys, script.main, args("runs_bad", ft_set[:7]))
+    assert "made with other options" in line and line.endswith("— delete it or choose another --runs-dir")
     assert script.main(args("runs", ft_set[:7])) == 0
 
     single = json.loads((tmp_path / "runs" / "pretrain_data" / "Other" / "final" / "training_card.json").read_text())
@@ -170,7 +164,7 @@ def test_ablations_change_one_thing_at_the_matched_budget(toy, toy_pretrained, t
     assert next(r for r in meta["runs"] if r["variant"] == "JEPA4Rec")["init_from"] == str(all_domains)
 
 
-def test_masking_sweep_pretrains_in_domain_without_leaking_the_test_split(toy, tmp_path):
+def test_masking_sweep_pretrains_in_domain_without_leaking_the_test_split(toy, tmp_path, capsys):
     from app.plots import EXPERIMENTS, experiment_figure
 
     script = load_script("reproduce_masking")
@@ -189,8 +183,7 @@ def test_masking_sweep_pretrains_in_domain_without_leaking_the_test_split(toy, t
     exp = next(e for e in EXPERIMENTS if e.stem == "masking_ratio")
     fig = experiment_figure(exp, df)
     assert fig.data[0].error_y.array is not None  # two seeds: mean with a spread
-    with pytest.raises(SystemExit):
-        script.main(["--ratios", "1.0"])
+    assert "ratios must lie strictly between 0 and 1" in one_line_error(capsys, script.main, ["--ratios", "1.0"])
 
 
 @pytest.mark.parametrize("script", sorted(p.stem for p in (ROOT / "scripts").glob("*.py")))

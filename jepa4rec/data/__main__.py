@@ -1,19 +1,18 @@
 """``python -m jepa4rec.data stats NAME_OR_PATH ...``: dataset statistics after processing."""
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
-from .dataset import DataFormatError
+from ..cli import ArgumentParser, command
+from ..errors import UserError
 from .registry import DATASETS, available_datasets, load_dataset
 
 
 def _stats(args) -> int:
     names = args.datasets or (available_datasets(args.data_root) if args.all else [])
     if not names:
-        print("name a dataset or path, or pass --all", file=sys.stderr)
-        return 2
+        raise UserError("stats: no dataset given", hint="name a dataset or a folder, or pass --all")
     overrides = {}
     if args.k_core is not None:
         overrides["k_core"] = args.k_core
@@ -27,11 +26,7 @@ def _stats(args) -> int:
         kwargs = dict(overrides)
         if "item_key" in kwargs and spec is not None and spec.reader != "online_retail":
             kwargs.pop("item_key")  # --item-key only concerns Online Retail
-        try:
-            ds = load_dataset(name, root=args.data_root, **kwargs)
-        except DataFormatError as err:  # exit 2, as every CLI does for a usage or input mistake
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        ds = load_dataset(name, root=args.data_root, **kwargs)
         rows.append(ds.stats())
         if rows[-1]["items_with_text"] < 0.5:  # a text model sees these items as empty sentences
             without = round((1 - rows[-1]["items_with_text"]) * ds.n_items)
@@ -48,8 +43,9 @@ def _stats(args) -> int:
     return 0
 
 
+@command
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jepa4rec.data", description=__doc__)
+    parser = ArgumentParser(prog="python -m jepa4rec.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("stats", help="print users / items / interactions / lengths / share of items with text")
     p.add_argument("datasets", nargs="*", help=f"dataset names ({', '.join(DATASETS)}) or folders/files")

@@ -15,13 +15,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
+
 logger = logging.getLogger(__name__)
 
 _WS = re.compile(r"\s+")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
     """Input that a reader cannot interpret; the message names the file and the line or field."""
+
+    hint = "fix or replace that file (README 'Data' describes each layout)"
 
 
 def clean_text(value) -> str:
@@ -130,6 +134,13 @@ class SeqRecDataset:
 
     def test_cases(self) -> list[EvalCase]:
         return [EvalCase(u, s[:-1], s[-1]) for u, s in enumerate(self.sequences)]
+
+    def require_text(self) -> None:
+        """Refuse, by name, a catalogue whose items have no text at all: a text model cannot rank them."""
+        if self.n_items and not any(self.items):
+            raise DataFormatError(f"dataset {self.name}: none of its {self.n_items:,} items has any text (is its "
+                                  "catalogue file empty?); a text model cannot rank items it cannot read",
+                                  hint="check the catalogue file (items.jsonl, .text, item.json, ...)")
 
     def stats(self) -> dict:
         lengths = np.array([len(s) for s in self.sequences]) if self.sequences else np.zeros(1)

@@ -138,7 +138,8 @@ def detect_reader(path: Path) -> str:
     if path.is_file():
         if path.suffix.lower() in (".parquet", ".csv", ".xlsx", ".xls"):
             return "online_retail"
-        raise DataFormatError(f"{path}: cannot tell the format of this file")
+        raise DataFormatError(f"{path}: cannot tell the format of this file",
+                              hint="give a folder in one of the layouts of README 'Data'")
     names = [p.name for p in path.iterdir()]
     if any(n.endswith(".text") for n in names) and any(n.endswith(".train.inter") for n in names):
         return "unisrec"
@@ -150,7 +151,8 @@ def detect_reader(path: Path) -> str:
         return "iisan"
     if any(n.lower().endswith((".parquet", ".csv", ".xlsx")) for n in names):
         return "online_retail"
-    raise DataFormatError(f"{path}: no known dataset layout (files: {sorted(names)[:10]})")
+    raise DataFormatError(f"{path}: no known dataset layout (files: {sorted(names)[:10]})",
+                          hint="give a folder in one of the layouts of README 'Data'")
 
 
 def load_dataset(
@@ -169,8 +171,8 @@ def load_dataset(
         path = Path(name_or_path)
         if not path.exists():
             raise DataFormatError(
-                f"'{name_or_path}' is neither a known dataset ({', '.join(sorted(DATASETS))}) nor an existing path"
-            )
+                f"'{name_or_path}' is neither a known dataset ({', '.join(sorted(DATASETS))}) nor an existing path",
+                hint="check the spelling, or give a folder in one of the layouts of README 'Data'")
         spec = DatasetSpec(detect_reader(path), str(path))
         name = path.name
         folder = path
@@ -178,7 +180,8 @@ def load_dataset(
         name = name_or_path
         folder = data_root(root) / spec.folder if spec.folder else None
         if folder is not None and not folder.exists():
-            raise DataFormatError(f"dataset '{name}' expects {folder}: not found (set {DATA_ROOT_ENV} or --data-root)")
+            raise DataFormatError(f"dataset '{name}' expects {folder}: not found",
+                                  hint=f"set {DATA_ROOT_ENV} or --data-root to the folder holding {spec.folder}/")
     proc_fields = set(ProcessingConfig.__dataclass_fields__)
     proc = processing or spec.processing
     proc = replace(proc, **{k: v for k, v in overrides.items() if k in proc_fields})

@@ -1,0 +1,66 @@
+"""One error path for every command (``python -m jepa4rec.*`` and ``scripts/*.py``).
+
+Wrap a command's ``main(argv=None)`` in :func:`command` and build its parser with :class:`ArgumentParser`:
+
+* an expected failure (a :class:`~jepa4rec.errors.UserError` such as ``DataFormatError``,
+  ``CheckpointError`` or ``ConfigError``, or a file that is missing or unreadable) prints one line,
+  ``error: <what> (<file or option>) — <what to do>``, on stderr and exits 2, the code argparse uses for
+  a usage mistake, so the same mistake ends the same way in every command;
+* any other exception is a bug and keeps its traceback;
+* ``--debug`` (every parser has it) prints the traceback of an expected failure too.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import traceback
+
+from .errors import UserError
+
+EXIT_CODE = 2
+DEBUG_FLAG = "--debug"
+# A path the user named that does not exist or cannot be read; any other OSError may be a bug.
+EXPECTED = (UserError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with ``--debug`` and the same one-line errors as :func:`command` (exit 2)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument(DEBUG_FLAG, action="store_true",
+                          help="show the traceback of any error (an expected mistake is otherwise one line)")
+
+    def error(self, message: str):
+        self.exit(EXIT_CODE, f"error: {_one_line(message)} — see {self.prog} --help\n")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def error_line(err: BaseException) -> str:
+    """``error: <message> — <hint>`` on one line."""
+    if isinstance(err, UserError):
+        return f"error: {_one_line(err)}"
+    if isinstance(err, OSError) and err.filename is not None:  # raised by open() and friends
+        return f"error: {_one_line(err.strerror or err)} ({err.filename}) — check the path"
+    return f"error: {_one_line(err)} — check the path"
+
+
+def command(main):
+    """Decorate a command's ``main(argv=None)``: expected failures become one line and exit code 2."""
+
+    @functools.wraps(main)
+    def run(argv=None):
+        given = sys.argv[1:] if argv is None else list(argv)
+        try:
+            return main(argv)
+        except EXPECTED as err:
+            if DEBUG_FLAG in given:
+                traceback.print_exc()
+            print(error_line(err), file=sys.stderr)
+            raise SystemExit(EXIT_CODE) from None
+
+    return run
