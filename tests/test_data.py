@@ -50,6 +50,7 @@ from jepa4rec.data.readers import (  # noqa: E402
     unisrec_top_category,
 )
 from jepa4rec.data.registry import recbole_wheel  # noqa: E402
+from commands import one_line_error  # noqa: E402
 
 NO_CORE = ProcessingConfig(k_core=0)
 
@@ -469,6 +470,24 @@ def test_movielens_fake_wheel(fake_recbole_wheel):
     assert ds.items[0] == {"title": "Toy Story", "year": "1995", "genres": "Animation, Children's, Comedy"}
     assert ds.items[2]["title"] == "Café Society"  # the .item file is latin-1
     assert ds.domain == "Movies"
+
+
+def test_movielens_without_network_and_an_empty_cache_names_the_cache_folder(tmp_path, monkeypatch, capsys):
+    """pip is pointed at an empty local folder with no index, as on a machine without network."""
+    cache, nowhere = tmp_path / "cache", tmp_path / "no_index"
+    nowhere.mkdir()
+    monkeypatch.setenv("JEPA4REC_CACHE", str(cache))
+    for key, value in {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(nowhere)}.items():
+        monkeypatch.setenv(key, value)
+    for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(key, raising=False)
+    wheels = cache / "wheels"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"no recbole 1.2.1 wheel in {wheels}, and pip could not download it")):
+        load_dataset("ml-100k")
+    line = one_line_error(capsys, cli.main, ["stats", "ml-100k"])
+    assert line.startswith(f"error: MovieLens-100k: no recbole 1.2.1 wheel in {wheels}, and pip could not download it (no network?")
+    assert line.endswith(f"copy recbole-1.2.1-py3-none-any.whl into {wheels}, or set JEPA4REC_CACHE to a folder whose wheels/ holds it")
+    assert list(wheels.iterdir()) == []
 
 
 def test_movielens_wheel_without_data(tmp_path):

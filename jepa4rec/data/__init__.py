@@ -1,6 +1,7 @@
 """Datasets: readers for every source format, shared processing, leave-one-out split, stats."""
 from .dataset import (
     DataFormatError,
+    DataUnavailable,
     EvalCase,
     ProcessingConfig,
     RawData,
@@ -20,7 +21,7 @@ from .registry import (
 )
 
 __all__ = [
-    "DataFormatError", "EvalCase", "ProcessingConfig", "RawData", "SeqRecDataset", "build_dataset",
+    "DataFormatError", "DataUnavailable", "EvalCase", "ProcessingConfig", "RawData", "SeqRecDataset", "build_dataset",
     "clean_text", "k_core_filter", "DATA_ROOT_ENV", "DATASETS", "PRETRAIN_DOMAINS", "available_datasets",
     "data_root", "load_dataset", "read_movielens",
 ]

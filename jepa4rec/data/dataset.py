@@ -28,6 +28,10 @@ class DataFormatError(UserError, ValueError):
     hint = "fix or replace that file (README 'Data' describes each layout)"
 
 
+class DataUnavailable(UserError, FileNotFoundError):
+    """Data that is neither on disk nor downloadable here (no network, an empty cache)."""
+
+
 def clean_text(value) -> str:
     """HTML-unescape (twice: some sources are double-escaped), collapse white space, strip."""
     if value is None:

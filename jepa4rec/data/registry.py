@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import readers
-from .dataset import DataFormatError, ProcessingConfig, RawData, SeqRecDataset, build_dataset
+from .dataset import DataFormatError, DataUnavailable, ProcessingConfig, RawData, SeqRecDataset, build_dataset
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_ROOT_ENV = "JEPA4REC_DATA_ROOT"
@@ -96,18 +96,21 @@ def recbole_wheel(download: bool = True) -> Path:
     hits = sorted(target.glob(f"recbole-{RECBOLE_WHEEL_VERSION}-*.whl"))
     if hits:
         return hits[0]
+    requirement = f"recbole=={RECBOLE_WHEEL_VERSION}"
+    how = (f"fetch it where there is network ('pip download --no-deps {requirement}') and copy "
+           f"recbole-{RECBOLE_WHEEL_VERSION}-py3-none-any.whl into {target}, or set {CACHE_ENV} to a folder "
+           "whose wheels/ holds it")
     if not download:
-        raise FileNotFoundError(f"no recbole {RECBOLE_WHEEL_VERSION} wheel in {target}")
+        raise DataUnavailable(f"MovieLens-100k: no recbole {RECBOLE_WHEEL_VERSION} wheel in {target}", hint=how)
     target.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(target),
-           f"recbole=={RECBOLE_WHEEL_VERSION}"]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(target), requirement]
     result = subprocess.run(cmd, capture_output=True, text=True)
     hits = sorted(target.glob(f"recbole-{RECBOLE_WHEEL_VERSION}-*.whl"))
     if result.returncode != 0 or not hits:
-        raise RuntimeError(
-            f"could not fetch the recbole=={RECBOLE_WHEEL_VERSION} wheel for MovieLens-100k "
-            f"({' '.join(cmd)} said: {result.stderr.strip()[-400:]})"
-        )
+        said = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        raise DataUnavailable(
+            f"MovieLens-100k: no recbole {RECBOLE_WHEEL_VERSION} wheel in {target}, and pip could not download it "
+            f"(no network? pip said: {said[-1][:200] if said else f'exit code {result.returncode}'})", hint=how)
     return hits[0]
 
 
