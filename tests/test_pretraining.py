@@ -183,13 +183,17 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.mark.parametrize("n, killed", [(4, "at-save"), (15, "at-save"), (4, "between-saves")],
-                         ids=["mid-epoch", "end-of-epoch", "killed-between-saves"])
+@pytest.mark.parametrize("n, killed", [(4, "at-save"), (15, "at-save"), (4, "between-saves"), (4, "during-save")],
+                         ids=["mid-epoch", "end-of-epoch", "killed-between-saves", "killed-during-save"])
 def test_resume_continues_exactly(corpus, tokenizer_dir, tmp_path, monkeypatch, n, killed):
-    """Run A: n+2 steps straight. Run B: the same config, killed right after saving at step n (or
-    during step n+2, after step n+1 was logged but not saved), then resumed. Steps n+1 and n+2 must
-    be identical: data position, masking, dropout RNG, EMA target, optimizer moments, LR and momentum
+    """Run A: n+2 steps straight. Run B: the same config, killed right after saving at step n, or
+    during step n+2 (after step n+1 was logged but not saved), or in the middle of writing the
+    checkpoint of step n+2 (model files written, optimizer state not), then resumed. The resumed run
+    starts from checkpoint-n (never from the half-written one) and steps n+1 and n+2 must be
+    identical: data position, masking, dropout RNG, EMA target, optimizer moments, LR and momentum
     schedules all come back, and the log holds each step once."""
+    from jepa4rec import checkpoint
+
     # 120 pairs / batch 8 = 15 batches per epoch: n = 15 saves exactly at the end of epoch 0.
     base = dict(max_steps=n + 2, save_every=n, optim=OptimConfig(lr=2e-3, warmup_steps=3), tokenizer=tokenizer_dir)
     pretrain(tiny_cfg(corpus, tmp_path / "A", **base))
@@ -203,7 +207,7 @@ def test_resume_continues_exactly(corpus, tokenizer_dir, tmp_path, monkeypatch, 
                 raise Interrupted
 
         monkeypatch.setattr(training, "save_training_checkpoint", save_then_die)
-    else:
+    elif killed == "between-saves":
         original_momentum = training.momentum_at
 
         def die_in_step_n_plus_2(step, *args):
@@ -212,14 +216,31 @@ def test_resume_continues_exactly(corpus, tokenizer_dir, tmp_path, monkeypatch, 
             return original_momentum(step, *args)
 
         monkeypatch.setattr(training, "momentum_at", die_in_step_n_plus_2)
+    else:
+        original_flat = checkpoint._optimizer_to_flat
+        saves = []
+
+        def die_half_written(optimizer):  # called after the model files, before the optimizer's
+            saves.append(1)
+            if len(saves) == 2:  # the save of checkpoint-(n+2), the final one
+                raise Interrupted
+            return original_flat(optimizer)
+
+        monkeypatch.setattr(checkpoint, "_optimizer_to_flat", die_half_written)
     cfg_b = tiny_cfg(corpus, tmp_path / "B", **base)
     with pytest.raises(Interrupted):
         pretrain(cfg_b)
     monkeypatch.undo()
     logged = [int(r["step"]) for r in read_log(tmp_path / "B")]
-    assert logged == list(range(1, n + 1 + (killed == "between-saves")))
+    assert logged == list(range(1, n + 1 + {"at-save": 0, "between-saves": 1, "during-save": 2}[killed]))
     assert (tmp_path / "B" / f"checkpoint-{n}").is_dir() and not (tmp_path / "B" / "final").exists()
+    if killed == "during-save":
+        half = tmp_path / "B" / f"checkpoint-{n + 2}.tmp"
+        assert (half / "model.safetensors").exists() and not (half / "trainer_state.json").exists()
+        assert not (tmp_path / "B" / f"checkpoint-{n + 2}").exists()
+        assert checkpoint.latest_checkpoint(tmp_path / "B") == tmp_path / "B" / f"checkpoint-{n}"
     pretrain(cfg_b, resume=True)
+    assert not list((tmp_path / "B").glob("*.tmp")), "the resumed run's saves replace the half-written folder"
 
     a, b = read_log(tmp_path / "A"), read_log(tmp_path / "B")
     assert [r["step"] for r in b] == list(range(1, n + 3)), "the resumed log holds every step once"
@@ -234,6 +255,32 @@ def test_resume_continues_exactly(corpus, tokenizer_dir, tmp_path, monkeypatch, 
     assert wa.keys() == wb.keys()
     for k in wa:
         torch.testing.assert_close(wb[k], wa[k], atol=1e-6, rtol=0, msg=k)
+
+
+def test_a_save_killed_between_its_two_renames_leaves_the_previous_folder_to_recover(tmp_path, monkeypatch):
+    """Replacing a folder (fine-tuning's ``last`` and ``best``) renames the old one aside, then the new
+    one in: killed in between, the previous complete folder is renamed back on resume."""
+    from jepa4rec.checkpoint import _replace_dir, recover_dir
+
+    path, new = tmp_path / "last", tmp_path / "last.tmp"
+    for folder, version in ((path, "1"), (new, "2")):
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(version)
+    real_rename = Path.rename
+
+    def killed_before_the_second(self, target):
+        if self == new:
+            raise Interrupted
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", killed_before_the_second)
+    with pytest.raises(Interrupted):
+        _replace_dir(new, path)
+    monkeypatch.undo()
+    assert not path.exists()
+    assert (recover_dir(path) / "trainer_state.json").read_text() == "1"
+    _replace_dir(new, path)
+    assert (path / "trainer_state.json").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["last"]
 
 
 # ------------------------------------------------------------------------------------- two processes
