@@ -14,12 +14,26 @@ def main(argv=None) -> None:
                         help="folder with more datasets (default: $JEPA4REC_DATA_ROOT or ../shared/data when present)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--concurrency", type=int, default=4, help="requests served at once")
+    parser.add_argument("--max-datasets", type=int, default=int(os.environ.get("JEPA4REC_MAX_DATASETS", 2)),
+                        help="datasets kept loaded at once (least recently used unloaded first); each MiniLM-served "
+                             "dataset holds its model and item vectors, 0.1-0.5 GB")
     args = parser.parse_args(argv)
 
     from .service import AppService
     from .ui import build_demo
 
-    service = AppService(data_root=args.data_root, device=args.device)
+    if args.max_datasets < 1:
+        parser.error(f"--max-datasets must be at least 1, got {args.max_datasets}")
+    service = AppService(data_root=args.data_root, device=args.device, max_resident=args.max_datasets)
     demo = build_demo(service)
+    # The first visitor should not wait for the default dataset: load it while the server starts.
+    import threading
+
+    from .service import DEFAULT_DATASET
+
+    names = service.dataset_names()
+    if names:
+        threading.Thread(target=service.get, args=(DEFAULT_DATASET if DEFAULT_DATASET in names else names[0],),
+                         name="preload", daemon=True).start()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port)

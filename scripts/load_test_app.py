@@ -1,0 +1,156 @@
+"""The app under load, as visitors reach it: ``python app.py`` in a subprocess, then
+
+* ``visit``: one /recommend call on every dataset the app offers, in turn (each loads its model and
+  catalogue); the server's resident memory after each, to check that memory stays bounded
+  (``--max-datasets`` of the app: at most that many stay loaded);
+* ``load``: N concurrent ``gradio_client`` users calling /recommend (a random test user's history, its
+  target, a random reveal share) for S seconds each over loopback: answers, errors, latency p50 / p95,
+  resident memory before and after.
+
+  python scripts/load_test_app.py                           # visit every dataset, then 20 users x 60 s
+  python scripts/load_test_app.py --skip-visit --users 5 --seconds 10
+
+Writes scripts/results/load_test_app.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_app(extra: list[str], timeout: float = 600) -> tuple[subprocess.Popen, str, float]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *extra], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return proc, url, time.perf_counter() - t0
+        except OSError:
+            if proc.poll() is not None or time.perf_counter() - t0 > timeout:
+                proc.kill()
+                raise SystemExit(f"error: the app did not start within {timeout:.0f} s (python app.py {' '.join(extra)})")
+            time.sleep(0.3)
+
+
+def visit_all(url: str, pid: int, datasets: list[str]) -> list[dict]:
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    out = []
+    for name in datasets:
+        t = time.perf_counter()
+        client.predict(name, [0, 1, 2], 3, 0.5, 10, None, api_name="/recommend")
+        out.append({"dataset": name, "first_call_s": round(time.perf_counter() - t, 1), "rss_mb": round(rss_mb(pid))})
+        print(f"  {name}: first call {out[-1]['first_call_s']} s, server RSS {out[-1]['rss_mb']} MB", flush=True)
+    return out
+
+
+def load(url: str, dataset: str, users: int, seconds: float, seed: int) -> dict:
+    from gradio_client import Client
+
+    from jepa4rec.data import load_dataset
+
+    cases = load_dataset(dataset).test_cases()
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def visitor(i: int):
+        rng = random.Random(seed + i)
+        client = Client(url, verbose=False)
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            case = cases[rng.randrange(len(cases))]
+            t = time.perf_counter()
+            try:
+                client.predict(dataset, list(case.history[-20:]), case.target, rng.choice([0.0, 0.3, 0.6, 1.0]), 10, None,
+                               api_name="/recommend")
+                with lock:
+                    latencies.append(time.perf_counter() - t)
+            except Exception as err:  # counted and reported, the load goes on
+                with lock:
+                    errors.append(f"{type(err).__name__}: {err}"[:200])
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(users)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lat = np.array(latencies) if latencies else np.array([float("nan")])
+    return {"dataset": dataset, "users": users, "seconds": seconds, "answers": len(latencies), "errors": len(errors),
+            "error_examples": errors[:3], "p50_s": round(float(np.percentile(lat, 50)), 3),
+            "p95_s": round(float(np.percentile(lat, 95)), 3), "answers_per_s": round(len(latencies) / seconds, 1)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--users", type=int, default=20, help="concurrent visitors in the load phase")
+    p.add_argument("--seconds", type=float, default=60, help="how long each visitor keeps calling")
+    p.add_argument("--dataset", default=None, help="dataset for the load phase (default: the app's default)")
+    p.add_argument("--skip-visit", action="store_true", help="skip visiting every dataset")
+    p.add_argument("--app-args", default="", help="extra arguments for app.py, e.g. '--max-datasets 1'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(ROOT / "scripts" / "results" / "load_test_app.json"))
+    args = p.parse_args(argv)
+    from app.service import DEFAULT_DATASET, AppService
+
+    dataset = args.dataset or DEFAULT_DATASET
+    proc, url, ready_s = start_app(args.app_args.split())
+    result = {"date": time.strftime("%Y-%m-%d"), "command": "python scripts/load_test_app.py " + " ".join(argv or sys.argv[1:]),
+              "cores": os.cpu_count(), "ready_s": round(ready_s, 1)}
+    try:
+        result["rss_mb_start"] = round(rss_mb(proc.pid))
+        print(f"app ready in {ready_s:.1f} s, RSS {result['rss_mb_start']} MB", flush=True)
+        if not args.skip_visit:
+            result["visit"] = visit_all(url, proc.pid, AppService().dataset_names())
+        from gradio_client import Client
+
+        t = time.perf_counter()
+        Client(url, verbose=False).predict(dataset, [0], None, None, 10, None, api_name="/recommend")  # loaded, not timed
+        result["warm_up_s"] = round(time.perf_counter() - t, 1)
+        result["rss_mb_before_load"] = round(rss_mb(proc.pid))
+        print(f"{args.users} users x {args.seconds:.0f} s on {dataset} ...", flush=True)
+        result["load"] = load(url, dataset, args.users, args.seconds, args.seed)
+        result["rss_mb_after_load"] = round(rss_mb(proc.pid))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    r = result["load"]
+    print(f"{r['answers']} answers, {r['errors']} errors, p50 {r['p50_s']} s, p95 {r['p95_s']} s, {r['answers_per_s']}/s; "
+          f"RSS {result['rss_mb_before_load']} -> {result['rss_mb_after_load']} MB")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
