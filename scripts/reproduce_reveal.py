@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "scripts" / "results"
+MODE_LABELS = {"evidence": "history + revealed words", "predictor": "next-item predictor"}  # as the app names them
 
 
 def run(args) -> dict:
@@ -70,7 +71,7 @@ def run(args) -> dict:
                 rows.append({"model": f"{model_name} (history only)", "dataset": ds_name, "metric": metric,
                              "reveal": 0.0, "value": m[metric]})
             for mode in modes:
-                label = f"{model_name} ({mode})"
+                label = f"{model_name} ({MODE_LABELS[mode]})"
                 for r in reveals:
                     m = metrics_from_ranks(ranks_for(r, mode))
                     for metric in ("Recall@10", "NDCG@10"):
