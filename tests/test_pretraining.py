@@ -128,8 +128,9 @@ def test_train_split_only_holds_out_validation_and_test_items(corpus, tmp_path):
 
 def test_too_little_data_for_one_batch_fails_instead_of_looping(corpus, tokenizer_dir, tmp_path):
     # 120 pairs per epoch cannot fill a batch of 200: without a check the epoch loop spins forever.
-    with pytest.raises(ValueError, match="do not fill one batch"):
+    with pytest.raises(ValueError, match="120 pre-training pairs per epoch do not fill one batch of 200 .* — lower batch_size"):
         pretrain(tiny_cfg(corpus, tmp_path / "run", batch_size=200, max_steps=3, tokenizer=tokenizer_dir))
+    assert not (tmp_path / "run").exists()  # checked before the output folder is written
 
 
 def test_single_domain_batches_keep_every_batch_in_one_domain():
