@@ -17,11 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
 
+
+@command
 def main(argv=None) -> int:
     from app.service import DEFAULT_DATASET, AppService
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="a dataset the app offers")
     p.add_argument("--data-root", default=None, help="folder with more datasets (as for app.py)")
     args = p.parse_args(argv)

@@ -31,6 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+from jepa4rec.errors import UserError  # noqa: E402
+
 
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as fh:
@@ -56,7 +59,8 @@ def start_app(extra: list[str], timeout: float = 600) -> tuple[subprocess.Popen,
         except OSError:
             if proc.poll() is not None or time.perf_counter() - t0 > timeout:
                 proc.kill()
-                raise SystemExit(f"error: the app did not start within {timeout:.0f} s (python app.py {' '.join(extra)})")
+                raise UserError(f"the app did not start within {timeout:.0f} s (python app.py {' '.join(extra)})",
+                                "run that command alone to see why")
             time.sleep(0.3)
 
 
@@ -110,8 +114,9 @@ def load(url: str, dataset: str, users: int, seconds: float, seed: int) -> dict:
             "p95_s": round(float(np.percentile(lat, 95)), 3), "answers_per_s": round(len(latencies) / seconds, 1)}
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=20, help="concurrent visitors in the load phase")
     p.add_argument("--seconds", type=float, default=60, help="how long each visitor keeps calling")
     p.add_argument("--dataset", default=None, help="dataset for the load phase (default: the app's default)")
@@ -120,6 +125,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "scripts" / "results" / "load_test_app.json"))
     args = p.parse_args(argv)
+    if args.users < 1 or args.seconds <= 0:
+        raise UserError(f"--users must be at least 1 and --seconds above 0, got {args.users} and {args.seconds}",
+                        "see --help")
     from app.service import DEFAULT_DATASET, AppService
 
     dataset = args.dataset or DEFAULT_DATASET

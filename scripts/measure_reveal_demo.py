@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+
 FRACTIONS = (0, 25, 50, 75, 100)
 
 
@@ -27,11 +29,12 @@ def view_excludes(served, repeats) -> bool:
     return not (served.repeats_by_default if repeats is None else repeats)
 
 
+@command
 def main(argv=None) -> int:
     from app import handlers as H
     from app.service import DEFAULT_DATASET
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="a dataset the app offers")
     p.add_argument("--users", type=int, default=200, help="the first N users of the test split")
     p.add_argument("--scoring", default=H.DEFAULT_SCORING, choices=list(H.SCORINGS), help="the app's Scoring choice")

@@ -26,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+
 RESULTS = ROOT / "scripts" / "results"
 MODE_LABELS = {"evidence": "history + revealed words", "predictor": "next-item predictor"}  # as the app names them
 
@@ -92,8 +94,9 @@ def run(args) -> dict:
     return meta
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jepa", default=str(ROOT / "checkpoints" / "jepa4rec-tiny-pretrain"), help="JEPA4Rec model directory")
     p.add_argument("--recformer", default=str(ROOT / "checkpoints" / "recformer-tiny-pretrain"),
                    help="RecFormer-style (λ2 = 0) model directory with the same pre-training data and budget")
