@@ -76,6 +76,15 @@ def checkpoint_index(checkpoints_dir: Path = CHECKPOINTS_DIR) -> dict[str, str]:
     return json.loads(path.read_text())
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas: each request thread would otherwise get its own, and a server under
+    concurrent load keeps hundreds of MB of them mapped (M_ARENA_MAX is -8 in glibc's mallopt)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)
+    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
+        pass
+
+
 def release_memory() -> None:
     """Return freed memory to the OS: glibc keeps freed arenas mapped, so RSS would not fall otherwise."""
     gc.collect()
@@ -100,6 +109,7 @@ class AppService:
         self.device = device
         self.max_resident = max_resident
         self.index = checkpoint_index(self.checkpoints_dir)
+        limit_malloc_arenas()
         self._served: OrderedDict[str, Served] = OrderedDict()
         self._maps: dict[str, np.ndarray] = {}
         self._groups: dict[str, list[str]] = {}
