@@ -115,6 +115,7 @@ class AppService:
         self._groups: dict[str, list[str]] = {}
         self._lock = threading.RLock()
         self._loading: dict[str, threading.Lock] = {}
+        self._map_locks: dict[str, threading.Lock] = {}
 
     def dataset_names(self) -> list[str]:
         if self._datasets is not None:
@@ -155,6 +156,8 @@ class AppService:
                     self._maps.pop(old, None)
                     self._groups.pop(old, None)
                     evicted.append(old)
+            # Fit the map (and its colour groups) while the visitor looks at the ranking.
+            threading.Thread(target=self._map_quietly, args=(served,), name=f"map-{name}", daemon=True).start()
             if evicted:
                 logger.info("unloaded %s (at most %d datasets stay loaded)", ", ".join(evicted), self.max_resident)
                 release_memory()
@@ -173,7 +176,8 @@ class AppService:
         progress(0.9, "measuring the popularity baseline")
         popularity = evaluate(PopularityScorer.from_dataset(dataset), dataset.test_cases(), progress=False)
         progress(1.0, "ready")
-        return Served(name, dataset, rec, path, mode, popularity)
+        served = Served(name, dataset, rec, path, mode, popularity)
+        return served
 
     # --- embedding maps --------------------------------------------------------------------------
 
@@ -199,28 +203,37 @@ class AppService:
     def embedding_map(self, name: str) -> np.ndarray:
         """2-D UMAP coordinates of every item vector: fitted once per checkpoint + catalogue, then read
         from the file shipped with the checkpoint or the disk cache."""
-        served = self.get(name)
+        return self._map_for(self.get(name))
+
+    def _map_for(self, served: Served) -> np.ndarray:
+        name = served.name
         with self._lock:
-            if name in self._maps:
-                return self._maps[name]
-        shipped, cached = self.map_files(served)
-        source = shipped if shipped.exists() else cached if cached.exists() else None
-        if source is not None:
-            coords = load_numpy(str(source))["coords"]
-        else:
-            coords = fit_map(served.recommender.unit_item_vectors.float().cpu().numpy())
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            save_numpy({"coords": coords}, str(cached))
-        with self._lock:
-            if name in self._served:
-                self._maps[name] = coords
-        return coords
+            fitting = self._map_locks.setdefault(name, threading.Lock())
+        with fitting:  # the background fit and a visitor's tab wait for one another, never fit twice
+            with self._lock:
+                if name in self._maps:
+                    return self._maps[name]
+            shipped, cached = self.map_files(served)
+            source = shipped if shipped.exists() else cached if cached.exists() else None
+            if source is not None:
+                coords = load_numpy(str(source))["coords"]
+            else:
+                coords = fit_map(served.recommender.unit_item_vectors.float().cpu().numpy())
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                save_numpy({"coords": coords}, str(cached))
+            with self._lock:
+                if self._served.get(name) is served:  # not unloaded meanwhile
+                    self._maps[name] = coords
+            return coords
 
     def map_groups(self, name: str) -> list[str]:
         """The map's colour group per item: genre or category where the data has one, else clusters."""
+        return self._groups_for(self.get(name))
+
+    def _groups_for(self, served: Served) -> list[str]:
         from .handlers import cluster_groups, item_groups
 
-        served = self.get(name)
+        name = served.name
         with self._lock:
             if name in self._groups:
                 return self._groups[name]
@@ -228,9 +241,16 @@ class AppService:
         if groups is None:
             groups = cluster_groups(served.recommender.unit_item_vectors.float().cpu().numpy(), served.recommender.titles)
         with self._lock:
-            if name in self._served:
+            if self._served.get(name) is served:
                 self._groups[name] = groups
         return groups
+
+    def _map_quietly(self, served: Served) -> None:
+        try:  # works on the Served it was given: a dataset unloaded meanwhile is not loaded again
+            self._map_for(served)
+            self._groups_for(served)
+        except Exception:  # a background map must never take the app down; the tab will try again
+            logger.exception("embedding map of %s failed", served.name)
 
     def ship_map(self, name: str) -> Path:
         """Write the dataset's map beside its checkpoint (done for the app's default dataset)."""
@@ -256,9 +276,30 @@ class AppService:
         return p if p.exists() else None
 
 
+def exact_neighbours(vectors: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosine distances) of each vector's k nearest, itself included, by exact matrix products:
+    on a few thousand items this is far faster than UMAP's own approximate search, which compiles
+    pynndescent (about 30 s) the first time a catalogue reaches 4,096 items."""
+    import torch
+
+    x = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)), dim=-1)
+    indices, distances = [], []
+    for start in range(0, len(x), chunk):
+        top = torch.topk(x[start:start + chunk] @ x.T, k, dim=1)
+        indices.append(top.indices)
+        distances.append((1 - top.values).clamp(min=0))
+    return torch.cat(indices).numpy(), torch.cat(distances).numpy()
+
+
 def fit_map(vectors: np.ndarray) -> np.ndarray:
+    import warnings
+
     import umap
 
-    reducer = umap.UMAP(n_neighbors=min(MAP_NEIGHBOURS, len(vectors) - 1), min_dist=0.1, metric="cosine",
-                        random_state=MAP_SEED)
-    return reducer.fit_transform(vectors).astype(np.float32)
+    k = min(MAP_NEIGHBOURS, len(vectors) - 1)
+    knn_indices, knn_distances = exact_neighbours(vectors, k)
+    reducer = umap.UMAP(n_neighbors=k, min_dist=0.1, metric="cosine", random_state=MAP_SEED,
+                        precomputed_knn=(knn_indices, knn_distances, None))
+    with warnings.catch_warnings():  # "n_jobs overridden by random_state": a fixed seed is the point
+        warnings.simplefilter("ignore", UserWarning)
+        return reducer.fit_transform(vectors).astype(np.float32)

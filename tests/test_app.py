@@ -174,7 +174,23 @@ def test_api_recommend_json(served):
     json.dumps(out)
 
 
+def _wait_for_background_maps():
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name.startswith("map-"):
+            thread.join(timeout=120)
+
+
+def test_a_loaded_dataset_gets_its_map_in_the_background(service, toy2):
+    service.get(toy2)
+    _wait_for_background_maps()
+    assert toy2 in service._maps and toy2 in service._groups
+
+
 def test_embedding_map_is_cached_and_can_ship(service, toy, tmp_path, monkeypatch):
+    service.get(toy)
+    _wait_for_background_maps()
     monkeypatch.setenv("JEPA4REC_CACHE", str(tmp_path))
     service._maps.clear()
     assert not service.has_map(toy)
