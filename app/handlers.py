@@ -268,29 +268,28 @@ def badge_markdown(served: Served) -> str:
 
 # --- embedding map colours --------------------------------------------------------------------------
 
-def item_groups(items: list[dict], top: int = 20) -> list[str] | None:
+def item_groups(items: list[dict], top: int = 20, max_label: int = 40) -> list[str] | None:
     """A colour group per item: its first genre, or the first category level that tells items apart;
     None when the catalogue has neither (the map then colours by clusters of the item vectors).
 
-    Comma-separated category paths give levels; space-joined ones (UniSRec's text) give words, of which
-    two are kept. Leading levels that nearly every item shares (e.g. "Industrial & Scientific") are
-    skipped; groups beyond the ``top`` most frequent become "other".
+    Where most category strings hold commas, commas separate levels (LC-Rec's "A,B,C") and a group is
+    one level; otherwise categories are a run of words (UniSRec's text, whose names may hold ", ") and a
+    group is two words. Leading levels or words that nearly every item shares (e.g. "Industrial &
+    Scientific") are skipped; groups beyond the ``top`` most frequent become "other".
     """
-    paths: list[list[str] | None] = []
-    width: list[int] = []
-    for attrs in items:
-        cats = attrs.get("categories", "")
-        if attrs.get("genres") or not cats:
-            paths.append(None)
-            width.append(0)
-        elif "," in cats:
-            paths.append([p.strip() for p in cats.split(",") if p.strip()])
-            width.append(1)
-        else:
-            paths.append(cats.split())
-            width.append(2)
-    if not any(paths) and not any(a.get("genres") for a in items):
+    if not any(a.get("genres") or a.get("categories") for a in items):
         return None
+    cats = [a.get("categories", "") if not a.get("genres") else "" for a in items]
+    with_cats = [c for c in cats if c]
+    by_level = sum("," in c for c in with_cats) >= 0.5 * max(1, len(with_cats))
+    width = 1 if by_level else 2
+
+    def parts(text: str) -> list[str]:
+        if by_level:
+            return [p.strip() for p in text.split(",") if p.strip()]
+        return [w.strip(",") for w in text.split() if w.strip(",") and w != "&"]
+
+    paths = [parts(c) if c else None for c in cats]
     with_path = [p for p in paths if p]
     depth = 0
     while with_path:
@@ -299,13 +298,14 @@ def item_groups(items: list[dict], top: int = 20) -> list[str] | None:
             break
         depth += 1
     raw = []
-    for attrs, path, w in zip(items, paths, width):
+    for attrs, path in zip(items, paths):
         if attrs.get("genres"):
-            raw.append(attrs["genres"].split(",")[0].strip())
+            label = attrs["genres"].split(",")[0].strip()
         elif path:
-            raw.append(" ".join(path[depth:depth + w]) or " ".join(path[-w:]))
+            label = " ".join(path[depth:depth + width]) or " ".join(path[-width:])
         else:
-            raw.append("")
+            label = ""
+        raw.append(label if len(label) <= max_label else label[:max_label - 1].rstrip() + "…")
     keep = {g for g, _ in Counter(raw).most_common(top) if g}
     return [g if g in keep else "other" for g in raw]
 
