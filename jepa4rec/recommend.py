@@ -345,8 +345,15 @@ class Recommender:
         if mode == "evidence":
             # Each row's masked target counts in proportion to the words it shows: 0% adds nothing.
             share = torch.as_tensor(shares, dtype=torch.float32, device=h_cls.device)[:, None]
-            return (F.normalize(h_cls, dim=-1) + share * F.normalize(h_masked, dim=-1)) @ items.T
+            return self._history_scores(F.normalize(h_cls, dim=-1)) + share * (F.normalize(h_masked, dim=-1) @ items.T)
         raise ValueError(f"reveal_mode must be one of {REVEAL_MODES}, got {mode!r}")
+
+    def _history_scores(self, h_unit: torch.Tensor) -> torch.Tensor:
+        """[B, n_items] cosines of unit history vectors with every item, a row at a time: the same
+        arithmetic whatever the batch, so 0% revealed reproduces the history-only scores bit for bit
+        (a batched product may round differently and swap near-ties)."""
+        items_t = self.unit_item_vectors.T
+        return torch.cat([row[None] @ items_t for row in h_unit])
 
     @staticmethod
     def _exclude(scores: torch.Tensor, history: Sequence[int], targets: Sequence[int | None]) -> None:
@@ -397,8 +404,7 @@ class Recommender:
             ranked = [r for r in self._ranked(scores_k, ids) if r.item not in seen][:k]
             return Recommendation(ranked, None, revealed)
         if reveal is None:
-            h = F.normalize(self.history_vector(history), dim=-1)
-            scores = self.unit_item_vectors @ h
+            scores = self._history_scores(F.normalize(self.history_vector(history), dim=-1)[None])[0]
         else:
             _, revealed = self.masked_item(target, reveal, reveal_order, seed)
             scores = self.reveal_scores([list(history)], [target], reveal, reveal_order, seed, reveal_mode)[0]
