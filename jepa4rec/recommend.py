@@ -144,6 +144,28 @@ class Recommender:
                    card=card, **kwargs)
 
     @classmethod
+    def from_catalogue(cls, model: "str | Path | Recommender", items: str | Path, interactions: str | Path | None = None,
+                       *, name: str | None = None, device=None, **kwargs) -> "Recommender":
+        """Zero-shot over a catalogue file someone brings (CSV or JSON lines: an id column and text
+        attributes, written in the header's order; see :mod:`jepa4rec.data.catalogue`), optionally with
+        an interactions file. ``model`` is a model directory, or a Recommender whose (already loaded)
+        model is shared. The item vectors stay in memory: nothing of the file is written to disk."""
+        import dataclasses
+
+        from .data.catalogue import read_catalogue
+
+        dataset, columns = read_catalogue(items, interactions, name=name)
+        if isinstance(model, Recommender):
+            net, tok, card, digest = model.model, model.tok, model.card, model.model_digest
+            device = device or model.device
+        else:
+            net, tok, card = load_model_dir(model, device="cpu")
+            digest = weights_digest(model)
+        text = dataclasses.replace(tok.config, attribute_order=tuple(columns), include_unlisted=False)
+        return cls(net, ItemTokenizer(tok.tokenizer, text), dataset, device=device, model_digest=digest,
+                   card=card, use_cache=False, **kwargs)
+
+    @classmethod
     def from_language_model(cls, source: str, dataset: SeqRecDataset, *, model_size: str | None = None,
                             max_items: int = 20, max_tokens: int = 128, pooling: str = "cls", device=None,
                             **kwargs) -> "Recommender":

@@ -1,0 +1,90 @@
+"""A catalogue someone brings (jepa4rec.data.catalogue, Recommender.from_catalogue): what it reads,
+every refusal with its message, and that nothing of it is written to disk."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from jepa4rec.data import DataFormatError  # noqa: E402
+from jepa4rec.data.catalogue import read_catalogue, read_items  # noqa: E402
+from jepa4rec.text import item_sentence  # noqa: E402
+
+
+def write(path, text: str, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_csv_keeps_header_order_cleans_text_and_drops_empty_rows(tmp_path):
+    f = write(tmp_path / "shop.csv", "description,ID,brand\nRed &amp; green mug,a1,Acme\n,a2,\nBlue bowl,a3,\n")
+    keys, items, columns, report = read_items(f)
+    assert keys == ["a1", "a3"] and columns == ["description", "brand"]
+    assert items[0] == {"description": "Red & green mug", "brand": "Acme"} and items[1] == {"description": "Blue bowl"}
+    assert report == ["shop.csv: dropped 1 item(s) with no text in ['description', 'brand']"]
+
+
+def test_jsonl_and_interactions_make_users_in_time_order(tmp_path):
+    items = write(tmp_path / "items.jsonl", "\n".join(json.dumps(r) for r in [
+        {"item_id": 1, "title": "one", "category": "x"}, {"item_id": 2, "title": "two"}, {"item_id": 3, "title": "three"}]))
+    inter = write(tmp_path / "inter.csv", "user,item,timestamp\nu,2,20\nu,1,10\nu,9,5\nv,3,1\nu,3,30\n")
+    ds, columns = read_catalogue(items, inter, name="shop")
+    assert columns == ["title", "category"] and ds.name == "shop" and ds.item_keys == ["1", "2", "3"]
+    assert ds.user_keys == ["u"] and ds.sequences == [[0, 1, 2]]  # v has one item: no test case
+    assert any("1 interaction(s) with items not in the catalogue" in r for r in ds.report)
+    assert any("1 user(s) with fewer than 2" in r for r in ds.report)
+
+
+@pytest.mark.parametrize("name, text, said", [
+    ("a.csv", "title,brand\nx,y\n", "no id column (one named item_id or id); columns: ['title', 'brand']"),
+    ("a.csv", "id\n1\n", "no text column beside 'id'"),
+    ("a.csv", "id,title\n1,x\n2,y\n1,z\n", "a.csv:4: id '1' repeats line 2"),
+    ("a.csv", "id,title\n1,\n2,\n", "none of its 2 items has any text"),
+    ("a.csv", "id,title\n,x\n", "a.csv:2: empty 'id'"),
+    ("a.csv", "", "empty file, or no header line"),
+    ("a.jsonl", '{"id": 1, "title": "x"}\n[1, 2]\n', "a.jsonl:2: a line must be one JSON object"),
+    ("a.jsonl", '{"id": 1, "title": "x"}\n{"id": 2,\n', "a.jsonl:2: not valid JSON"),
+])
+def test_bad_item_files_are_refused_by_name(tmp_path, name, text, said):
+    with pytest.raises(DataFormatError, match=None) as err:
+        read_items(write(tmp_path / name, text))
+    assert said in str(err.value)
+
+
+def test_limits_and_encoding_are_enforced(tmp_path):
+    f = write(tmp_path / "big.csv", "id,title\n" + "".join(f"{i},item {i}\n" for i in range(30)))
+    with pytest.raises(DataFormatError, match="30 items is over the 20-item limit"):
+        read_items(f, max_items=20)
+    with pytest.raises(DataFormatError, match="MB is over the"):
+        read_items(f, max_bytes=100)
+    latin = write(tmp_path / "latin.csv", "id,title\n1,caf\u00e9\n", encoding="latin-1")
+    with pytest.raises(DataFormatError, match=r"latin.csv:2: not UTF-8 text"):
+        read_items(latin)
+    bom = write(tmp_path / "bom.csv", "\ufeffid,title\n1,caf\u00e9\n")
+    assert read_items(bom)[1] == [{"title": "caf\u00e9"}]  # Excel's "CSV UTF-8" starts with a BOM
+    inter = write(tmp_path / "i.csv", "user,item,timestamp\nu,1,soon\n")
+    with pytest.raises(DataFormatError, match="i.csv:2: field 'timestamp' is not a number"):
+        read_catalogue(bom, inter)
+    with pytest.raises(DataFormatError, match="no item column"):
+        read_catalogue(bom, write(tmp_path / "j.csv", "user,thing\nu,1\n"))
+
+
+def test_recommender_from_catalogue_ranks_zero_shot_and_writes_nothing(finetuned, tmp_path, monkeypatch):
+    from jepa4rec.recommend import Recommender
+
+    monkeypatch.setenv("JEPA4REC_CACHE", str(tmp_path / "cache"))
+    cfg, _ = finetuned
+    rows = ["id,title,colour"] + [f"k{i},{t} guitar {i},{c}" for i, (t, c) in enumerate(
+        [("red", "crimson"), ("blue", "navy"), ("green", "olive")] * 5)]
+    items = write(tmp_path / "mine.csv", "\n".join(rows) + "\n")
+    rec = Recommender.from_catalogue(f"{cfg.output_dir}/best", items)
+    assert rec.dataset.n_items == 15 and rec.tok.config.attribute_order == ("title", "colour")
+    assert [k for k, _ in item_sentence(rec.dataset.items[0], rec.tok.config)] == ["title", "colour"]
+    out = rec.recommend([0, 3], k=5, target=6, reveal=1.0, exclude_history=True)
+    assert len(out.items) == 5 and 1 <= out.target_rank <= 15
+    shared = Recommender.from_catalogue(rec, items)  # a loaded model is shared, not loaded again
+    assert shared.model is rec.model
+    assert not (tmp_path / "cache").exists()  # the vectors stayed in memory
