@@ -254,6 +254,12 @@ def reveal_curve(served: Served, history: list[int], target: int, order: str = "
 
 def badge_markdown(served: Served) -> str:
     """Whether the served model was trained on this dataset, and its measured test NDCG@10 beside popularity's."""
+    if served.uploaded:
+        users = (f"{served.dataset.n_users:,} users with a test item; popularity test NDCG@10 "
+                 f"{served.popularity['NDCG@10']:.4f}" if served.popularity else "no interactions, so no test split")
+        notes = "".join(f"  \n{html.escape(r)}" for r in served.dataset.report)
+        return (f"**Your catalogue** ({html.escape(served.dataset.name)}): ranked zero-shot by the pre-trained model, "
+                f"held for this visit only · {served.dataset.n_items:,} items · {users}{notes}")
     metrics = served.model_test_metrics()
     pop = served.popularity.get("NDCG@10")
     pop_text = f"popularity {pop:.4f}" if pop is not None else "popularity not measured"

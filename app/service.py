@@ -53,6 +53,11 @@ class Served:
     checkpoint: Path
     mode: str  # "fine-tuned" or "zero-shot"
     popularity: dict = field(default_factory=dict)  # test metrics of the popularity baseline
+    uploaded: bool = False  # a visitor's own catalogue: held in memory only, dropped when they leave
+
+    @property
+    def display_name(self) -> str:
+        return self.dataset.name if self.uploaded else self.name
 
     @property
     def repeats_by_default(self) -> bool:
@@ -99,7 +104,7 @@ class AppService:
 
     def __init__(self, data_root: str | os.PathLike | None = None, checkpoints_dir: Path = CHECKPOINTS_DIR,
                  device: str | None = None, results_dir: Path = RESULTS_DIR, datasets: list[str] | None = None,
-                 max_resident: int = 2):
+                 max_resident: int = 2, max_uploads: int = 4):
         if max_resident < 1:
             raise ValueError(f"max_resident must be at least 1, got {max_resident}")
         self.data_root = data_root
@@ -116,6 +121,9 @@ class AppService:
         self._lock = threading.RLock()
         self._loading: dict[str, threading.Lock] = {}
         self._map_locks: dict[str, threading.Lock] = {}
+        self._uploads: OrderedDict[str, dict[str, Served]] = OrderedDict()  # visitor session -> its catalogue
+        self._upload_base: Recommender | None = None
+        self.max_uploads = max_uploads
 
     def dataset_names(self) -> list[str]:
         if self._datasets is not None:
@@ -135,6 +143,9 @@ class AppService:
     def get(self, name: str, progress: Callable[[float, str], None] | None = None) -> Served:
         """The dataset's Served, loading it (with ``progress(fraction, what)`` calls) when not resident."""
         with self._lock:
+            for uploads in self._uploads.values():
+                if name in uploads:
+                    return uploads[name]
             if name in self._served:
                 self._served.move_to_end(name)
                 return self._served[name]
@@ -173,11 +184,70 @@ class AppService:
                                                     f"encoding {dataset.n_items:,} items ({done}/{total} batches)")
         _ = rec.item_vectors  # encode (or read from the cache) once, up front
         rec.progress = None
-        progress(0.9, "measuring the popularity baseline")
-        popularity = evaluate(PopularityScorer.from_dataset(dataset), dataset.test_cases(), progress=False)
+        popularity = self._popularity(dataset, progress)
         progress(1.0, "ready")
-        served = Served(name, dataset, rec, path, mode, popularity)
+        return Served(name, dataset, rec, path, mode, popularity)
+
+    @staticmethod
+    def _popularity(dataset: SeqRecDataset, progress: Callable[[float, str], None]) -> dict:
+        if not dataset.sequences:  # a catalogue without interactions has no test split
+            return {}
+        progress(0.9, "measuring the popularity baseline")
+        return evaluate(PopularityScorer.from_dataset(dataset), dataset.test_cases(), progress=False)
+
+    # --- catalogues visitors bring ---------------------------------------------------------------
+
+    def add_upload(self, session: str, items: str | os.PathLike, interactions: str | os.PathLike | None = None,
+                   label: str | None = None, progress: Callable[[float, str], None] | None = None) -> Served:
+        """A visitor's catalogue, served zero-shot by the default (pre-trained) checkpoint: read, encoded
+        (with progress) and held in memory for that visitor only; the same files again are not re-read.
+        Each visitor keeps their latest catalogue; at most ``max_uploads`` visitors' are held."""
+        progress = progress or (lambda f, what: None)
+        digest = hashlib.sha256()
+        for f in (items, interactions):
+            if f is not None:
+                digest.update(Path(f).read_bytes())
+        key = f"upload:{session}:{digest.hexdigest()[:16]}"
+        with self._lock:
+            if key in self._uploads.get(session, {}):
+                return self._uploads[session][key]
+        progress(0.0, "reading the file")
+        base = self._base_recommender()
+        rec = Recommender.from_catalogue(base, items, interactions, name=label or Path(items).name)
+        rec.progress = lambda done, total: progress(0.05 + 0.85 * done / max(total, 1),
+                                                    f"encoding {rec.dataset.n_items:,} items ({done}/{total} batches)")
+        _ = rec.item_vectors
+        rec.progress = None
+        served = Served(key, rec.dataset, rec, self.checkpoint_for("default")[0], "zero-shot",
+                        self._popularity(rec.dataset, progress), uploaded=True)
+        progress(1.0, "ready")
+        with self._lock:
+            self._uploads.pop(session, None)
+            self._uploads[session] = {key: served}
+            while len(self._uploads) > self.max_uploads:
+                self._uploads.popitem(last=False)
+        release_memory()
+        threading.Thread(target=self._map_quietly, args=(served,), name=f"map-{key}", daemon=True).start()
         return served
+
+    def drop_session(self, session: str) -> None:
+        """Forget a visitor's catalogue (called when their page closes)."""
+        with self._lock:
+            dropped = self._uploads.pop(session, None)
+            for key in dropped or {}:
+                self._maps.pop(key, None)
+                self._groups.pop(key, None)
+        if dropped:
+            release_memory()
+
+    def _base_recommender(self) -> Recommender:
+        """The default checkpoint's model, loaded once and shared by every visitor's catalogue."""
+        with self._lock:
+            if self._upload_base is None:
+                empty = SeqRecDataset(name="base", item_keys=[], items=[], user_keys=[], sequences=[])
+                self._upload_base = Recommender.from_pretrained(self.checkpoint_for("default")[0], empty,
+                                                                device=self.device)
+            return self._upload_base
 
     # --- embedding maps --------------------------------------------------------------------------
 
@@ -197,8 +267,8 @@ class AppService:
         with self._lock:
             if name in self._maps:
                 return True
-            served = self._served.get(name)
-        return served is not None and any(p.exists() for p in self.map_files(served))
+            served = self._current(name)
+        return served is not None and not served.uploaded and any(p.exists() for p in self.map_files(served))
 
     def embedding_map(self, name: str) -> np.ndarray:
         """2-D UMAP coordinates of every item vector: fitted once per checkpoint + catalogue, then read
@@ -213,16 +283,19 @@ class AppService:
             with self._lock:
                 if name in self._maps:
                     return self._maps[name]
-            shipped, cached = self.map_files(served)
-            source = shipped if shipped.exists() else cached if cached.exists() else None
-            if source is not None:
-                coords = load_numpy(str(source))["coords"]
-            else:
+            if served.uploaded:  # a visitor's catalogue never reaches the disk
                 coords = fit_map(served.recommender.unit_item_vectors.float().cpu().numpy())
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                save_numpy({"coords": coords}, str(cached))
+            else:
+                shipped, cached = self.map_files(served)
+                source = shipped if shipped.exists() else cached if cached.exists() else None
+                if source is not None:
+                    coords = load_numpy(str(source))["coords"]
+                else:
+                    coords = fit_map(served.recommender.unit_item_vectors.float().cpu().numpy())
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    save_numpy({"coords": coords}, str(cached))
             with self._lock:
-                if self._served.get(name) is served:  # not unloaded meanwhile
+                if self._current(name) is served:  # not unloaded meanwhile
                     self._maps[name] = coords
             return coords
 
@@ -241,9 +314,16 @@ class AppService:
         if groups is None:
             groups = cluster_groups(served.recommender.unit_item_vectors.float().cpu().numpy(), served.recommender.titles)
         with self._lock:
-            if self._served.get(name) is served:
+            if self._current(name) is served:
                 self._groups[name] = groups
         return groups
+
+    def _current(self, name: str) -> Served | None:
+        """What ``name`` serves now (None once unloaded or dropped); call with the lock held."""
+        for uploads in self._uploads.values():
+            if name in uploads:
+                return uploads[name]
+        return self._served.get(name)
 
     def _map_quietly(self, served: Served) -> None:
         try:  # works on the Served it was given: a dataset unloaded meanwhile is not loaded again

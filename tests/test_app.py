@@ -165,6 +165,35 @@ def test_experiment_files_sidecars_and_bad_files(service):
     build_demo(service)  # a malformed ablations.csv is reported on the page, not raised
 
 
+SHOP = "id,title,colour\n" + "".join(f"s{i},{t} lamp {i},{c}\n" for i, (t, c) in enumerate(
+    [("brass desk", "gold"), ("paper floor", "white"), ("glass table", "clear")] * 4))
+
+
+def test_a_visitors_catalogue_is_served_to_them_and_dropped_when_they_leave(service, tmp_path):
+    from jepa4rec.data import DataFormatError
+
+    f = tmp_path / "shop.csv"
+    f.write_text(SHOP)
+    calls = []
+    served = service.add_upload("visitor-1", f, label="shop.csv", progress=lambda p, what: calls.append(what))
+    assert served.uploaded and served.dataset.n_items == 12 and served.display_name == "shop.csv"
+    assert any("encoding 12 items" in c for c in calls) and calls[-1] == "ready"
+    assert service.get(served.name) is served and served.name not in service.dataset_names()
+    assert service.add_upload("visitor-1", f) is served  # the same file again: not read twice
+    view = H.rank_view(served, [0, 3], 6, 100)
+    assert view.target_rank_revealed <= view.target_rank_history
+    badge = H.badge_markdown(served)
+    assert "Your catalogue" in badge and "no interactions" in badge
+    _wait_for_background_maps()
+    service.drop_session("visitor-1")
+    with pytest.raises(DataFormatError, match="is not available"):
+        service.get(served.name)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("title\nx\n")
+    with pytest.raises(DataFormatError, match="no id column"):
+        service.add_upload("visitor-2", bad)
+
+
 def test_api_recommend_json(served):
     history, target = H.load_user(served, 1)
     out = H.api_recommend(served, history, target, 0.5, 5)
@@ -316,6 +345,34 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
             page.screenshot(path=str(ARTIFACTS / "dataset_switch_loading.png"), full_page=True)
             expect(page.get_by_text("Zero-shot:").first).to_be_visible(timeout=60_000)
             expect(page.get_by_text("No target chosen")).to_be_visible(timeout=30_000)
+
+            # A catalogue of one's own: a bad file is refused with its reason, a good one is served.
+            page.get_by_role("tab", name="Your catalogue").click()
+            bad = ARTIFACTS / "no_id.csv"
+            bad.write_text("title\nlamp\n")
+            with page.expect_file_chooser() as chooser:
+                page.get_by_text("Click to Upload").first.click()
+            chooser.value.set_files(str(bad))
+            expect(page.get_by_text("no_id.csv").first).to_be_visible(timeout=30_000)  # uploaded
+            page.get_by_role("button", name="Use this catalogue").click()
+            expect(page.get_by_text("no id column").first).to_be_visible(timeout=30_000)
+            shop = ARTIFACTS / "shop.csv"
+            shop.write_text(SHOP)
+            page.get_by_label("Clear").first.click()  # the File component's own clear button
+            with page.expect_file_chooser() as chooser:
+                page.get_by_text("Click to Upload").first.click()
+            chooser.value.set_files(str(shop))
+            expect(page.get_by_text("shop.csv").first).to_be_visible(timeout=30_000)
+            page.get_by_role("button", name="Use this catalogue").click()
+            expect(page.get_by_text("Loaded shop.csv").first).to_be_visible(timeout=60_000)
+            page.get_by_role("tab", name="Recommend & reveal").click()
+            expect(page.get_by_text("Your catalogue").first).to_be_visible(timeout=60_000)
+            page.get_by_label("Search the catalogue").press_sequentially("brass desk", delay=20)
+            page.get_by_label("Matches").click()
+            page.get_by_test_id("dropdown-option").first.click(timeout=20_000)
+            page.get_by_role("button", name="Add to history").click()
+            expect(page.locator("text=brass desk lamp >> visible=true").first).to_be_visible(timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "your_catalogue.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
             raise

@@ -63,6 +63,7 @@ CASES = [
     ("measure_reveal_demo", ["--dataset", "nope", "--out", "{out}/r.json"], "dataset 'nope' is not available"),
     ("build_embedding_map", ["--dataset", "nope"], "dataset 'nope' is not available"),
     ("load_test_app", ["--users", "0", "--out", "{out}/r.json"], "--users must be at least 1"),
+    ("benchmark_catalogue", ["--synthetic", "0"], "--synthetic must be at least 1"),
 ]
 
 
