@@ -339,6 +339,60 @@ def cluster_groups(vectors: np.ndarray, titles: list[str], n_clusters: int = 12,
     return [f"≈ {names[c]}" for c in labels]
 
 
+# --- why this item, and a brand-new item -------------------------------------------------------------
+
+def explain_item(served: Served, history: list[int], item) -> dict:
+    """Which history items carry ``item``'s score, and which of its words matter (history-only scores)."""
+    from jepa4rec.explain import history_contributions, word_importance
+
+    item = check_item(served, item, "the item to explain")
+    if not history:
+        raise UserInputError("The history is empty: an item's score comes from the history, so add items first.")
+    rec = served.recommender
+    return {
+        "item": item, "title": rec.titles[item],
+        "history": [{"item": c.item, "title": c.label, "delta": c.delta}
+                    for c in history_contributions(rec, history, item)],
+        "words": [{"word": c.label, "delta": c.delta} for c in word_importance(rec, history, item)],
+    }
+
+
+def parse_attributes(title: str, extra: str) -> dict[str, str]:
+    """A new item's attributes from a title and "name: value; name: value" (e.g. "brand: Acme; year: 1999")."""
+    attrs = {"title": (title or "").strip()} if (title or "").strip() else {}
+    for part in (extra or "").split(";"):
+        if not part.strip():
+            continue
+        if ":" not in part:
+            raise UserInputError(f"'{part.strip()}' is not 'name: value' (separate attributes with ';')")
+        name, value = (x.strip() for x in part.split(":", 1))
+        if not name:
+            raise UserInputError(f"'{part.strip()}' has no attribute name before ':'")
+        if value:
+            attrs[name] = value
+    if not attrs:
+        raise UserInputError("Give the new item a title (or another attribute): a text model ranks items by their words.")
+    return attrs
+
+
+def new_item_view(served: Served, history: list[int], attrs: dict[str, str], allow_repeats: bool | None = None,
+                  k: int = 10) -> dict:
+    """Where an item described by ``attrs`` would rank for ``history``, and its ``k`` nearest catalogue items."""
+    from jepa4rec.explain import rank_new_item
+
+    rec = served.recommender
+    exclude = not (served.repeats_by_default if allow_repeats is None else allow_repeats)
+    out = rank_new_item(rec, history, attrs, k=k, exclude_history=exclude)
+    return {"rank": out.rank, "of": served.dataset.n_items + 1, "score": out.score, "history_used": bool(history),
+            "neighbours": [{"item": i, "title": rec.titles[i], "cosine": c} for i, c in out.neighbours]}
+
+
+def neighbours_html(view: dict) -> str:
+    rows = [{"rank": i + 1, "item": n["item"], "title": n["title"], "score": n["cosine"], "target": False}
+            for i, n in enumerate(view["neighbours"])]
+    return top_table_html(rows, "Its nearest catalogue items (cosine)")
+
+
 # --- the API ----------------------------------------------------------------------------------------
 
 def api_recommend(served: Served, history, target=None, reveal=None, k=10, allow_repeats=None,

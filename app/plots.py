@@ -36,7 +36,9 @@ PALETTE = px.colors.qualitative.Alphabet
 
 
 def embedding_figure(coords: np.ndarray, titles: list[str], groups: list[str], history: list[int],
-                     target: int | None, top: list[int], title: str) -> go.Figure:
+                     target: int | None, top: list[int], title: str,
+                     new_item: tuple[float, float, str] | None = None) -> go.Figure:
+    """The map; ``new_item`` (x, y, title) marks a typed item, placed among its nearest catalogue items."""
     df = pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "title": titles, "group": groups})
     order = [g for g, _ in df["group"].value_counts().items() if g != "other"] + (["other"] if "other" in set(groups) else [])
     colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(o for o in order if o != "other")}
@@ -55,12 +57,38 @@ def embedding_figure(coords: np.ndarray, titles: list[str], groups: list[str], h
         fig.add_trace(go.Scatter(x=coords[ids, 0], y=coords[ids, 1], mode="markers", name=name,
                                  text=[titles[i] for i in ids], hoverinfo="text",
                                  marker=dict(symbol=symbol, size=size, color=colour, line=dict(width=2, color=colour))))
+    if new_item is not None:
+        fig.add_trace(go.Scatter(x=[new_item[0]], y=[new_item[1]], mode="markers", name="new item", text=[new_item[2]],
+                                 hoverinfo="text", marker=dict(symbol="x", size=16, color="#111",
+                                                               line=dict(width=2, color="#111"))))
     # The legend goes below the plot: beside it, long category names squeezed the map to half width.
     fig.update_layout(height=720, margin=dict(l=10, r=10, t=50, b=10), legend_title_text="",
                       legend=dict(orientation="h", yanchor="top", y=-0.02, xanchor="left", x=0, itemsizing="constant",
                                   font=dict(size=11)))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
+    return fig
+
+
+def explanation_figure(explained: dict) -> go.Figure:
+    """Two bar charts: each history item's pull on the item's score, and each of its words'."""
+    from plotly.subplots import make_subplots
+
+    hist, words = explained["history"], explained["words"]
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.28,
+                        subplot_titles=("history items (score lost when left out)", "its words (score lost when masked)"))
+    short = [h["title"] if len(h["title"]) <= 40 else h["title"][:39] + "…" for h in hist]
+    fig.add_trace(go.Bar(x=[h["delta"] for h in hist], y=[f"{i + 1}. {t}" for i, t in enumerate(short)],
+                         orientation="h", marker_color=["#2a9d8f" if h["delta"] >= 0 else "#e76f51" for h in hist],
+                         hovertext=[h["title"] for h in hist], hoverinfo="text+x"), row=1, col=1)
+    fig.add_trace(go.Bar(x=[w["delta"] for w in words], y=[f"{i + 1}. {w['word']}" for i, w in enumerate(words)],
+                         orientation="h", marker_color=["#2a9d8f" if w["delta"] >= 0 else "#e76f51" for w in words]),
+                  row=1, col=2)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text="change in cosine score")
+    title = explained["title"] if len(explained["title"]) <= 70 else explained["title"][:69] + "…"
+    fig.update_layout(title=f"Why '{title}'", showlegend=False, margin=dict(l=10, r=10, t=70, b=40),
+                      height=max(320, 26 * max(len(hist), len(words)) + 140))
     return fig
 
 

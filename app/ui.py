@@ -3,9 +3,11 @@ visitor's mistake (:class:`app.handlers.UserInputError`) becomes a warning toast
 from __future__ import annotations
 
 import functools
+import html
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from jepa4rec.data import DataFormatError
 from jepa4rec.data.registry import PROJECT_ROOT
@@ -13,8 +15,8 @@ from jepa4rec.evaluation import format_metrics
 
 from . import handlers as H
 from .api import endpoints
-from .plots import (EXPERIMENTS, embedding_figure, experiment_figure, finetune_curve_figure, read_result,
-                    reveal_curve_figure, training_curve_figure)
+from .plots import (EXPERIMENTS, embedding_figure, experiment_figure, explanation_figure, finetune_curve_figure,
+                    read_result, reveal_curve_figure, training_curve_figure)
 from .service import DEFAULT_DATASET, AppService
 
 try:  # On ZeroGPU Spaces, `spaces.GPU` attaches a GPU for the call; elsewhere the package is absent.
@@ -137,6 +139,7 @@ def build_demo(service: AppService) -> gr.Blocks:
         target = gr.State(None)
         top = gr.State([])
         map_open = gr.State(False)
+        new_point = gr.State(None)  # (x, y, title) of a typed new item on the map
 
         with gr.Tab("Recommend & reveal") as rec_tab:
             with gr.Row():
@@ -168,6 +171,19 @@ def build_demo(service: AppService) -> gr.Blocks:
                     tables = gr.HTML()
                     curve = gr.Plot(label="Target rank against reveal fraction")
                     gr.Markdown(REVEAL_HELP)
+                    with gr.Accordion("Why this item?", open=False):
+                        explain_pick = gr.Dropdown([], label="An item of the lists above, or the target")
+                        explain_btn = gr.Button("Explain")
+                        explain_plot = gr.Plot(show_label=False)
+                    with gr.Accordion("A brand-new item: where would it rank?", open=False):
+                        gr.Markdown("Describe an item the catalogue does not have; it is ranked against every "
+                                    "catalogue item for the history above, as soon as it has words.")
+                        new_title = gr.Textbox(label="Title", placeholder="e.g. Toy Story 5")
+                        new_extra = gr.Textbox(label="Other attributes (name: value; name: value)",
+                                               placeholder="e.g. year: 2026; genres: Animation, Comedy")
+                        new_btn = gr.Button("Rank it")
+                        new_summary = gr.Markdown()
+                        new_table = gr.HTML()
 
         with gr.Tab("Embedding map") as map_tab:
             map_note = gr.Markdown("UMAP of every item vector of the dataset (fitted once per model and catalogue, "
@@ -210,16 +226,16 @@ def build_demo(service: AppService) -> gr.Blocks:
             train_plot = gr.Plot(show_label=False)
 
         # --- callbacks -----------------------------------------------------------------------
-        def draw_map(name, hist, tgt, top_ids):
+        def draw_map(name, hist, tgt, top_ids, new=None):
             served = service.get(name)
             coords = service.embedding_map(name)
             groups = service.map_groups(name)
             return embedding_figure(coords, served.recommender.titles, groups, hist, tgt, top_ids,
-                                    f"{served.display_name}: {served.dataset.n_items:,} items")
+                                    f"{served.display_name}: {served.dataset.n_items:,} items", new)
 
         @gpu
         @_friendly
-        def refresh(name, hist, tgt, pct, order_, scoring_, repeats_, map_on):
+        def refresh(name, hist, tgt, pct, order_, scoring_, repeats_, map_on, new):
             served = service.get(name)
             view = H.rank_view(served, hist, tgt, pct, order_, scoring_, repeats_)
             plain_ids = [r["item"] for r in view.history_only]
@@ -231,11 +247,13 @@ def build_demo(service: AppService) -> gr.Blocks:
                 fig = reveal_curve_figure(H.reveal_curve(served, hist, tgt, order_, scoring_, repeats_),
                                           view.target_rank_history)
             top_ids = [r["item"] for r in (view.revealed or view.history_only)]
-            map_fig = draw_map(name, hist, tgt, top_ids) if map_on else gr.skip()
-            return H.history_table(served, hist), H.side_by_side(left, right), view.summary, fig, top_ids, map_fig
+            map_fig = draw_map(name, hist, tgt, top_ids, new) if map_on else gr.skip()
+            pickable = list(dict.fromkeys(([tgt] if tgt is not None else []) + top_ids + plain_ids))
+            picks = gr.update(choices=H.item_choices(served, pickable), value=None)
+            return H.history_table(served, hist), H.side_by_side(left, right), view.summary, fig, top_ids, map_fig, picks
 
-        view_inputs = [dataset, history, target, reveal, order, scoring, repeats, map_open]
-        view_outputs = [history_df, tables, summary, curve, top, map_plot]
+        view_inputs = [dataset, history, target, reveal, order, scoring, repeats, map_open, new_point]
+        view_outputs = [history_df, tables, summary, curve, top, map_plot, explain_pick]
 
         def on_search(name, q):
             served = service.get(name)
@@ -276,12 +294,13 @@ def build_demo(service: AppService) -> gr.Blocks:
 
         def reset(name):
             """Clear everything the previous dataset showed, at once, before the new one loads."""
-            loading = f"Loading **{name}**…"
+            shown = service.get(name).display_name if name.startswith("upload:") else name
+            loading = f"Loading **{html.escape(shown)}**…"
             return ([], None, [], gr.update(choices=[], value=None), "", H.empty_history(), "", loading, None,
-                    loading, None, 0)
+                    loading, None, 0, None, "", "", None, gr.update(choices=[], value=None))
 
         reset_outputs = [history, target, top, matches, query, history_df, tables, summary, curve,
-                         badge, map_plot, reveal]
+                         badge, map_plot, reveal, new_point, new_summary, new_table, explain_plot, explain_pick]
 
         def load(name, progress=gr.Progress()):
             served = service.get(name, progress=lambda f, what: progress(f, desc=what))
@@ -292,11 +311,36 @@ def build_demo(service: AppService) -> gr.Blocks:
         load_outputs = [badge, about, train_plot, repeats]
 
         @_friendly
-        def on_map_tab(name, hist, tgt, top_ids, progress=gr.Progress()):
+        def on_map_tab(name, hist, tgt, top_ids, new, progress=gr.Progress()):
             if not service.has_map(name):
                 progress(0.1, desc=f"fitting UMAP over {service.get(name).dataset.n_items:,} item vectors (once per "
                                    "model and catalogue, then cached)")
-            return True, draw_map(name, hist, tgt, top_ids)
+            return True, draw_map(name, hist, tgt, top_ids, new)
+
+        @_friendly
+        def on_explain(name, hist, item):
+            if item is None or item == "":
+                raise H.UserInputError("Pick an item to explain (from the lists above, or the target).")
+            return explanation_figure(H.explain_item(service.get(name), hist, item))
+
+        @_friendly
+        def on_new_item(name, hist, title, extra, repeats_):
+            served = service.get(name)
+            attrs = H.parse_attributes(title, extra)
+            view = H.new_item_view(served, hist, attrs, repeats_)
+            point = None
+            if service.has_map(name):  # placed at its nearest items' mean position, weighted by cosine
+                coords = service.embedding_map(name)
+                ids = [n["item"] for n in view["neighbours"]]
+                w = np.clip(np.array([n["cosine"] for n in view["neighbours"]]), 1e-6, None)
+                x, y = (coords[ids] * w[:, None]).sum(0) / w.sum()
+                point = (float(x), float(y), f"new: {attrs.get('title') or next(iter(attrs.values()))}")
+            where = (f"would rank **{view['rank']:,}** of {view['of']:,} for this history (score {view['score']:.3f})"
+                     if view["history_used"] else "has no history to rank against yet: add items to the history")
+            text = f"**{html.escape(' · '.join(attrs.values()))}** {where}."
+            if point is not None:
+                text += " It is marked ✕ on the embedding map, among its nearest items."
+            return text, H.neighbours_html(view), point
 
         private = dict(api_visibility="private")
         query.input(on_search, [dataset, query], matches, trigger_mode="always_last", **private)
@@ -337,7 +381,10 @@ def build_demo(service: AppService) -> gr.Blocks:
             service.drop_session(request.session_hash)
 
         demo.unload(on_leave)
-        map_tab.select(on_map_tab, [dataset, history, target, top], [map_open, map_plot], **private)
+        map_tab.select(on_map_tab, [dataset, history, target, top, new_point], [map_open, map_plot], **private)
+        explain_btn.click(on_explain, [dataset, history, explain_pick], explain_plot, **private)
+        new_btn.click(on_new_item, [dataset, history, new_title, new_extra, repeats], [new_summary, new_table, new_point],
+                      **private)
         for tab in (rec_tab, upload_tab, exp_tab, about_tab):
             tab.select(lambda: False, None, map_open, **private)
 

@@ -377,3 +377,24 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
             raise
         browser.close()
+
+
+def test_why_this_item_and_a_new_item(served):
+    history, target = H.load_user(served, 3)
+    why = H.explain_item(served, history, target)
+    assert [h["item"] for h in why["history"]] == history and why["words"]
+    with pytest.raises(H.UserInputError, match="history is empty"):
+        H.explain_item(served, [], target)
+    attrs = H.parse_attributes("red guitar strap deluxe", "colour: red; brand: Acme")
+    assert attrs == {"title": "red guitar strap deluxe", "colour": "red", "brand": "Acme"}
+    for title, extra, said in (("", "", "Give the new item a title"), ("x", "brand Acme", "is not 'name: value'"),
+                               ("x", ": y", "no attribute name")):
+        with pytest.raises(H.UserInputError, match=said):
+            H.parse_attributes(title, extra)
+    view = H.new_item_view(served, history, attrs)
+    assert 1 <= view["rank"] <= view["of"] == served.dataset.n_items + 1 and len(view["neighbours"]) == 10
+    assert "red guitar" in view["neighbours"][0]["title"]  # its nearest item shares its words
+    from app.plots import explanation_figure
+
+    fig = explanation_figure(why)
+    assert len(fig.data) == 2 and len(fig.data[0].y) == len(history)
