@@ -6,8 +6,8 @@ import functools
 
 import gradio as gr
 
-from jepa4rec.data.registry import PROJECT_ROOT
 from jepa4rec.evaluation import format_metrics
+from jepa4rec.paths import PROJECT_ROOT
 
 from . import handlers as H
 from .api import endpoints

@@ -16,8 +16,8 @@ from .data import PRETRAIN_DOMAINS
 from .errors import ConfigError
 from .language_models import is_language_model
 from .losses import LossConfig
+from .paths import CONFIG_DIR
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass

@@ -18,11 +18,10 @@ import torch
 
 from .checkpoint import CheckpointError
 from .config import FinetuneConfig, PretrainConfig, load_config, merge_dicts, to_dict
-from .data.registry import PROJECT_ROOT
 from .errors import ConfigError
 from .evaluate import evaluate_checkpoint
+from .paths import RESULTS_DIR
 
-RESULTS_DIR = PROJECT_ROOT / "scripts" / "results"
 HEADLINE_METRICS = ("NDCG@10", "Recall@10", "MRR")
 
 

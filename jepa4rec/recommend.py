@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 
 from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
-from .data.registry import cache_dir
+from .paths import cache_dir
 from .ranking import ItemIndex
 from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, item_sentence
 

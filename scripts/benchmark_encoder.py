@@ -35,10 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.paths import RESULTS_DIR
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -336,7 +334,7 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=200, help="single queries timed per top-k measurement")
     parser.add_argument("--reveal-items", type=int, default=20_000, help="catalogue size of the slider benchmark")
     parser.add_argument("--reveal-users", type=int, default=50, help="users (4 slider moves each)")
-    parser.add_argument("--out", default=str(ROOT / "scripts/results/benchmark_encoder.json"),
+    parser.add_argument("--out", default=str(RESULTS_DIR / "benchmark_encoder.json"),
                         help="JSON file the figures are written to")
     args = parser.parse_args(argv)
 

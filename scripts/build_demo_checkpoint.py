@@ -20,11 +20,8 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.errors import UserError  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.errors import UserError
 
 LIMIT_BYTES = 10 * 1024 * 1024
 CHECKPOINT_LIMIT_BYTES = 50 * 1024 * 1024
