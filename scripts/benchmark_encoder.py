@@ -125,7 +125,7 @@ def bench_finetune(args) -> dict:
     import torch.nn.functional as F
 
     from jepa4rec.batches import group_by_length
-    from jepa4rec.finetuning import training_pairs
+    from jepa4rec.batches import finetuning_pairs
 
     ds = scientific(args)
     rec = minilm_recommender(ds, max_tokens=1024, max_items=50, device="cpu")
@@ -134,7 +134,7 @@ def bench_finetune(args) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     rng = np.random.default_rng(0)
     n = args.finetune_batches * args.batch_size
-    pairs = training_pairs(ds, "sample", 50, rng)[:n]  # both paths train on these same pairs
+    pairs = finetuning_pairs(ds, "sample", 50, rng)[:n]  # both paths train on these same pairs
     result = {"pairs": n, "batch_size": args.batch_size, "max_tokens": 1024}
     for name, path, grouped in (("longformer_random", "longformer", False), ("sdpa_grouped", "sdpa", True)):
         ordered = pairs
@@ -194,7 +194,7 @@ def bench_evaluate(args) -> list[dict]:
     tiny_tok = ItemTokenizer(train_tokenizer((sentence_text(i) for i in ds.items), 8000), TextConfig(max_tokens=1024))
     for size in ("tiny", "minilm"):
         if size == "tiny":
-            from jepa4rec.modeling import new_model
+            from jepa4rec.builder import new_model
 
             model = new_model(tiny_tok, model_size="tiny", overrides={}, max_items=50, max_tokens=1024, seed=0)
             rec = Recommender(model, tiny_tok, ds, device="cpu", batch_size=64, precision="fp32")
