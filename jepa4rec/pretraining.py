@@ -357,12 +357,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     # A resumed run that had already reached max_steps draws no batch.
     batches = batch_stream(sequences, cfg, epoch, batch_start, rank, world) if step < cfg.max_steps else iter(())
     for epoch, b, chunk in batches:
+        # batch
         batch = _to_device(corpus.collate_pairs(chunk), accelerator.device)
         tokens += int(batch["history"]["attention_mask"].sum() + batch["next_item"]["attention_mask"].sum())
         # Masking draws from a generator seeded by the step: a resumed run masks identically.
         gen = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1_000_003 + step * 7919 + rank)
+        # forward (the whole step of pretrain_losses) → backward → clip, AdamW and schedule step
         with accelerator.accumulate(module), accelerator.autocast():
-            outputs = module(batch, target, gen)  # forward: the whole step of pretrain_losses
+            outputs = module(batch, target, gen)
             accelerator.backward(outputs["loss"])
             if accelerator.sync_gradients and cfg.optim.grad_clip:
                 accelerator.clip_grad_norm_(module.parameters(), cfg.optim.grad_clip)
@@ -371,9 +373,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             optimizer.zero_grad(set_to_none=True)
         if not accelerator.sync_gradients:
             continue  # a micro-batch of gradient accumulation: no optimizer step was taken
+        # EMA update of the target encoder
         momentum = momentum_at(step, schedule_steps, cfg.ema_momentum_start, cfg.ema_momentum_end)
         ema_update(target, unwrapped.model.encoder, momentum)
         step += 1
+        # log
         last = {k: float(v.detach()) for k, v in outputs.items()}
         check_health(last, step, epoch, b, cfg, out)
         bar.update(1)
@@ -383,6 +387,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             log.append([step, epoch, scheduler.get_last_lr()[0], last["loss"], last["loss_si"], last["loss_mlm"],
                         last["loss_map"], last["item_spread"], momentum, cfg.batch_size * world, tokens,
                         round(time.time() - start, 2)])
+        # save / stop
         out_of_time = cfg.max_minutes is not None and time.time() - start > cfg.max_minutes * 60
         if step >= cfg.max_steps or out_of_time:
             save(epoch, b + 1)
