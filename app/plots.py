@@ -1,19 +1,21 @@
 """Plotly figures: the reveal curve, the embedding map and the experiment charts.
 
 Each experiment chart reads a result file under ``scripts/results/`` written by the command named in
-:data:`EXPERIMENTS`; a missing file gives a message naming that command instead of a chart.
+:data:`jepa4rec.experiments.EXPERIMENTS`; a missing file gives a message naming that command instead of
+a chart.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+
+from jepa4rec.experiments import Experiment
 
 
 def reveal_curve_figure(curve: pd.DataFrame, history_rank: int | None = None,
@@ -90,45 +92,6 @@ def explanation_figure(explained: dict) -> go.Figure:
     fig.update_layout(title=f"Why '{title}'", showlegend=False, margin=dict(l=10, r=10, t=70, b=40),
                       height=max(320, 26 * max(len(hist), len(words)) + 140))
     return fig
-
-
-@dataclass(frozen=True)
-class Experiment:
-    stem: str  # scripts/results/<stem>.csv (long format)
-    title: str
-    script: str  # the command that writes the file: python <script>
-    x: str
-    y: str
-    color: str
-    facet: str | None = None
-    row: str | None = None  # a second facet, in rows
-    kind: str = "line"  # line | bar
-    log_x: bool = False
-
-    @property
-    def command(self) -> str:
-        return f"python {self.script}"
-
-
-EXPERIMENTS = (
-    Experiment("reveal_curve", "Reveal case study (Fig. 7): Recall@10 against the share of target words revealed",
-               "scripts/reproduce_reveal.py", x="reveal", y="value", color="model", facet="metric", row="dataset"),
-    Experiment("masking_ratio", "Next-item masking ratio (Fig. 8)", "scripts/reproduce_masking.py",
-               x="ratio", y="value", color="dataset", facet="metric"),
-    Experiment("ablations", "Ablations (Table 3)", "scripts/reproduce_ablations.py",
-               x="variant", y="value", color="dataset", facet="metric", kind="bar"),
-    Experiment("low_resource", "Low-resource training (Fig. 5): share of training users kept",
-               "scripts/reproduce_low_resource.py", x="fraction", y="value", color="model", facet="metric",
-               row="dataset", log_x=True),
-    Experiment("pretrain_data", "Pre-training data (Fig. 3): fine-tuned after pre-training on none, one or all domains",
-               "scripts/reproduce_pretrain_data.py", x="pretraining", y="value", color="dataset", facet="metric",
-               kind="bar"),
-    Experiment("zeroshot", "Zero-shot transfer (Fig. 4): pre-trained models on unseen target domains",
-               "scripts/reproduce_pretrain_data.py", x="dataset", y="value", color="model", facet="metric",
-               kind="bar"),
-    Experiment("results_table", "Overall results (Table 2)", "scripts/results_table.py",
-               x="model", y="value", color="metric", facet="dataset", kind="bar"),
-)
 
 
 AXIS_LABELS = {"value": "metric value", "reveal": "share of target words revealed", "ratio": "masking ratio",

@@ -27,14 +27,12 @@ from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 
 from jepa4rec.baselines.popularity import PopularityScorer
 from jepa4rec.data import DataFormatError, SeqRecDataset, available_datasets, load_dataset
-from jepa4rec.data.registry import PROJECT_ROOT, cache_dir
 from jepa4rec.evaluation import evaluate
+from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR, cache_dir
 from jepa4rec.recommend import Recommender, catalogue_digest
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = PROJECT_ROOT / "checkpoints"
-RESULTS_DIR = PROJECT_ROOT / "scripts" / "results"
 DEFAULT_DATASET = "ml-100k"
 # Datasets the app offers when their folder exists under the data root (the pre-training domains
 # and the duplicate Online Retail copies are left out of the menu).

@@ -10,13 +10,13 @@ import gradio as gr
 import numpy as np
 
 from jepa4rec.data import DataFormatError
-from jepa4rec.data.registry import PROJECT_ROOT
 from jepa4rec.evaluation import format_metrics
+from jepa4rec.experiments import EXPERIMENTS
 
 from . import handlers as H
 from .api import endpoints
-from .plots import (EXPERIMENTS, embedding_figure, experiment_figure, explanation_figure, finetune_curve_figure,
-                    read_result, reveal_curve_figure, training_curve_figure)
+from .plots import (embedding_figure, experiment_figure, explanation_figure, finetune_curve_figure, read_result,
+                    reveal_curve_figure, training_curve_figure)
 from .service import DEFAULT_DATASET, AppService
 
 try:  # On ZeroGPU Spaces, `spaces.GPU` attaches a GPU for the call; elsewhere the package is absent.
@@ -206,8 +206,7 @@ def build_demo(service: AppService) -> gr.Blocks:
                 gr.Plot(curve_fig)
             for exp in EXPERIMENTS:
                 path = service.result_file(exp.stem)
-                script = PROJECT_ROOT / exp.script
-                if path is None and script.exists():
+                if path is None and exp.script_path.exists():
                     gr.Markdown(f"### {exp.title}\nNo result file yet: run `{exp.command}` "
                                 f"(it writes `scripts/results/{exp.stem}.csv`).")
                 elif path is None:

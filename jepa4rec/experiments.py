@@ -1,4 +1,6 @@
-"""Building blocks of the experiment commands under ``scripts/`` (paper Sec. 4 and appendices).
+"""The paper's experiments: which command writes which result file (:data:`EXPERIMENTS`, what the app's
+Experiments tab charts), and the building blocks of those commands under ``scripts/`` (paper Sec. 4 and
+appendices).
 
 Each experiment is a grid of pre-training and fine-tuning runs evaluated by the one evaluator. A run
 lives in its own directory and is reused when its output exists, so an interrupted command picks up
@@ -11,19 +13,67 @@ import json
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from .checkpoint import CheckpointError
-from .config import FinetuneConfig, PretrainConfig, load_config, merge_dicts, to_dict
-from .data.registry import PROJECT_ROOT
+from .checkpoint import CheckpointError, latest_checkpoint
+from .config import FinetuneConfig, PretrainConfig, current_spelling, load_config, merge_dicts, to_dict
 from .errors import ConfigError
-from .evaluate import evaluate_checkpoint
+from .finetuning import finetune
+from .paths import PROJECT_ROOT, RESULTS_DIR
+from .pretraining import pretrain
+from .recommend import evaluate_checkpoint
 
-RESULTS_DIR = PROJECT_ROOT / "scripts" / "results"
 HEADLINE_METRICS = ("NDCG@10", "Recall@10", "MRR")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One chart of the app's Experiments tab: the long-format file ``scripts/results/<stem>.csv`` that the
+    command ``python <script>`` writes, and how to plot it."""
+
+    stem: str  # scripts/results/<stem>.csv (long format)
+    title: str
+    script: str  # the command that writes the file, relative to the project: python <script>
+    x: str
+    y: str
+    color: str
+    facet: str | None = None
+    row: str | None = None  # a second facet, in rows
+    kind: str = "line"  # line | bar
+    log_x: bool = False
+
+    @property
+    def command(self) -> str:
+        return f"python {self.script}"
+
+    @property
+    def script_path(self) -> Path:
+        return PROJECT_ROOT / self.script
+
+
+EXPERIMENTS = (
+    Experiment("reveal_curve", "Reveal case study (Fig. 7): Recall@10 against the share of target words revealed",
+               "scripts/reproduce_reveal.py", x="reveal", y="value", color="model", facet="metric", row="dataset"),
+    Experiment("masking_ratio", "Next-item masking ratio (Fig. 8)", "scripts/reproduce_masking.py",
+               x="ratio", y="value", color="dataset", facet="metric"),
+    Experiment("ablations", "Ablations (Table 3)", "scripts/reproduce_ablations.py",
+               x="variant", y="value", color="dataset", facet="metric", kind="bar"),
+    Experiment("low_resource", "Low-resource training (Fig. 5): share of training users kept",
+               "scripts/reproduce_low_resource.py", x="fraction", y="value", color="model", facet="metric",
+               row="dataset", log_x=True),
+    Experiment("pretrain_data", "Pre-training data (Fig. 3): fine-tuned after pre-training on none, one or all domains",
+               "scripts/reproduce_pretrain_data.py", x="pretraining", y="value", color="dataset", facet="metric",
+               kind="bar"),
+    Experiment("zeroshot", "Zero-shot transfer (Fig. 4): pre-trained models on unseen target domains",
+               "scripts/reproduce_pretrain_data.py", x="dataset", y="value", color="model", facet="metric",
+               kind="bar"),
+    Experiment("results_table", "Overall results (Table 2)", "scripts/results_table.py",
+               x="model", y="value", color="metric", facet="dataset", kind="bar"),
+)
 
 
 # Options that do not change what a run computes, so a run may be reused across them.
@@ -44,6 +94,7 @@ def check_reusable(run_dir: str | Path, stored: dict, cfg) -> None:
     option existed counts as having had its default; options since removed are ignored): reusing it
     would silently mix configurations."""
     default = to_dict(type(cfg)())
+    stored = current_spelling(type(cfg), stored, warn=False)  # runs made before an option was renamed
     old, new = _flat(merge_dicts(default, stored)), _flat(to_dict(cfg))
     diff = sorted(k for k in new
                   if k.split(".")[0] not in _RUN_IRRELEVANT and json.dumps(old.get(k)) != json.dumps(new.get(k)))
@@ -55,9 +106,6 @@ def check_reusable(run_dir: str | Path, stored: dict, cfg) -> None:
 def pretrain_once(output_dir: str | Path, overrides: list[str], config: str = "pretrain_tiny") -> Path:
     """Pre-train with ``config`` + ``overrides`` into ``output_dir``; an existing ``final/`` is reused and
     an interrupted run resumes from its latest checkpoint, in both cases only if its options match."""
-    from .checkpoint import latest_checkpoint
-    from .training import pretrain
-
     cfg = load_config(PretrainConfig, config, [*overrides, f"output_dir={output_dir}"])
     final = Path(output_dir) / "final"
     if (final / "training_card.json").exists():  # written last: a run killed while saving is not reused
@@ -73,8 +121,6 @@ def pretrain_once(output_dir: str | Path, overrides: list[str], config: str = "p
 def finetune_once(output_dir: str | Path, dataset, init_from: str | Path | None, overrides: list[str],
                   config: str = "finetune_tiny") -> dict:
     """Fine-tune on ``dataset`` (an object or a name) into ``output_dir``; an existing ``results.json`` is reused."""
-    from .finetuning import finetune
-
     name = dataset if isinstance(dataset, str) else dataset.name
     extra = [f"init_from={init_from}"] if init_from else []
     cfg = load_config(FinetuneConfig, config, [f"dataset={name}", *extra, *overrides, f"output_dir={output_dir}"])
@@ -134,6 +180,6 @@ def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path |
     return out / f"{stem}.csv"
 
 
-__all__ = ["RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "matched_pretraining",
+__all__ = ["EXPERIMENTS", "Experiment", "RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "matched_pretraining",
            "add_run_args", "long_rows",
            "write_results", "evaluate_test_split"]

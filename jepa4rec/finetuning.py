@@ -4,12 +4,22 @@ The item matrix I (every item sentence encoded alone) is re-encoded at the start
 (or every ``refresh_every`` steps) and held fixed in between, as the paper does to save compute;
 gradients reach the shared encoder through the history side. Early stopping on validation
 NDCG@10 keeps the best model directory.
+
+Each epoch: cut pairs from the training sequences → (group by length) → per batch: encode the
+histories, L_FT against the fixed matrix (+ the in-batch loss of ``item_grad: batch``, + λ2·L_map on
+FFN2 when ``loss.lambda_map`` > 0) → backward → clip → AdamW and schedule step; then validate, keep the
+best epoch in ``best/`` and the resume state in ``last/``.
+
+Mixed precision is ``torch.autocast`` around the encoder calls (:func:`jepa4rec.optim.autocast`), not
+Accelerate as in pre-training: Accelerate's state is one per process and cannot change its precision
+once set (the experiment commands pre-train and fine-tune in one process), it picks the device itself
+where fine-tuning takes ``device`` (``cuda:1``), and its fp16 path adds a loss scaler that changes the
+numbers. On the CPU the two paths compute the same.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -19,38 +29,24 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .batches import Pair, group_by_length
+from .batches import Pair, finetuning_pairs, group_by_length
+from .builder import item_tokenizer, new_model
 from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint, recover_dir, save_model_dir,
                          save_training_checkpoint)
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
 from .evaluation import evaluate
+from .language_models import LANGUAGE_MODELS, is_language_model
 from .losses import contrastive_loss, mapping_loss
 from .masking import bert_mask
-from .language_models import LANGUAGE_MODELS, is_language_model, language_model_dir
+from .optim import EarlyStopping, autocast, build_optimizer, build_scheduler, resolve_mixed_precision
 from .recommend import Recommender
-from .text import ItemTokenizer, TextConfig, load_tokenizer, sentence_text, train_tokenizer
-from .modeling import new_model
-from .training import build_optimizer, build_scheduler, resolve_mixed_precision
+from .text import ItemTokenizer, TextConfig, sentence_text
 
 logger = logging.getLogger(__name__)
 
 
-def training_pairs(dataset: SeqRecDataset, mode: str, max_items: int, rng: np.random.Generator) -> list[Pair]:
-    """Pairs from the training part (``seq[:-2]``) of every user's sequence."""
-    if mode not in ("all", "sample"):
-        raise ValueError(f"pairs must be 'all' or 'sample', got {mode!r}")
-    pairs = []
-    for seq in dataset.train_sequences():
-        if len(seq) < 2:
-            continue
-        cuts = range(1, len(seq)) if mode == "all" else [int(rng.integers(1, len(seq)))]
-        for t in cuts:
-            pairs.append(Pair(0, tuple(seq[max(0, t - max_items):t]), seq[t]))
-    return [pairs[i] for i in rng.permutation(len(pairs))]
-
-
-def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset):
+def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset) -> tuple:
     """(model, item tokenizer, source card): a pre-trained JEPA4Rec directory, a language model's
     encoder (fine-tuning without recommendation pre-training), or a model from scratch."""
     if cfg.init_from and not is_language_model(cfg.init_from):
@@ -65,16 +61,91 @@ def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset):
             model.get_input_embeddings().weight.requires_grad_(False)
         return model, tok, card
     text_cfg = TextConfig(max_items=cfg.max_items, max_tokens=cfg.max_tokens or 1024)
-    if cfg.init_from:
-        tok = ItemTokenizer(load_tokenizer(language_model_dir(cfg.init_from)), text_cfg)
-    elif cfg.tokenizer:
-        tok = ItemTokenizer(load_tokenizer(cfg.tokenizer), text_cfg)
-    else:
-        tok = ItemTokenizer(train_tokenizer((sentence_text(it, text_cfg) for it in dataset.items), cfg.vocab_size), text_cfg)
+    # From scratch, a vocabulary is trained on the target catalogue.
+    tok = item_tokenizer(text_cfg, init_from=cfg.init_from, tokenizer=cfg.tokenizer, vocab_size=cfg.vocab_size,
+                         texts=(sentence_text(it, text_cfg) for it in dataset.items))
     model = new_model(tok, model_size=cfg.model_size, overrides=cfg.model, max_items=cfg.max_items,
                       max_tokens=text_cfg.max_tokens, init_from=cfg.init_from, token_init=cfg.token_init,
                       freeze_word_embeddings=cfg.freeze_word_embeddings, seed=cfg.seed)
     return model, tok, {"source": model.config.base_model} if cfg.init_from else {}
+
+
+def batch_loss(model, tok: ItemTokenizer, rec: Recommender, chunk: list[Pair], item_matrix: torch.Tensor,
+               cfg: FinetuneConfig, precision: str) -> torch.Tensor:
+    """L_FT of one batch: cross-entropy of cos(h_CLS, I) / τ against the fixed unit item matrix I, plus the
+    in-batch loss of ``item_grad: batch`` and λ2·L_map when set."""
+    device, loss_cfg = rec.device, cfg.loss
+    hist = {k: v.to(device) for k, v in tok.collate([[rec.encoded[i] for i in p.history] for p in chunk]).items()}
+    targets = torch.tensor([p.target for p in chunk], device=device)
+    with autocast(device, precision):
+        h_raw = model.encode(hist).float()
+        h = F.normalize(h_raw, dim=-1)
+    loss = F.cross_entropy(h @ item_matrix.T / loss_cfg.temperature, targets)
+    if cfg.item_grad == "batch":
+        # In-batch sequence-item contrastive loss on freshly encoded targets. Fresh vectors are not
+        # mixed into the stale matrix: "the fresh column" would itself give the answer away.
+        items = {k: v.to(device) for k, v in tok.collate_items([rec.encoded[p.target] for p in chunk]).items()}
+        with autocast(device, precision):
+            fresh = model.encode(items).float()
+        loss = loss + contrastive_loss(h_raw, fresh, loss_cfg.temperature, targets, gather=False)
+    if loss_cfg.lambda_map > 0:
+        # FFN2(h_CLS ⊕ h_{n+1,M}) → the target's vector in the (fixed) item matrix.
+        nxt = tok.collate_items([rec.encoded[p.target] for p in chunk])
+        ids, _ = bert_mask(nxt["input_ids"], nxt["token_type_ids"], loss_cfg.next_item_mask_ratio,
+                           mask_id=tok.mask_id, vocab_size=len(tok.tokenizer), special_ids=tok.special_ids)
+        nxt = {k: v.to(device) for k, v in {**nxt, "input_ids": ids}.items()}
+        with autocast(device, precision):
+            pred = model.predict_next(h_raw, model.encode(nxt).float()).float()
+        loss = loss + loss_cfg.lambda_map * mapping_loss(pred, item_matrix[targets], normalize=True)
+    return loss
+
+
+def train_epoch(epoch: int, model, tok: ItemTokenizer, rec: Recommender, cfg: FinetuneConfig,
+                rng: np.random.Generator, optimizer, scheduler, step: int, started: float,
+                precision: str) -> tuple[float, int, int]:
+    """One epoch (cut short by ``max_minutes``); returns (mean loss, batches done, steps done in all)."""
+    pairs = finetuning_pairs(rec.dataset, cfg.pairs, cfg.max_items, rng)
+    if cfg.group_by_length:
+        pairs = group_by_length(pairs, [tok.history_length([rec.encoded[i] for i in p.history]) for p in pairs],
+                                cfg.batch_size, rng)
+    item_matrix = F.normalize(rec.refresh_item_vectors(), dim=-1).detach()
+    model.train()
+    total, done = 0.0, 0
+    bar = tqdm(range(len(pairs) // cfg.batch_size), desc=f"fine-tune {rec.dataset.name} epoch {epoch}",
+               disable=not cfg.progress, dynamic_ncols=True)
+    for b in bar:
+        loss = batch_loss(model, tok, rec, pairs[b * cfg.batch_size:(b + 1) * cfg.batch_size], item_matrix, cfg,
+                          precision)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        total += loss.item()
+        done += 1
+        bar.set_postfix(loss=f"{total / done:.3f}")
+        if cfg.refresh_every and step % cfg.refresh_every == 0:
+            item_matrix = F.normalize(rec.refresh_item_vectors(), dim=-1).detach()
+            model.train()
+        if out_of_time(cfg, started):
+            break
+    bar.close()
+    return total / max(done, 1), done, step
+
+
+def out_of_time(cfg: FinetuneConfig, started: float) -> bool:
+    return bool(cfg.max_minutes) and time.time() - started > cfg.max_minutes * 60
+
+
+def validation_cases(dataset: SeqRecDataset, cfg: FinetuneConfig) -> list:
+    """Every validation case, or a fixed random subset of ``max_valid_users`` (drawn from ``seed``)."""
+    cases = dataset.valid_cases()
+    if cfg.max_valid_users and len(cases) > cfg.max_valid_users:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(cases), cfg.max_valid_users, replace=False))
+        cases = [cases[i] for i in keep]
+    return cases
 
 
 def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: bool = False) -> dict:
@@ -89,138 +160,82 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     dataset = dataset or load_dataset(cfg.dataset, root=cfg.data_root)
     dataset.require_text()
     out = Path(cfg.output_dir)
-    last_dir = out / "last"
+    last_dir, best_dir = out / "last", out / "best"
     if resume:  # a save killed between its two renames left the previous folder under <name>.old
         recover_dir(last_dir)
-        recover_dir(out / "best")
+        recover_dir(best_dir)
     if resume and (out / "results.json").exists() and not last_dir.exists():
         return json.loads((out / "results.json").read_text())
     # The model (a missing or corrupt init_from) and the catalogue are checked before the output folder is made.
     model, tok, source_card = build_model(cfg, dataset)
+    # rec.encoded (the catalogue tokenized once) serves both training batches and scoring.
     rec = Recommender(model, tok, dataset, device=cfg.device, batch_size=cfg.eval_batch_size, use_cache=False)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-    device = rec.device
-    # rec.encoded (the catalogue tokenized once) serves both training batches and scoring.
-    mp = resolve_mixed_precision(cfg.mixed_precision) if device.type == "cuda" else "no"
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
-
-    valid_cases = dataset.valid_cases()
-    if cfg.max_valid_users and len(valid_cases) > cfg.max_valid_users:
-        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(valid_cases), cfg.max_valid_users, replace=False))
-        valid_cases = [valid_cases[i] for i in keep]
-
+    precision = resolve_mixed_precision(cfg.mixed_precision) if rec.device.type == "cuda" else "no"
+    valid_cases = validation_cases(dataset, cfg)
     train_lengths = [len(seq) for seq in dataset.train_sequences() if len(seq) >= 2]
     n_pairs = sum(n - 1 for n in train_lengths) if cfg.pairs == "all" else len(train_lengths)
-    steps_per_epoch = max(n_pairs // cfg.batch_size, 1)
     optimizer = build_optimizer(model, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch * cfg.epochs)
+    scheduler = build_scheduler(optimizer, cfg.optim, max(n_pairs // cfg.batch_size, 1) * cfg.epochs)
 
     def validate() -> dict:
         rec.refresh_item_vectors()
         return evaluate(rec, valid_cases, batch_size=cfg.eval_batch_size, progress=False)
 
     history: list[dict] = []
-    best_score, best_epoch, stale = -math.inf, None, 0
-    best_dir = out / "best"
-    start = time.time()
+    stopper = EarlyStopping(cfg.patience)
+    started = time.time()
     step, first_epoch, earlier_seconds = 0, 1, 0.0
     if resume and (last_dir / "trainer_state.json").exists():
-        state = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=device)
+        state = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=rec.device)
         rng.bit_generator.state = state["np_generator"]
         history, step, earlier_seconds = state["history"], state["step"], state["train_seconds"]
-        best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale"]
-        first_epoch = state["epoch"] + 1
-        initial = history[0]["valid"]
+        stopper = EarlyStopping(cfg.patience, state["best_score"], state["best_epoch"], state["stale"])
+        # It had early-stopped: only the test is left.
+        first_epoch = cfg.epochs + 1 if stopper.should_stop else state["epoch"] + 1
         logger.info("resumed from %s after epoch %d", last_dir, state["epoch"])
-        if stale >= cfg.patience:
-            first_epoch = cfg.epochs + 1  # it had early-stopped: only the test is left
     else:
-        initial = validate()
-        history.append({"epoch": 0, "valid": initial})
-        logger.info("epoch 0 (before fine-tuning): %s", initial)
+        history.append({"epoch": 0, "valid": validate()})
+        logger.info("epoch 0 (before fine-tuning): %s", history[0]["valid"])
     for epoch in range(first_epoch, cfg.epochs + 1):
-        pairs = training_pairs(dataset, cfg.pairs, cfg.max_items, rng)
-        if cfg.group_by_length:
-            pairs = group_by_length(pairs, [tok.history_length([rec.encoded[i] for i in p.history]) for p in pairs],
-                                    cfg.batch_size, rng)
-        n_batches = len(pairs) // cfg.batch_size
-        model.train()
-        item_matrix = F.normalize(rec.refresh_item_vectors(), dim=-1).detach()
-        model.train()
-        total, done, bar = 0.0, 0, tqdm(range(n_batches), desc=f"fine-tune {dataset.name} epoch {epoch}",
-                                disable=not cfg.progress, dynamic_ncols=True)
-        for b in bar:
-            chunk = pairs[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            hist = {k: v.to(device) for k, v in tok.collate([[rec.encoded[i] for i in p.history] for p in chunk]).items()}
-            targets = torch.tensor([p.target for p in chunk], device=device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                h_raw = model.encode(hist).float()
-                h = F.normalize(h_raw, dim=-1)
-            loss = F.cross_entropy(h @ item_matrix.T / cfg.temperature, targets)
-            if cfg.item_grad == "batch":
-                # In-batch sequence-item contrastive loss on freshly encoded targets. Fresh vectors are not
-                # mixed into the stale matrix: "the fresh column" would itself give the answer away.
-                items = {k: v.to(device) for k, v in tok.collate_items([rec.encoded[p.target] for p in chunk]).items()}
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    fresh = model.encode(items).float()
-                loss = loss + contrastive_loss(h_raw, fresh, cfg.temperature, targets, gather=False)
-            if cfg.lambda_map > 0:
-                # FFN2(h_CLS ⊕ h_{n+1,M}) → the target's vector in the (fixed) item matrix.
-                nxt = tok.collate_items([rec.encoded[p.target] for p in chunk])
-                ids, _ = bert_mask(nxt["input_ids"], nxt["token_type_ids"], cfg.next_item_mask_ratio,
-                                   mask_id=tok.mask_id, vocab_size=len(tok.tokenizer), special_ids=tok.special_ids)
-                nxt = {k: v.to(device) for k, v in {**nxt, "input_ids": ids}.items()}
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    pred = model.predict_next(h_raw, model.encode(nxt).float()).float()
-                loss = loss + cfg.lambda_map * mapping_loss(pred, item_matrix[targets], normalize=True)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            total += loss.item()
-            done += 1
-            bar.set_postfix(loss=f"{total / done:.3f}")
-            if cfg.refresh_every and step % cfg.refresh_every == 0:
-                item_matrix = F.normalize(rec.refresh_item_vectors(), dim=-1).detach()
-                model.train()
-            if cfg.max_minutes and time.time() - start > cfg.max_minutes * 60:
-                break
-        bar.close()
+        loss, done, step = train_epoch(epoch, model, tok, rec, cfg, rng, optimizer, scheduler, step, started, precision)
         valid = validate()
-        history.append({"epoch": epoch, "loss": total / max(done, 1), "steps": done, "valid": valid,
-                        "elapsed_s": round(time.time() - start, 1)})
-        score = valid[cfg.select_metric]
-        logger.info("epoch %d: loss %.4f valid %s", epoch, total / max(done, 1), valid)
-        if score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
+        history.append({"epoch": epoch, "loss": loss, "steps": done, "valid": valid,
+                        "elapsed_s": round(time.time() - started, 1)})
+        logger.info("epoch %d: loss %.4f valid %s", epoch, loss, valid)
+        if stopper.update(valid[cfg.select_metric], epoch):
             save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": epoch,
                                                   "valid": valid, "init_from": cfg.init_from, "config": to_dict(cfg),
                                                   "source": source_card})
-        else:
-            stale += 1
         save_training_checkpoint(
             last_dir, model=model, item_tokenizer=tok, optimizer=optimizer, scheduler=scheduler,
-            trainer_state={"epoch": epoch, "step": step, "history": history, "best_score": best_score,
-                           "best_epoch": best_epoch, "stale": stale, "np_generator": rng.bit_generator.state,
-                           "train_seconds": earlier_seconds + time.time() - start})
-        if stale >= cfg.patience or (cfg.max_minutes and time.time() - start > cfg.max_minutes * 60):
+            trainer_state={"epoch": epoch, "step": step, "history": history, "best_score": stopper.best_score,
+                           "best_epoch": stopper.best_epoch, "stale": stopper.stale,
+                           "np_generator": rng.bit_generator.state,
+                           "train_seconds": earlier_seconds + time.time() - started})
+        if stopper.should_stop or out_of_time(cfg, started):
             break
-    train_seconds = earlier_seconds + time.time() - start
-    if best_epoch is None:  # fine-tuning never beat epoch 0 is still a result: keep the initial weights
+    train_seconds = earlier_seconds + time.time() - started
+    if stopper.best_epoch is None:  # fine-tuning never beat epoch 0 is still a result: keep the initial weights
         save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": 0})
+    return test_best(cfg, dataset, history, stopper.best_epoch, train_seconds)
+
+
+def test_best(cfg: FinetuneConfig, dataset: SeqRecDataset, history: list[dict], best_epoch: int | None,
+              train_seconds: float) -> dict:
+    """Test ``<output_dir>/best``, write ``results.json`` (and the test into best's card), drop ``last``."""
+    out = Path(cfg.output_dir)
+    best_dir = out / "best"
     best = Recommender.from_pretrained(best_dir, dataset, device=cfg.device, batch_size=cfg.eval_batch_size, use_cache=False)
     test = evaluate(best, dataset.test_cases(), batch_size=cfg.eval_batch_size, progress=cfg.progress, desc="test")
-    result = {"dataset": dataset.name, "init_from": cfg.init_from, "best_epoch": best_epoch, "valid_before": initial,
-              "history": history, "test": test, "train_seconds": round(train_seconds, 1), "seed": cfg.seed,
-              "threads": torch.get_num_threads(),
+    result = {"dataset": dataset.name, "init_from": cfg.init_from, "best_epoch": best_epoch,
+              "valid_before": history[0]["valid"], "history": history, "test": test,
+              "train_seconds": round(train_seconds, 1), "seed": cfg.seed, "threads": torch.get_num_threads(),
               "config": to_dict(cfg)}
     card = json.loads((best_dir / "training_card.json").read_text())
     card.update(test=test, train_seconds=round(train_seconds, 1))
     (best_dir / "training_card.json").write_text(json.dumps(card, indent=2, default=str))
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
-    shutil.rmtree(last_dir, ignore_errors=True)  # the resume state of a finished run is no longer needed
+    shutil.rmtree(out / "last", ignore_errors=True)  # the resume state of a finished run is no longer needed
     return result

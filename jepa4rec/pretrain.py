@@ -20,8 +20,8 @@ def main(argv=None) -> int:
     parser = ArgumentParser(prog="python -m jepa4rec.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None,
-                        help="YAML/JSON file, or a name in jepa4rec/configs (e.g. pretrain_tiny); every option of "
-                             "PretrainConfig can appear there (see README: 'Pre-training options')")
+                        help="YAML/JSON file, or a name in jepa4rec/configs (e.g. pretrain_tiny); every field of "
+                             "jepa4rec.config.PretrainConfig can appear there (each is documented beside it)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override options, dotted for sections: optim.lr=1e-4 loss.lambda_map=0 model_size=base")
     parser.add_argument("--output-dir", default=None, help="shortcut for --set output_dir=...")
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_cli(PretrainConfig, args, ("output_dir", "init_from"))
-    from .training import pretrain
+    from .pretraining import pretrain
 
     final = pretrain(cfg, resume=args.resume)
     print(f"model saved to {final}")

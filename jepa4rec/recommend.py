@@ -1,5 +1,8 @@
 """The one inference API: load a checkpoint, rank every catalogue item for a history, optionally
-with a partly revealed target item. The app, the scripts and the tests all go through it.
+with a partly revealed target item. The app, the scripts and the tests all go through it, and
+:func:`evaluate_checkpoint` (what ``python -m jepa4rec.evaluate`` and the experiment commands call)
+scores a model directory through it. Ranks follow :func:`jepa4rec.evaluation.rank_of_targets`'s rule
+(ties count against the target).
 
 Revealing the target (the paper's case study, Appendix D): the target item's sentence is encoded
 with every value word masked except a fraction ``reveal`` of them; attribute names stay visible (they
@@ -27,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,13 +38,18 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+import transformers
 from safetensors.torch import load_file, save_file
 
+from .builder import item_tokenizer, new_model
 from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
-from .data.registry import cache_dir
+from .errors import ConfigError
+from .evaluation import evaluate, rank_of_targets
+from .language_models import LANGUAGE_MODELS, is_language_model, source_description
+from .paths import cache_dir
 from .ranking import ItemIndex
-from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, item_sentence
+from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, TextConfig, item_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -172,15 +181,11 @@ class Recommender:
         """The converted language model with no training at all ("step 0"): ranks by the cosine of the
         history's vector (written as one text, as every JEPA4Rec model does) and each item's, both pooled
         by ``pooling`` (``cls`` or ``mean``, as the model a run starts from will pool)."""
-        from .language_models import LANGUAGE_MODELS, language_model_dir, source_description
-        from .modeling import new_model
-        from .text import TextConfig, load_tokenizer
-
         if model_size is None:
             if source not in LANGUAGE_MODELS:
                 raise ValueError(f"give model_size for the language model folder {source}")
             model_size = LANGUAGE_MODELS[source].model_size
-        tok = ItemTokenizer(load_tokenizer(language_model_dir(source)), TextConfig(max_items=max_items, max_tokens=max_tokens))
+        tok = item_tokenizer(TextConfig(max_items=max_items, max_tokens=max_tokens), init_from=source)
         model = new_model(tok, model_size=model_size, overrides={"pooling": pooling}, max_items=max_items,
                           max_tokens=max_tokens, init_from=source)
         card = {"kind": "language_model", "source": source_description(source), "pooling": pooling}
@@ -355,7 +360,7 @@ class Recommender:
             scores = self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares)
             if exclude_history:
                 self._exclude(scores, history, [target] * len(reveals))
-            _bounded_put(self._curve_cache, key, [int(x) for x in (scores >= scores[:, target:target + 1]).sum(dim=1).tolist()])
+            _bounded_put(self._curve_cache, key, rank_of_targets(scores, [target] * len(reveals)).tolist())
         return list(self._curve_cache[key])
 
     def _query_scores(self, h_cls: torch.Tensor, h_masked: torch.Tensor, mode: str,
@@ -435,8 +440,44 @@ class Recommender:
             self._exclude(scores[None], history, [target])
         top = torch.topk(scores, min(k, scores.numel()))
         items = self._ranked(top.values, top.indices)
-        rank = None
-        if target is not None:
-            rank = int((scores >= scores[target]).sum().item())  # ties count against the target
+        rank = int(rank_of_targets(scores[None], [target])[0]) if target is not None else None
         return Recommendation(items, rank, revealed)
 
+
+def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: str = "test", *, random_init: bool = False,
+                        exclude_history: bool = False, batch_size: int = 128, device: str | None = None,
+                        max_users: int | None = None, seed: int = 0, pooling: str | None = None,
+                        precision: str = "auto", progress: bool = True) -> dict:
+    """Metrics (and timing) of one model directory on one dataset's leave-one-out split, through a
+    Recommender and :func:`jepa4rec.evaluation.evaluate`. ``checkpoint`` may also name a language model
+    (``minilm``): its converted encoder with no training at all, pooled by ``pooling`` (default cls); a
+    model directory pools as it was trained. ``random_init``: an untrained model with the same config and
+    tokenizer (seeded by ``seed``), the floor a pre-training run must beat."""
+    dataset.require_text()  # before a model is loaded: a text model cannot rank items without text
+    if is_language_model(checkpoint):
+        rec = Recommender.from_language_model(str(checkpoint), dataset, device=device, batch_size=batch_size,
+                                              pooling=pooling or "cls", precision=precision)
+    elif pooling is not None:
+        raise ConfigError(f"--pooling applies to a language model only; {checkpoint} pools as it was trained",
+                          hint="leave --pooling out")
+    else:
+        rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size, precision=precision)
+    if random_init:
+        torch.manual_seed(seed)
+        fresh = type(rec.model)(rec.model.config)
+        rec.model = fresh.to(rec.device).eval()
+        rec.use_cache = False
+    cases = dataset.test_cases() if split == "test" else dataset.valid_cases()
+    if max_users:
+        cases = cases[:max_users]
+    t0 = time.time()
+    _ = rec.item_vectors
+    encode_s = time.time() - t0
+    metrics = evaluate(rec, cases, batch_size=batch_size, exclude_history=exclude_history, progress=progress,
+                       desc=f"{dataset.name} {split}")
+    # Every option that can change a number goes into the record.
+    return {"dataset": dataset.name, "checkpoint": str(checkpoint), "split": split, "random_init": random_init,
+            "exclude_history": exclude_history, "seed": seed, "pooling": rec.model.config.pooling,
+            "precision": rec.precision, "device": str(rec.device), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "users": len(cases), "items": dataset.n_items, "item_encoding_s": round(encode_s, 2), **metrics}

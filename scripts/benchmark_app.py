@@ -17,14 +17,11 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.paths import CHECKPOINTS_DIR, PROJECT_ROOT
 
 
 def rerank_latency(dataset: str, checkpoint: str, n: int, data_root: str | None) -> dict:
@@ -71,7 +68,7 @@ def app_cold_start(timeout: float = 300) -> dict:
         port = s.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port)], cwd=PROJECT_ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -104,7 +101,7 @@ def app_cold_start(timeout: float = 300) -> dict:
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="Instruments_IISAN", help="catalogue for the re-rank timing (20,618 items)")
-    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "jepa4rec-tiny-pretrain"))
+    p.add_argument("--checkpoint", default=str(CHECKPOINTS_DIR / "jepa4rec-tiny-pretrain"))
     p.add_argument("--data-root", default=None)
     p.add_argument("--users", type=int, default=200, help="users timed (two slider positions each)")
     p.add_argument("--skip-app", action="store_true", help="only the re-rank timing")

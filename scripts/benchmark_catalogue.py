@@ -19,11 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.errors import UserError  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.errors import UserError
+from jepa4rec.paths import RESULTS_DIR
 
 COLUMNS = ["item_id", "title", "brand", "categories"]
 WORDS = ("steel cotton wireless compact digital classic premium portable vintage organic ceramic bamboo leather "
@@ -111,7 +109,7 @@ def main(argv=None) -> int:
           f"({result['items_per_s']} items/s), first ranking after {result['first_ranking_s']} s "
           f"(target rank {view.target_rank_revealed} at 50%); RSS {result['rss_mb_before']} -> {result['rss_mb_after']} MB, "
           f"{result['rss_mb_after_drop']} MB after the visitor left")
-    path = ROOT / "scripts" / "results" / f"benchmark_catalogue_{label}.json"
+    path = RESULTS_DIR / f"benchmark_catalogue_{label}.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")
     return 0

@@ -35,10 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.paths import RESULTS_DIR
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -127,7 +125,7 @@ def bench_finetune(args) -> dict:
     import torch.nn.functional as F
 
     from jepa4rec.batches import group_by_length
-    from jepa4rec.finetuning import training_pairs
+    from jepa4rec.batches import finetuning_pairs
 
     ds = scientific(args)
     rec = minilm_recommender(ds, max_tokens=1024, max_items=50, device="cpu")
@@ -136,7 +134,7 @@ def bench_finetune(args) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     rng = np.random.default_rng(0)
     n = args.finetune_batches * args.batch_size
-    pairs = training_pairs(ds, "sample", 50, rng)[:n]  # both paths train on these same pairs
+    pairs = finetuning_pairs(ds, "sample", 50, rng)[:n]  # both paths train on these same pairs
     result = {"pairs": n, "batch_size": args.batch_size, "max_tokens": 1024}
     for name, path, grouped in (("longformer_random", "longformer", False), ("sdpa_grouped", "sdpa", True)):
         ordered = pairs
@@ -196,7 +194,7 @@ def bench_evaluate(args) -> list[dict]:
     tiny_tok = ItemTokenizer(train_tokenizer((sentence_text(i) for i in ds.items), 8000), TextConfig(max_tokens=1024))
     for size in ("tiny", "minilm"):
         if size == "tiny":
-            from jepa4rec.modeling import new_model
+            from jepa4rec.builder import new_model
 
             model = new_model(tiny_tok, model_size="tiny", overrides={}, max_items=50, max_tokens=1024, seed=0)
             rec = Recommender(model, tiny_tok, ds, device="cpu", batch_size=64, precision="fp32")
@@ -336,7 +334,7 @@ def main(argv=None) -> int:
     parser.add_argument("--queries", type=int, default=200, help="single queries timed per top-k measurement")
     parser.add_argument("--reveal-items", type=int, default=20_000, help="catalogue size of the slider benchmark")
     parser.add_argument("--reveal-users", type=int, default=50, help="users (4 slider moves each)")
-    parser.add_argument("--out", default=str(ROOT / "scripts/results/benchmark_encoder.json"),
+    parser.add_argument("--out", default=str(RESULTS_DIR / "benchmark_encoder.json"),
                         help="JSON file the figures are written to")
     args = parser.parse_args(argv)
 

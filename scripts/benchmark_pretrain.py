@@ -20,12 +20,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
 
 
 def peak_rss_mb() -> float:
@@ -36,36 +32,35 @@ def run_phase(args) -> dict:
     import torch
 
     from jepa4rec.batches import EncodedCorpus, iterate_batches, pretraining_pairs
+    from jepa4rec.builder import item_tokenizer, new_model
     from jepa4rec.config import PretrainConfig
-    from jepa4rec.modeling import JEPA4RecModel, JepaConfig, build_target_encoder, ema_update
-    from jepa4rec.text import ItemTokenizer, TextConfig, sentence_text, train_tokenizer
-    from jepa4rec.training import PretrainingModule, build_optimizer, load_domains
+    from jepa4rec.modeling import build_target_encoder, ema_update
+    from jepa4rec.optim import autocast, build_optimizer
+    from jepa4rec.pretraining import PretrainingModule, load_domains
+    from jepa4rec.text import TextConfig, sentence_text
 
     torch.manual_seed(0)
     device = torch.device(args.device)
     cfg = PretrainConfig(model_size=args.size, domains=args.domains, data_root=args.data_root,
                          max_users_per_domain=args.users, batch_size=args.batch_size, max_tokens=args.max_tokens)
     datasets = load_domains(cfg)
-    text_cfg = TextConfig(max_tokens=args.max_tokens)
-    tok = ItemTokenizer(train_tokenizer((sentence_text(i) for ds in datasets for i in ds.items), 8000), text_cfg)
+    tok = item_tokenizer(TextConfig(max_tokens=args.max_tokens), vocab_size=8000,
+                         texts=(sentence_text(i) for ds in datasets for i in ds.items))
     corpus = EncodedCorpus(datasets, tok)
     pairs = pretraining_pairs([ds.sequences for ds in datasets], 0, 0)
     batches = [corpus.collate_pairs(chunk) for _, chunk in iterate_batches(pairs, args.batch_size)][: args.warmup + args.steps]
-    mcfg = JepaConfig.from_size(args.size, vocab_size=len(tok.tokenizer), pad_token_id=tok.pad_id,
-                                max_position_embeddings=args.max_tokens)
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.mixed_precision)
 
     def to(batch):
         return {k: to(v) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
 
     if args.phase == "step":
-        model = JEPA4RecModel(mcfg).to(device)
+        model = new_model(tok, model_size=args.size, overrides={}, max_items=cfg.max_items, max_tokens=args.max_tokens).to(device)
         target = build_target_encoder(model)
         module = PretrainingModule(model, cfg, tok).train()
         opt = build_optimizer(model, cfg.optim)
 
         def step(batch):
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            with autocast(device, args.mixed_precision):
                 loss = module(batch, target)["loss"]
             loss.backward()
             opt.step()
@@ -75,12 +70,16 @@ def run_phase(args) -> dict:
     else:
         from transformers import LongformerModel
 
+        from jepa4rec.modeling import JepaConfig
+
+        mcfg = JepaConfig.from_size(args.size, vocab_size=len(tok.tokenizer), pad_token_id=tok.pad_id,
+                                    max_position_embeddings=args.max_tokens)
         encoder = LongformerModel(mcfg.longformer_config(), add_pooling_layer=False).to(device).train()
         opt = torch.optim.AdamW(encoder.parameters(), lr=1e-4)
 
         def step(batch):
             h = batch["history"]
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            with autocast(device, args.mixed_precision):
                 out = encoder(input_ids=h["input_ids"], attention_mask=h["attention_mask"],
                               global_attention_mask=h["global_attention_mask"]).last_hidden_state
             out[:, 0].float().pow(2).mean().backward()

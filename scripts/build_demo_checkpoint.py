@@ -20,11 +20,8 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.errors import UserError  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.errors import UserError
 
 LIMIT_BYTES = 10 * 1024 * 1024
 CHECKPOINT_LIMIT_BYTES = 50 * 1024 * 1024
@@ -98,7 +95,7 @@ def main(argv=None) -> int:
     card["stored_dtype"] = args.dtype
     if args.zero_shot or args.test:
         from jepa4rec.data import load_dataset
-        from jepa4rec.evaluate import evaluate_checkpoint
+        from jepa4rec.recommend import evaluate_checkpoint
 
         def metrics(ds: str) -> dict:
             r = evaluate_checkpoint(dst, load_dataset(ds))

@@ -12,12 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
 
 
 @command

@@ -28,11 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.errors import UserError  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.errors import UserError
+from jepa4rec.paths import PROJECT_ROOT, RESULTS_DIR
 
 
 def rss_mb(pid: int) -> float:
@@ -49,7 +47,7 @@ def start_app(extra: list[str], timeout: float = 600) -> tuple[subprocess.Popen,
         port = s.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *extra], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port), *extra], cwd=PROJECT_ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     while True:
@@ -123,7 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-visit", action="store_true", help="skip visiting every dataset")
     p.add_argument("--app-args", default="", help="extra arguments for app.py, e.g. '--max-datasets 1'")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(ROOT / "scripts" / "results" / "load_test_app.json"))
+    p.add_argument("--out", default=str(RESULTS_DIR / "load_test_app.json"))
     args = p.parse_args(argv)
     if args.users < 1 or args.seconds <= 0:
         raise UserError(f"--users must be at least 1 and --seconds above 0, got {args.users} and {args.seconds}",

@@ -17,10 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.paths import RESULTS_DIR
 
 FRACTIONS = (0, 25, 50, 75, 100)
 
@@ -97,7 +95,7 @@ def main(argv=None) -> int:
         print(f"{f'{f}% revealed':>14} {r['mrr']:7.4f} {r['top10']:7.3f} {r['median_rank']:7.0f}")
     print(f"0% equals the history-only ranking (list and target rank): {result['zero_equals_history_only']} users; "
           f"{seconds:.0f} s")
-    out = Path(args.out) if args.out else ROOT / "scripts" / "results" / f"reveal_demo_{args.dataset}.json"
+    out = Path(args.out) if args.out else RESULTS_DIR / f"reveal_demo_{args.dataset}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -21,13 +21,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.data import load_dataset  # noqa: E402
-from jepa4rec.experiments import (add_run_args, finetune_once, long_rows, matched_pretraining,  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.data import load_dataset
+from jepa4rec.experiments import (add_run_args, finetune_once, long_rows, matched_pretraining,
                                   pretrain_once, write_results)
 
 # variant -> (run key under runs/results/<dataset>, pre-training overrides; None = no pre-training)

@@ -19,17 +19,15 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from jepa4rec.baselines import SASRecConfig, train_sasrec  # noqa: E402
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.data import load_dataset  # noqa: E402
-from jepa4rec.evaluation import evaluate  # noqa: E402
-from jepa4rec.experiments import add_run_args, finetune_once, long_rows, write_results  # noqa: E402
-from jepa4rec.recommend import Recommender  # noqa: E402
+from jepa4rec.baselines import SASRecConfig, train_sasrec
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.data import load_dataset
+from jepa4rec.evaluation import evaluate
+from jepa4rec.experiments import add_run_args, finetune_once, long_rows, write_results
+from jepa4rec.recommend import Recommender
 
 TEXT_MODELS = {"jepa4rec": ("JEPA4Rec", "checkpoints/jepa4rec-tiny-pretrain"),
                "recformer": ("RecFormer-style", "checkpoints/recformer-tiny-pretrain")}

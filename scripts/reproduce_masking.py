@@ -22,13 +22,11 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.data import load_dataset  # noqa: E402
-from jepa4rec.experiments import add_run_args, evaluate_test_split, long_rows, pretrain_once, write_results  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.data import load_dataset
+from jepa4rec.experiments import add_run_args, evaluate_test_split, long_rows, pretrain_once, write_results
 
 REDUCED = dict(ratios=[0.1, 0.3, 0.5, 0.7, 0.9], seeds=[0, 1, 2], steps=150, eval_users=2000)
 FULL = dict(ratios=[round(0.1 * i, 1) for i in range(1, 10)], seeds=[0, 1, 2, 3, 4], steps=3000, eval_users=None)

@@ -23,14 +23,12 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.data import load_dataset  # noqa: E402
-from jepa4rec.data.registry import PRETRAIN_DOMAINS  # noqa: E402
-from jepa4rec.experiments import (add_run_args, evaluate_test_split, finetune_once, long_rows,  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.data import load_dataset
+from jepa4rec.data.registry import PRETRAIN_DOMAINS
+from jepa4rec.experiments import (add_run_args, evaluate_test_split, finetune_once, long_rows,
                                   matched_pretraining, pretrain_once, write_results)
 
 REDUCED = dict(single=["Electronics2014-1M_SeqRecBench"], finetune_targets=["Scientific_UniSRec", "OnlineRetail"],

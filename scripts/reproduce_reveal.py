@@ -23,12 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR
 
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-
-RESULTS = ROOT / "scripts" / "results"
 MODE_LABELS = {"evidence": "history + revealed words", "predictor": "next-item predictor"}  # as the app names them
 
 
@@ -86,19 +83,19 @@ def run(args) -> dict:
                                   "target": rec.titles[tgt[i]], "revealed": " ".join(words),
                                   "rank_before": int(before[i]), "rank_after_two_words": int(after[i]),
                                   "history_tail": " | ".join(rec.titles[j] for j in hist[i][-3:])})
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(RESULTS / "reveal_curve.csv", index=False)
-    pd.DataFrame(cases).to_csv(RESULTS / "reveal_cases.csv", index=False)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(RESULTS_DIR / "reveal_curve.csv", index=False)
+    pd.DataFrame(cases).to_csv(RESULTS_DIR / "reveal_cases.csv", index=False)
     meta = {"config": vars(args), "seconds": round(time.time() - started, 1), "rows": len(rows)}
-    (RESULTS / "reveal_curve.json").write_text(json.dumps(meta, indent=2))
+    (RESULTS_DIR / "reveal_curve.json").write_text(json.dumps(meta, indent=2))
     return meta
 
 
 @command
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--jepa", default=str(ROOT / "checkpoints" / "jepa4rec-tiny-pretrain"), help="JEPA4Rec model directory")
-    p.add_argument("--recformer", default=str(ROOT / "checkpoints" / "recformer-tiny-pretrain"),
+    p.add_argument("--jepa", default=str(CHECKPOINTS_DIR / "jepa4rec-tiny-pretrain"), help="JEPA4Rec model directory")
+    p.add_argument("--recformer", default=str(CHECKPOINTS_DIR / "recformer-tiny-pretrain"),
                    help="RecFormer-style (λ2 = 0) model directory with the same pre-training data and budget")
     p.add_argument("--datasets", nargs="+", default=["Instruments_IISAN", "Scientific_UniSRec"])
     p.add_argument("--users", type=int, default=1000, help="test users per dataset at the reduced scale")
@@ -111,7 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     meta = run(args)
-    print(f"wrote {RESULTS / 'reveal_curve.csv'} ({meta['rows']} rows) in {meta['seconds']} s")
+    print(f"wrote {RESULTS_DIR / 'reveal_curve.csv'} ({meta['rows']} rows) in {meta['seconds']} s")
     return 0
 
 

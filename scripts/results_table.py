@@ -38,20 +38,18 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import torch
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec  # noqa: E402
-from jepa4rec.baselines.frozen_text import RecencyCosine, sentence_vectors  # noqa: E402
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.config import FinetuneConfig, load_config  # noqa: E402
-from jepa4rec.data import load_dataset  # noqa: E402
-from jepa4rec.errors import UserError  # noqa: E402
-from jepa4rec.evaluate import evaluate_checkpoint  # noqa: E402
-from jepa4rec.experiments import RESULTS_DIR  # noqa: E402
-from jepa4rec.evaluation import evaluate, format_metrics  # noqa: E402
+from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec
+from jepa4rec.baselines.frozen_text import RecencyCosine, sentence_vectors
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.config import FinetuneConfig, load_config
+from jepa4rec.data import load_dataset
+from jepa4rec.errors import UserError
+from jepa4rec.evaluation import evaluate, format_metrics
+from jepa4rec.paths import RESULTS_DIR
+from jepa4rec.recommend import evaluate_checkpoint
 
 # key -> (label in the table, kind, which pre-trained checkpoint)
 MODELS = {

@@ -15,11 +15,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.errors import UserError  # noqa: E402
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.errors import UserError
+from jepa4rec.paths import PROJECT_ROOT
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking"]
 
@@ -27,7 +25,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-
 @command
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(ROOT / "test-artifacts" / "screens"), help="folder for the PNG files")
+    p.add_argument("--out", default=str(PROJECT_ROOT / "test-artifacts" / "screens"), help="folder for the PNG files")
     p.add_argument("--dataset", default=None, help="dataset to select (default: the app's default)")
     p.add_argument("--user", type=int, default=0, help="test-split user to load")
     p.add_argument("--reveal", type=int, default=30, help="reveal percentage to set")
@@ -42,7 +40,7 @@ def main(argv=None) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port)], cwd=PROJECT_ROOT,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}/"
     try:

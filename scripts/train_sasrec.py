@@ -19,14 +19,13 @@ from dataclasses import fields
 from pathlib import Path
 
 # Run from a checkout without installing the package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec  # noqa: E402
-from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.data import load_dataset  # noqa: E402
-from jepa4rec.evaluation import evaluate, format_metrics  # noqa: E402
+from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec
+from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.data import load_dataset
+from jepa4rec.evaluation import evaluate, format_metrics
 
 
 def parse_args(argv=None) -> argparse.Namespace:

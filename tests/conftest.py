@@ -229,7 +229,7 @@ def finetuned(toy, tmp_path_factory):
     """(FinetuneConfig, result) of a real fine-tuning run from scratch on ``toy`` (a few seconds)."""
     import torch
 
-    from jepa4rec.config import FinetuneConfig, OptimConfig
+    from jepa4rec.config import FinetuneConfig, FinetuneLossConfig, OptimConfig
     from jepa4rec.finetuning import finetune
     from toy_corpus import TINY_MODEL
 
@@ -238,7 +238,7 @@ def finetuned(toy, tmp_path_factory):
     model = {**TINY_MODEL, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     cfg = FinetuneConfig(output_dir=str(out), dataset=toy, model=model, vocab_size=200, max_items=10,
                          max_tokens=128, batch_size=8, epochs=4, patience=4, progress=False, seed=5,
-                         lambda_map=0.1, optim=OptimConfig(lr=3e-3, warmup_steps=5))
+                         loss=FinetuneLossConfig(lambda_map=0.1), optim=OptimConfig(lr=3e-3, warmup_steps=5))
     return cfg, finetune(cfg)
 
 

@@ -52,3 +52,27 @@ def test_matched_pretraining_of_a_language_model_run_starts_from_that_model(tmp_
     assert "init_from=minilm" in overrides and not any(o.startswith("tokenizer=") for o in overrides)
     cfg = load_config(PretrainConfig, "pretrain_minilm", overrides)
     assert cfg.init_from == "minilm" and cfg.max_steps == 300 and cfg.schedule_steps == 600
+
+
+def test_finetuning_loss_options_are_spelled_loss_dot_and_the_flat_spelling_is_still_read(tmp_path):
+    """Fine-tuning spells its loss options as pre-training does (loss.*); the former flat spelling still
+    works, in a file or a --set, with a warning, and a run stored with it is reused by the same options."""
+    import yaml
+
+    from jepa4rec.config import FinetuneConfig, load_config, to_dict
+    from jepa4rec.experiments import check_reusable
+
+    new = load_config(FinetuneConfig, None, ["loss.lambda_map=0.1", "loss.temperature=0.07"])
+    assert (new.loss.lambda_map, new.loss.temperature) == (0.1, 0.07)
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump({"lambda_map": 0.1, "temperature": 0.05}))
+    with pytest.warns(FutureWarning) as warned:
+        old = load_config(FinetuneConfig, tmp_path / "old.yaml", ["temperature=0.07"])  # the --set wins
+    assert old == new
+    assert "option 'lambda_map' of FinetuneConfig is spelled 'loss.lambda_map' now" in {str(w.message).split(";")[0] for w in warned}
+    with pytest.raises(ValueError, match="old spelling of 'loss.lambda_map'"):
+        load_config(FinetuneConfig, None, ["lambda_map=0.1", "loss.lambda_map=0.2"])
+    stored = to_dict(new)
+    stored.update(stored.pop("loss"))  # as a run made before the move stored it
+    check_reusable(tmp_path, stored, new)
+    with pytest.raises(ValueError, match=r"loss\.lambda_map: run has 0\.1, asked 0\.0"):
+        check_reusable(tmp_path, stored, FinetuneConfig(loss=type(new.loss)(temperature=0.07)))

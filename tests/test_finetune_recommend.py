@@ -16,7 +16,8 @@ from jepa4rec.checkpoint import is_model_dir
 from jepa4rec.config import FinetuneConfig, OptimConfig, load_config
 from jepa4rec.data import load_dataset
 from jepa4rec.evaluation import rank_of_targets
-from jepa4rec.finetuning import finetune, training_pairs
+from jepa4rec.batches import finetuning_pairs as training_pairs
+from jepa4rec.finetuning import finetune
 from jepa4rec.recommend import Recommender
 from jepa4rec.text import TYPE_VALUE
 
@@ -40,7 +41,7 @@ def test_training_pairs_use_only_the_training_part(toy):
 
 def test_finetuning_raises_validation_ndcg(finetuned):
     cfg, result = finetuned
-    assert cfg.lambda_map > 0  # the predictor was trained too (the Recommender's reveal uses it)
+    assert cfg.loss.lambda_map > 0  # the predictor was trained too (the Recommender's reveal uses it)
     before = result["valid_before"]["NDCG@10"]
     best = max(h["valid"]["NDCG@10"] for h in result["history"][1:])
     assert best > before + 0.1, (before, best)

@@ -188,7 +188,7 @@ def test_checkpoint_leaves_frozen_wheel_tensors_to_the_wheel(tmp_path, minilm_di
 
 
 def test_encoder_lr_applies_to_the_language_models_weights():
-    from jepa4rec.training import build_optimizer
+    from jepa4rec.optim import build_optimizer
 
     model = JEPA4RecModel(JepaConfig(vocab_size=500, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                      intermediate_size=64))
@@ -274,7 +274,7 @@ def test_mean_pooling_is_the_mean_of_real_token_states():
 def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_slice):
     """``evaluate --checkpoint minilm``: step 0 of a MiniLM run, ranked like every JEPA4Rec model."""
     from jepa4rec.data import load_dataset
-    from jepa4rec.evaluate import evaluate_checkpoint
+    from jepa4rec.recommend import evaluate_checkpoint
 
     dataset = load_dataset(toy)
     result = evaluate_checkpoint("minilm", dataset, progress=False, batch_size=32)

@@ -16,9 +16,11 @@ import pytest
 import torch
 from torch import nn
 
-from jepa4rec.losses import LossConfig, contrastive_loss, extract_item_alone, mapping_loss, pretrain_losses
+from jepa4rec.config import LossConfig
+from jepa4rec.losses import contrastive_loss, mapping_loss
 from jepa4rec.masking import IGNORE_INDEX, bert_mask, sample_masked_item
 from jepa4rec.modeling import JEPA4RecModel, JepaConfig, build_target_encoder, ema_update, momentum_at
+from jepa4rec.pretraining import extract_item_alone, pretrain_losses
 from jepa4rec.text import TYPE_ATTR, TYPE_CLS, TYPE_PAD, TYPE_VALUE, ItemTokenizer, TextConfig, sentence_text, train_tokenizer
 
 WORDS = (

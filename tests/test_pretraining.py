@@ -24,9 +24,11 @@ import pytest
 import torch
 import yaml
 
-from jepa4rec import training
+from jepa4rec import pretraining as training
 from jepa4rec.config import OptimConfig, PretrainConfig
-from jepa4rec.training import LOG_FIELDS, build_optimizer, build_scheduler, pretrain
+from jepa4rec.optim import build_optimizer, build_scheduler
+from jepa4rec.pretraining import LOG_FIELDS, pretrain
+from commands import command_env
 from toy_corpus import TINY_MODEL, write_domain
 
 # The machine is shared and the model is tiny: intra-op threads only contend (one thread is ~10x
@@ -48,7 +50,7 @@ def tokenizer_dir(corpus, tmp_path_factory) -> str:
     huggingface/tokenizers#1794), so two runs that each train their own vocabulary can differ
     from step 1 on. A resumed run is unaffected: it reuses ``<output_dir>/tokenizer``.
     """
-    from jepa4rec.training import build_item_tokenizer, load_domains
+    from jepa4rec.pretraining import build_item_tokenizer, load_domains
 
     out = tmp_path_factory.mktemp("tok")
     cfg = tiny_cfg(corpus, out)
@@ -117,7 +119,7 @@ def test_contrastive_loss_learns_without_dropout(corpus, tmp_path):
 
 
 def test_train_split_only_holds_out_validation_and_test_items(corpus, tmp_path):
-    from jepa4rec.training import load_domains, pretraining_sequences
+    from jepa4rec.pretraining import load_domains, pretraining_sequences
 
     datasets = load_domains(tiny_cfg(corpus, tmp_path))
     whole = pretraining_sequences(datasets, tiny_cfg(corpus, tmp_path))
@@ -293,8 +295,7 @@ def _free_port() -> int:
 
 
 def _env() -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = command_env(TOKENIZERS_PARALLELISM="false")
     env.pop("CUDA_VISIBLE_DEVICES", None)
     return env
 

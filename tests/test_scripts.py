@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from commands import ROOT, load_script, one_line_error
+from commands import ROOT, command_env, load_script, one_line_error
 
 
 TINY_FINETUNE = ["model.hidden_size=32", "model.num_hidden_layers=1", "model.num_attention_heads=2",
@@ -34,7 +34,7 @@ def test_results_table_runs_every_kind_and_reuses_records(toy, finetuned, tmp_pa
     assert records["zeroshot_jepa4rec"]["checkpoint"] == pretrained
     # The zero-shot row is the same model the evaluator scores directly.
     from jepa4rec.data import load_dataset
-    from jepa4rec.evaluate import evaluate_checkpoint
+    from jepa4rec.recommend import evaluate_checkpoint
 
     direct = evaluate_checkpoint(pretrained, load_dataset(toy), progress=False)
     assert records["zeroshot_jepa4rec"]["NDCG@10"] == pytest.approx(direct["NDCG@10"])
@@ -67,7 +67,8 @@ def test_results_table_table_only_without_records_is_a_clear_error(tmp_path, cap
 
 
 def test_low_resource_trains_on_a_subset_and_tests_every_user(toy, finetuned, tmp_path):
-    from app.plots import EXPERIMENTS, experiment_figure
+    from app.plots import experiment_figure
+    from jepa4rec.experiments import EXPERIMENTS
     from jepa4rec.data import load_dataset
 
     script = load_script("reproduce_low_resource")
@@ -93,7 +94,7 @@ def test_low_resource_trains_on_a_subset_and_tests_every_user(toy, finetuned, tm
 def toy_pretrained(toy, tmp_path_factory):
     """(all-domains model dir, the second domain): a 6-step pre-training on ``toy`` + another toy domain."""
     from jepa4rec.config import OptimConfig, PretrainConfig
-    from jepa4rec.training import pretrain
+    from jepa4rec.pretraining import pretrain
     from toy_corpus import TINY_MODEL, write_domain
 
     root = tmp_path_factory.mktemp("pre")
@@ -116,7 +117,8 @@ FT_SET = ["vocab_size=200", "max_items=10", "max_tokens=128", "batch_size=8", "e
 
 
 def test_pretrain_data_matches_the_all_domains_budget_and_writes_both_figures(toy, toy_pretrained, tmp_path, capsys):
-    from app.plots import EXPERIMENTS, experiment_figure
+    from app.plots import experiment_figure
+    from jepa4rec.experiments import EXPERIMENTS
 
     all_domains, other = toy_pretrained
     script = load_script("reproduce_pretrain_data")
@@ -165,7 +167,8 @@ def test_ablations_change_one_thing_at_the_matched_budget(toy, toy_pretrained, t
 
 
 def test_masking_sweep_pretrains_in_domain_without_leaking_the_test_split(toy, tmp_path, capsys):
-    from app.plots import EXPERIMENTS, experiment_figure
+    from app.plots import experiment_figure
+    from jepa4rec.experiments import EXPERIMENTS
 
     script = load_script("reproduce_masking")
     args = ["--datasets", toy, "--ratios", "0.3", "0.7", "--seeds", "0", "1", "--steps", "3", "--threads", "1",
@@ -193,8 +196,7 @@ def test_every_script_has_a_help(script):
     import sys
 
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{script}.py"), "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True, timeout=120, env=command_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "usage:" in proc.stdout and "--" in proc.stdout
 

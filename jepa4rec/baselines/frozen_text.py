@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..data.registry import cache_dir
+from ..paths import cache_dir
 from ..text import TextConfig, load_tokenizer, sentence_text
 
 

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import SeqRecDataset
 from ..evaluation import evaluate
+from ..optim import EarlyStopping
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +288,7 @@ def train_sasrec(
         "best_epoch": None,
         "best_valid": None,
     }
-    best_score, best_state, stale = -math.inf, None, 0
+    stopper, best_state = EarlyStopping(cfg.patience), None
     t_start = time.perf_counter()
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"SASRec {dataset.name}", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -311,17 +312,14 @@ def train_sasrec(
             valid = evaluate(model, valid_cases, batch_size=cfg.eval_batch_size, progress=False)
             entry["valid"] = valid
             score = valid[cfg.select_metric]
-            if score > best_score:
-                best_score, stale = score, 0
+            if stopper.update(score, epoch):
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 log["best_epoch"], log["best_valid"] = epoch, valid
-            else:
-                stale += 1
-            bar.set_postfix(loss=f"{entry['loss']:.3f}", valid=f"{score:.4f}", best=f"{best_score:.4f}")
+            bar.set_postfix(loss=f"{entry['loss']:.3f}", valid=f"{score:.4f}", best=f"{stopper.best_score:.4f}")
         entry["seconds"] = time.perf_counter() - t0
         log["epochs"].append(entry)
         logger.info("epoch %d: %s", epoch, entry)
-        if stale >= cfg.patience:
+        if stopper.should_stop:
             logger.info("early stop at epoch %d (best %d)", epoch, log["best_epoch"])
             break
     bar.close()

@@ -27,7 +27,7 @@ ID_COLUMNS = ("item_id", "id")
 USER_COLUMNS = ("user_id", "user")
 ITEM_COLUMNS = ("item_id", "item")
 TIME_COLUMNS = ("timestamp", "time")
-HINT = "see the README's 'Bring your own catalogue' for the file layout"
+HINT = "docs/app.md ('Your catalogue') describes the file layout"
 
 
 def _text(path: Path, max_bytes: int) -> str:

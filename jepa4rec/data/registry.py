@@ -1,4 +1,4 @@
-"""Named datasets, the data root, and MovieLens-100k from the recbole wheel.
+"""Named datasets and MovieLens-100k from the recbole wheel (the data root itself: :mod:`jepa4rec.paths`).
 
 ``load_dataset("Scientific_UniSRec")`` reads ``<data root>/Scientific_UniSRec`` with that dataset's
 reader and preset; ``load_dataset("path/to/folder")`` detects the format from the files it holds.
@@ -14,27 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from ..paths import CACHE_ENV, DATA_ROOT_ENV, cache_dir, data_root
 from . import readers
 from .dataset import DataFormatError, DataUnavailable, ProcessingConfig, RawData, SeqRecDataset, build_dataset
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DATA_ROOT_ENV = "JEPA4REC_DATA_ROOT"
-CACHE_ENV = "JEPA4REC_CACHE"
 RECBOLE_WHEEL_VERSION = "1.2.1"
-
-
-def data_root(override: str | os.PathLike | None = None) -> Path:
-    if override is not None:
-        return Path(override)
-    env = os.environ.get(DATA_ROOT_ENV)
-    return Path(env) if env else PROJECT_ROOT.parent / "shared" / "data"
-
-
-def cache_dir() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    path = Path(env) if env else Path.home() / ".cache" / "jepa4rec"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""What every training loop shares: AdamW and its schedule, the mixed-precision choice, early stopping.
+
+Pre-training (:mod:`jepa4rec.pretraining`), fine-tuning (:mod:`jepa4rec.finetuning`) and the SASRec
+baseline (:mod:`jepa4rec.baselines.sasrec`) build on these; none of them imports another training.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # annotations only: this module sits below the configs
+    from .config import OptimConfig
+
+
+def is_encoder_weight(name: str) -> bool:
+    """Weights a language model provides (``optim.encoder_lr``); item positions are new in JEPA4Rec."""
+    name = name.removeprefix("model.")
+    return name.startswith("encoder.") and "item_position_embeddings" not in name
+
+
+def build_optimizer(model: nn.Module, optim_cfg: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW; biases and LayerNorm weights get no weight decay; the encoder's weights take
+    ``optim.encoder_lr`` when it is set (frozen weights are left out)."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        no_decay = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+        groups.setdefault((is_encoder_weight(name), no_decay), []).append(param)
+    param_groups = [
+        {"params": params, "weight_decay": 0.0 if no_decay else optim_cfg.weight_decay,
+         "lr": optim_cfg.encoder_lr if encoder and optim_cfg.encoder_lr is not None else optim_cfg.lr}
+        for (encoder, no_decay), params in sorted(groups.items())
+    ]
+    return torch.optim.AdamW(param_groups, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas))
+
+
+def build_scheduler(optimizer, optim_cfg: OptimConfig, total_steps: int):
+    """Linear warm-up over ``optim.warmup_steps``, then ``optim.schedule`` decay over ``total_steps``."""
+    from transformers import get_scheduler
+
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[optim_cfg.schedule]
+    return get_scheduler(name, optimizer, num_warmup_steps=optim_cfg.warmup_steps, num_training_steps=total_steps)
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    """``auto`` → ``bf16`` on a GPU that computes it, else ``no``; any other choice is kept."""
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "no"
+
+
+@dataclass
+class EarlyStopping:
+    """Keep the best validation score; stop after ``patience`` evaluations without a strictly better one.
+
+    Its three numbers are the whole state a resumed run needs (fine-tuning saves them with each epoch).
+    """
+
+    patience: int
+    best_score: float = -math.inf
+    best_epoch: int | None = None
+    stale: int = 0
+
+    def update(self, score: float, epoch: int) -> bool:
+        """Record one evaluation; True when it is the best so far (the caller then keeps that model)."""
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.stale = score, epoch, 0
+            return True
+        self.stale += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.stale >= self.patience
+
+
+def autocast(device: torch.device, mixed_precision: str):
+    """``torch.autocast`` for a resolved choice (``no`` | ``bf16`` | ``fp16``); ``no`` computes in fp32.
+    Fine-tuning and the benchmarks autocast with it; pre-training through Accelerate, which does the same."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

@@ -1,0 +1,406 @@
+"""Pre-training (paper Sec. 3.2): one step, and the Hugging Face Accelerate loop that repeats it.
+
+**One step** (:func:`pretrain_losses`), L = L_SI + λ1·L_MLM + λ2·L_map (paper: τ = 0.05, λ1 = λ2 = 0.1;
+λ2 = 0 gives the RecFormer-style variant):
+
+1. mask 15% of the history tokens and 50% of the next item's tokens (BERT 80/10/10);
+2. context encoder on the masked history → h_CLS and token states (MLM);
+3. context encoder on the full next items (S-I positives and in-batch negatives) and on the masked
+   next items → h_{n+1,M};
+4. target encoder (no grad) on the full next item and on one masked history item alone → targets;
+5. FFN1(h_CLS ⊕ D_n) → ĥ_n and FFN2(h_CLS ⊕ h_{n+1,M}) → ĥ_{n+1}; L_map = squared L2 to the targets.
+
+:class:`PretrainingModule` wraps it so that DDP sees the whole step as one ``forward``; it returns a
+:class:`PretrainOutput` (the three losses, their sum and the collapse guard's item-vector spread).
+
+**The loop** (:func:`pretrain`) reads top to bottom: draw the batch (deterministic in (seed, epoch,
+batch index)) → forward → backward → clip, AdamW and warm-up/decay step → EMA update of the target
+with the momentum schedule → log (``train_log.csv``) → save / stop. Checkpoints hold model, target,
+optimizer, scheduler, RNG and data position (see :mod:`jepa4rec.checkpoint`), so ``resume`` continues
+exactly where a run stopped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .batches import EncodedCorpus, Pair, batches_per_epoch, iterate_batches, pretraining_pairs
+from .builder import item_tokenizer, new_model
+from .checkpoint import latest_checkpoint, load_training_checkpoint, save_model_dir, save_training_checkpoint
+from .config import LossConfig, PretrainConfig, to_dict
+from .data import load_dataset
+from .errors import ConfigError, TrainingDiverged
+from .losses import contrastive_loss, mapping_loss
+from .masking import IGNORE_INDEX, bert_mask, sample_masked_item
+from .modeling import JEPA4RecModel, JepaEncoder, build_target_encoder, ema_update, momentum_at
+from .optim import build_optimizer, build_scheduler, resolve_mixed_precision
+from .text import TYPE_CLS, TYPE_PAD, ItemTokenizer, TextConfig, model_inputs, sentence_text
+
+logger = logging.getLogger(__name__)
+
+LOG_FIELDS = ["step", "epoch", "lr", "loss", "loss_si", "loss_mlm", "loss_map", "item_spread", "momentum",
+              "negatives", "tokens", "elapsed_s"]
+
+
+# --- one step ----------------------------------------------------------------------------------------
+
+@dataclass
+class PretrainOutput:
+    loss: torch.Tensor
+    loss_si: torch.Tensor
+    loss_mlm: torch.Tensor
+    loss_map: torch.Tensor
+    item_spread: torch.Tensor  # mean per-dimension std of the normalised next-item vectors (collapse guard)
+
+
+def extract_item_alone(history: dict[str, torch.Tensor], item_position: torch.Tensor, cls_id: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """``[CLS] S_k`` for the item at ``item_position[b]`` of each history, vectorised."""
+    sel = (history["item_position_ids"] == item_position[:, None]) & (history["attention_mask"] == 1)
+    sel &= item_position[:, None] > 0
+    counts = sel.sum(dim=1)
+    length = int(counts.max().item()) + 1
+    B = sel.shape[0]
+    dest = torch.cumsum(sel.long(), dim=1)  # 1..n for the selected tokens
+    dest = torch.where(sel, dest, torch.zeros_like(dest))
+    out_ids = torch.full((B, length), pad_id, dtype=torch.long, device=sel.device)
+    out_types = torch.full((B, length), TYPE_PAD, dtype=torch.long, device=sel.device)
+    rows = torch.arange(B, device=sel.device)[:, None].expand_as(sel)
+    out_ids[rows[sel], dest[sel]] = history["input_ids"][sel]
+    out_types[rows[sel], dest[sel]] = history["token_type_ids"][sel]
+    out_ids[:, 0] = cls_id
+    out_types[:, 0] = TYPE_CLS
+    positions = torch.arange(length, device=sel.device)[None, :]
+    attention = (positions <= counts[:, None]).long()
+    item_positions = attention - (positions == 0).long()  # 1 on item tokens, 0 on [CLS] and padding
+    return model_inputs(out_ids, attention, out_types, item_positions)
+
+
+def _concat_batches(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], fills: dict[str, int]) -> dict[str, torch.Tensor]:
+    L = max(a["input_ids"].shape[1], b["input_ids"].shape[1])
+    def pad(x, k):
+        return F.pad(x, (0, L - x.shape[1]), value=fills.get(k, 0))
+    return {k: torch.cat([pad(a[k], k), pad(b[k], k)], dim=0) for k in a}
+
+
+def pretrain_losses(
+    model: JEPA4RecModel,
+    target_encoder: JepaEncoder | None,
+    batch: dict,
+    cfg: LossConfig,
+    *,
+    cls_id: int,
+    pad_id: int,
+    mask_id: int,
+    special_ids: list[int],
+    generator: torch.Generator | None = None,
+) -> PretrainOutput:
+    """One pre-training forward. ``batch`` holds ``history`` and ``next_item`` (collated dicts) and
+    ``next_uid`` (one integer per row identifying the next item across domains)."""
+    history, next_item = batch["history"], batch["next_item"]
+    vocab = model.config.vocab_size
+    mask_kw = dict(mask_id=mask_id, vocab_size=vocab, special_ids=special_ids, generator=generator)
+    hist_ids, hist_labels = bert_mask(history["input_ids"], history["token_type_ids"], cfg.history_mask_ratio, **mask_kw)
+    next_ids, next_labels = bert_mask(next_item["input_ids"], next_item["token_type_ids"], cfg.next_item_mask_ratio, **mask_kw)
+
+    states = model.encoder(**{**history, "input_ids": hist_ids})
+    h_cls = model.encoder.pool(states, history["attention_mask"])
+    fills = {"input_ids": pad_id, "token_type_ids": TYPE_PAD}
+    B = h_cls.shape[0]
+    both = _concat_batches(next_item, {**next_item, "input_ids": next_ids}, fills)
+    item_states = model.encoder(**both)
+    item_vectors = model.encoder.pool(item_states, both["attention_mask"])
+    h_next, h_next_masked = item_vectors[:B], item_vectors[B:]
+
+    loss_si = contrastive_loss(h_cls, h_next, cfg.temperature, batch.get("next_uid"))
+
+    zero = h_cls.new_zeros(())
+    loss_mlm = zero
+    if cfg.lambda_mlm > 0:
+        logits = model.mlm_head(states[hist_labels != IGNORE_INDEX])
+        targets = hist_labels[hist_labels != IGNORE_INDEX]
+        if cfg.mlm_on_next_item:
+            next_sel = next_labels != IGNORE_INDEX
+            logits = torch.cat([logits, model.mlm_head(item_states[B:][next_sel])])
+            targets = torch.cat([targets, next_labels[next_sel]])
+        if targets.numel():
+            loss_mlm = F.cross_entropy(logits.float(), targets)
+
+    loss_map = zero
+    if cfg.lambda_map > 0:
+        if target_encoder is None:
+            raise ValueError("lambda_map > 0 needs the EMA target encoder")
+        position, has_masked = sample_masked_item(hist_labels, history["item_position_ids"], generator)
+        # Where nothing was masked, the learnable vector stands in for D_n and the most recent item
+        # (position 1) is the target, so the vector learns "the item this history ends with".
+        position = torch.where(has_masked, position, torch.ones_like(position))
+        alone = extract_item_alone(history, position, cls_id, pad_id)
+        with torch.no_grad():
+            targets_in = _concat_batches(next_item, alone, fills)
+            target_vectors = target_encoder.encode(targets_in)
+            t_next, t_hist = target_vectors[:B], target_vectors[B:]
+        pred_hist = model.predict_history_item(h_cls, position, has_masked)
+        pred_next = model.predict_next(h_cls, h_next_masked)
+        loss_map = (mapping_loss(pred_hist, t_hist.float(), cfg.map_normalize)
+                    + mapping_loss(pred_next, t_next.float(), cfg.map_normalize))
+
+    loss = loss_si + cfg.lambda_mlm * loss_mlm + cfg.lambda_map * loss_map
+    with torch.no_grad():
+        spread = F.normalize(h_next.float(), dim=-1).std(dim=0).mean()
+    return PretrainOutput(loss, loss_si.detach(), loss_mlm.detach(), loss_map.detach(), spread)
+
+
+class PretrainingModule(nn.Module):
+    """Wraps the model so that DDP sees the whole pre-training forward as one ``forward`` call."""
+
+    def __init__(self, model: JEPA4RecModel, cfg: PretrainConfig, item_tokenizer: ItemTokenizer):
+        super().__init__()
+        self.model = model
+        self.loss_cfg = cfg.loss
+        tok = item_tokenizer
+        self.token_ids = dict(cls_id=tok.cls_id, pad_id=tok.pad_id, mask_id=tok.mask_id, special_ids=tok.special_ids)
+
+    def forward(self, batch: dict, target_encoder, generator=None) -> dict:
+        out = pretrain_losses(self.model, target_encoder, batch, self.loss_cfg, generator=generator, **self.token_ids)
+        return dict(vars(out))
+
+
+# --- what a run is made of ---------------------------------------------------------------------------
+
+def load_domains(cfg: PretrainConfig) -> list:
+    datasets = []
+    for name in cfg.domains:
+        ds = load_dataset(name, root=cfg.data_root)
+        if cfg.max_users_per_domain and ds.n_users > cfg.max_users_per_domain:
+            keep = np.random.default_rng(cfg.seed).choice(ds.n_users, cfg.max_users_per_domain, replace=False)
+            ds = ds.subset_users(sorted(keep.tolist()))
+        datasets.append(ds)
+    return datasets
+
+
+def pretraining_sequences(datasets, cfg: PretrainConfig) -> list[list[list[int]]]:
+    """Per domain, the sequences pairs are cut from: whole, or the training part only (``train_split_only``)."""
+    return [ds.train_sequences() if cfg.train_split_only else ds.sequences for ds in datasets]
+
+
+def check_one_batch(sequences, cfg: PretrainConfig, world: int) -> None:
+    """An epoch must fill at least one global batch, else the loop would never end."""
+    per_domain = [sum(len(s) >= 2 for s in seqs) for seqs in sequences]  # one pair per user and epoch
+    n_pairs = sum(per_domain)
+    n_batches = (sum(batches_per_epoch(n, cfg.batch_size, world) for n in per_domain)
+                 if cfg.batch_domains == "single" else batches_per_epoch(n_pairs, cfg.batch_size, world))
+    if n_batches == 0:
+        raise ConfigError(f"{n_pairs} pre-training pairs per epoch do not fill one batch of {cfg.batch_size} x "
+                          f"{world} process(es)", hint="lower batch_size or add users")
+
+
+def build_item_tokenizer(cfg: PretrainConfig, datasets, output_dir: Path, is_main: bool) -> ItemTokenizer:
+    """The run's tokenizer (:func:`jepa4rec.builder.item_tokenizer`). A trained vocabulary comes from the
+    pre-training catalogues only, so a target domain's words split into sub-words pre-training has seen
+    (what zero-shot transfer needs); the main process trains it once into ``<output_dir>/tokenizer``."""
+    text_cfg = TextConfig(max_attr_tokens=cfg.max_attr_tokens, max_items=cfg.max_items, max_tokens=cfg.max_tokens)
+    texts = (sentence_text(item, text_cfg) for ds in datasets for item in ds.items) if is_main else None
+    return item_tokenizer(text_cfg, init_from=cfg.init_from, tokenizer=cfg.tokenizer, texts=texts,
+                          vocab_size=cfg.vocab_size, trained_dir=output_dir / "tokenizer")
+
+
+def batch_stream(sequences, cfg: PretrainConfig, epoch: int, batch_start: int, rank: int = 0,
+                 world: int = 1) -> Iterator[tuple[int, int, list[Pair]]]:
+    """(epoch, batch index, this process's pairs) from batch ``batch_start`` of ``epoch`` on, epoch after
+    epoch without end: each epoch draws its pairs anew (:func:`jepa4rec.batches.pretraining_pairs`)."""
+    group = cfg.batch_size * world if cfg.batch_domains == "single" else None
+    while True:
+        pairs = pretraining_pairs(sequences, epoch, cfg.seed, cfg.max_items, group)
+        for b, chunk in iterate_batches(pairs, cfg.batch_size, batch_start, rank, world):
+            yield epoch, b, chunk
+        epoch, batch_start = epoch + 1, 0
+
+
+class TrainLog:
+    """``train_log.csv``, one row of :data:`LOG_FIELDS` per logged step, written by the main process only.
+    A resumed run first drops the rows logged after its checkpoint (a run killed between two saves redoes
+    those steps), so the log holds every step once."""
+
+    def __init__(self, path: Path, resumed_at: int | None, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        if resumed_at is not None and path.exists():
+            with open(path, newline="") as fh:
+                rows = list(csv.reader(fh))
+            with open(path, "w", newline="") as fh:
+                csv.writer(fh).writerows(rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= resumed_at])
+        else:
+            with open(path, "w", newline="") as fh:
+                csv.writer(fh).writerow(LOG_FIELDS)
+
+    def append(self, row: list) -> None:
+        if self.enabled:
+            with open(self.path, "a", newline="") as fh:
+                csv.writer(fh).writerow(row)
+
+
+def prune_checkpoints(output_dir: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest ``checkpoint-<step>`` folders."""
+    old = sorted(output_dir.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))
+    for p in old[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def check_health(losses: dict, step: int, epoch: int, batch: int, cfg: PretrainConfig, output_dir: Path) -> None:
+    """Stop on a NaN or infinite loss (naming the last good checkpoint); warn when item vectors collapse."""
+    if not math.isfinite(losses["loss"]):
+        kept = latest_checkpoint(output_dir)
+        raise TrainingDiverged(
+            f"loss is {losses['loss']} at step {step} (epoch {epoch}, batch {batch}); nothing was saved after it, the "
+            f"last good state is {kept or 'not saved yet'}")
+    # At initialisation every item vector is nearly the same (spread ~0.001); only after the warm-up does a
+    # low spread mean the encoder is collapsing.
+    if step > cfg.optim.warmup_steps and losses["item_spread"] < cfg.collapse_threshold:
+        warnings.warn(f"step {step}: item-vector spread {losses['item_spread']:.4f} is below "
+                      f"{cfg.collapse_threshold}: the representations may be collapsing")
+
+
+def _to_device(batch, device):
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch.to(device) if torch.is_tensor(batch) else batch
+
+
+def _accelerator(cfg: PretrainConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    return Accelerator(
+        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+        gradient_accumulation_steps=cfg.optim.grad_accum,
+        cpu=not torch.cuda.is_available(),
+        # Unused parameters are expected in ablations (λ_map = 0 leaves the predictors idle).
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # max_steps counts optimizer steps whatever the number of processes: by default Accelerate
+        # steps the scheduler num_processes times per step, which would end the schedule early.
+        step_scheduler_with_optimizer=False,
+    )
+
+
+# --- the loop ----------------------------------------------------------------------------------------
+
+def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
+    """Run (or resume) pre-training; returns the exported model directory ``<output_dir>/final``."""
+    from accelerate.utils import set_seed
+
+    accelerator = _accelerator(cfg)
+    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    # The data (readable, enough for one batch) is checked before anything is written to output_dir.
+    datasets = load_domains(cfg)
+    sequences = pretraining_sequences(datasets, cfg)
+    check_one_batch(sequences, cfg, world)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    item_tok = build_item_tokenizer(cfg, datasets, out, is_main) if is_main else None
+    accelerator.wait_for_everyone()  # the main process has trained the vocabulary, if there was one to train
+    if item_tok is None:
+        item_tok = build_item_tokenizer(cfg, datasets, out, is_main)
+    corpus = EncodedCorpus(datasets, item_tok)
+
+    model = new_model(item_tok, model_size=cfg.model_size, overrides=cfg.model, max_items=cfg.max_items,
+                      max_tokens=cfg.max_tokens, init_from=cfg.init_from, token_init=cfg.token_init,
+                      freeze_word_embeddings=cfg.freeze_word_embeddings, seed=cfg.seed)
+    target = build_target_encoder(model).to(accelerator.device)
+    optimizer = build_optimizer(model, cfg.optim)
+    schedule_steps = cfg.schedule_steps or cfg.max_steps
+    scheduler = build_scheduler(optimizer, cfg.optim, schedule_steps)
+    module = PretrainingModule(model, cfg, item_tok)
+
+    step, epoch, batch_start = 0, 0, 0
+    ckpt = latest_checkpoint(out) if resume else None
+    if ckpt is not None:
+        state = load_training_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler,
+                                         target_encoder=target, device="cpu")
+        target.to(accelerator.device)
+        step, epoch, batch_start = state["step"], state["epoch"], state["next_batch"]
+        accelerator.print(f"resumed from {ckpt} at step {step} (epoch {epoch}, batch {batch_start})")
+    module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+    unwrapped: PretrainingModule = accelerator.unwrap_model(module)
+    log = TrainLog(out / "train_log.csv", step if ckpt is not None else None, enabled=is_main)
+    card = {"kind": "pretrain", "config": to_dict(cfg), "domains": cfg.domains,
+            "users": int(sum(ds.n_users for ds in datasets)), "items": int(sum(ds.n_items for ds in datasets))}
+
+    def save(epoch: int, next_batch: int) -> None:
+        if is_main:
+            save_training_checkpoint(
+                out / f"checkpoint-{step}", model=unwrapped.model, item_tokenizer=item_tok, optimizer=optimizer,
+                scheduler=scheduler, target_encoder=target,
+                trainer_state={"step": step, "epoch": epoch, "next_batch": next_batch, "config": to_dict(cfg)},
+                card={**card, "step": step})
+            prune_checkpoints(out, cfg.keep_checkpoints)
+
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (is_main and cfg.progress), desc="pre-train", dynamic_ncols=True)
+    start, tokens, last = time.time(), 0, {}
+    module.train()
+    # A resumed run that had already reached max_steps draws no batch.
+    batches = batch_stream(sequences, cfg, epoch, batch_start, rank, world) if step < cfg.max_steps else iter(())
+    for epoch, b, chunk in batches:
+        # batch
+        batch = _to_device(corpus.collate_pairs(chunk), accelerator.device)
+        tokens += int(batch["history"]["attention_mask"].sum() + batch["next_item"]["attention_mask"].sum())
+        # Masking draws from a generator seeded by the step: a resumed run masks identically.
+        gen = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1_000_003 + step * 7919 + rank)
+        # forward (the whole step of pretrain_losses) → backward → clip, AdamW and schedule step
+        with accelerator.accumulate(module), accelerator.autocast():
+            outputs = module(batch, target, gen)
+            accelerator.backward(outputs["loss"])
+            if accelerator.sync_gradients and cfg.optim.grad_clip:
+                accelerator.clip_grad_norm_(module.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        if not accelerator.sync_gradients:
+            continue  # a micro-batch of gradient accumulation: no optimizer step was taken
+        # EMA update of the target encoder
+        momentum = momentum_at(step, schedule_steps, cfg.ema_momentum_start, cfg.ema_momentum_end)
+        ema_update(target, unwrapped.model.encoder, momentum)
+        step += 1
+        # log
+        last = {k: float(v.detach()) for k, v in outputs.items()}
+        check_health(last, step, epoch, b, cfg, out)
+        bar.update(1)
+        bar.set_postfix(si=f"{last['loss_si']:.3f}", mlm=f"{last['loss_mlm']:.3f}", map=f"{last['loss_map']:.3f}",
+                        spread=f"{last['item_spread']:.3f}")
+        if step % cfg.log_every == 0 or step == 1:
+            log.append([step, epoch, scheduler.get_last_lr()[0], last["loss"], last["loss_si"], last["loss_mlm"],
+                        last["loss_map"], last["item_spread"], momentum, cfg.batch_size * world, tokens,
+                        round(time.time() - start, 2)])
+        # save / stop
+        out_of_time = cfg.max_minutes is not None and time.time() - start > cfg.max_minutes * 60
+        if step >= cfg.max_steps or out_of_time:
+            save(epoch, b + 1)
+            break
+        if step % cfg.save_every == 0:
+            save(epoch, b + 1)
+    bar.close()
+    accelerator.wait_for_everyone()
+    final = out / "final"
+    if is_main:
+        elapsed = time.time() - start
+        card.update(step=step, last_losses=last, train_seconds=round(elapsed, 1),
+                    tokens_per_s=round(tokens * world / max(elapsed, 1e-9), 1))
+        save_model_dir(final, unwrapped.model, item_tok, card)
+    accelerator.end_training()
+    return final
