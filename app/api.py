@@ -1,4 +1,5 @@
-"""The app's named API endpoints (``/recommend``, ``/search``), for ``gradio_client`` and MCP clients.
+"""The app's named API endpoints (``/recommend``, ``/search``, ``/explain``, ``/new_item``), for
+``gradio_client`` and MCP clients.
 
 No ``from __future__ import annotations`` here: Gradio reads these functions' type hints at runtime to
 type each parameter, and postponed (string) annotations would leave every parameter typed "Any".
@@ -58,4 +59,49 @@ def endpoints(service: AppService, gpu=lambda fn: fn):
         except H.UserInputError as err:
             raise gr.Error(str(err)) from None
 
-    return recommend, search
+    @gpu
+    def explain(dataset: str, history: list[int], item: int) -> dict:
+        """Why an item scores as it does for a history: each history item's and each of its words' pull.
+
+        Args:
+            dataset: a dataset name the app offers, e.g. "ml-100k".
+            history: item ids, oldest first (at least one).
+            item: the item id to explain.
+
+        Returns:
+            {"item", "title", "history": [{"item", "title", "delta"}], "words": [{"word", "delta"}]}; delta is
+            the cosine score lost when that history item is left out, or that word masked.
+        """
+        try:
+            served = _served(dataset)
+            return H.explain_item(served, [H.check_item(served, i, "history item") for i in history], item)
+        except H.UserInputError as err:
+            raise gr.Error(str(err)) from None
+
+    @gpu
+    def new_item(dataset: str, history: list[int], attributes: dict[str, str], allow_repeats: Optional[bool] = None
+                 ) -> dict:
+        """Where an item the catalogue does not have would rank for a history, and its nearest items.
+
+        Args:
+            dataset: a dataset name the app offers, e.g. "ml-100k".
+            history: item ids, oldest first.
+            attributes: the new item's text, e.g. {"title": "Toy Story 5", "genres": "Animation"}.
+            allow_repeats: whether history items count as competitors (default: the dataset's default).
+
+        Returns:
+            {"rank", "of", "score", "history_used", "neighbours": [{"item", "title", "cosine"}]}
+        """
+        try:
+            served = _served(dataset)
+            if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+                raise H.UserInputError('attributes must be an object of text values, e.g. {"title": "..."}')
+            attrs = {str(k).strip(): v.strip() for k, v in attributes.items() if str(k).strip() and v.strip()}
+            if not attrs:
+                raise H.UserInputError("the new item has no text: give it a title or another attribute")
+            return H.new_item_view(served, [H.check_item(served, i, "history item") for i in history], attrs,
+                                   allow_repeats)
+        except H.UserInputError as err:
+            raise gr.Error(str(err)) from None
+
+    return recommend, search, explain, new_item

@@ -78,7 +78,7 @@ def explanation_figure(explained: dict) -> go.Figure:
 
     hist, words = explained["history"], explained["words"]
     fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.28,
-                        subplot_titles=("history items (score lost when left out)", "its words (score lost when masked)"))
+                        subplot_titles=("history items, each left out", "its words, each masked"))
     short = [h["title"] if len(h["title"]) <= 40 else h["title"][:39] + "…" for h in hist]
     fig.add_trace(go.Bar(x=[h["delta"] for h in hist], y=[f"{i + 1}. {t}" for i, t in enumerate(short)],
                          orientation="h", marker_color=["#2a9d8f" if h["delta"] >= 0 else "#e76f51" for h in hist],

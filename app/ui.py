@@ -387,7 +387,6 @@ def build_demo(service: AppService) -> gr.Blocks:
         for tab in (rec_tab, upload_tab, exp_tab, about_tab):
             tab.select(lambda: False, None, map_open, **private)
 
-        recommend, search = endpoints(service, gpu)
-        gr.api(recommend, api_name="recommend")
-        gr.api(search, api_name="search")
+        for fn in endpoints(service, gpu):
+            gr.api(fn, api_name=fn.__name__)
     return demo

@@ -270,6 +270,12 @@ def test_gradio_client_endpoints_are_typed_and_validated(launched, served, toy):
                           (("Nope", [0], None, None, 10), "unknown dataset 'Nope'")):
         with pytest.raises(Exception, match=message):
             client.predict(*args, api_name="/recommend")
+    why = client.predict(toy, history, target, api_name="/explain")
+    assert [h["item"] for h in why["history"]] == history and why["words"]
+    new = client.predict(toy, history, {"title": "red guitar strap deluxe"}, None, api_name="/new_item")
+    assert 1 <= new["rank"] <= new["of"] and len(new["neighbours"]) == 10
+    with pytest.raises(Exception, match="no text"):
+        client.predict(toy, history, {"title": " "}, None, api_name="/new_item")
     info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     params = {p["parameter_name"]: p for p in info["/recommend"]["parameters"]}
     assert params["history"]["python_type"]["type"] != "Any" and params["k"]["python_type"]["type"] == "int"
@@ -328,6 +334,20 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
             page.wait_for_selector(".js-plotly-plot", state="attached", timeout=30_000)  # the rank-vs-reveal chart
             page.wait_for_timeout(1000)
             page.screenshot(path=str(ARTIFACTS / "recommend_reveal.png"), full_page=True)
+
+            # Why this item: pick the target, read the bars' titles.
+            page.get_by_text("Why this item?").click()
+            page.get_by_label("An item of the lists above, or the target").click()
+            page.get_by_test_id("dropdown-option").first.click(timeout=20_000)
+            page.get_by_role("button", name="Explain").click()
+            expect(page.get_by_text("history items, each left out").first).to_be_visible(timeout=30_000)
+            # A brand-new item: its rank and nearest items.
+            page.get_by_text("A brand-new item").click()
+            page.get_by_label("Title", exact=True).fill("red guitar strap deluxe")
+            page.get_by_role("button", name="Rank it").click()
+            expect(page.get_by_text("would rank").first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Its nearest catalogue items").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "why_and_new_item.png"), full_page=True)
 
             # The map draws when its tab opens, with the history marked.
             page.get_by_role("tab", name="Embedding map").click()
