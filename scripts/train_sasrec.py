@@ -18,11 +18,9 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-# Run from a checkout without installing the package.
-
 import torch
 
-from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec
+from jepa4rec.baselines import PopularityScorer, SASRecConfig, save_sasrec, train_sasrec
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
 from jepa4rec.evaluation import evaluate, format_metrics
@@ -48,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--exclude-history", action="store_true", help="also report metrics with history items excluded")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", default=None, help="write a JSON results file here")
+    p.add_argument("--save", default=None,
+                   help="save the trained model here (model.safetensors + sasrec_config.json with the dataset, its "
+                        "catalogue digest and the test metrics), e.g. for the app's model comparison")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -93,6 +94,13 @@ def main(argv=None) -> dict:
         results["popularity"]["test_exclude_history"] = evaluate(pop, test_cases, exclude_history=True, progress=False)
         results["sasrec"]["test_exclude_history"] = evaluate(model, test_cases, exclude_history=True, progress=False)
         print(f"SASRec test, history excluded: {format_metrics(results['sasrec']['test_exclude_history'])}")
+    if args.save:
+        from jepa4rec.recommend import catalogue_digest
+
+        saved = save_sasrec(model, args.save, card={
+            "dataset": dataset.name, "catalogue_digest": catalogue_digest(dataset.items), "test": test,
+            "best_epoch": log["best_epoch"], "train_seconds": round(log["train_seconds"], 1), "command": " ".join(sys.argv)})
+        print(f"saved the model to {saved}")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -187,6 +187,21 @@ def test_sasrec_padding_does_not_change_scores():
     assert ids.tolist() == [[1, 15]]
 
 
+def test_sasrec_saves_and_loads_as_safetensors_and_json(tmp_path):
+    from jepa4rec.baselines import load_sasrec, save_sasrec
+    from jepa4rec.checkpoint import CheckpointError
+
+    torch.manual_seed(0)
+    model = SASRec(n_items=12, config=SASRecConfig(hidden_size=16, n_layers=1, max_len=6, dropout=0.0)).eval()
+    save_sasrec(model, tmp_path / "s", card={"dataset": "cyclic", "test": {"NDCG@10": 0.5}})
+    loaded, meta = load_sasrec(tmp_path / "s")
+    assert meta["dataset"] == "cyclic" and meta["test"]["NDCG@10"] == 0.5 and meta["n_items"] == 12
+    assert torch.equal(loaded.score_all([[1, 2, 3]]), model.score_all([[1, 2, 3]]))
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["model.safetensors", "sasrec_config.json"]
+    with pytest.raises(CheckpointError, match="is not a SASRec folder"):
+        load_sasrec(tmp_path / "missing")
+
+
 def test_sasrec_restores_training_mode():
     model = SASRec(n_items=5, config=SASRecConfig(hidden_size=8, n_layers=1, max_len=4))
     model.train()

@@ -27,10 +27,13 @@ dataset's id order, so it plugs straight into :func:`jepa4rec.evaluation.evaluat
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -328,3 +331,46 @@ def train_sasrec(
         model.load_state_dict(best_state)
     model.eval()
     return model, log
+
+
+SASREC_CONFIG = "sasrec_config.json"
+
+
+def save_sasrec(model: SASRec, path: str | Path, card: dict | None = None) -> Path:
+    """An ID-based SASRec as ``model.safetensors`` + ``sasrec_config.json`` (its settings, item count and
+    ``card``: e.g. the dataset, its catalogue digest and the test metrics). Item IDs only mean something
+    for the catalogue it was trained on, so the card should name it."""
+    from safetensors.torch import save_file
+
+    if model.item_features is not None:
+        raise ValueError("only an ID-based SASRec is saved: a text-feature one is rebuilt from its features")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    (path / SASREC_CONFIG).write_text(json.dumps({"kind": "sasrec", "n_items": model.n_items,
+                                                  "config": asdict(model.config), **(card or {})}, indent=2))
+    return path
+
+
+def load_sasrec(path: str | Path, device: str | torch.device = "cpu") -> tuple[SASRec, dict]:
+    """(model in eval mode, its saved card) from :func:`save_sasrec`'s folder (safetensors + JSON only)."""
+    from safetensors.torch import load_file
+
+    from ..checkpoint import CheckpointError
+
+    path = Path(path)
+    meta_path = path / SASREC_CONFIG
+    if not meta_path.is_file() or not (path / "model.safetensors").is_file():
+        raise CheckpointError(f"{path} is not a SASRec folder (needs {SASREC_CONFIG} and model.safetensors)",
+                              hint="train one with scripts/train_sasrec.py --save DIR")
+    meta = json.loads(meta_path.read_text())
+    fields_ = {f.name for f in dataclasses.fields(SASRecConfig)}
+    model = SASRec(meta["n_items"], SASRecConfig(**{k: v for k, v in meta["config"].items() if k in fields_}))
+    try:
+        state = load_file(str(path / "model.safetensors"), device=str(device))
+    except Exception as err:  # safetensors raises its own types for a cut or corrupt file
+        raise CheckpointError(f"{path / 'model.safetensors'}: not a readable safetensors file ({err})",
+                              hint="copy or rebuild the checkpoint") from None
+    model.load_state_dict(state)
+    return model.to(device).eval(), meta
+
