@@ -1,5 +1,5 @@
-"""The app's named API endpoints (``/recommend``, ``/search``, ``/explain``, ``/new_item``), for
-``gradio_client`` and MCP clients.
+"""The app's named API endpoints (``/recommend``, ``/search``, ``/explain``, ``/new_item``, ``/compare``),
+for ``gradio_client`` and MCP clients.
 
 No ``from __future__ import annotations`` here: Gradio reads these functions' type hints at runtime to
 type each parameter, and postponed (string) annotations would leave every parameter typed "Any".
@@ -104,4 +104,28 @@ def endpoints(service: AppService, gpu=lambda fn: fn):
         except H.UserInputError as err:
             raise gr.Error(str(err)) from None
 
-    return recommend, search, explain, new_item
+    @gpu
+    def compare(dataset: str, history: list[int], allow_repeats: Optional[bool] = None) -> dict:
+        """JEPA4Rec's top 10 beside the RecFormer-style model's and (where the dataset has one) SASRec's.
+
+        Args:
+            dataset: a dataset name the app offers, e.g. "ml-100k".
+            history: item ids, oldest first (at least one).
+            allow_repeats: whether history items may be recommended (default: the dataset's default).
+
+        Returns:
+            {"dataset", "models": [{"model", "checkpoint", "mode", "ndcg", "items"}], "overlaps": {"A & B": n},
+            "in_all", "titles": {item: title}}
+        """
+        try:
+            served = _served(dataset)
+            history = [H.check_item(served, i, "history item") for i in history]
+            if not history:
+                raise H.UserInputError("history must hold at least one item")
+            view = H.compare_view(service, dataset, history, allow_repeats)
+            view["titles"] = {str(k): v for k, v in view["titles"].items()}  # JSON object keys are text
+            return view
+        except H.UserInputError as err:
+            raise gr.Error(str(err)) from None
+
+    return recommend, search, explain, new_item, compare

@@ -239,7 +239,7 @@ def top_table_html(rows: list[dict] | None, caption: str, before: list[int] | No
 def side_by_side(*tables: str) -> str:
     """Tables next to each other that stack on a narrow screen (each keeps at least 300 px)."""
     cells = "".join(f"<div style='flex: 1 1 300px; min-width: 0'>{t}</div>" for t in tables if t)
-    return f"<div style='display: flex; flex-wrap: wrap; gap: 14px'>{cells}</div>"
+    return f"<style>{TABLE_CSS}</style><div style='display: flex; flex-wrap: wrap; gap: 14px'>{cells}</div>"
 
 
 def reveal_curve(served: Served, history: list[int], target: int, order: str = "sequential",
@@ -390,7 +390,59 @@ def new_item_view(served: Served, history: list[int], attrs: dict[str, str], all
 def neighbours_html(view: dict) -> str:
     rows = [{"rank": i + 1, "item": n["item"], "title": n["title"], "score": n["cosine"], "target": False}
             for i, n in enumerate(view["neighbours"])]
-    return top_table_html(rows, "Its nearest catalogue items (cosine)")
+    return side_by_side(top_table_html(rows, "Its nearest catalogue items (cosine)"))
+
+
+# --- models side by side -----------------------------------------------------------------------------
+
+SHARED_COLOURS = ("rgba(42, 157, 143, 0.22)", "rgba(233, 196, 106, 0.35)")  # in two lists, in all three
+
+
+def compare_view(service, name: str, history: list[int], allow_repeats: bool | None = None, k: int = 10,
+                 progress=None) -> dict:
+    """JEPA4Rec's top ``k`` beside every comparison model's for the same history, with the overlaps."""
+    import torch
+
+    served = service.get(name)
+    exclude = not (served.repeats_by_default if allow_repeats is None else allow_repeats)
+    jepa = served.model_test_metrics() or {}
+    models = [{"model": "JEPA4Rec", "checkpoint": served.checkpoint.name, "mode": served.mode,
+               "ndcg": jepa.get("NDCG@10"),
+               "items": [r.item for r in served.recommender.recommend(history, k=k, exclude_history=exclude).items]}]
+    for label in service.comparison_models(name):
+        entry = service.comparison(name, label, progress)
+        with torch.no_grad():
+            scores = entry["scorer"].score_all([list(history)])[0].float().clone()
+        if exclude and history:
+            scores[torch.as_tensor(list(history), device=scores.device)] = float("-inf")
+        top = torch.topk(scores, min(k, scores.numel())).indices.tolist()
+        models.append({"model": label, "checkpoint": entry["checkpoint"], "mode": entry["mode"], "ndcg": entry["ndcg"],
+                       "items": top})
+    lists = [set(m["items"]) for m in models]
+    overlaps = {f"{a['model']} & {b['model']}": len(set(a["items"]) & set(b["items"]))
+                for i, a in enumerate(models) for b in models[i + 1:]}
+    return {"dataset": served.display_name, "models": models, "overlaps": overlaps,
+            "in_all": len(set.intersection(*lists)) if lists else 0,
+            "titles": {i: served.recommender.titles[i] for m in models for i in m["items"]}}
+
+
+def compare_html(view: dict) -> str:
+    counts = Counter(i for m in view["models"] for i in m["items"])
+    n = len(view["models"])
+    tables = []
+    for m in view["models"]:
+        score = f"test NDCG@10 {m['ndcg']:.4f}" if m["ndcg"] is not None else "test NDCG@10 not measured"
+        rows = "".join(
+            f"<tr style='background: {SHARED_COLOURS[1] if counts[i] == n and n > 2 else SHARED_COLOURS[0] if counts[i] > 1 else 'none'}'>"
+            f"<td class='num'>{r + 1}</td><td class='title'>{html.escape(view['titles'][i])}</td>"
+            f"<td class='num'>{counts[i]}</td></tr>" for r, i in enumerate(m["items"]))
+        tables.append(f"<table class='toplist'><caption>{html.escape(m['model'])} ({html.escape(m['mode'])}; {score})"
+                      f"</caption><thead><tr><th class='num'>#</th><th class='title'>item</th>"
+                      f"<th class='num' title='lists it is in'>in</th></tr></thead><tbody>{rows}</tbody></table>")
+    pairs = "; ".join(f"{k}: {v}" for k, v in view["overlaps"].items())
+    legend = (f"<p>Items shared: {pairs}" + (f"; in all {n}: {view['in_all']}" if n > 2 else "") +
+              ". Green rows are in two lists, yellow rows in all three; <b>in</b> counts the lists an item is in.</p>")
+    return legend + side_by_side(*tables)
 
 
 # --- the API ----------------------------------------------------------------------------------------

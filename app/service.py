@@ -29,7 +29,9 @@ from jepa4rec.baselines.popularity import PopularityScorer
 from jepa4rec.data import DataFormatError, SeqRecDataset, available_datasets, load_dataset
 from jepa4rec.evaluation import evaluate
 from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR, cache_dir
+from jepa4rec.checkpoint import load_model_dir, weights_digest
 from jepa4rec.recommend import Recommender, catalogue_digest
+from jepa4rec.text import ItemTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,10 @@ class AppService:
         self._map_locks: dict[str, threading.Lock] = {}
         self._uploads: OrderedDict[str, dict[str, Served]] = OrderedDict()  # visitor session -> its catalogue
         self._upload_base: Recommender | None = None
+        compare_file = self.checkpoints_dir / "compare.json"
+        self.compare_index: dict[str, dict[str, str]] = json.loads(compare_file.read_text()) if compare_file.exists() else {}
+        self._compare: dict[tuple[str, str], dict] = {}  # (dataset, model) -> a loaded comparison model
+        self._compare_models: dict[Path, tuple] = {}  # checkpoint folder -> (model, tokenizer, card), shared
         self.max_uploads = max_uploads
 
     def dataset_names(self) -> list[str]:
@@ -164,6 +170,8 @@ class AppService:
                     old, _ = self._served.popitem(last=False)
                     self._maps.pop(old, None)
                     self._groups.pop(old, None)
+                    for key in [k for k in self._compare if k[0] == old]:
+                        del self._compare[key]
                     evicted.append(old)
             # Fit the map (and its colour groups) while the visitor looks at the ranking.
             threading.Thread(target=self._map_quietly, args=(served,), name=f"map-{name}", daemon=True).start()
@@ -235,6 +243,8 @@ class AppService:
             for key in dropped or {}:
                 self._maps.pop(key, None)
                 self._groups.pop(key, None)
+                for pair in [k for k in self._compare if k[0] == key]:
+                    del self._compare[pair]
         if dropped:
             release_memory()
 
@@ -347,6 +357,68 @@ class AppService:
         thread = threading.Thread(target=run, name="umap-warmup", daemon=True)
         thread.start()
         return thread
+
+    # --- other models on the same history ------------------------------------------------------
+
+    def comparison_models(self, name: str) -> list[str]:
+        """The models ``checkpoints/compare.json`` offers beside JEPA4Rec for this dataset."""
+        served = self.get(name)
+        out = []
+        for label, by_dataset in self.compare_index.items():
+            key = served.name if served.name in by_dataset else "default" if "default" in by_dataset else None
+            if key is None or (served.uploaded and label == "SASRec"):  # item IDs mean nothing in another catalogue
+                continue
+            out.append(label)
+        return out
+
+    def comparison(self, name: str, label: str, progress: Callable[[float, str], None] | None = None) -> dict:
+        """{"scorer": something with ``score_all(histories)``, "ndcg": test NDCG@10 or None, "mode": ...} for
+        the model ``label`` on dataset ``name``; loaded once per dataset while it stays loaded."""
+        served = self.get(name)
+        with self._lock:
+            cached = self._compare.get((served.name, label))
+            if cached is not None and cached["served"] is served:
+                return cached
+        by_dataset = self.compare_index[label]
+        folder = self.checkpoints_dir / by_dataset.get(served.name, by_dataset.get("default", ""))
+        progress = progress or (lambda f, what: None)
+        if label == "SASRec":
+            from jepa4rec.baselines import load_sasrec
+
+            model, card = load_sasrec(folder)
+            if card.get("catalogue_digest") != catalogue_digest(served.dataset.items) or model.n_items != served.dataset.n_items:
+                raise DataFormatError(f"{folder}: this SASRec was trained on another version of {served.display_name}'s "
+                                      "catalogue; its item IDs do not match", hint="retrain it with scripts/train_sasrec.py --save")
+            entry = {"scorer": model, "ndcg": (card.get("test") or {}).get("NDCG@10"), "mode": f"fine-tuned on {card.get('dataset')}",
+                     "checkpoint": folder.name}
+        else:
+            with self._lock:
+                base = self._compare_models.get(folder)
+            if base is None:
+                progress(0.0, f"loading {folder.name}")
+                base = load_model_dir(folder, device="cpu")
+                with self._lock:
+                    self._compare_models[folder] = base
+            model, tok, card = base
+            if served.uploaded:
+                import dataclasses
+
+                tok = ItemTokenizer(tok.tokenizer, dataclasses.replace(
+                    tok.config, attribute_order=served.recommender.tok.config.attribute_order, include_unlisted=False))
+            rec = Recommender(model, tok, served.dataset, device=self.device, card=card,
+                              model_digest=None if served.uploaded else weights_digest(folder))
+            rec.progress = lambda done, total: progress(done / max(total, 1),
+                                                        f"{label}: encoding {served.dataset.n_items:,} items ({done}/{total})")
+            _ = rec.item_vectors
+            rec.progress = None
+            fine_tuned = card.get("kind") == "finetune" and card.get("dataset") == served.name
+            metrics = (card.get("shipped_test") or card.get("test")) if fine_tuned else (card.get("zero_shot") or {}).get(served.name)
+            entry = {"scorer": rec, "ndcg": (metrics or {}).get("NDCG@10"),
+                     "mode": "fine-tuned" if fine_tuned else "zero-shot", "checkpoint": folder.name}
+        entry["served"] = served
+        with self._lock:
+            self._compare[(served.name, label)] = entry
+        return entry
 
     def result_file(self, stem: str) -> Path | None:
         # The CSV holds the rows; a JSON of the same name is the run's metadata (config, seeds, time).

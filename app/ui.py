@@ -191,6 +191,14 @@ def build_demo(service: AppService) -> gr.Blocks:
                                    "then cached); your history, the target and the top 10 are marked.")
             map_plot = gr.Plot(show_label=False)
 
+        with gr.Tab("Compare models") as compare_tab:
+            gr.Markdown("The same history (the one on *Recommend & reveal*) ranked by JEPA4Rec, by the "
+                        "RecFormer-style model (pre-trained from the same start on the same data, without the "
+                        "mapping loss) and, where the dataset has one, by SASRec (item IDs, trained on this "
+                        "dataset); each list with its model's measured test NDCG@10.")
+            compare_btn = gr.Button("Compare for the current history", variant="primary")
+            compare_html = gr.HTML()
+
         with gr.Tab("Your catalogue") as upload_tab:
             gr.Markdown(UPLOAD_HELP)
             with gr.Row():
@@ -297,10 +305,11 @@ def build_demo(service: AppService) -> gr.Blocks:
             shown = service.get(name).display_name if name.startswith("upload:") else name
             loading = f"Loading **{html.escape(shown)}**…"
             return ([], None, [], gr.update(choices=[], value=None), "", H.empty_history(), "", loading, None,
-                    loading, None, 0, None, "", "", None, gr.update(choices=[], value=None))
+                    loading, None, 0, None, "", "", None, gr.update(choices=[], value=None), "")
 
         reset_outputs = [history, target, top, matches, query, history_df, tables, summary, curve,
-                         badge, map_plot, reveal, new_point, new_summary, new_table, explain_plot, explain_pick]
+                         badge, map_plot, reveal, new_point, new_summary, new_table, explain_plot, explain_pick,
+                         compare_html]
 
         def load(name, progress=gr.Progress()):
             served = service.get(name, progress=lambda f, what: progress(f, desc=what))
@@ -376,6 +385,14 @@ def build_demo(service: AppService) -> gr.Blocks:
             return (gr.update(choices=choices, value=served.name),
                     f"Loaded **{served.display_name}**: {served.dataset.n_items:,} items. Switch to *Recommend & reveal*.")
 
+        @_friendly
+        def on_compare(name, hist, repeats_, progress=gr.Progress()):
+            if not hist:
+                raise H.UserInputError("The history is empty: build one on Recommend & reveal first.")
+            view = H.compare_view(service, name, hist, repeats_, progress=lambda f, what: progress(f, desc=what))
+            return H.compare_html(view)
+
+        compare_btn.click(on_compare, [dataset, history, repeats], compare_html, **private)
         upload_btn.click(on_upload, [items_file, inter_file], [dataset, upload_status], **private)
         def on_leave(request: gr.Request):
             service.drop_session(request.session_hash)
@@ -385,7 +402,7 @@ def build_demo(service: AppService) -> gr.Blocks:
         explain_btn.click(on_explain, [dataset, history, explain_pick], explain_plot, **private)
         new_btn.click(on_new_item, [dataset, history, new_title, new_extra, repeats], [new_summary, new_table, new_point],
                       **private)
-        for tab in (rec_tab, upload_tab, exp_tab, about_tab):
+        for tab in (rec_tab, compare_tab, upload_tab, exp_tab, about_tab):
             tab.select(lambda: False, None, map_open, **private)
 
         for fn in endpoints(service, gpu):

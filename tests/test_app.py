@@ -37,6 +37,19 @@ def service(finetuned, toy, toy2, tmp_path_factory):
     ckpts = tmp_path_factory.mktemp("checkpoints")
     shutil.copytree(f"{cfg.output_dir}/best", ckpts / "toy-model")
     (ckpts / "index.json").write_text(json.dumps({"default": "toy-model", toy: "toy-model"}))
+    # Models to compare with: the same toy model standing in for the RecFormer-style one, and a small
+    # SASRec really trained on the toy catalogue.
+    from jepa4rec.baselines import SASRecConfig, save_sasrec, train_sasrec
+    from jepa4rec.data import load_dataset
+    from jepa4rec.recommend import catalogue_digest
+
+    ds = load_dataset(toy)
+    sasrec, _ = train_sasrec(ds, SASRecConfig(hidden_size=16, n_layers=1, max_len=10, epochs=2, device="cpu"),
+                             progress=False)
+    save_sasrec(sasrec, ckpts / "sasrec-toy", card={"dataset": ds.name, "catalogue_digest": catalogue_digest(ds.items),
+                                                   "test": {"NDCG@10": 0.1234}})
+    (ckpts / "compare.json").write_text(json.dumps({"RecFormer-style": {"default": "toy-model"},
+                                                    "SASRec": {toy: "sasrec-toy"}}))
     results = tmp_path_factory.mktemp("results")
     (results / "reveal_curve.csv").write_text(
         "model,dataset,metric,reveal,value\n" + "\n".join(
@@ -349,6 +362,13 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
             expect(page.get_by_text("Its nearest catalogue items").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "why_and_new_item.png"), full_page=True)
 
+            # Models side by side on the same history.
+            page.get_by_role("tab", name="Compare models").click()
+            page.get_by_role("button", name="Compare for the current history").click()
+            expect(page.get_by_text("Items shared").first).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("SASRec (fine-tuned").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "compare_models.png"), full_page=True)
+
             # The map draws when its tab opens, with the history marked.
             page.get_by_role("tab", name="Embedding map").click()
             page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=60_000)
@@ -418,3 +438,21 @@ def test_why_this_item_and_a_new_item(served):
 
     fig = explanation_figure(why)
     assert len(fig.data) == 2 and len(fig.data[0].y) == len(history)
+
+
+def test_models_side_by_side(service, toy, toy2):
+    served = service.get(toy)
+    history, _ = H.load_user(served, 4)
+    assert service.comparison_models(toy) == ["RecFormer-style", "SASRec"]
+    view = H.compare_view(service, toy, history)
+    names = [m["model"] for m in view["models"]]
+    assert names == ["JEPA4Rec", "RecFormer-style", "SASRec"]
+    assert all(len(m["items"]) == 10 and not set(m["items"]) & set(history) for m in view["models"])
+    sasrec = view["models"][2]
+    assert sasrec["ndcg"] == 0.1234 and sasrec["mode"].startswith("fine-tuned")
+    # The stand-in RecFormer-style model is the JEPA4Rec checkpoint itself: the same ten items.
+    assert view["overlaps"]["JEPA4Rec & RecFormer-style"] == 10
+    html = H.compare_html(view)
+    assert html.count("<table") == 3 and "Items shared" in html and "<style>" in html
+    assert service.comparison_models(toy2) == ["RecFormer-style"]  # SASRec only where it was trained
+
