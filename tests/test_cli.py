@@ -65,6 +65,7 @@ CASES = [
     ("load_test_app", ["--users", "0", "--out", "{out}/r.json"], "--users must be at least 1"),
     ("benchmark_catalogue", ["--synthetic", "0"], "--synthetic must be at least 1"),
     ("benchmark_explain", ["--tries", "0"], "--tries and --history must be at least 1"),
+    ("compare_models", ["--dataset", "nope"], "dataset 'nope' is not available"),
 ]
 
 
