@@ -1,1 +1,1 @@
-"""The Gradio app: layout, thin handlers over jepa4rec.recommend.Recommender, plots."""
+"""The Gradio app: layout, thin handlers over jepa4rec.recommender.Recommender, plots."""

@@ -1,7 +1,7 @@
 """The app's handlers as plain functions: plain data in, plain data (and HTML) out.
 
 Gradio callbacks in :mod:`app.ui` are thin wrappers around these, so the tests call them directly.
-All ranking goes through :class:`jepa4rec.recommend.Recommender`. A mistake by the visitor raises
+All ranking goes through :class:`jepa4rec.recommender.Recommender`. A mistake by the visitor raises
 :class:`UserInputError` with a sentence meant for them; the UI shows it as a warning.
 """
 from __future__ import annotations

@@ -30,7 +30,7 @@ from jepa4rec.data import DataFormatError, SeqRecDataset, available_datasets, lo
 from jepa4rec.evaluation import evaluate
 from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR, cache_dir
 from jepa4rec.checkpoint import load_model_dir, weights_digest
-from jepa4rec.recommend import Recommender, catalogue_digest
+from jepa4rec.recommender import Recommender, catalogue_digest
 from jepa4rec.text import ItemTokenizer
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from .cli import ArgumentParser, command
 from .data import load_dataset
 from .evaluation import format_metrics
 from .language_models import is_language_model
-from .recommend import evaluate_checkpoint
+from .recommender import evaluate_checkpoint
 
 
 @command

@@ -25,7 +25,7 @@ from .errors import ConfigError
 from .finetuning import finetune
 from .paths import PROJECT_ROOT, RESULTS_DIR
 from .pretraining import pretrain
-from .recommend import evaluate_checkpoint
+from .recommender import evaluate_checkpoint
 
 HEADLINE_METRICS = ("NDCG@10", "Recall@10", "MRR")
 

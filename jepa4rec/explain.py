@@ -1,6 +1,6 @@
 """Why an item ranks where it does, and where a brand-new item would rank.
 
-Everything here is a few batched forward passes of the :class:`~jepa4rec.recommend.Recommender`'s
+Everything here is a few batched forward passes of the :class:`~jepa4rec.recommender.Recommender`'s
 encoder, scored with the history-only cosine cos(h_CLS, h_i) that evaluation uses:
 
 * :func:`history_contributions`: the item's score with the whole history minus its score with each
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .recommend import Recommender
+from .recommender import Recommender
 from .text import TYPE_VALUE, EncodedItem, item_sentence
 
 

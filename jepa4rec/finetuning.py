@@ -40,7 +40,7 @@ from .language_models import LANGUAGE_MODELS, is_language_model
 from .losses import contrastive_loss, mapping_loss
 from .masking import bert_mask
 from .optim import EarlyStopping, autocast, build_optimizer, build_scheduler, resolve_mixed_precision
-from .recommend import Recommender
+from .recommender import Recommender
 from .text import ItemTokenizer, TextConfig, sentence_text
 
 logger = logging.getLogger(__name__)

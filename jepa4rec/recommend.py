@@ -1,483 +1,82 @@
-"""The one inference API: load a checkpoint, rank every catalogue item for a history, optionally
-with a partly revealed target item. The app, the scripts and the tests all go through it, and
-:func:`evaluate_checkpoint` (what ``python -m jepa4rec.evaluate`` and the experiment commands call)
-scores a model directory through it. Ranks follow :func:`jepa4rec.evaluation.rank_of_targets`'s rule
-(ties count against the target).
+"""``python -m jepa4rec.recommend``: recommend from a catalogue file, zero-shot, for a history of its ids.
 
-Revealing the target (the paper's case study, Appendix D): the target item's sentence is encoded
-with every value word masked except a fraction ``reveal`` of them; attribute names stay visible (they
-carry no information about which item it is). The history vector and that partly masked item vector
-go through the next-item predictor, ĥ = FFN2(h_CLS ⊕ h_{n+1,M}), and items are ranked by cosine to ĥ.
+The catalogue is a CSV or JSON-lines file with an id column (``item_id`` or ``id``) and text columns in
+the order the item sentences are written (see :mod:`jepa4rec.data.catalogue`); the model ranks every
+item of it for the history, with no training on it. ``--target`` reports an item's rank and ``--reveal``
+shows the model a share of that item's words (the paper's case study).
 
-* ``reveal=None``: plain ranking by cos(h_CLS, h_i) (what evaluation uses).
-* ``reveal=r``: ``round(r * n_words)`` words are revealed, in sentence order (``reveal_order="sequential"``:
-  the first words of the title first) or in a random order drawn from ``seed`` (``"random"``).
-
-Two ways for the revealed words to meet the history (``reveal_mode``):
-
-* ``"evidence"`` (the default, the app's slider and the Fig. 7 chart's headline rows): every item is
-  scored cos(h_CLS, h_i) + s · cos(h_{n+1,M}, h_i), where s is the share of the target's words that are
-  revealed. At 0% this *is* the history-only ranking, and each revealed word can only add evidence. It
-  needs no trained predictor, so the RecFormer-style model (λ2 = 0) is scored the same way.
-* ``"predictor"``: the paper's mapping, items ranked by cos(FFN2(h_CLS ⊕ h_{n+1,M}), h_i). At 0% its
-  input is a target with every value word masked, which is not the history-only ranking; how useful it
-  is depends on how well the mapping loss trained FFN2 (``scripts/reproduce_reveal.py`` measures both).
+Examples:
+  python -m jepa4rec.recommend --items shop.csv --history p12 p40 p7
+  python -m jepa4rec.recommend --items shop.csv --history p12 p40 --target p99 --reveal 0.3 --k 5 --json
 """
 from __future__ import annotations
 
-import functools
-import hashlib
+import argparse
 import json
-import logging
-import math
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Sequence
+import sys
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-import transformers
-from safetensors.torch import load_file, save_file
+from .cli import ArgumentParser, command
+from .errors import UserError
+from .paths import CHECKPOINTS_DIR
 
-from .builder import item_tokenizer, new_model
-from .checkpoint import load_model_dir, weights_digest
-from .data import SeqRecDataset
-from .errors import ConfigError
-from .evaluation import evaluate, rank_of_targets
-from .language_models import LANGUAGE_MODELS, is_language_model, source_description
-from .paths import cache_dir
-from .ranking import ItemIndex
-from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, TextConfig, item_sentence
-
-logger = logging.getLogger(__name__)
-
-REVEAL_MODES = ("evidence", "predictor")
+DEFAULT_MODEL = CHECKPOINTS_DIR / "jepa4rec-minilm-pretrain"
 
 
-@dataclass
-class RankedItem:
-    item: int
-    key: str
-    title: str
-    score: float
+@command
+def main(argv=None) -> int:
+    parser = ArgumentParser(prog="python -m jepa4rec.recommend", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", required=True, help="catalogue file: CSV or JSON lines, an id column and text columns")
+    parser.add_argument("--history", nargs="+", required=True, help="item ids of the catalogue, oldest first")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL),
+                        help="model directory (default: the shipped pre-trained checkpoint, jepa4rec-minilm-pretrain)")
+    parser.add_argument("--k", type=int, default=10, help="how many items to list (default: 10)")
+    parser.add_argument("--target", default=None, help="an item id whose rank to report")
+    parser.add_argument("--reveal", type=float, default=None, help="share (0-1) of the target's words shown to the model")
+    parser.add_argument("--scoring", choices=["evidence", "predictor"], default="evidence",
+                        help="how revealed words count: evidence (0%% = history only) or the paper's predictor")
+    parser.add_argument("--allow-repeats", action="store_true", help="let history items be recommended again")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if args.k < 1:
+        raise UserError(f"--k must be at least 1, got {args.k}", "see --help")
+    if args.reveal is not None and (args.target is None or not 0.0 <= args.reveal <= 1.0):
+        raise UserError("--reveal needs --target and a share within 0..1", "see --help")
+
+    import torch
+
+    from .recommender import Recommender
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rec = Recommender.from_catalogue(args.model, args.items, device=args.device)
+    index = rec.dataset.item_index()
+    unknown = [i for i in args.history + ([args.target] if args.target else []) if i not in index]
+    if unknown:
+        raise UserError(f"{args.items}: no item with id {', '.join(map(repr, unknown[:5]))}",
+                        "give ids from the catalogue's id column")
+    history = [index[i] for i in args.history]
+    target = index[args.target] if args.target else None
+    out = rec.recommend(history, k=args.k, target=target, reveal=args.reveal, reveal_mode=args.scoring,
+                        exclude_history=not args.allow_repeats)
+    if args.json:
+        print(json.dumps({"items": [{"id": r.key, "title": r.title, "score": r.score} for r in out.items],
+                          "target_rank": out.target_rank, "revealed_words": out.revealed_words,
+                          "catalogue": rec.dataset.n_items, "report": rec.dataset.report}, indent=2))
+        return 0
+    for line in rec.dataset.report:
+        print(f"note: {line}", file=sys.stderr)
+    width = max(len(r.key) for r in out.items) if out.items else 2
+    for rank, r in enumerate(out.items, 1):
+        print(f"{rank:>3}  {r.key:<{width}}  {r.score:.3f}  {r.title}")
+    if target is not None:
+        shown = f" with {args.reveal:.0%} of its words revealed ({', '.join(out.revealed_words) or 'none'})" \
+            if args.reveal is not None else ""
+        print(f"target {args.target}: rank {out.target_rank:,} of {rec.dataset.n_items:,}{shown}")
+    return 0
 
 
-@dataclass
-class Recommendation:
-    items: list[RankedItem]
-    target_rank: int | None  # 1-based rank of the target among all items (ties count against it)
-    revealed_words: list[str]
-
-
-def catalogue_digest(items: Sequence[dict]) -> str:
-    return hashlib.sha256(json.dumps(list(items), sort_keys=False, ensure_ascii=False).encode()).hexdigest()
-
-
-def item_title(attrs: dict) -> str:
-    for key in ("title", "description"):
-        if attrs.get(key):
-            return attrs[key]
-    return next(iter(attrs.values()), "")
-
-
-def _bounded_put(cache: dict, key, value, limit: int = 256) -> None:
-    """Insert into a memo that forgets its oldest entry beyond ``limit`` (the app's history and reveal
-    curve caches: a session touches a few histories, a long-running server many)."""
-    if key not in cache and len(cache) >= limit:
-        cache.pop(next(iter(cache)))
-    cache[key] = value
-
-
-@functools.lru_cache(maxsize=None)
-def _cpu_flags() -> frozenset:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return frozenset(next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), []))
-    except OSError:  # not Linux: no native bf16 assumed
-        return frozenset()
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 natively (so autocast to it is faster, not emulated)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
-def resolve_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-class Recommender:
-    """A model, its tokenizer and one catalogue, with the catalogue's item vectors cached."""
-
-    def __init__(self, model, item_tokenizer: ItemTokenizer, dataset: SeqRecDataset, *, device=None,
-                 batch_size: int = 128, model_digest: str | None = None, card: dict | None = None,
-                 use_cache: bool = True, precision: str = "auto"):
-        self.device = resolve_device(device)
-        if precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-        # auto: bf16 where the hardware computes it natively (a GPU that has it; a CPU with AVX512-BF16 or
-        # AMX, where it encodes about 2.5x faster), else fp32. Vectors are returned in fp32 either way.
-        self.precision = precision if precision != "auto" else ("bf16" if native_bf16(self.device) else "fp32")
-        self.model = model.to(self.device).eval()
-        self.tok = item_tokenizer
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.card = card or {}
-        self.model_digest = model_digest
-        self.use_cache = use_cache and model_digest is not None
-        if dataset.n_items and not any(dataset.items):
-            raise ValueError(f"dataset {dataset.name}: none of its {dataset.n_items:,} items has any text (is its "
-                             "catalogue file empty?); a text model cannot rank items it cannot read")
-        self.encoded: list[EncodedItem] = item_tokenizer.encode_items(dataset.items)
-        self.titles = [item_title(it) for it in dataset.items]
-        self._item_vectors: torch.Tensor | None = None
-        self._history_cache: dict[tuple, torch.Tensor] = {}
-        self._unit_items: torch.Tensor | None = None
-        self._index: ItemIndex | None = None
-        self._curve_cache: dict[tuple, list[int]] = {}
-        self._quantized = False
-        # Called as progress(batches_done, batches_total) while the catalogue is encoded (the app's bar).
-        self.progress: Callable[[int, int], None] | None = None
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, dataset: SeqRecDataset, device=None, **kwargs) -> "Recommender":
-        path = Path(path)
-        model, tok, card = load_model_dir(path, device="cpu")
-        return cls(model, tok, dataset, device=device, model_digest=weights_digest(path),
-                   card=card, **kwargs)
-
-    @classmethod
-    def from_catalogue(cls, model: "str | Path | Recommender", items: str | Path, interactions: str | Path | None = None,
-                       *, name: str | None = None, device=None, **kwargs) -> "Recommender":
-        """Zero-shot over a catalogue file someone brings (CSV or JSON lines: an id column and text
-        attributes, written in the header's order; see :mod:`jepa4rec.data.catalogue`), optionally with
-        an interactions file. ``model`` is a model directory, or a Recommender whose (already loaded)
-        model is shared. The item vectors stay in memory: nothing of the file is written to disk."""
-        import dataclasses
-
-        from .data.catalogue import read_catalogue
-
-        dataset, columns = read_catalogue(items, interactions, name=name)
-        if isinstance(model, Recommender):
-            net, tok, card, digest = model.model, model.tok, model.card, model.model_digest
-            device = device or model.device
-        else:
-            net, tok, card = load_model_dir(model, device="cpu")
-            digest = weights_digest(model)
-        text = dataclasses.replace(tok.config, attribute_order=tuple(columns), include_unlisted=False)
-        return cls(net, ItemTokenizer(tok.tokenizer, text), dataset, device=device, model_digest=digest,
-                   card=card, use_cache=False, **kwargs)
-
-    @classmethod
-    def from_language_model(cls, source: str, dataset: SeqRecDataset, *, model_size: str | None = None,
-                            max_items: int = 20, max_tokens: int = 128, pooling: str = "cls", device=None,
-                            **kwargs) -> "Recommender":
-        """The converted language model with no training at all ("step 0"): ranks by the cosine of the
-        history's vector (written as one text, as every JEPA4Rec model does) and each item's, both pooled
-        by ``pooling`` (``cls`` or ``mean``, as the model a run starts from will pool)."""
-        if model_size is None:
-            if source not in LANGUAGE_MODELS:
-                raise ValueError(f"give model_size for the language model folder {source}")
-            model_size = LANGUAGE_MODELS[source].model_size
-        tok = item_tokenizer(TextConfig(max_items=max_items, max_tokens=max_tokens), init_from=source)
-        model = new_model(tok, model_size=model_size, overrides={"pooling": pooling}, max_items=max_items,
-                          max_tokens=max_tokens, init_from=source)
-        card = {"kind": "language_model", "source": source_description(source), "pooling": pooling}
-        return cls(model, tok, dataset, device=device, card=card, **kwargs)
-
-    def quantize_int8(self) -> "Recommender":
-        """Serve with int8 dynamic quantisation of every Linear layer (CPU only): weights stored as int8,
-        activations quantised on the fly. Ranking fidelity is measured by scripts/benchmark_encoder.py."""
-        if self.device.type != "cpu":
-            raise ValueError("int8 dynamic quantisation runs on the CPU only; use bf16 on a GPU")
-        import warnings
-
-        with warnings.catch_warnings():  # torch deprecates quantized tensors in favour of torchao
-            warnings.simplefilter("ignore", UserWarning)
-            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        self._quantized = True  # int8 kernels take fp32 activations: no bf16 autocast on top
-        self.model_digest = f"{self.model_digest}:int8" if self.model_digest else None
-        self._item_vectors = self._unit_items = self._index = None
-        self._history_cache.clear()
-        self._curve_cache.clear()
-        return self
-
-    # --- vectors ---------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def _encode(self, batches, total: int | None = None) -> torch.Tensor:
-        # Inference runs in eval mode even when called in the middle of fine-tuning.
-        was_training = self.model.training
-        self.model.eval()
-        out = []
-        bf16 = self.precision == "bf16" and not self._quantized
-        for done, batch in enumerate(batches, 1):
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                out.append(self.model.encode(batch).float())
-            if self.progress is not None and total:
-                self.progress(done, total)
-        self.model.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size, device=self.device)
-
-    def _encode_in_length_order(self, inputs: Sequence, lengths: Sequence[int], collate) -> torch.Tensor:
-        """Vectors of ``inputs`` in their own order, encoded shortest first: each batch pads only to its
-        longest member."""
-        order = np.argsort(lengths, kind="stable")
-        batches = (collate([inputs[i] for i in order[s:s + self.batch_size]]) for s in range(0, len(inputs), self.batch_size))
-        vectors = self._encode(batches, total=math.ceil(len(inputs) / self.batch_size))
-        result = torch.empty_like(vectors)
-        result[torch.as_tensor(order, device=vectors.device)] = vectors
-        return result
-
-    def embed_encoded_items(self, items: Sequence[EncodedItem]) -> torch.Tensor:
-        return self._encode_in_length_order(items, [len(it) for it in items], self.tok.collate_items)
-
-    def embed_items(self, items: Sequence[dict]) -> torch.Tensor:
-        """Item vectors h_i ([CLS] S_i → h_CLS) for arbitrary attribute dicts."""
-        return self.embed_encoded_items(self.tok.encode_items(items))
-
-    def cache_key(self) -> str:
-        """Identifies this checkpoint + catalogue + text config (the key of every derived cache)."""
-        return self._cache_path().stem
-
-    def _cache_path(self) -> Path:
-        key = hashlib.sha256("|".join([
-            self.model_digest or "", catalogue_digest(self.dataset.items), json.dumps(self.tok.config.to_dict()),
-            self.precision,
-        ]).encode()).hexdigest()[:32]
-        return cache_dir() / "item_vectors" / f"{key}.safetensors"
-
-    @property
-    def item_vectors(self) -> torch.Tensor:
-        """[n_items, d] vectors of the whole catalogue, cached by checkpoint + catalogue content."""
-        if self._item_vectors is None:
-            path = self._cache_path() if self.use_cache else None
-            if path is not None and path.exists():
-                self._item_vectors = load_file(str(path))["vectors"].to(self.device)
-            else:
-                self._item_vectors = self.embed_encoded_items(self.encoded)
-                if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    save_file({"vectors": self._item_vectors.cpu().contiguous()}, str(path))
-        return self._item_vectors
-
-    @property
-    def unit_item_vectors(self) -> torch.Tensor:
-        """The catalogue's item vectors scaled to unit length (cosine = dot product)."""
-        if self._unit_items is None or self._unit_items.shape[0] != self.item_vectors.shape[0]:
-            self._unit_items = F.normalize(self.item_vectors, dim=-1)
-        return self._unit_items
-
-    @property
-    def item_index(self) -> ItemIndex:
-        """Top-k over the unit item vectors: exact up to ranking.EXACT_LIMIT items, faiss IVF beyond."""
-        if self._index is None or self._index.n_items != self.unit_item_vectors.shape[0]:
-            self._index = ItemIndex(self.unit_item_vectors)
-        return self._index
-
-    def refresh_item_vectors(self) -> torch.Tensor:
-        """Re-encode the catalogue (during fine-tuning the weights change under the cache)."""
-        self._item_vectors = None
-        self._unit_items = None
-        self._index = None
-        self._history_cache.clear()
-        self._curve_cache.clear()
-        use, self.use_cache = self.use_cache, False
-        try:
-            return self.item_vectors
-        finally:
-            self.use_cache = use
-
-    def embed_history(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-        """History vectors [B, d]; encoded in order of token length so each batch pads little."""
-        seqs = [[self.encoded[i] for i in h] for h in histories]
-        return self._encode_in_length_order(seqs, [self.tok.history_length(s) for s in seqs], self.tok.collate)
-
-    # --- scoring ---------------------------------------------------------------------------------
-
-    def score_all(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Cosine of every history vector with every catalogue item: [B, n_items] (the Scorer API)."""
-        h = F.normalize(self.embed_history(histories), dim=-1)
-        return h @ self.unit_item_vectors.T
-
-    def masked_item(self, item: int, reveal: float, order: str = "sequential", seed: int = 0,
-                    n_words: int | None = None) -> tuple[EncodedItem, list[str]]:
-        """The item's tokens with all value words masked except ``round(reveal * n_words)`` of them
-        (or exactly ``n_words`` of them when given, as in "reveal two words")."""
-        enc = self.encoded[item]
-        words = enc.words
-        n_reveal, total = self._reveal_count(item, reveal, n_words)
-        if order == "sequential":
-            shown = np.arange(n_reveal)
-        elif order == "random":
-            shown = np.random.default_rng(seed).permutation(total)[:n_reveal]
-        else:
-            raise ValueError(f"reveal_order must be 'sequential' or 'random', got {order!r}")
-        visible = np.isin(words, shown) | (enc.types != TYPE_VALUE)
-        ids = np.where(visible, enc.ids, self.tok.mask_id)
-        value_words = " ".join(v for _, v in item_sentence(self.dataset.items[item], self.tok.config)).split()
-        revealed = [value_words[w] for w in sorted(shown.tolist()) if w < len(value_words)]
-        return EncodedItem(ids, enc.types, words), revealed
-
-    def _reveal_count(self, item: int, reveal: float, n_words: int | None = None) -> tuple[int, int]:
-        """(value words revealed, value words in all) of ``item`` at fraction ``reveal`` (or ``n_words``)."""
-        words = self.encoded[item].words
-        total = int(words.max()) + 1 if len(words) and words.max() >= 0 else 0
-        shown = min(n_words, total) if n_words is not None else int(math.floor(reveal * total + 0.5))
-        return shown, total
-
-    def revealed_share(self, item: int, reveal: float, n_words: int | None = None) -> float:
-        """The share of ``item``'s value words actually revealed (a 3-word title at 50% shows 2 of 3)."""
-        shown, total = self._reveal_count(item, reveal, n_words)
-        return shown / total if total else 0.0
-
-    def history_vector(self, history: Sequence[int]) -> torch.Tensor:
-        """h_CLS of one history, memoised: moving the reveal slider re-encodes only the target."""
-        key = tuple(history)
-        vec = self._history_cache.get(key)
-        if vec is None:
-            vec = self.embed_history([list(history)])[0]
-            _bounded_put(self._history_cache, key, vec)
-        return vec
-
-    @torch.no_grad()
-    def reveal_curve(self, history: Sequence[int], target: int, reveals: Sequence[float], order: str = "sequential",
-                     seed: int = 0, mode: str = "evidence", exclude_history: bool = False) -> list[int]:
-        """The target's rank at each reveal fraction, for one history (one batched forward), memoised:
-        it does not depend on the slider, so moving it costs nothing here."""
-        key = (tuple(history), int(target), tuple(reveals), order, seed, mode, exclude_history)
-        if key not in self._curve_cache:
-            h_cls = self.history_vector(history).expand(len(reveals), -1)
-            masked = [self.masked_item(target, r, order, seed)[0] for r in reveals]
-            shares = [self.revealed_share(target, r) for r in reveals]
-            scores = self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares)
-            if exclude_history:
-                self._exclude(scores, history, [target] * len(reveals))
-            _bounded_put(self._curve_cache, key, rank_of_targets(scores, [target] * len(reveals)).tolist())
-        return list(self._curve_cache[key])
-
-    def _query_scores(self, h_cls: torch.Tensor, h_masked: torch.Tensor, mode: str,
-                      shares: Sequence[float]) -> torch.Tensor:
-        items = self.unit_item_vectors
-        if mode == "predictor":
-            query = self.model.predict_next(h_cls, h_masked).float()
-            return F.normalize(query, dim=-1) @ items.T
-        if mode == "evidence":
-            # Each row's masked target counts in proportion to the words it shows: 0% adds nothing.
-            share = torch.as_tensor(shares, dtype=torch.float32, device=h_cls.device)[:, None]
-            return self._history_scores(F.normalize(h_cls, dim=-1)) + share * (F.normalize(h_masked, dim=-1) @ items.T)
-        raise ValueError(f"reveal_mode must be one of {REVEAL_MODES}, got {mode!r}")
-
-    def _history_scores(self, h_unit: torch.Tensor) -> torch.Tensor:
-        """[B, n_items] cosines of unit history vectors with every item, a row at a time: the same
-        arithmetic whatever the batch, so 0% revealed reproduces the history-only scores bit for bit
-        (a batched product may round differently and swap near-ties)."""
-        items_t = self.unit_item_vectors.T
-        return torch.cat([row[None] @ items_t for row in h_unit])
-
-    @staticmethod
-    def _exclude(scores: torch.Tensor, history: Sequence[int], targets: Sequence[int | None]) -> None:
-        """Push the history's items to the bottom of each row in place; a row's target always competes."""
-        if not len(history):
-            return
-        rows = torch.arange(scores.shape[0], device=scores.device)
-        kept = [scores[r, t].clone() if t is not None else None for r, t in enumerate(targets)]
-        scores[:, torch.as_tensor(list(history), device=scores.device)] = float("-inf")
-        for r, (t, v) in enumerate(zip(targets, kept)):
-            if t is not None:
-                scores[rows[r], t] = v
-
-    @torch.no_grad()
-    def reveal_scores(self, histories: Sequence[Sequence[int]], targets: Sequence[int], reveal: float,
-                      order: str = "sequential", seed: int = 0, mode: str = "evidence",
-                      n_words: int | None = None, h_cls: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, n_items] scores given each history and a partly revealed target (``h_cls``: the
-        histories' vectors when already computed, e.g. across a sweep of reveal fractions)."""
-        masked = [self.masked_item(t, reveal, order, seed + i, n_words)[0] for i, t in enumerate(targets)]
-        shares = [self.revealed_share(t, reveal, n_words) for t in targets]
-        if h_cls is None:
-            h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
-        return self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares)
-
-    def _ranked(self, scores: torch.Tensor, ids: torch.Tensor) -> list[RankedItem]:
-        """Top-k rows as RankedItems (an ANN index pads with id -1 when it finds fewer than k)."""
-        return [RankedItem(int(i), self.dataset.item_keys[int(i)], self.titles[int(i)], float(s))
-                for s, i in zip(scores.tolist(), ids.tolist()) if i >= 0]
-
-    def recommend(self, history: Sequence[int], k: int = 10, target: int | None = None, reveal: float | None = None,
-                  reveal_order: str = "sequential", seed: int = 0, reveal_mode: str = "evidence",
-                  exclude_history: bool = False) -> Recommendation:
-        """Top-``k`` items for one history; with ``target`` also its rank, with ``reveal`` its words.
-
-        ``exclude_history`` keeps the history's own items out of the list (a shop that sells each thing
-        once); the target is never excluded, so its rank stays defined."""
-        if reveal is not None and target is None:
-            raise ValueError("reveal needs a target item")
-        if reveal is not None and not 0.0 <= reveal <= 1.0:
-            raise ValueError(f"reveal must be within [0, 1], got {reveal}")
-        revealed: list[str] = []
-        if reveal is None and target is None:
-            # Only the top k is needed: the index answers it (an ANN one for very large catalogues),
-            # asked for as many more as the history could take away.
-            seen = set(int(i) for i in history) if exclude_history else set()
-            scores_k, ids = self.item_index.search(F.normalize(self.history_vector(history), dim=-1), k + len(seen))
-            ranked = [r for r in self._ranked(scores_k, ids) if r.item not in seen][:k]
-            return Recommendation(ranked, None, revealed)
-        if reveal is None:
-            scores = self._history_scores(F.normalize(self.history_vector(history), dim=-1)[None])[0]
-        else:
-            _, revealed = self.masked_item(target, reveal, reveal_order, seed)
-            scores = self.reveal_scores([list(history)], [target], reveal, reveal_order, seed, reveal_mode)[0]
-        if exclude_history:
-            scores = scores.clone()  # never write into a cached matrix product
-            self._exclude(scores[None], history, [target])
-        top = torch.topk(scores, min(k, scores.numel()))
-        items = self._ranked(top.values, top.indices)
-        rank = int(rank_of_targets(scores[None], [target])[0]) if target is not None else None
-        return Recommendation(items, rank, revealed)
-
-
-def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: str = "test", *, random_init: bool = False,
-                        exclude_history: bool = False, batch_size: int = 128, device: str | None = None,
-                        max_users: int | None = None, seed: int = 0, pooling: str | None = None,
-                        precision: str = "auto", progress: bool = True) -> dict:
-    """Metrics (and timing) of one model directory on one dataset's leave-one-out split, through a
-    Recommender and :func:`jepa4rec.evaluation.evaluate`. ``checkpoint`` may also name a language model
-    (``minilm``): its converted encoder with no training at all, pooled by ``pooling`` (default cls); a
-    model directory pools as it was trained. ``random_init``: an untrained model with the same config and
-    tokenizer (seeded by ``seed``), the floor a pre-training run must beat."""
-    dataset.require_text()  # before a model is loaded: a text model cannot rank items without text
-    if is_language_model(checkpoint):
-        rec = Recommender.from_language_model(str(checkpoint), dataset, device=device, batch_size=batch_size,
-                                              pooling=pooling or "cls", precision=precision)
-    elif pooling is not None:
-        raise ConfigError(f"--pooling applies to a language model only; {checkpoint} pools as it was trained",
-                          hint="leave --pooling out")
-    else:
-        rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size, precision=precision)
-    if random_init:
-        torch.manual_seed(seed)
-        fresh = type(rec.model)(rec.model.config)
-        rec.model = fresh.to(rec.device).eval()
-        rec.use_cache = False
-    cases = dataset.test_cases() if split == "test" else dataset.valid_cases()
-    if max_users:
-        cases = cases[:max_users]
-    t0 = time.time()
-    _ = rec.item_vectors
-    encode_s = time.time() - t0
-    metrics = evaluate(rec, cases, batch_size=batch_size, exclude_history=exclude_history, progress=progress,
-                       desc=f"{dataset.name} {split}")
-    # Every option that can change a number goes into the record.
-    return {"dataset": dataset.name, "checkpoint": str(checkpoint), "split": split, "random_init": random_init,
-            "exclude_history": exclude_history, "seed": seed, "pooling": rec.model.config.pooling,
-            "precision": rec.precision, "device": str(rec.device), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "users": len(cases), "items": dataset.n_items, "item_encoding_s": round(encode_s, 2), **metrics}
+if __name__ == "__main__":
+    sys.exit(main())

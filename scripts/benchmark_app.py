@@ -28,7 +28,7 @@ def rerank_latency(dataset: str, checkpoint: str, n: int, data_root: str | None)
     import torch
 
     from jepa4rec.data import load_dataset
-    from jepa4rec.recommend import Recommender
+    from jepa4rec.recommender import Recommender
 
     ds = load_dataset(dataset, root=data_root)
     rec = Recommender.from_pretrained(checkpoint, ds, device="cpu")

@@ -113,7 +113,7 @@ def scientific(args):
 
 
 def minilm_recommender(dataset, max_tokens: int = 128, max_items: int = 20, **kwargs):
-    from jepa4rec.recommend import Recommender
+    from jepa4rec.recommender import Recommender
 
     return Recommender.from_language_model("minilm", dataset, max_items=max_items, max_tokens=max_tokens, **kwargs)
 
@@ -162,7 +162,7 @@ def bench_finetune(args) -> dict:
 
 
 def bench_catalogue(args) -> list[dict]:
-    from jepa4rec.recommend import native_bf16
+    from jepa4rec.recommender import native_bf16
 
     import torch
 
@@ -186,7 +186,7 @@ def bench_evaluate(args) -> list[dict]:
     import torch
 
     from jepa4rec.evaluation import evaluate, rank_of_targets
-    from jepa4rec.recommend import Recommender
+    from jepa4rec.recommender import Recommender
     from jepa4rec.text import ItemTokenizer, TextConfig, sentence_text, train_tokenizer
 
     ds = scientific(args)

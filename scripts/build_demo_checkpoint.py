@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     card["stored_dtype"] = args.dtype
     if args.zero_shot or args.test:
         from jepa4rec.data import load_dataset
-        from jepa4rec.recommend import evaluate_checkpoint
+        from jepa4rec.recommender import evaluate_checkpoint
 
         def metrics(ds: str) -> dict:
             r = evaluate_checkpoint(dst, load_dataset(ds))

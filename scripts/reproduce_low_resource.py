@@ -27,7 +27,7 @@ from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
 from jepa4rec.evaluation import evaluate
 from jepa4rec.experiments import add_run_args, finetune_once, long_rows, write_results
-from jepa4rec.recommend import Recommender
+from jepa4rec.recommender import Recommender
 
 TEXT_MODELS = {"jepa4rec": ("JEPA4Rec", "checkpoints/jepa4rec-tiny-pretrain"),
                "recformer": ("RecFormer-style", "checkpoints/recformer-tiny-pretrain")}

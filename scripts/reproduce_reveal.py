@@ -3,7 +3,7 @@ target item's words is revealed, JEPA4Rec against the RecFormer-style model (λ2
 budget and tokenizer), plus a per-user case list (the target's rank before and after revealing two words).
 
 Each model is scored through ``Recommender.reveal_scores``; a mode is how the partly revealed target
-meets the history (see jepa4rec/recommend.py): ``evidence`` ranks by cos(h_CLS, h_i) + s · cos(h_{n+1,M}, h_i),
+meets the history (see jepa4rec/recommender.py): ``evidence`` ranks by cos(h_CLS, h_i) + s · cos(h_{n+1,M}, h_i),
 s the share of words revealed, so 0% is the history-only ranking; it is what the app's slider drives and
 runs for both models. ``predictor`` is the paper's FFN2(h_CLS ⊕ h_{n+1,M}) (untrained in a λ2 = 0
 model, so it is run for JEPA4Rec only). Reduced scale: the first ``--users`` test users of each
@@ -35,7 +35,7 @@ def run(args) -> dict:
 
     from jepa4rec.data import load_dataset
     from jepa4rec.evaluation import metrics_from_ranks, rank_of_targets
-    from jepa4rec.recommend import Recommender
+    from jepa4rec.recommender import Recommender
 
     torch.manual_seed(args.seed)
     reveals = [round(i / 10, 1) for i in range(11)]

@@ -49,7 +49,7 @@ from jepa4rec.data import load_dataset
 from jepa4rec.errors import UserError
 from jepa4rec.evaluation import evaluate, format_metrics
 from jepa4rec.paths import RESULTS_DIR
-from jepa4rec.recommend import evaluate_checkpoint
+from jepa4rec.recommender import evaluate_checkpoint
 
 # key -> (label in the table, kind, which pre-trained checkpoint)
 MODELS = {

@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
         results["sasrec"]["test_exclude_history"] = evaluate(model, test_cases, exclude_history=True, progress=False)
         print(f"SASRec test, history excluded: {format_metrics(results['sasrec']['test_exclude_history'])}")
     if args.save:
-        from jepa4rec.recommend import catalogue_digest
+        from jepa4rec.recommender import catalogue_digest
 
         saved = save_sasrec(model, args.save, card={
             "dataset": dataset.name, "catalogue_digest": catalogue_digest(dataset.items), "test": test,

@@ -245,7 +245,7 @@ def finetuned(toy, tmp_path_factory):
 @pytest.fixture(scope="session")
 def rec(finetuned, toy):
     from jepa4rec.data import load_dataset
-    from jepa4rec.recommend import Recommender
+    from jepa4rec.recommender import Recommender
 
     cfg, _ = finetuned
     return Recommender.from_pretrained(f"{cfg.output_dir}/best", load_dataset(toy))

@@ -41,7 +41,7 @@ def service(finetuned, toy, toy2, tmp_path_factory):
     # SASRec really trained on the toy catalogue.
     from jepa4rec.baselines import SASRecConfig, save_sasrec, train_sasrec
     from jepa4rec.data import load_dataset
-    from jepa4rec.recommend import catalogue_digest
+    from jepa4rec.recommender import catalogue_digest
 
     ds = load_dataset(toy)
     sasrec, _ = train_sasrec(ds, SASRecConfig(hidden_size=16, n_layers=1, max_len=10, epochs=2, device="cpu"),

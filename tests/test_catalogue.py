@@ -73,7 +73,7 @@ def test_limits_and_encoding_are_enforced(tmp_path):
 
 
 def test_recommender_from_catalogue_ranks_zero_shot_and_writes_nothing(finetuned, tmp_path, monkeypatch):
-    from jepa4rec.recommend import Recommender
+    from jepa4rec.recommender import Recommender
 
     monkeypatch.setenv("JEPA4REC_CACHE", str(tmp_path / "cache"))
     cfg, _ = finetuned
@@ -88,3 +88,20 @@ def test_recommender_from_catalogue_ranks_zero_shot_and_writes_nothing(finetuned
     shared = Recommender.from_catalogue(rec, items)  # a loaded model is shared, not loaded again
     assert shared.model is rec.model
     assert not (tmp_path / "cache").exists()  # the vectors stayed in memory
+
+
+def test_recommend_command_ranks_a_catalogue_file(finetuned, tmp_path, capsys):
+    from jepa4rec.recommend import main
+
+    cfg, _ = finetuned
+    rows = ["item_id,title"] + [f"k{i},{t} guitar {i}" for i, t in enumerate(["red", "blue", "green"] * 4)]
+    items = write(tmp_path / "mine.csv", "\n".join(rows) + "\n")
+    assert main(["--items", str(items), "--history", "k0", "k3", "--model", f"{cfg.output_dir}/best", "--k", "4",
+                 "--target", "k6", "--reveal", "0.5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["items"]) == 4 and out["catalogue"] == 12 and 1 <= out["target_rank"] <= 12
+    assert not {"k0", "k3"} & {r["id"] for r in out["items"]}  # history excluded by default
+    with pytest.raises(SystemExit) as exc:
+        main(["--items", str(items), "--history", "nope", "--model", f"{cfg.output_dir}/best"])
+    assert exc.value.code == 2 and "no item with id 'nope'" in capsys.readouterr().err
+

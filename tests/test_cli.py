@@ -66,6 +66,7 @@ CASES = [
     ("benchmark_catalogue", ["--synthetic", "0"], "--synthetic must be at least 1"),
     ("benchmark_explain", ["--tries", "0"], "--tries and --history must be at least 1"),
     ("compare_models", ["--dataset", "nope"], "dataset 'nope' is not available"),
+    ("jepa4rec.recommend", ["--items", "{missing}", "--history", "1"], "No such file or directory ({missing})"),
 ]
 
 

@@ -18,7 +18,7 @@ from jepa4rec.data import load_dataset
 from jepa4rec.evaluation import rank_of_targets
 from jepa4rec.batches import finetuning_pairs as training_pairs
 from jepa4rec.finetuning import finetune
-from jepa4rec.recommend import Recommender
+from jepa4rec.recommender import Recommender
 from jepa4rec.text import TYPE_VALUE
 
 torch.set_num_threads(1)

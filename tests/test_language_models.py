@@ -274,7 +274,7 @@ def test_mean_pooling_is_the_mean_of_real_token_states():
 def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_slice):
     """``evaluate --checkpoint minilm``: step 0 of a MiniLM run, ranked like every JEPA4Rec model."""
     from jepa4rec.data import load_dataset
-    from jepa4rec.recommend import evaluate_checkpoint
+    from jepa4rec.recommender import evaluate_checkpoint
 
     dataset = load_dataset(toy)
     result = evaluate_checkpoint("minilm", dataset, progress=False, batch_size=32)

@@ -34,7 +34,7 @@ def test_results_table_runs_every_kind_and_reuses_records(toy, finetuned, tmp_pa
     assert records["zeroshot_jepa4rec"]["checkpoint"] == pretrained
     # The zero-shot row is the same model the evaluator scores directly.
     from jepa4rec.data import load_dataset
-    from jepa4rec.recommend import evaluate_checkpoint
+    from jepa4rec.recommender import evaluate_checkpoint
 
     direct = evaluate_checkpoint(pretrained, load_dataset(toy), progress=False)
     assert records["zeroshot_jepa4rec"]["NDCG@10"] == pytest.approx(direct["NDCG@10"])
