@@ -1,5 +1,5 @@
-"""The app's named API endpoints (``/recommend``, ``/search``, ``/explain``, ``/new_item``, ``/compare``),
-for ``gradio_client`` and MCP clients.
+"""The app's named API endpoints (``/recommend``, ``/search``, ``/explain``, ``/new_item``, ``/compare``,
+``/recommend_catalogue``), for ``gradio_client`` and MCP clients.
 
 No ``from __future__ import annotations`` here: Gradio reads these functions' type hints at runtime to
 type each parameter, and postponed (string) annotations would leave every parameter typed "Any".
@@ -7,6 +7,8 @@ type each parameter, and postponed (string) annotations would leave every parame
 from typing import Optional
 
 import gradio as gr
+
+from jepa4rec.data import DataFormatError
 
 from . import handlers as H
 from .service import AppService
@@ -128,4 +130,43 @@ def endpoints(service: AppService, gpu=lambda fn: fn):
         except H.UserInputError as err:
             raise gr.Error(str(err)) from None
 
-    return recommend, search, explain, new_item, compare
+    @gpu
+    def recommend_catalogue(items: str, history: list[str], target: Optional[str] = None,
+                            reveal: Optional[float] = None, k: int = 10, format: str = "csv") -> dict:
+        """Rank a catalogue you send (its file's content) zero-shot for a history of its ids.
+
+        Args:
+            items: the item file's text: CSV (header first) or JSON lines, an id column (item_id or id) and
+                text columns, written into each item's sentence in the header's order; at most 200 MB.
+            history: ids from the id column, oldest first.
+            target: an id whose rank is reported (optional).
+            reveal: share (0-1) of the target's words shown to the model; needs target.
+            k: how many items to return, 1-100.
+            format: "csv" or "jsonl".
+
+        Returns:
+            {"items": [{"id", "title", "score"}], "target_rank", "revealed_words", "catalogue", "report"}; the
+            catalogue is held in memory for the next call with the same content, then replaced.
+        """
+        try:
+            if format not in ("csv", "jsonl"):
+                raise H.UserInputError(f'format must be "csv" or "jsonl", got {format!r}')
+            if not isinstance(items, str) or not items.strip():
+                raise H.UserInputError("items must be the item file's text (CSV or JSON lines)")
+            try:
+                served = service.add_upload("api", f"catalogue.{format}", label=f"catalogue.{format}", items_text=items)
+            except DataFormatError as err:
+                raise H.UserInputError(str(err)) from None
+            index = served.dataset.item_index()
+            missing = [i for i in list(history) + ([target] if target is not None else []) if str(i) not in index]
+            if missing:
+                raise H.UserInputError(f"no item with id {', '.join(map(repr, missing[:5]))} in the catalogue")
+            out = H.api_recommend(served, [index[str(i)] for i in history],
+                                  None if target is None else index[str(target)], reveal, k)
+            return {"items": [{"id": r["key"], "title": r["title"], "score": r["score"]} for r in out["items"]],
+                    "target_rank": out["target_rank"], "revealed_words": out["revealed_words"],
+                    "catalogue": served.dataset.n_items, "report": served.dataset.report}
+        except H.UserInputError as err:
+            raise gr.Error(str(err)) from None
+
+    return recommend, search, explain, new_item, compare, recommend_catalogue

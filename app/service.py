@@ -204,14 +204,17 @@ class AppService:
     # --- catalogues visitors bring ---------------------------------------------------------------
 
     def add_upload(self, session: str, items: str | os.PathLike, interactions: str | os.PathLike | None = None,
-                   label: str | None = None, progress: Callable[[float, str], None] | None = None) -> Served:
+                   label: str | None = None, progress: Callable[[float, str], None] | None = None,
+                   items_text: str | None = None, interactions_text: str | None = None) -> Served:
         """A visitor's catalogue, served zero-shot by the default (pre-trained) checkpoint: read, encoded
         (with progress) and held in memory for that visitor only; the same files again are not re-read.
         Each visitor keeps their latest catalogue; at most ``max_uploads`` visitors' are held."""
         progress = progress or (lambda f, what: None)
         digest = hashlib.sha256()
-        for f in (items, interactions):
-            if f is not None:
+        for f, text in ((items, items_text), (interactions, interactions_text)):
+            if text is not None:
+                digest.update(text.encode("utf-8"))
+            elif f is not None:
                 digest.update(Path(f).read_bytes())
         key = f"upload:{session}:{digest.hexdigest()[:16]}"
         with self._lock:
@@ -219,7 +222,8 @@ class AppService:
                 return self._uploads[session][key]
         progress(0.0, "reading the file")
         base = self._base_recommender()
-        rec = Recommender.from_catalogue(base, items, interactions, name=label or Path(items).name)
+        rec = Recommender.from_catalogue(base, items, interactions, name=label or Path(items).name,
+                                         items_text=items_text, interactions_text=interactions_text)
         rec.progress = lambda done, total: progress(0.05 + 0.85 * done / max(total, 1),
                                                     f"encoding {rec.dataset.n_items:,} items ({done}/{total} batches)")
         _ = rec.item_vectors

@@ -154,7 +154,8 @@ class Recommender:
 
     @classmethod
     def from_catalogue(cls, model: "str | Path | Recommender", items: str | Path, interactions: str | Path | None = None,
-                       *, name: str | None = None, device=None, **kwargs) -> "Recommender":
+                       *, name: str | None = None, device=None, items_text: str | None = None,
+                       interactions_text: str | None = None, **kwargs) -> "Recommender":
         """Zero-shot over a catalogue file someone brings (CSV or JSON lines: an id column and text
         attributes, written in the header's order; see :mod:`jepa4rec.data.catalogue`), optionally with
         an interactions file. ``model`` is a model directory, or a Recommender whose (already loaded)
@@ -163,7 +164,8 @@ class Recommender:
 
         from .data.catalogue import read_catalogue
 
-        dataset, columns = read_catalogue(items, interactions, name=name)
+        dataset, columns = read_catalogue(items, interactions, name=name, items_text=items_text,
+                                          interactions_text=interactions_text)
         if isinstance(model, Recommender):
             net, tok, card, digest = model.model, model.tok, model.card, model.model_digest
             device = device or model.device

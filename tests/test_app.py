@@ -289,6 +289,13 @@ def test_gradio_client_endpoints_are_typed_and_validated(launched, served, toy):
     assert 1 <= new["rank"] <= new["of"] and len(new["neighbours"]) == 10
     with pytest.raises(Exception, match="no text"):
         client.predict(toy, history, {"title": " "}, None, api_name="/new_item")
+    shop = client.predict(SHOP, ["s0", "s3"], "s6", 1.0, 4, "csv", api_name="/recommend_catalogue")
+    assert len(shop["items"]) == 4 and shop["catalogue"] == 12 and 1 <= shop["target_rank"] <= 12
+    assert not {"s0", "s3"} & {r["id"] for r in shop["items"]}
+    with pytest.raises(Exception, match="no id column"):
+        client.predict("title\nx\n", ["x"], None, None, 4, "csv", api_name="/recommend_catalogue")
+    with pytest.raises(Exception, match="no item with id 'zz'"):
+        client.predict(SHOP, ["zz"], None, None, 4, "csv", api_name="/recommend_catalogue")
     info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     params = {p["parameter_name"]: p for p in info["/recommend"]["parameters"]}
     assert params["history"]["python_type"]["type"] != "Any" and params["k"]["python_type"]["type"] == "int"

@@ -30,10 +30,13 @@ TIME_COLUMNS = ("timestamp", "time")
 HINT = "docs/app.md ('Your catalogue') describes the file layout"
 
 
-def _text(path: Path, max_bytes: int) -> str:
-    size = path.stat().st_size
+def _text(path: Path, max_bytes: int, given: str | None = None) -> str:
+    """The file's text, or ``given`` (text handed over directly, e.g. through the app's API) checked alike."""
+    size = len(given.encode("utf-8")) if given is not None else path.stat().st_size
     if size > max_bytes:
         raise DataFormatError(f"{path}: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit", hint=HINT)
+    if given is not None:
+        return given.lstrip("\ufeff")
     raw = path.read_bytes()
     try:
         return raw.decode("utf-8-sig")
@@ -73,11 +76,12 @@ def _rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict]]]:
     return list(reader.fieldnames), [(i + 2, row) for i, row in enumerate(reader)]
 
 
-def read_items(path: str | Path, max_bytes: int = MAX_BYTES, max_items: int = MAX_ITEMS
+def read_items(path: str | Path, max_bytes: int = MAX_BYTES, max_items: int = MAX_ITEMS, text: str | None = None
                ) -> tuple[list[str], list[dict[str, str]], list[str], list[str]]:
-    """(item keys, attribute dicts in header order, the text columns, report lines) of an item file."""
+    """(item keys, attribute dicts in header order, the text columns, report lines) of an item file (or of
+    ``text``, the file's content, ``path`` then only naming it and its format by its suffix)."""
     path = Path(path)
-    columns, rows = _rows(path, _text(path, max_bytes))
+    columns, rows = _rows(path, _text(path, max_bytes, text))
     id_col = _pick(columns, ID_COLUMNS)
     if id_col is None:
         raise DataFormatError(f"{path}: no id column (one named {' or '.join(ID_COLUMNS)}); columns: {columns}",
@@ -112,11 +116,11 @@ def read_items(path: str | Path, max_bytes: int = MAX_BYTES, max_items: int = MA
     return keys, items, text_cols, report
 
 
-def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = MAX_BYTES
+def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = MAX_BYTES, text: str | None = None
                       ) -> tuple[list[str], list[list[int]], list[str]]:
     """(user keys, sequences of item indices oldest first, report lines)."""
     path = Path(path)
-    columns, rows = _rows(path, _text(path, max_bytes))
+    columns, rows = _rows(path, _text(path, max_bytes, text))
     user_col, item_col, time_col = _pick(columns, USER_COLUMNS), _pick(columns, ITEM_COLUMNS), _pick(columns, TIME_COLUMNS)
     missing = [n for n, c in (("user", user_col), ("item", item_col)) if c is None]
     if missing:
@@ -155,12 +159,14 @@ def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = M
 
 
 def read_catalogue(items_path: str | Path, interactions_path: str | Path | None = None, name: str | None = None,
-                   max_bytes: int = MAX_BYTES, max_items: int = MAX_ITEMS) -> tuple[SeqRecDataset, list[str]]:
-    """(the catalogue as a dataset, its text columns in header order)."""
-    keys, items, columns, report = read_items(items_path, max_bytes, max_items)
+                   max_bytes: int = MAX_BYTES, max_items: int = MAX_ITEMS, items_text: str | None = None,
+                   interactions_text: str | None = None) -> tuple[SeqRecDataset, list[str]]:
+    """(the catalogue as a dataset, its text columns in header order); ``*_text`` hand over the files'
+    content instead of reading them (the paths then only name them)."""
+    keys, items, columns, report = read_items(items_path, max_bytes, max_items, items_text)
     users, sequences = [], []
     if interactions_path is not None:
-        users, sequences, more = read_interactions(interactions_path, keys, max_bytes)
+        users, sequences, more = read_interactions(interactions_path, keys, max_bytes, interactions_text)
         report += more
     dataset = SeqRecDataset(name=name or Path(items_path).stem, item_keys=keys, items=items, user_keys=users,
                             sequences=sequences, report=report)
