@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -126,285 +127,302 @@ def _friendly(fn):
     return wrapper
 
 
+def _recommend_tab(ui: SimpleNamespace) -> None:
+    with gr.Tab("Recommend & reveal") as ui.rec_tab:
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                ui.query = gr.Textbox(label="Search the catalogue", placeholder="type a few words of a title")
+                ui.matches = gr.Dropdown([], label="Matches", interactive=True, allow_custom_value=False)
+                with gr.Row():
+                    ui.add_btn = gr.Button("Add to history", variant="primary")
+                    ui.target_btn = gr.Button("Use as target")
+                ui.history_df = gr.Dataframe(H.empty_history(), label="Purchase history (oldest first)",
+                                             interactive=False, wrap=True)
+                with gr.Row():
+                    ui.position = gr.Number(label="Row #", value=1, precision=0, minimum=1, min_width=80)
+                    ui.up_btn = gr.Button("Move up", min_width=80)
+                    ui.down_btn = gr.Button("Move down", min_width=80)
+                    ui.remove_btn = gr.Button("Remove", min_width=80)
+                    ui.clear_btn = gr.Button("Clear all", min_width=80)
+                with gr.Row():
+                    ui.user = gr.Number(label="User of the test split", value=0, precision=0, minimum=0, min_width=120)
+                    ui.load_btn = gr.Button("Load this user (history + true next item)")
+                ui.repeats = gr.Checkbox(label="Allow repeat purchases (recommend items already in the history)",
+                                         value=False)
+            with gr.Column(scale=3, min_width=320):
+                ui.reveal = gr.Slider(0, 100, value=0, step=10, label="Reveal % of the target's words")
+                with gr.Row():
+                    ui.order = gr.Radio(["sequential", "random"], value="sequential", label="Reveal order")
+                    ui.scoring = gr.Radio(list(H.SCORINGS), value=H.DEFAULT_SCORING, label="Scoring")
+                ui.summary = gr.Markdown()
+                ui.tables = gr.HTML()
+                ui.curve = gr.Plot(label="Target rank against reveal fraction")
+                gr.Markdown(REVEAL_HELP)
+                with gr.Accordion("Why this item?", open=False):
+                    ui.explain_pick = gr.Dropdown([], label="An item of the lists above, or the target")
+                    ui.explain_btn = gr.Button("Explain")
+                    ui.explain_plot = gr.Plot(show_label=False)
+                with gr.Accordion("A brand-new item: where would it rank?", open=False):
+                    gr.Markdown("Describe an item the catalogue does not have; it is ranked against every "
+                                "catalogue item for the history above, as soon as it has words.")
+                    ui.new_title = gr.Textbox(label="Title", placeholder="e.g. Toy Story 5")
+                    ui.new_extra = gr.Textbox(label="Other attributes (name: value; name: value)",
+                                              placeholder="e.g. year: 2026; genres: Animation, Comedy")
+                    ui.new_btn = gr.Button("Rank it")
+                    ui.new_summary = gr.Markdown()
+                    ui.new_table = gr.HTML()
+
+
+def _map_compare_upload_tabs(ui: SimpleNamespace) -> None:
+    with gr.Tab("Embedding map") as ui.map_tab:
+        gr.Markdown("UMAP of every item vector of the dataset (fitted once per model and catalogue, then cached); "
+                    "your history, the target and the top 10 are marked.")
+        ui.map_plot = gr.Plot(show_label=False)
+    with gr.Tab("Compare models") as ui.compare_tab:
+        gr.Markdown("The same history (the one on *Recommend & reveal*) ranked by JEPA4Rec, by the RecFormer-style "
+                    "model (pre-trained from the same start on the same data, without the mapping loss) and, where "
+                    "the dataset has one, by SASRec (item IDs, trained on this dataset); each list with its model's "
+                    "measured test NDCG@10.")
+        ui.compare_btn = gr.Button("Compare for the current history", variant="primary")
+        ui.compare_html = gr.HTML()
+    with gr.Tab("Your catalogue") as ui.upload_tab:
+        gr.Markdown(UPLOAD_HELP)
+        with gr.Row():
+            ui.items_file = gr.File(label="Item file (CSV or JSON lines)", file_types=[".csv", ".jsonl", ".json", ".ndjson"])
+            ui.inter_file = gr.File(label="Interactions (optional: user, item, timestamp)", file_types=[".csv", ".jsonl"])
+        ui.upload_btn = gr.Button("Use this catalogue", variant="primary")
+        ui.upload_status = gr.Markdown()
+
+
+def _experiments_about_tabs(ui: SimpleNamespace, service: AppService) -> None:
+    with gr.Tab("Experiments") as ui.exp_tab:
+        pretrain_log = service.checkpoints_dir / service.index["default"] / "train_log.csv"
+        curve_fig = training_curve_figure(pretrain_log)
+        if curve_fig is not None:
+            gr.Markdown(f"### Pre-training of the default model\nFrom `{pretrain_log.parent.name}/train_log.csv`.")
+            gr.Plot(curve_fig)
+        for exp in EXPERIMENTS:
+            path = service.result_file(exp.stem)
+            if path is None and exp.script_path.exists():
+                gr.Markdown(f"### {exp.title}\nNo result file yet: run `{exp.command}` "
+                            f"(it writes `scripts/results/{exp.stem}.csv`).")
+            elif path is None:
+                gr.Markdown(f"### {exp.title}\nNot measured yet: `{exp.command}` is still to be written.")
+            else:
+                try:
+                    fig = experiment_figure(exp, read_result(path))
+                except (ValueError, KeyError) as err:  # a malformed file must not take the app down
+                    gr.Markdown(f"### {exp.title}\n`{path.name}` could not be charted: {err}")
+                    continue
+                gr.Markdown(f"### {exp.title}\nFrom `{path.name}`, written by `{exp.command}`.")
+                gr.Plot(fig)
+    with gr.Tab("About") as ui.about_tab:
+        ui.about = gr.Markdown()
+        ui.train_plot = gr.Plot(show_label=False)
+
+
+class Callbacks:
+    """What each control does: thin over :mod:`app.handlers`; a visitor's mistake becomes a warning."""
+
+    def __init__(self, service: AppService, names: list[str]):
+        self.service = service
+        self.names = names
+
+    def draw_map(self, name, hist, tgt, top_ids, new=None):
+        served = self.service.get(name)
+        return embedding_figure(self.service.embedding_map(name), served.recommender.titles,
+                                self.service.map_groups(name), hist, tgt, top_ids,
+                                f"{served.display_name}: {served.dataset.n_items:,} items", new)
+
+    @_friendly
+    def refresh(self, name, hist, tgt, pct, order, scoring, repeats, map_on, new):
+        """Both top-10 lists, the summary, the reveal chart, the map (when open) and the items to explain."""
+        served = self.service.get(name)
+        view = H.rank_view(served, hist, tgt, pct, order, scoring, repeats)
+        plain_ids = [r["item"] for r in view.history_only]
+        left = H.top_table_html(view.history_only, "From the history alone")
+        right = (H.top_table_html(view.revealed, f"With {pct:.0f}% of the target's words revealed", plain_ids)
+                 if view.revealed is not None else "")
+        fig = None
+        if tgt is not None:
+            fig = reveal_curve_figure(H.reveal_curve(served, hist, tgt, order, scoring, repeats), view.target_rank_history)
+        top_ids = [r["item"] for r in (view.revealed or view.history_only)]
+        map_fig = self.draw_map(name, hist, tgt, top_ids, new) if map_on else gr.skip()
+        pickable = list(dict.fromkeys(([tgt] if tgt is not None else []) + top_ids + plain_ids))
+        picks = gr.update(choices=H.item_choices(served, pickable), value=None)
+        return H.history_table(served, hist), H.side_by_side(left, right), view.summary, fig, top_ids, map_fig, picks
+
+    def search(self, name, q):
+        served = self.service.get(name)
+        ids = H.search_catalogue(served, q)
+        if q and q.strip() and not ids:
+            gr.Warning(f"No title in {served.display_name} contains every word of '{q.strip()}'.")
+        return gr.update(choices=H.item_choices(served, ids), value=None)
+
+    @_friendly
+    def add(self, name, hist, item):
+        new, note = H.add_item(self.service.get(name), hist, item)
+        if note:
+            gr.Info(note)
+        return new
+
+    @_friendly
+    def use_as_target(self, name, item):
+        if item is None or item == "":
+            raise H.UserInputError("Nothing is selected: search the catalogue and pick an item under Matches first.")
+        return H.check_item(self.service.get(name), item)
+
+    @_friendly
+    def load_user(self, name, user):
+        return H.load_user(self.service.get(name), user)
+
+    @_friendly
+    def move(self, hist, pos, delta):
+        return H.move_item(hist, pos, delta)
+
+    @_friendly
+    def remove(self, hist, pos):
+        return H.remove_item(hist, pos)
+
+    @staticmethod
+    def warn_reveal_without_target(tgt, pct):
+        if tgt is None and pct:
+            gr.Warning("Choose a target first (Use as target, or Load this user): reveal shows the target's words.")
+
+    def reset(self, name):
+        """Clear everything the previous dataset showed, at once, before the new one loads (see RESET)."""
+        shown = self.service.get(name).display_name if name.startswith("upload:") else name
+        loading = f"Loading **{html.escape(shown)}**…"
+        return ([], None, [], gr.update(choices=[], value=None), "", H.empty_history(), "", loading, None,
+                loading, None, 0, None, "", "", None, gr.update(choices=[], value=None), "")
+
+    def load(self, name, progress=gr.Progress()):
+        served = self.service.get(name, progress=lambda f, what: progress(f, desc=what))
+        ckpt = served.checkpoint
+        fig = training_curve_figure(ckpt / "train_log.csv") or finetune_curve_figure(ckpt / "finetune_results.json")
+        return H.badge_markdown(served), about_markdown(self.service, name), fig, served.repeats_by_default
+
+    @_friendly
+    def open_map(self, name, hist, tgt, top_ids, new, progress=gr.Progress()):
+        if not self.service.has_map(name):
+            progress(0.1, desc=f"fitting UMAP over {self.service.get(name).dataset.n_items:,} item vectors (once per "
+                               "model and catalogue, then cached)")
+        return True, self.draw_map(name, hist, tgt, top_ids, new)
+
+    @_friendly
+    def explain(self, name, hist, item):
+        if item is None or item == "":
+            raise H.UserInputError("Pick an item to explain (from the lists above, or the target).")
+        return explanation_figure(H.explain_item(self.service.get(name), hist, item))
+
+    @_friendly
+    def new_item(self, name, hist, title, extra, repeats):
+        served = self.service.get(name)
+        attrs = H.parse_attributes(title, extra)
+        view = H.new_item_view(served, hist, attrs, repeats)
+        point = None
+        if self.service.has_map(name):  # placed at its nearest items' mean position, weighted by cosine
+            coords = self.service.embedding_map(name)
+            ids = [n["item"] for n in view["neighbours"]]
+            w = np.clip(np.array([n["cosine"] for n in view["neighbours"]]), 1e-6, None)
+            x, y = (coords[ids] * w[:, None]).sum(0) / w.sum()
+            point = (float(x), float(y), f"new: {attrs.get('title') or next(iter(attrs.values()))}")
+        where = (f"would rank **{view['rank']:,}** of {view['of']:,} for this history (score {view['score']:.3f})"
+                 if view["history_used"] else "has no history to rank against yet: add items to the history")
+        text = f"**{html.escape(' · '.join(attrs.values()))}** {where}."
+        if point is not None:
+            text += " It is marked ✕ on the embedding map, among its nearest items."
+        return text, H.neighbours_html(view), point
+
+    @_friendly
+    def compare(self, name, hist, repeats, progress=gr.Progress()):
+        if not hist:
+            raise H.UserInputError("The history is empty: build one on Recommend & reveal first.")
+        return H.compare_html(H.compare_view(self.service, name, hist, repeats,
+                                             progress=lambda f, what: progress(f, desc=what)))
+
+    @_friendly
+    def upload(self, items_path, inter_path, request: gr.Request, progress=gr.Progress()):
+        if not items_path:
+            raise H.UserInputError("Choose an item file first (CSV or JSON lines with an id column and text columns).")
+        try:
+            served = self.service.add_upload(request.session_hash, items_path, inter_path or None,
+                                             label=Path(items_path).name,
+                                             progress=lambda f, what: progress(f, desc=what))
+        except DataFormatError as err:
+            raise H.UserInputError(str(err).replace(str(Path(items_path).parent) + "/", "")) from None
+        finally:
+            for f in (items_path, inter_path):  # Gradio's copy of an upload does not outlive its use
+                if f:
+                    Path(f).unlink(missing_ok=True)
+        choices = [(n, n) for n in self.names] + [(f"Your catalogue: {served.display_name}", served.name)]
+        return (gr.update(choices=choices, value=served.name),
+                f"Loaded **{served.display_name}**: {served.dataset.n_items:,} items. Switch to *Recommend & reveal*.")
+
+    def leave(self, request: gr.Request):
+        self.service.drop_session(request.session_hash)
+
+
+def _wire(demo: gr.Blocks, ui: SimpleNamespace, cb: Callbacks) -> None:
+    """Connect the controls to the callbacks; every event is private (the API is app.api's)."""
+    private = dict(api_visibility="private")
+    refresh = gpu(cb.refresh)
+    view_in = [ui.dataset, ui.history, ui.target, ui.reveal, ui.order, ui.scoring, ui.repeats, ui.map_open, ui.new_point]
+    view_out = [ui.history_df, ui.tables, ui.summary, ui.curve, ui.top, ui.map_plot, ui.explain_pick]
+
+    def then_refresh(event):
+        return event.then(refresh, view_in, view_out, **private)
+
+    ui.query.input(cb.search, [ui.dataset, ui.query], ui.matches, trigger_mode="always_last", **private)
+    then_refresh(ui.add_btn.click(cb.add, [ui.dataset, ui.history, ui.matches], ui.history, **private))
+    then_refresh(ui.target_btn.click(cb.use_as_target, [ui.dataset, ui.matches], ui.target, **private))
+    then_refresh(ui.up_btn.click(lambda h, p: cb.move(h, p, -1), [ui.history, ui.position], ui.history, **private))
+    then_refresh(ui.down_btn.click(lambda h, p: cb.move(h, p, 1), [ui.history, ui.position], ui.history, **private))
+    then_refresh(ui.remove_btn.click(cb.remove, [ui.history, ui.position], ui.history, **private))
+    then_refresh(ui.clear_btn.click(lambda: ([], None), None, [ui.history, ui.target], **private))
+    then_refresh(ui.load_btn.click(cb.load_user, [ui.dataset, ui.user], [ui.history, ui.target], **private))
+    ui.reveal.change(cb.warn_reveal_without_target, [ui.target, ui.reveal], None, **private)
+    for control in (ui.reveal, ui.order, ui.scoring, ui.repeats):
+        control.change(refresh, view_in, view_out, trigger_mode="always_last", **private)
+
+    reset_out = [ui.history, ui.target, ui.top, ui.matches, ui.query, ui.history_df, ui.tables, ui.summary, ui.curve,
+                 ui.badge, ui.map_plot, ui.reveal, ui.new_point, ui.new_summary, ui.new_table, ui.explain_plot,
+                 ui.explain_pick, ui.compare_html]
+    load_out = [ui.badge, ui.about, ui.train_plot, ui.repeats]
+    then_refresh(ui.dataset.change(cb.reset, ui.dataset, reset_out, **private).then(cb.load, ui.dataset, load_out, **private))
+    then_refresh(demo.load(cb.load, ui.dataset, load_out, **private))
+    demo.unload(cb.leave)
+
+    ui.map_tab.select(cb.open_map, [ui.dataset, ui.history, ui.target, ui.top, ui.new_point], [ui.map_open, ui.map_plot],
+                      **private)
+    for tab in (ui.rec_tab, ui.compare_tab, ui.upload_tab, ui.exp_tab, ui.about_tab):
+        tab.select(lambda: False, None, ui.map_open, **private)
+    ui.explain_btn.click(cb.explain, [ui.dataset, ui.history, ui.explain_pick], ui.explain_plot, **private)
+    ui.new_btn.click(cb.new_item, [ui.dataset, ui.history, ui.new_title, ui.new_extra, ui.repeats],
+                     [ui.new_summary, ui.new_table, ui.new_point], **private)
+    ui.compare_btn.click(cb.compare, [ui.dataset, ui.history, ui.repeats], ui.compare_html, **private)
+    ui.upload_btn.click(cb.upload, [ui.items_file, ui.inter_file], [ui.dataset, ui.upload_status], **private)
+
+
 def build_demo(service: AppService) -> gr.Blocks:
     names = service.dataset_names()
     default = DEFAULT_DATASET if DEFAULT_DATASET in names else names[0]
     service.warm_up_maps()
-
+    ui = SimpleNamespace()
     with gr.Blocks(title="JEPA4Rec") as demo:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
-            dataset = gr.Dropdown(names, value=default, label="Dataset", interactive=True, scale=1, min_width=200)
-            badge = gr.Markdown("Loading…", scale=3)
-        history = gr.State([])
-        target = gr.State(None)
-        top = gr.State([])
-        map_open = gr.State(False)
-        new_point = gr.State(None)  # (x, y, title) of a typed new item on the map
-
-        with gr.Tab("Recommend & reveal") as rec_tab:
-            with gr.Row():
-                with gr.Column(scale=2, min_width=320):
-                    query = gr.Textbox(label="Search the catalogue", placeholder="type a few words of a title")
-                    matches = gr.Dropdown([], label="Matches", interactive=True, allow_custom_value=False)
-                    with gr.Row():
-                        add_btn = gr.Button("Add to history", variant="primary")
-                        target_btn = gr.Button("Use as target")
-                    history_df = gr.Dataframe(H.empty_history(), label="Purchase history (oldest first)",
-                                              interactive=False, wrap=True)
-                    with gr.Row():
-                        position = gr.Number(label="Row #", value=1, precision=0, minimum=1, min_width=80)
-                        up_btn = gr.Button("Move up", min_width=80)
-                        down_btn = gr.Button("Move down", min_width=80)
-                        remove_btn = gr.Button("Remove", min_width=80)
-                        clear_btn = gr.Button("Clear all", min_width=80)
-                    with gr.Row():
-                        user = gr.Number(label="User of the test split", value=0, precision=0, minimum=0, min_width=120)
-                        load_btn = gr.Button("Load this user (history + true next item)")
-                    repeats = gr.Checkbox(label="Allow repeat purchases (recommend items already in the history)",
-                                          value=False)
-                with gr.Column(scale=3, min_width=320):
-                    reveal = gr.Slider(0, 100, value=0, step=10, label="Reveal % of the target's words")
-                    with gr.Row():
-                        order = gr.Radio(["sequential", "random"], value="sequential", label="Reveal order")
-                        scoring = gr.Radio(list(H.SCORINGS), value=H.DEFAULT_SCORING, label="Scoring")
-                    summary = gr.Markdown()
-                    tables = gr.HTML()
-                    curve = gr.Plot(label="Target rank against reveal fraction")
-                    gr.Markdown(REVEAL_HELP)
-                    with gr.Accordion("Why this item?", open=False):
-                        explain_pick = gr.Dropdown([], label="An item of the lists above, or the target")
-                        explain_btn = gr.Button("Explain")
-                        explain_plot = gr.Plot(show_label=False)
-                    with gr.Accordion("A brand-new item: where would it rank?", open=False):
-                        gr.Markdown("Describe an item the catalogue does not have; it is ranked against every "
-                                    "catalogue item for the history above, as soon as it has words.")
-                        new_title = gr.Textbox(label="Title", placeholder="e.g. Toy Story 5")
-                        new_extra = gr.Textbox(label="Other attributes (name: value; name: value)",
-                                               placeholder="e.g. year: 2026; genres: Animation, Comedy")
-                        new_btn = gr.Button("Rank it")
-                        new_summary = gr.Markdown()
-                        new_table = gr.HTML()
-
-        with gr.Tab("Embedding map") as map_tab:
-            map_note = gr.Markdown("UMAP of every item vector of the dataset (fitted once per model and catalogue, "
-                                   "then cached); your history, the target and the top 10 are marked.")
-            map_plot = gr.Plot(show_label=False)
-
-        with gr.Tab("Compare models") as compare_tab:
-            gr.Markdown("The same history (the one on *Recommend & reveal*) ranked by JEPA4Rec, by the "
-                        "RecFormer-style model (pre-trained from the same start on the same data, without the "
-                        "mapping loss) and, where the dataset has one, by SASRec (item IDs, trained on this "
-                        "dataset); each list with its model's measured test NDCG@10.")
-            compare_btn = gr.Button("Compare for the current history", variant="primary")
-            compare_html = gr.HTML()
-
-        with gr.Tab("Your catalogue") as upload_tab:
-            gr.Markdown(UPLOAD_HELP)
-            with gr.Row():
-                items_file = gr.File(label="Item file (CSV or JSON lines)", file_types=[".csv", ".jsonl", ".json", ".ndjson"])
-                inter_file = gr.File(label="Interactions (optional: user, item, timestamp)", file_types=[".csv", ".jsonl"])
-            upload_btn = gr.Button("Use this catalogue", variant="primary")
-            upload_status = gr.Markdown()
-
-        with gr.Tab("Experiments") as exp_tab:
-            pretrain_log = service.checkpoints_dir / service.index["default"] / "train_log.csv"
-            curve_fig = training_curve_figure(pretrain_log)
-            if curve_fig is not None:
-                gr.Markdown(f"### Pre-training of the default model\nFrom `{pretrain_log.parent.name}/train_log.csv`.")
-                gr.Plot(curve_fig)
-            for exp in EXPERIMENTS:
-                path = service.result_file(exp.stem)
-                if path is None and exp.script_path.exists():
-                    gr.Markdown(f"### {exp.title}\nNo result file yet: run `{exp.command}` "
-                                f"(it writes `scripts/results/{exp.stem}.csv`).")
-                elif path is None:
-                    gr.Markdown(f"### {exp.title}\nNot measured yet: `{exp.command}` is still to be written.")
-                else:
-                    try:
-                        fig = experiment_figure(exp, read_result(path))
-                    except (ValueError, KeyError) as err:  # a malformed file must not take the app down
-                        gr.Markdown(f"### {exp.title}\n`{path.name}` could not be charted: {err}")
-                        continue
-                    gr.Markdown(f"### {exp.title}\nFrom `{path.name}`, written by `{exp.command}`.")
-                    gr.Plot(fig)
-
-        with gr.Tab("About") as about_tab:
-            about = gr.Markdown()
-            train_plot = gr.Plot(show_label=False)
-
-        # --- callbacks -----------------------------------------------------------------------
-        def draw_map(name, hist, tgt, top_ids, new=None):
-            served = service.get(name)
-            coords = service.embedding_map(name)
-            groups = service.map_groups(name)
-            return embedding_figure(coords, served.recommender.titles, groups, hist, tgt, top_ids,
-                                    f"{served.display_name}: {served.dataset.n_items:,} items", new)
-
-        @gpu
-        @_friendly
-        def refresh(name, hist, tgt, pct, order_, scoring_, repeats_, map_on, new):
-            served = service.get(name)
-            view = H.rank_view(served, hist, tgt, pct, order_, scoring_, repeats_)
-            plain_ids = [r["item"] for r in view.history_only]
-            left = H.top_table_html(view.history_only, "From the history alone")
-            right = (H.top_table_html(view.revealed, f"With {pct:.0f}% of the target's words revealed", plain_ids)
-                     if view.revealed is not None else "")
-            fig = None
-            if tgt is not None:
-                fig = reveal_curve_figure(H.reveal_curve(served, hist, tgt, order_, scoring_, repeats_),
-                                          view.target_rank_history)
-            top_ids = [r["item"] for r in (view.revealed or view.history_only)]
-            map_fig = draw_map(name, hist, tgt, top_ids, new) if map_on else gr.skip()
-            pickable = list(dict.fromkeys(([tgt] if tgt is not None else []) + top_ids + plain_ids))
-            picks = gr.update(choices=H.item_choices(served, pickable), value=None)
-            return H.history_table(served, hist), H.side_by_side(left, right), view.summary, fig, top_ids, map_fig, picks
-
-        view_inputs = [dataset, history, target, reveal, order, scoring, repeats, map_open, new_point]
-        view_outputs = [history_df, tables, summary, curve, top, map_plot, explain_pick]
-
-        def on_search(name, q):
-            served = service.get(name)
-            ids = H.search_catalogue(served, q)
-            if q and q.strip() and not ids:
-                gr.Warning(f"No title in {name} contains every word of '{q.strip()}'.")
-            return gr.update(choices=H.item_choices(served, ids), value=None)
-
-        @_friendly
-        def on_add(name, hist, item):
-            new, note = H.add_item(service.get(name), hist, item)
-            if note:
-                gr.Info(note)
-            return new
-
-        @_friendly
-        def on_target(name, item):
-            if item is None or item == "":
-                raise H.UserInputError("Nothing is selected: search the catalogue and pick an item under Matches "
-                                       "first.")
-            return H.check_item(service.get(name), item)
-
-        @_friendly
-        def on_load(name, u):
-            return H.load_user(service.get(name), u)
-
-        @_friendly
-        def on_move(hist, pos, delta):
-            return H.move_item(hist, pos, delta)
-
-        @_friendly
-        def on_remove(hist, pos):
-            return H.remove_item(hist, pos)
-
-        def on_reveal(tgt, pct):
-            if tgt is None and pct:
-                gr.Warning("Choose a target first (Use as target, or Load this user): reveal shows the target's words.")
-
-        def reset(name):
-            """Clear everything the previous dataset showed, at once, before the new one loads."""
-            shown = service.get(name).display_name if name.startswith("upload:") else name
-            loading = f"Loading **{html.escape(shown)}**…"
-            return ([], None, [], gr.update(choices=[], value=None), "", H.empty_history(), "", loading, None,
-                    loading, None, 0, None, "", "", None, gr.update(choices=[], value=None), "")
-
-        reset_outputs = [history, target, top, matches, query, history_df, tables, summary, curve,
-                         badge, map_plot, reveal, new_point, new_summary, new_table, explain_plot, explain_pick,
-                         compare_html]
-
-        def load(name, progress=gr.Progress()):
-            served = service.get(name, progress=lambda f, what: progress(f, desc=what))
-            ckpt = served.checkpoint
-            fig = training_curve_figure(ckpt / "train_log.csv") or finetune_curve_figure(ckpt / "finetune_results.json")
-            return H.badge_markdown(served), about_markdown(service, name), fig, served.repeats_by_default
-
-        load_outputs = [badge, about, train_plot, repeats]
-
-        @_friendly
-        def on_map_tab(name, hist, tgt, top_ids, new, progress=gr.Progress()):
-            if not service.has_map(name):
-                progress(0.1, desc=f"fitting UMAP over {service.get(name).dataset.n_items:,} item vectors (once per "
-                                   "model and catalogue, then cached)")
-            return True, draw_map(name, hist, tgt, top_ids, new)
-
-        @_friendly
-        def on_explain(name, hist, item):
-            if item is None or item == "":
-                raise H.UserInputError("Pick an item to explain (from the lists above, or the target).")
-            return explanation_figure(H.explain_item(service.get(name), hist, item))
-
-        @_friendly
-        def on_new_item(name, hist, title, extra, repeats_):
-            served = service.get(name)
-            attrs = H.parse_attributes(title, extra)
-            view = H.new_item_view(served, hist, attrs, repeats_)
-            point = None
-            if service.has_map(name):  # placed at its nearest items' mean position, weighted by cosine
-                coords = service.embedding_map(name)
-                ids = [n["item"] for n in view["neighbours"]]
-                w = np.clip(np.array([n["cosine"] for n in view["neighbours"]]), 1e-6, None)
-                x, y = (coords[ids] * w[:, None]).sum(0) / w.sum()
-                point = (float(x), float(y), f"new: {attrs.get('title') or next(iter(attrs.values()))}")
-            where = (f"would rank **{view['rank']:,}** of {view['of']:,} for this history (score {view['score']:.3f})"
-                     if view["history_used"] else "has no history to rank against yet: add items to the history")
-            text = f"**{html.escape(' · '.join(attrs.values()))}** {where}."
-            if point is not None:
-                text += " It is marked ✕ on the embedding map, among its nearest items."
-            return text, H.neighbours_html(view), point
-
-        private = dict(api_visibility="private")
-        query.input(on_search, [dataset, query], matches, trigger_mode="always_last", **private)
-        add_btn.click(on_add, [dataset, history, matches], history, **private).then(refresh, view_inputs, view_outputs, **private)
-        target_btn.click(on_target, [dataset, matches], target, **private).then(refresh, view_inputs, view_outputs, **private)
-        up_btn.click(lambda h, p: on_move(h, p, -1), [history, position], history, **private).then(
-            refresh, view_inputs, view_outputs, **private)
-        down_btn.click(lambda h, p: on_move(h, p, 1), [history, position], history, **private).then(
-            refresh, view_inputs, view_outputs, **private)
-        remove_btn.click(on_remove, [history, position], history, **private).then(refresh, view_inputs, view_outputs, **private)
-        clear_btn.click(lambda: ([], None), None, [history, target], **private).then(refresh, view_inputs, view_outputs, **private)
-        load_btn.click(on_load, [dataset, user], [history, target], **private).then(refresh, view_inputs, view_outputs, **private)
-        reveal.change(on_reveal, [target, reveal], None, **private)
-        for ctl in (reveal, order, scoring, repeats):
-            ctl.change(refresh, view_inputs, view_outputs, trigger_mode="always_last", **private)
-        dataset.change(reset, dataset, reset_outputs, **private).then(load, dataset, load_outputs, **private).then(
-            refresh, view_inputs, view_outputs, **private)
-        demo.load(load, dataset, load_outputs, **private).then(refresh, view_inputs, view_outputs, **private)
-        @_friendly
-        def on_upload(items_path, inter_path, request: gr.Request, progress=gr.Progress()):
-            if not items_path:
-                raise H.UserInputError("Choose an item file first (CSV or JSON lines with an id column and text columns).")
-            try:
-                served = service.add_upload(request.session_hash, items_path, inter_path or None,
-                                            label=Path(items_path).name, progress=lambda f, what: progress(f, desc=what))
-            except DataFormatError as err:
-                raise H.UserInputError(str(err).replace(str(Path(items_path).parent) + "/", "")) from None
-            finally:
-                for f in (items_path, inter_path):  # Gradio's copy of an upload does not outlive its use
-                    if f:
-                        Path(f).unlink(missing_ok=True)
-            choices = [(n, n) for n in names] + [(f"Your catalogue: {served.display_name}", served.name)]
-            return (gr.update(choices=choices, value=served.name),
-                    f"Loaded **{served.display_name}**: {served.dataset.n_items:,} items. Switch to *Recommend & reveal*.")
-
-        @_friendly
-        def on_compare(name, hist, repeats_, progress=gr.Progress()):
-            if not hist:
-                raise H.UserInputError("The history is empty: build one on Recommend & reveal first.")
-            view = H.compare_view(service, name, hist, repeats_, progress=lambda f, what: progress(f, desc=what))
-            return H.compare_html(view)
-
-        compare_btn.click(on_compare, [dataset, history, repeats], compare_html, **private)
-        upload_btn.click(on_upload, [items_file, inter_file], [dataset, upload_status], **private)
-        def on_leave(request: gr.Request):
-            service.drop_session(request.session_hash)
-
-        demo.unload(on_leave)
-        map_tab.select(on_map_tab, [dataset, history, target, top, new_point], [map_open, map_plot], **private)
-        explain_btn.click(on_explain, [dataset, history, explain_pick], explain_plot, **private)
-        new_btn.click(on_new_item, [dataset, history, new_title, new_extra, repeats], [new_summary, new_table, new_point],
-                      **private)
-        for tab in (rec_tab, compare_tab, upload_tab, exp_tab, about_tab):
-            tab.select(lambda: False, None, map_open, **private)
-
+            ui.dataset = gr.Dropdown(names, value=default, label="Dataset", interactive=True, scale=1, min_width=200)
+            ui.badge = gr.Markdown("Loading…", scale=3)
+        ui.history, ui.target, ui.top = gr.State([]), gr.State(None), gr.State([])
+        ui.map_open = gr.State(False)
+        ui.new_point = gr.State(None)  # (x, y, title) of a typed new item on the map
+        _recommend_tab(ui)
+        _map_compare_upload_tabs(ui)
+        _experiments_about_tabs(ui, service)
+        # The named API first: a private event takes its function's name too, and would push an endpoint
+        # registered after it to "<name>_1".
         for fn in endpoints(service, gpu):
             gr.api(fn, api_name=fn.__name__)
+        _wire(demo, ui, Callbacks(service, names))
     return demo
