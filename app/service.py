@@ -90,6 +90,15 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
+def resident_mb(pid: int | str = "self") -> float:
+    """A process's resident memory in MB (Linux; NaN elsewhere): what the memory targets are stated in."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next((int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:")), float("nan"))
+    except OSError:
+        return float("nan")
+
+
 def release_memory() -> None:
     """Return freed memory to the OS: glibc keeps freed arenas mapped, so RSS would not fall otherwise."""
     gc.collect()

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from app.service import resident_mb
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.paths import CHECKPOINTS_DIR, PROJECT_ROOT
 
@@ -52,14 +53,6 @@ def rerank_latency(dataset: str, checkpoint: str, n: int, data_root: str | None)
             "threads": torch.get_num_threads()}
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def app_cold_start(timeout: float = 300) -> dict:
     import urllib.request
 
@@ -81,7 +74,7 @@ def app_cold_start(timeout: float = 300) -> dict:
                     raise RuntimeError("the app did not start")
                 time.sleep(0.2)
         ready_s = time.perf_counter() - t0
-        rss_ready = rss_mb(proc.pid)
+        rss_ready = resident_mb(proc.pid)
         from gradio_client import Client
 
         from app.service import DEFAULT_DATASET
@@ -91,7 +84,7 @@ def app_cold_start(timeout: float = 300) -> dict:
         client.predict(DEFAULT_DATASET, [0, 1, 2], 3, 0.5, 10, api_name="/recommend")
         first_call_s = time.perf_counter() - t1
         return {"cold_start_s": round(ready_s, 1), "rss_mb_ready": round(rss_ready), "first_recommend_s": round(first_call_s, 2),
-                "rss_mb_after_call": round(rss_mb(proc.pid))}
+                "rss_mb_after_call": round(resident_mb(proc.pid))}
     finally:
         proc.terminate()
         proc.wait(timeout=30)

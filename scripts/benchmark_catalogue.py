@@ -55,11 +55,6 @@ def synthetic(n: int, out: Path, seed: int) -> int:
     return n
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:"))
-
-
 @command
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,11 +82,11 @@ def main(argv=None) -> int:
         return 0
 
     from app import handlers as H
-    from app.service import AppService
+    from app.service import AppService, resident_mb
 
     service = AppService(data_root=args.data_root)
     service._base_recommender()  # the shared model, loaded once per server: not part of an upload's time
-    rss_before = rss_mb()
+    rss_before = resident_mb()
     started = time.perf_counter()
     served = service.add_upload("benchmark", out, label=out.name)
     loaded_s = time.perf_counter() - started
@@ -100,11 +95,11 @@ def main(argv=None) -> int:
     result = {"catalogue": label, "items": served.dataset.n_items, "file_mb": round(out.stat().st_size / 1e6, 2),
               "read_and_encode_s": round(loaded_s, 1), "first_ranking_s": round(first_ranking_s, 1),
               "items_per_s": round(served.dataset.n_items / loaded_s, 1), "rss_mb_before": round(rss_before),
-              "rss_mb_after": round(rss_mb()), "threads": torch.get_num_threads(),
+              "rss_mb_after": round(resident_mb()), "threads": torch.get_num_threads(),
               "precision": served.recommender.precision, "date": time.strftime("%Y-%m-%d"),
               "command": "python scripts/benchmark_catalogue.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     service.drop_session("benchmark")
-    result["rss_mb_after_drop"] = round(rss_mb())
+    result["rss_mb_after_drop"] = round(resident_mb())
     print(f"{label}: {result['items']:,} items read and encoded in {result['read_and_encode_s']} s "
           f"({result['items_per_s']} items/s), first ranking after {result['first_ranking_s']} s "
           f"(target rank {view.target_rank_revealed} at 50%); RSS {result['rss_mb_before']} -> {result['rss_mb_after']} MB, "

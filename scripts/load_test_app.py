@@ -28,17 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from app.service import resident_mb
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.errors import UserError
 from jepa4rec.paths import PROJECT_ROOT, RESULTS_DIR
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def start_app(extra: list[str], timeout: float = 600) -> tuple[subprocess.Popen, str, float]:
@@ -70,7 +63,7 @@ def visit_all(url: str, pid: int, datasets: list[str]) -> list[dict]:
     for name in datasets:
         t = time.perf_counter()
         client.predict(name, [0, 1, 2], 3, 0.5, 10, None, api_name="/recommend")
-        out.append({"dataset": name, "first_call_s": round(time.perf_counter() - t, 1), "rss_mb": round(rss_mb(pid))})
+        out.append({"dataset": name, "first_call_s": round(time.perf_counter() - t, 1), "rss_mb": round(resident_mb(pid))})
         print(f"  {name}: first call {out[-1]['first_call_s']} s, server RSS {out[-1]['rss_mb']} MB", flush=True)
     return out
 
@@ -133,7 +126,7 @@ def main(argv=None) -> int:
     result = {"date": time.strftime("%Y-%m-%d"), "command": "python scripts/load_test_app.py " + " ".join(argv or sys.argv[1:]),
               "cores": os.cpu_count(), "ready_s": round(ready_s, 1)}
     try:
-        result["rss_mb_start"] = round(rss_mb(proc.pid))
+        result["rss_mb_start"] = round(resident_mb(proc.pid))
         print(f"app ready in {ready_s:.1f} s, RSS {result['rss_mb_start']} MB", flush=True)
         if not args.skip_visit:
             result["visit"] = visit_all(url, proc.pid, AppService().dataset_names())
@@ -142,10 +135,10 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         Client(url, verbose=False).predict(dataset, [0], None, None, 10, None, api_name="/recommend")  # loaded, not timed
         result["warm_up_s"] = round(time.perf_counter() - t, 1)
-        result["rss_mb_before_load"] = round(rss_mb(proc.pid))
+        result["rss_mb_before_load"] = round(resident_mb(proc.pid))
         print(f"{args.users} users x {args.seconds:.0f} s on {dataset} ...", flush=True)
         result["load"] = load(url, dataset, args.users, args.seconds, args.seed)
-        result["rss_mb_after_load"] = round(rss_mb(proc.pid))
+        result["rss_mb_after_load"] = round(resident_mb(proc.pid))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
