@@ -254,6 +254,9 @@ def reveal_curve(served: Served, history: list[int], target: int, order: str = "
 
 def badge_markdown(served: Served) -> str:
     """Whether the served model was trained on this dataset, and its measured test NDCG@10 beside popularity's."""
+    if served.extends:
+        return (f"**{html.escape(served.dataset.name)}**: {served.dataset.n_items:,} items, the ones you typed "
+                f"among them, for this visit only; served {served.mode} by `{served.checkpoint.name}`")
     if served.uploaded:
         users = (f"{served.dataset.n_users:,} users with a test item; popularity test NDCG@10 "
                  f"{served.popularity['NDCG@10']:.4f}" if served.popularity else "no interactions, so no test split")

@@ -54,6 +54,7 @@ class Served:
     mode: str  # "fine-tuned" or "zero-shot"
     popularity: dict = field(default_factory=dict)  # test metrics of the popularity baseline
     uploaded: bool = False  # a visitor's own catalogue: held in memory only, dropped when they leave
+    extends: str | None = None  # the dataset this one is, plus items a visitor typed (same ids for the rest)
 
     @property
     def display_name(self) -> str:
@@ -61,7 +62,7 @@ class Served:
 
     @property
     def repeats_by_default(self) -> bool:
-        return self.name in REPEAT_PURCHASE_DATASETS
+        return (self.extends or self.name) in REPEAT_PURCHASE_DATASETS
 
     def model_test_metrics(self) -> dict | None:
         """The served checkpoint's measured test metrics on this dataset, from its training card."""
@@ -248,6 +249,32 @@ class AppService:
         release_memory()
         threading.Thread(target=self._map_quietly, args=(served,), name=f"map-{key}", daemon=True).start()
         return served
+
+    def add_visitor_item(self, session: str, name: str, attrs: dict[str, str]) -> Served:
+        """``name``'s catalogue plus an item the visitor typed, for that visitor only (held like an upload).
+        Every existing item keeps its id and vector; only the new item is encoded."""
+        import dataclasses
+
+        import torch
+
+        served = self.get(name)
+        rec = served.recommender
+        n = served.dataset.n_items
+        dataset = dataclasses.replace(
+            served.dataset, name=served.display_name if served.extends else f"{served.display_name} + your items",
+            item_keys=served.dataset.item_keys + [f"yours-{n}"], items=served.dataset.items + [dict(attrs)], report=[])
+        extended = Recommender(rec.model, rec.tok, dataset, device=rec.device, card=rec.card, precision=rec.precision)
+        extended._item_vectors = torch.cat([rec.item_vectors, rec.embed_items([attrs])])
+        key = f"upload:{session}:{hashlib.sha256(json.dumps([name, attrs]).encode()).hexdigest()[:16]}"
+        added = Served(key, dataset, extended, served.checkpoint, served.mode, served.popularity, uploaded=True,
+                       extends=served.extends or served.name)
+        with self._lock:
+            self._uploads.pop(session, None)
+            self._uploads[session] = {key: added}
+            while len(self._uploads) > self.max_uploads:
+                self._uploads.popitem(last=False)
+        threading.Thread(target=self._map_quietly, args=(added,), name=f"map-{key}", daemon=True).start()
+        return added
 
     def drop_session(self, session: str) -> None:
         """Forget a visitor's catalogue (called when their page closes)."""

@@ -168,7 +168,9 @@ def _recommend_tab(ui: SimpleNamespace) -> None:
                     ui.new_title = gr.Textbox(label="Title", placeholder="e.g. Toy Story 5")
                     ui.new_extra = gr.Textbox(label="Other attributes (name: value; name: value)",
                                               placeholder="e.g. year: 2026; genres: Animation, Comedy")
-                    ui.new_btn = gr.Button("Rank it")
+                    with gr.Row():
+                        ui.new_btn = gr.Button("Rank it")
+                        ui.add_new_btn = gr.Button("Add it to the catalogue (for you only)")
                     ui.new_summary = gr.Markdown()
                     ui.new_table = gr.HTML()
 
@@ -289,11 +291,13 @@ class Callbacks:
         if tgt is None and pct:
             gr.Warning("Choose a target first (Use as target, or Load this user): reveal shows the target's words.")
 
-    def reset(self, name):
-        """Clear everything the previous dataset showed, at once, before the new one loads (see RESET)."""
-        shown = self.service.get(name).display_name if name.startswith("upload:") else name
-        loading = f"Loading **{html.escape(shown)}**…"
-        return ([], None, [], gr.update(choices=[], value=None), "", H.empty_history(), "", loading, None,
+    def reset(self, name, hist, tgt):
+        """Clear everything the previous dataset showed, at once, before the new one loads; a catalogue
+        that only gained the visitor's typed items keeps their history and target (every id is the same)."""
+        served = self.service.get(name) if name.startswith("upload:") else None
+        loading = f"Loading **{html.escape(served.display_name if served else name)}**…"
+        kept = (hist, tgt) if served is not None and served.extends else ([], None)
+        return (*kept, [], gr.update(choices=[], value=None), "", H.empty_history(), "", loading, None,
                 loading, None, 0, None, "", "", None, gr.update(choices=[], value=None), "")
 
     def load(self, name, progress=gr.Progress()):
@@ -359,6 +363,13 @@ class Callbacks:
         return (gr.update(choices=choices, value=served.name),
                 f"Loaded **{served.display_name}**: {served.dataset.n_items:,} items. Switch to *Recommend & reveal*.")
 
+    @_friendly
+    def add_new_item(self, name, title, extra, request: gr.Request):
+        served = self.service.add_visitor_item(request.session_hash, name, H.parse_attributes(title, extra))
+        gr.Info(f"Added to {served.display_name}: it can now be recommended, for you only.")
+        choices = [(n, n) for n in self.names] + [(served.display_name, served.name)]
+        return gr.update(choices=choices, value=served.name)
+
     def leave(self, request: gr.Request):
         self.service.drop_session(request.session_hash)
 
@@ -389,7 +400,8 @@ def _wire(demo: gr.Blocks, ui: SimpleNamespace, cb: Callbacks) -> None:
                  ui.badge, ui.map_plot, ui.reveal, ui.new_point, ui.new_summary, ui.new_table, ui.explain_plot,
                  ui.explain_pick, ui.compare_html]
     load_out = [ui.badge, ui.about, ui.train_plot, ui.repeats]
-    then_refresh(ui.dataset.change(cb.reset, ui.dataset, reset_out, **private).then(cb.load, ui.dataset, load_out, **private))
+    then_refresh(ui.dataset.change(cb.reset, [ui.dataset, ui.history, ui.target], reset_out, **private).then(
+        cb.load, ui.dataset, load_out, **private))
     then_refresh(demo.load(cb.load, ui.dataset, load_out, **private))
     demo.unload(cb.leave)
 
@@ -400,6 +412,7 @@ def _wire(demo: gr.Blocks, ui: SimpleNamespace, cb: Callbacks) -> None:
     ui.explain_btn.click(cb.explain, [ui.dataset, ui.history, ui.explain_pick], ui.explain_plot, **private)
     ui.new_btn.click(cb.new_item, [ui.dataset, ui.history, ui.new_title, ui.new_extra, ui.repeats],
                      [ui.new_summary, ui.new_table, ui.new_point], **private)
+    ui.add_new_btn.click(cb.add_new_item, [ui.dataset, ui.new_title, ui.new_extra], ui.dataset, **private)
     ui.compare_btn.click(cb.compare, [ui.dataset, ui.history, ui.repeats], ui.compare_html, **private)
     ui.upload_btn.click(cb.upload, [ui.items_file, ui.inter_file], [ui.dataset, ui.upload_status], **private)
 

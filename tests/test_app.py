@@ -375,6 +375,11 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
             expect(page.get_by_text("Items shared").first).to_be_visible(timeout=60_000)
             expect(page.get_by_text("SASRec (fine-tuned").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "compare_models.png"), full_page=True)
+            page.get_by_role("tab", name="Recommend & reveal").click()
+            # Added to the catalogue for this visitor: the history and target stay, the badge says so.
+            page.get_by_role("button", name="Add it to the catalogue (for you only)").click()
+            expect(page.get_by_text("+ your items").first).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("History alone:").first).to_be_visible(timeout=60_000)
 
             # The map draws when its tab opens, with the history marked.
             page.get_by_role("tab", name="Embedding map").click()
@@ -464,4 +469,26 @@ def test_models_side_by_side(service, toy, toy2):
     html = H.compare_html(view)
     assert html.count("<table") == 3 and "Items shared" in html and "<style>" in html
     assert service.comparison_models(toy2) == ["RecFormer-style"]  # SASRec only where it was trained
+
+
+def test_a_typed_item_joins_the_catalogue_for_that_visitor_only(service, toy):
+    import torch
+
+    served = service.get(toy)
+    history, target = H.load_user(served, 2)
+    attrs = {"title": "red guitar strap deluxe"}
+    added = service.add_visitor_item("visitor-9", toy, attrs)
+    n = served.dataset.n_items
+    assert added.dataset.n_items == n + 1 and added.extends == toy and added.dataset.items[-1] == attrs
+    assert added.dataset.item_keys[:n] == served.dataset.item_keys and added.dataset.test_cases() == served.dataset.test_cases()
+    assert torch.equal(added.recommender.item_vectors[:n], served.recommender.item_vectors)
+    assert added.recommender.item_vectors[n].shape == served.recommender.item_vectors[0].shape
+    full = added.recommender.recommend(history, k=n + 1, exclude_history=False)
+    assert n in {r.item for r in full.items}  # the new item is ranked like any other
+    assert served.dataset.n_items == n and "Your" not in H.badge_markdown(served)  # others see the catalogue as it was
+    assert "+ your items" in H.badge_markdown(added)
+    again = service.add_visitor_item("visitor-9", added.name, {"title": "blue drum kit pro"})
+    assert again.dataset.n_items == n + 2 and again.extends == toy
+    service.drop_session("visitor-9")
+    _wait_for_background_maps()
 
