@@ -179,8 +179,7 @@ def rank_view(served: Served, history: list[int], target: int | None, reveal_pct
     out = rec.recommend(history, k=k, target=target, reveal=pct / 100, reveal_order=order, reveal_mode=mode,
                         exclude_history=exclude)
     words = clean_words(out.revealed_words)
-    n_words = rec._reveal_count(target, 1.0)[1]
-    shown = rec._reveal_count(target, pct / 100)[0]
+    shown, n_words = rec.reveal_count(target, pct / 100)
     if mode == "evidence":
         how = ("0% is the history-only ranking; each revealed word adds evidence" if pct == 0
                else "history + revealed words")

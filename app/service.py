@@ -30,7 +30,7 @@ from jepa4rec.data import DataFormatError, SeqRecDataset, available_datasets, lo
 from jepa4rec.evaluation import evaluate
 from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR, cache_dir
 from jepa4rec.checkpoint import load_model_dir, weights_digest
-from jepa4rec.recommender import Recommender, catalogue_digest
+from jepa4rec.recommender import Recommender
 from jepa4rec.text import ItemTokenizer
 
 logger = logging.getLogger(__name__)
@@ -303,7 +303,7 @@ class AppService:
         """The map depends on the weights and the catalogue, not on the precision vectors were computed in."""
         rec = served.recommender
         text = json.dumps(rec.tok.config.to_dict())
-        return hashlib.sha256(f"{rec.model_digest}|{catalogue_digest(served.dataset.items)}|{text}|"
+        return hashlib.sha256(f"{rec.model_digest}|{rec.catalogue_digest}|{text}|"
                               f"{MAP_NEIGHBOURS}|{MAP_SEED}".encode()).hexdigest()[:16]
 
     def map_files(self, served: Served) -> tuple[Path, Path]:
@@ -426,7 +426,7 @@ class AppService:
             from jepa4rec.baselines import load_sasrec
 
             model, card = load_sasrec(folder)
-            if card.get("catalogue_digest") != catalogue_digest(served.dataset.items) or model.n_items != served.dataset.n_items:
+            if card.get("catalogue_digest") != served.recommender.catalogue_digest or model.n_items != served.dataset.n_items:
                 raise DataFormatError(f"{folder}: this SASRec was trained on another version of {served.display_name}'s "
                                       "catalogue; its item IDs do not match", hint="retrain it with scripts/train_sasrec.py --save")
             entry = {"scorer": model, "ndcg": (card.get("test") or {}).get("NDCG@10"), "mode": f"fine-tuned on {card.get('dataset')}",

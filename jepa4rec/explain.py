@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from .recommender import Recommender
-from .text import TYPE_VALUE, EncodedItem, item_sentence
 
 
 @dataclass
@@ -54,16 +53,15 @@ def history_contributions(rec: Recommender, history: Sequence[int], item: int) -
 @torch.no_grad()
 def word_importance(rec: Recommender, history: Sequence[int], item: int) -> list[Contribution]:
     """One entry per value word of the item (sentence order): score - score with that word masked."""
-    enc = rec.encoded[item]
-    n_words = int(enc.words.max()) + 1 if len(enc.words) and enc.words.max() >= 0 else 0
+    n_words = rec.reveal_count(item, 1.0)[1]
     if n_words == 0:
         return []
-    masked = [EncodedItem(np.where((enc.words == w) & (enc.types == TYPE_VALUE), rec.tok.mask_id, enc.ids),
-                          enc.types, enc.words) for w in range(n_words)]
+    every = np.arange(n_words)
+    masked = [rec.with_words_shown(item, every[every != w]) for w in range(n_words)]
     h = F.normalize(rec.history_vector(history), dim=-1)
     full = float(rec.unit_item_vectors[item] @ h)
     without = F.normalize(rec.embed_encoded_items(masked), dim=-1) @ h
-    words = " ".join(v for _, v in item_sentence(rec.dataset.items[item], rec.tok.config)).split()
+    words = rec.value_words(item)
     return [Contribution(words[w] if w < len(words) else f"word {w + 1}", full - float(s))
             for w, s in enumerate(without.tolist())]
 

@@ -245,13 +245,18 @@ class Recommender:
         """Item vectors h_i ([CLS] S_i → h_CLS) for arbitrary attribute dicts."""
         return self.embed_encoded_items(self.tok.encode_items(items))
 
+    @functools.cached_property
+    def catalogue_digest(self) -> str:
+        """sha256 of the catalogue's content, computed once (the cache keys and the app's map files use it)."""
+        return catalogue_digest(self.dataset.items)
+
     def cache_key(self) -> str:
         """Identifies this checkpoint + catalogue + text config (the key of every derived cache)."""
         return self._cache_path().stem
 
     def _cache_path(self) -> Path:
         key = hashlib.sha256("|".join([
-            self.model_digest or "", catalogue_digest(self.dataset.items), json.dumps(self.tok.config.to_dict()),
+            self.model_digest or "", self.catalogue_digest, json.dumps(self.tok.config.to_dict()),
             self.precision,
         ]).encode()).hexdigest()[:32]
         return cache_dir() / "item_vectors" / f"{key}.safetensors"
@@ -313,22 +318,29 @@ class Recommender:
                     n_words: int | None = None) -> tuple[EncodedItem, list[str]]:
         """The item's tokens with all value words masked except ``round(reveal * n_words)`` of them
         (or exactly ``n_words`` of them when given, as in "reveal two words")."""
-        enc = self.encoded[item]
-        words = enc.words
-        n_reveal, total = self._reveal_count(item, reveal, n_words)
+        n_reveal, total = self.reveal_count(item, reveal, n_words)
         if order == "sequential":
             shown = np.arange(n_reveal)
         elif order == "random":
             shown = np.random.default_rng(seed).permutation(total)[:n_reveal]
         else:
             raise ValueError(f"reveal_order must be 'sequential' or 'random', got {order!r}")
-        visible = np.isin(words, shown) | (enc.types != TYPE_VALUE)
-        ids = np.where(visible, enc.ids, self.tok.mask_id)
-        value_words = " ".join(v for _, v in item_sentence(self.dataset.items[item], self.tok.config)).split()
+        value_words = self.value_words(item)
         revealed = [value_words[w] for w in sorted(shown.tolist()) if w < len(value_words)]
-        return EncodedItem(ids, enc.types, words), revealed
+        return self.with_words_shown(item, shown), revealed
 
-    def _reveal_count(self, item: int, reveal: float, n_words: int | None = None) -> tuple[int, int]:
+    def with_words_shown(self, item: int, shown: Sequence[int] | np.ndarray) -> EncodedItem:
+        """The item's tokens with every value word masked but those numbered in ``shown`` (attribute
+        names always stay): the reveal slider's input, and why-this-item's one-word-masked copies."""
+        enc = self.encoded[item]
+        visible = np.isin(enc.words, np.asarray(shown, dtype=enc.words.dtype)) | (enc.types != TYPE_VALUE)
+        return EncodedItem(np.where(visible, enc.ids, self.tok.mask_id), enc.types, enc.words)
+
+    def value_words(self, item: int) -> list[str]:
+        """The item's value words in sentence order (what word number w of its tokens is)."""
+        return " ".join(v for _, v in item_sentence(self.dataset.items[item], self.tok.config)).split()
+
+    def reveal_count(self, item: int, reveal: float, n_words: int | None = None) -> tuple[int, int]:
         """(value words revealed, value words in all) of ``item`` at fraction ``reveal`` (or ``n_words``)."""
         words = self.encoded[item].words
         total = int(words.max()) + 1 if len(words) and words.max() >= 0 else 0
@@ -337,7 +349,7 @@ class Recommender:
 
     def revealed_share(self, item: int, reveal: float, n_words: int | None = None) -> float:
         """The share of ``item``'s value words actually revealed (a 3-word title at 50% shows 2 of 3)."""
-        shown, total = self._reveal_count(item, reveal, n_words)
+        shown, total = self.reveal_count(item, reveal, n_words)
         return shown / total if total else 0.0
 
     def history_vector(self, history: Sequence[int]) -> torch.Tensor:
