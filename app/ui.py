@@ -12,7 +12,7 @@ import numpy as np
 
 from jepa4rec.data import DataFormatError
 from jepa4rec.evaluation import format_metrics
-from jepa4rec.experiments import EXPERIMENTS
+from jepa4rec.experiments import EXPERIMENTS, measured_with
 
 from . import handlers as H
 from .api import endpoints
@@ -216,7 +216,9 @@ def _experiments_about_tabs(ui: SimpleNamespace, service: AppService) -> None:
                 except (ValueError, KeyError) as err:  # a malformed file must not take the app down
                     gr.Markdown(f"### {exp.title}\n`{path.name}` could not be charted: {err}")
                     continue
-                gr.Markdown(f"### {exp.title}\nFrom `{path.name}`, written by `{exp.command}`.")
+                families = measured_with(path.with_suffix(".json"))
+                made_with = f" Measured with {' and '.join(families)}." if families else ""
+                gr.Markdown(f"### {exp.title}\nFrom `{path.name}`, written by `{exp.command}`.{made_with}")
                 gr.Plot(fig)
     with gr.Tab("About") as ui.about_tab:
         ui.about = gr.Markdown()

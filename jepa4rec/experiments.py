@@ -155,6 +155,39 @@ def matched_pretraining(checkpoint: str | Path) -> tuple[dict, list[str]]:
     return card, [start, f"seed={cfg['seed']}", f"max_steps={steps}", f"schedule_steps={schedule}", "max_minutes=null"]
 
 
+# Which encoder family a result file was measured with, recognised by the checkpoint, config and
+# language-model names its JSON sidecar records (every experiment script records them).
+ENCODER_FAMILIES = {
+    "minilm": "MiniLM-initialised models (all-MiniLM-L6-v2 weights)",
+    "tiny": "the tiny models trained from scratch (own 8k vocabulary, no language prior)",
+}
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def measured_with(sidecar: str | Path) -> list[str]:
+    """The encoder families (values of :data:`ENCODER_FAMILIES`) whose names appear in a result's JSON
+    sidecar; empty when it names none (ID-only baselines) or is missing or unreadable. The app's
+    Experiments tab prints them under each chart, so a chart made with the language-less tiny models is
+    never read as a result of the shipped MiniLM model."""
+    try:
+        data = json.loads(Path(sidecar).read_text())
+    except (OSError, ValueError):
+        return []
+    text = " ".join(s.lower() for s in _strings(data))
+    return [label for key, label in ENCODER_FAMILIES.items() if key in text]
+
+
 def add_run_args(parser, runs_dir: str, stem: str) -> None:
     """The options every experiment command shares."""
     parser.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
@@ -182,4 +215,4 @@ def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path |
 
 __all__ = ["EXPERIMENTS", "Experiment", "RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "matched_pretraining",
            "add_run_args", "long_rows",
-           "write_results", "evaluate_test_split"]
+           "write_results", "evaluate_test_split", "measured_with", "ENCODER_FAMILIES"]

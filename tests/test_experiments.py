@@ -76,3 +76,19 @@ def test_finetuning_loss_options_are_spelled_loss_dot_and_the_flat_spelling_is_s
     check_reusable(tmp_path, stored, new)
     with pytest.raises(ValueError, match=r"loss\.lambda_map: run has 0\.1, asked 0\.0"):
         check_reusable(tmp_path, stored, FinetuneConfig(loss=type(new.loss)(temperature=0.07)))
+
+
+def test_measured_with_names_the_encoder_family_a_result_file_records(tmp_path):
+    from jepa4rec.experiments import ENCODER_FAMILIES, measured_with
+
+    minilm = tmp_path / "a.json"
+    minilm.write_text(json.dumps({"config": {"jepa": "checkpoints/jepa4rec-minilm-pretrain"}, "rows": []}))
+    both = tmp_path / "b.json"
+    both.write_text(json.dumps({"meta": {"runs": [{"config": "pretrain_tiny"}, {"init_from": "MiniLM"}]}}))
+    ids_only = tmp_path / "c.json"
+    ids_only.write_text(json.dumps({"records": [{"model": "SASRec", "config": {"hidden_size": 64}}]}))
+    broken = tmp_path / "d.json"
+    broken.write_text("{not json")
+    assert measured_with(minilm) == [ENCODER_FAMILIES["minilm"]]
+    assert measured_with(both) == [ENCODER_FAMILIES["minilm"], ENCODER_FAMILIES["tiny"]]
+    assert measured_with(ids_only) == [] and measured_with(broken) == [] and measured_with(tmp_path / "none.json") == []
