@@ -208,6 +208,7 @@ TABLE_CSS = """
 .toplist th {text-align: left; font-weight: 600; white-space: nowrap;}
 .toplist .num {width: 3.2em; text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums;}
 .toplist .score {width: 4.4em;}
+.toplist .move {width: 4em;}  /* "▲123" and the header fit without touching the score */
 .toplist .title {overflow-wrap: anywhere; word-break: break-word;}
 .toplist tr.target td {background: rgba(255, 200, 0, 0.25); font-weight: 600;}
 .toplist caption {text-align: left; font-weight: 600; padding-bottom: 4px;}
@@ -221,13 +222,13 @@ def top_table_html(rows: list[dict] | None, caption: str, before: list[int] | No
         return ""
     head = "<th class='num'>#</th><th class='title'>item</th><th class='num score'>score</th>"
     if before is not None:
-        head += "<th class='num'>move</th>"
+        head += "<th class='num move'>move</th>"
     body = []
     for r in rows:
         cells = (f"<td class='num'>{r['rank']}</td><td class='title'>{html.escape(r['title'])}"
                  f"{' ◀ target' if r['target'] else ''}</td><td class='num score'>{r['score']:.3f}</td>")
         if before is not None:
-            cells += f"<td class='num'>{movement(before, r['item'], r['rank'])}</td>"
+            cells += f"<td class='num move'>{movement(before, r['item'], r['rank'])}</td>"
         body.append(f"<tr class='{'target' if r['target'] else ''}'>{cells}</tr>")
     if not body:
         body.append("<tr><td colspan='4'>nothing to rank</td></tr>")
