@@ -125,6 +125,8 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))  # "metric=NDCG@10" -> "NDCG@10"
     if exp.facet:
         fig.update_yaxes(matches=None, showticklabels=True)
+    if exp.facet and exp.kind == "bar":  # each panel lists only its own categories (no empty slots)
+        fig.update_xaxes(matches=None)
     n_rows = agg[exp.row].nunique() if exp.row else 1
     fig.update_layout(height=300 + 220 * n_rows, margin=dict(l=40, r=20, t=60, b=40))
     return fig
