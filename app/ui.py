@@ -190,8 +190,10 @@ def _map_compare_upload_tabs(ui: SimpleNamespace) -> None:
     with gr.Tab("Your catalogue") as ui.upload_tab:
         gr.Markdown(UPLOAD_HELP)
         with gr.Row():
-            ui.items_file = gr.File(label="Item file (CSV or JSON lines)", file_types=[".csv", ".jsonl", ".json", ".ndjson"])
-            ui.inter_file = gr.File(label="Interactions (optional: user, item, timestamp)", file_types=[".csv", ".jsonl"])
+            ui.items_file = gr.File(label="Item file (CSV or JSON lines)", file_types=[".csv", ".jsonl", ".json", ".ndjson"],
+                                    elem_id="items-file")
+            ui.inter_file = gr.File(label="Interactions (optional: user, item, timestamp)", file_types=[".csv", ".jsonl"],
+                                    elem_id="interactions-file")
         ui.upload_btn = gr.Button("Use this catalogue", variant="primary")
         ui.upload_status = gr.Markdown()
 

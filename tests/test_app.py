@@ -126,7 +126,7 @@ def test_rank_view_shows_history_only_beside_revealed(served):
     mapped = H.rank_view(served, history, target, 0, scoring="next-item predictor (paper's FFN2)")
     assert "not the history-only ranking" in mapped.summary
     html = H.top_table_html(full.revealed, "With 100%", [r["item"] for r in full.history_only])
-    assert html.count("<tr") == 11 and "class='num'" in html and "<th class='num'>move</th>" in html
+    assert html.count("<tr") == 11 and "class='num'" in html and "<th class='num move'>move</th>" in html
     assert H.top_table_html([{"rank": 1, "item": 0, "title": "<b>x</b>", "score": 0.5, "target": True}], "t") \
         .count("&lt;b&gt;") == 1  # titles are escaped
     curve = H.reveal_curve(served, history, target)
@@ -400,19 +400,22 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
 
             # A catalogue of one's own: a bad file is refused with its reason, a good one is served.
             page.get_by_role("tab", name="Your catalogue").click()
+            items_file = page.locator("#items-file")
             bad = ARTIFACTS / "no_id.csv"
             bad.write_text("title\nlamp\n")
             with page.expect_file_chooser() as chooser:
-                page.get_by_text("Click to Upload").first.click()
+                items_file.get_by_text("Click to Upload").click()
             chooser.value.set_files(str(bad))
             expect(page.get_by_text("no_id.csv").first).to_be_visible(timeout=30_000)  # uploaded
             page.get_by_role("button", name="Use this catalogue").click()
             expect(page.get_by_text("no id column").first).to_be_visible(timeout=30_000)
             shop = ARTIFACTS / "shop.csv"
             shop.write_text(SHOP)
-            page.get_by_label("Clear").first.click()  # the File component's own clear button
+            items_file.get_by_label("Clear").click()  # the File component's own clear button
+            # Wait for the emptied component: a slow re-render must not send the file to the interactions box.
+            expect(items_file.get_by_text("Click to Upload")).to_be_visible(timeout=30_000)
             with page.expect_file_chooser() as chooser:
-                page.get_by_text("Click to Upload").first.click()
+                items_file.get_by_text("Click to Upload").click()
             chooser.value.set_files(str(shop))
             expect(page.get_by_text("shop.csv").first).to_be_visible(timeout=30_000)
             page.get_by_role("button", name="Use this catalogue").click()
