@@ -83,7 +83,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--runs-dir", default="runs/results", help="where each model's run and record live")
     p.add_argument("--out-dir", default=str(RESULTS_DIR), help="where the merged table files are written")
-    p.add_argument("--force", action="store_true", help="re-run models whose record exists")
+    p.add_argument("--force", action="store_true", help="re-run models whose record exists (a finished fine-tuning "
+                   "run in the model's directory is never trained over: delete it first)")
     p.add_argument("--table-only", action="store_true", help="run nothing; rebuild the table from the records present")
     return p.parse_args(argv)
 
@@ -210,7 +211,14 @@ def main(argv=None) -> int:
             if rec_path.exists() and not args.force:
                 print(f"{key}: reusing {rec_path}")
                 continue
-            if MODELS[key][1] == "finetune" and finetuned.exists() and not args.force:
+            if MODELS[key][1] == "finetune" and finetuned.exists() and args.force:
+                # The directory may hold a run made by another command (a MiniLM run linked in):
+                # training over it with this command's defaults would destroy that model.
+                raise UserError(f"{finetuned.parent} holds a finished fine-tuning run; --force would train over it "
+                                f"with this command's options",
+                                hint=f"delete {finetuned.parent} to re-train, or delete {rec_path} (without --force) "
+                                     "to re-import it")
+            if MODELS[key][1] == "finetune" and finetuned.exists():
                 row = finetune_row(key, dataset, finetuned)  # a run finished outside this script
             else:
                 print(f"{key}: running on {dataset.name}")

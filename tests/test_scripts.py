@@ -66,6 +66,17 @@ def test_results_table_table_only_without_records_is_a_clear_error(tmp_path, cap
     assert not (tmp_path / "out").exists()
 
 
+def test_results_table_force_never_trains_over_a_finished_run(toy, tmp_path, capsys):
+    script = load_script("results_table")
+    run = tmp_path / "runs" / "Toy" / "jepa4rec"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text('{"made": "elsewhere"}')
+    line = one_line_error(capsys, script.main, ["--dataset", toy, "--models", "jepa4rec", "--force", "--runs-dir",
+                                                str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")])
+    assert line.startswith(f"error: {run} holds a finished fine-tuning run; --force would train over it")
+    assert (run / "results.json").read_text() == '{"made": "elsewhere"}' and not (tmp_path / "out").exists()
+
+
 def test_low_resource_trains_on_a_subset_and_tests_every_user(toy, finetuned, tmp_path):
     from app.plots import experiment_figure
     from jepa4rec.experiments import EXPERIMENTS
