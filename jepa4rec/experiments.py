@@ -163,28 +163,17 @@ ENCODER_FAMILIES = {
 }
 
 
-def _strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield str(k)
-            yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)
-
-
 def measured_with(sidecar: str | Path) -> list[str]:
     """The encoder families (values of :data:`ENCODER_FAMILIES`) whose names appear in a result's JSON
     sidecar; empty when it names none (ID-only baselines) or is missing or unreadable. The app's
     Experiments tab prints them under each chart, so a chart made with the language-less tiny models is
     never read as a result of the shipped MiniLM model."""
     try:
-        data = json.loads(Path(sidecar).read_text())
+        text = Path(sidecar).read_text()
+        json.loads(text)  # a half-written or broken sidecar says nothing
     except (OSError, ValueError):
         return []
-    text = " ".join(s.lower() for s in _strings(data))
+    text = text.lower()
     return [label for key, label in ENCODER_FAMILIES.items() if key in text]
 
 
