@@ -64,6 +64,10 @@ class JepaConfig(PretrainedConfig):
             its wheel (written by the builder and the checkpoint; None = none).
         pooling: the sequence and item vector: ``cls`` (h_CLS, the paper's) or ``mean`` (mean token state).
         tie_word_embeddings: the MLM decoder shares the word-embedding matrix (default True).
+        repeat_bias: added to the cosine score of every item already in the history. 0 (the paper's model):
+            history items compete on cosine alone, and a text model's history vector resembles its own
+            items most. ``python -m jepa4rec.calibrate`` fits it on the validation split (see
+            :func:`jepa4rec.calibrate.fit_repeat_bias`); negative where shoppers seldom rebuy.
     """
 
     model_type = "jepa4rec"
@@ -91,6 +95,7 @@ class JepaConfig(PretrainedConfig):
         predictor_hidden_size: int | None = None,
         base_model: dict | None = None,
         pooling: str = "cls",
+        repeat_bias: float = 0.0,
         **kwargs,
     ):
         # The MLM decoder shares the word-embedding matrix (saved once).
@@ -122,6 +127,7 @@ class JepaConfig(PretrainedConfig):
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         self.pooling = pooling
+        self.repeat_bias = float(repeat_bias)
 
     @classmethod
     def from_size(cls, size: str, **overrides) -> "JepaConfig":

@@ -125,6 +125,8 @@ class Recommender:
         # AMX, where it encodes about 2.5x faster), else fp32. Vectors are returned in fp32 either way.
         self.precision = precision if precision != "auto" else ("bf16" if native_bf16(self.device) else "fp32")
         self.model = model.to(self.device).eval()
+        # Added to the score of items already in the history (fitted by jepa4rec.calibrate; 0 = the paper's).
+        self.repeat_bias = float(getattr(model.config, "repeat_bias", 0.0) or 0.0)
         self.tok = item_tokenizer
         self.dataset = dataset
         self.batch_size = batch_size
@@ -312,7 +314,18 @@ class Recommender:
     def score_all(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """Cosine of every history vector with every catalogue item: [B, n_items] (the Scorer API)."""
         h = F.normalize(self.embed_history(histories), dim=-1)
-        return h @ self.unit_item_vectors.T
+        return self._with_repeat_bias(h @ self.unit_item_vectors.T, histories)
+
+    def _with_repeat_bias(self, scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        """``scores`` [B, n_items] with the model's repeat bias added to each row's history items (a new
+        tensor: cached products stay as they are)."""
+        if not self.repeat_bias:
+            return scores
+        scores = scores.clone()
+        for row, history in zip(scores, histories):
+            if len(history):
+                row[torch.as_tensor(sorted(set(int(i) for i in history)), device=scores.device)] += self.repeat_bias
+        return scores
 
     def masked_item(self, item: int, reveal: float, order: str = "sequential", seed: int = 0,
                     n_words: int | None = None) -> tuple[EncodedItem, list[str]]:
@@ -371,7 +384,8 @@ class Recommender:
             h_cls = self.history_vector(history).expand(len(reveals), -1)
             masked = [self.masked_item(target, r, order, seed)[0] for r in reveals]
             shares = [self.revealed_share(target, r) for r in reveals]
-            scores = self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares)
+            scores = self._with_repeat_bias(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
+                                            [history] * len(reveals))
             if exclude_history:
                 self._exclude(scores, history, [target] * len(reveals))
             _bounded_put(self._curve_cache, key, rank_of_targets(scores, [target] * len(reveals)).tolist())
@@ -418,7 +432,8 @@ class Recommender:
         shares = [self.revealed_share(t, reveal, n_words) for t in targets]
         if h_cls is None:
             h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
-        return self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares)
+        return self._with_repeat_bias(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
+                                      histories)
 
     def _ranked(self, scores: torch.Tensor, ids: torch.Tensor) -> list[RankedItem]:
         """Top-k rows as RankedItems (an ANN index pads with id -1 when it finds fewer than k)."""
@@ -440,12 +455,19 @@ class Recommender:
         if reveal is None and target is None:
             # Only the top k is needed: the index answers it (an ANN one for very large catalogues),
             # asked for as many more as the history could take away.
-            seen = set(int(i) for i in history) if exclude_history else set()
-            scores_k, ids = self.item_index.search(F.normalize(self.history_vector(history), dim=-1), k + len(seen))
-            ranked = [r for r in self._ranked(scores_k, ids) if r.item not in seen][:k]
-            return Recommendation(ranked, None, revealed)
+            seen = set(int(i) for i in history) if exclude_history or self.repeat_bias else set()
+            query = F.normalize(self.history_vector(history), dim=-1)
+            scores_k, ids = self.item_index.search(query, k + len(seen))
+            ranked = [r for r in self._ranked(scores_k, ids) if r.item not in seen]
+            if seen and not exclude_history:
+                # The repeat bias moves the history's items, up or down: score them exactly and merge.
+                hist = torch.as_tensor(sorted(seen), device=query.device)
+                ranked = sorted(ranked + self._ranked(self.unit_item_vectors[hist] @ query + self.repeat_bias, hist),
+                                key=lambda r: -r.score)
+            return Recommendation(ranked[:k], None, revealed)
         if reveal is None:
-            scores = self._history_scores(F.normalize(self.history_vector(history), dim=-1)[None])[0]
+            scores = self._with_repeat_bias(
+                self._history_scores(F.normalize(self.history_vector(history), dim=-1)[None]), [history])[0]
         else:
             _, revealed = self.masked_item(target, reveal, reveal_order, seed)
             scores = self.reveal_scores([list(history)], [target], reveal, reveal_order, seed, reveal_mode)[0]

@@ -42,6 +42,8 @@ CASES = [
     ("jepa4rec.finetune", ["--config", "{missing}", "--output-dir", "{out}"], "not found (also looked in"),
     ("jepa4rec.evaluate", ["--checkpoint", "{missing}", "--dataset", "{bad}", "--out", "{out}/r.jsonl"],
      "is neither a JEPA4Rec model directory"),
+    ("jepa4rec.calibrate", ["--checkpoint", "{missing}", "--dataset", "{bad}", "--output", "{out}"],
+     "is not a JEPA4Rec model directory"),
     ("jepa4rec.evaluate", ["--checkpoint", "minilm", "--dataset", "{bad}", "--batch-size", "many"],
      "argument --batch-size: invalid int value: 'many' — see python -m jepa4rec.evaluate --help"),
     ("train_sasrec", ["--dataset", "{bad}", "--out", "{out}/r.json"], BAD_ID),

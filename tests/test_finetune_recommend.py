@@ -324,3 +324,75 @@ def test_a_catalogue_without_text_is_refused_by_name(finetuned, toy, tmp_path, c
     assert err.value.code == 2 and "none of its" in message and "has any text" in message
     assert stats_main(["stats", str(empty)]) == 0
     assert "have no text" in capsys.readouterr().err
+
+
+# --- the repeat bias (jepa4rec.calibrate) -----------------------------------------------------------
+
+@pytest.mark.parametrize("bias", [-0.5, 0.5])
+def test_repeat_bias_moves_only_history_items_on_every_path(finetuned, toy, bias):
+    cfg, _ = finetuned
+    ds = load_dataset(toy)
+    plain = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, use_cache=False)
+    biased = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, use_cache=False)
+    biased.repeat_bias = bias
+    case = ds.test_cases()[3]
+    history = list(case.history)
+    seen = torch.zeros(ds.n_items, dtype=torch.bool)
+    seen[history] = True
+    full = biased.score_all([history])[0]
+    moved = full - plain.score_all([history])[0]
+    assert torch.allclose(moved[seen], torch.full((int(seen.sum()),), bias), atol=1e-5)
+    assert moved[~seen].abs().max() < 1e-6
+    # The index path (no target) merges the history's rescored items: the same top list as full scoring.
+    k = 7
+    out = biased.recommend(history, k=k)
+    assert [r.score for r in out.items] == pytest.approx(full[[r.item for r in out.items]].tolist(), abs=1e-5)
+    assert min(r.score for r in out.items) >= float(torch.topk(full, k + 1).values[-1]) - 1e-5
+    top_history = {r.item for r in out.items[:int(seen.sum())]}
+    assert (top_history == set(history)) == (bias > 0)  # raised to the top, or pushed out of it
+    if bias < 0:
+        assert not top_history & set(history)
+    # With a target, and with 0% of it revealed, the rank is the one full scoring gives.
+    rank = int(rank_of_targets(full[None], [case.target])[0])
+    assert biased.recommend(history, k=k, target=case.target).target_rank == rank
+    assert biased.reveal_curve(history, case.target, [0.0])[0] == rank
+    assert biased.recommend(history, k=k, target=case.target, reveal=0.0).target_rank == rank
+
+
+def test_fit_repeat_bias_learns_from_held_out_purchases_whether_people_rebuy(rec):
+    from jepa4rec.calibrate import fit_repeat_bias
+    from jepa4rec.data.dataset import EvalCase
+
+    cases = rec.dataset.valid_cases()
+    never = [c for c in cases if c.target not in c.history]
+    always = [EvalCase(c.user, list(c.history), c.history[-1]) for c in cases]  # the next purchase repeats the last
+    low, high = fit_repeat_bias(rec, never), fit_repeat_bias(rec, always)
+    assert low["repeat_bias"] < 0 < high["repeat_bias"]
+    assert low["repeat_share"] == 0.0 and high["repeat_share"] == 1.0
+    for fit in (low, high):
+        assert fit["loss_after"] < fit["loss_before"] and fit["users"] == len(never if fit is low else always)
+    assert high["after"]["Recall@10"] >= high["before"]["Recall@10"]
+    assert rec.repeat_bias == 0.0  # fitting leaves the model's own bias alone
+
+
+def test_calibrate_writes_a_model_directory_that_scores_with_its_bias(finetuned, toy, tmp_path, capsys):
+    from jepa4rec.calibrate import main
+    from jepa4rec.evaluation import evaluate
+
+    cfg, _ = finetuned
+    out = tmp_path / "calibrated"
+    assert main(["--checkpoint", f"{cfg.output_dir}/best", "--dataset", toy, "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "repeat bias" in printed and f"wrote {out}" in printed
+    card = json.loads((out / "training_card.json").read_text())
+    fit = card["repeat_bias_fit"]
+    assert fit["split"] == "valid" and fit["users"] == len(load_dataset(toy).valid_cases())
+    assert json.loads((out / "config.json").read_text())["repeat_bias"] == fit["repeat_bias"] != 0
+    assert is_model_dir(f"{cfg.output_dir}/best")  # the source is left as it was
+    assert json.loads(open(f"{cfg.output_dir}/best/config.json").read())["repeat_bias"] == 0.0
+    ds = load_dataset(toy)
+    calibrated = Recommender.from_pretrained(out, ds, use_cache=False)
+    assert calibrated.repeat_bias == fit["repeat_bias"]
+    # Its validation metrics are the ones the fit reported after the bias.
+    valid = evaluate(calibrated, ds.valid_cases(), progress=False)
+    assert valid["NDCG@10"] == pytest.approx(fit["after"]["NDCG@10"], abs=1e-6)
