@@ -40,25 +40,41 @@ logger = logging.getLogger(__name__)
 BIAS_BOUND = 2.0  # cosines lie in [-1, 1]: a bias of ±2 already moves a history item past every other
 
 
-def fit_repeat_bias(rec: Recommender, cases: Sequence[EvalCase], temperature: float = FinetuneLossConfig.temperature,
-                    batch_size: int = 256) -> dict:
-    """The repeat bias b minimising mean cross-entropy of ``(cos + b·[item in history]) / temperature``
-    over ``cases`` (convex in b), with the cases' metrics before and after.
+class RepeatBiased:
+    """Any scorer (``score_all(histories)``) with a repeat bias added to its history items: how the
+    bias is put on baselines that have no config of their own (a Recommender carries its own)."""
 
-    The model is scored without any bias it already has, so fitting twice gives the same b."""
+    def __init__(self, scorer, repeat_bias: float):
+        self.scorer, self.repeat_bias = scorer, float(repeat_bias)
+
+    def score_all(self, histories: list[list[int]]) -> torch.Tensor:
+        scores = self.scorer.score_all(histories)
+        return scores + self.repeat_bias * history_mask(histories, scores.shape[1], device=scores.device)
+
+
+def fit_repeat_bias(scorer, cases: Sequence[EvalCase], temperature: float = FinetuneLossConfig.temperature,
+                    batch_size: int = 256) -> dict:
+    """The repeat bias b minimising mean cross-entropy of ``(score + b·[item in history]) / temperature``
+    over ``cases`` (convex in b), with the cases' metrics before and after. ``scorer``: a Recommender or
+    any scorer whose scores are cosines.
+
+    A Recommender is scored without any bias it already has, so fitting twice gives the same b."""
     if not cases:
         raise ValueError("no cases to fit the repeat bias on")
-    saved, rec.repeat_bias = rec.repeat_bias, 0.0
+    saved = getattr(scorer, "repeat_bias", None)
+    if saved is not None:
+        scorer.repeat_bias = 0.0
     try:
         scores, masks = [], []
         with torch.no_grad():
             for start in range(0, len(cases), batch_size):
                 chunk = cases[start:start + batch_size]
                 histories = [list(c.history) for c in chunk]
-                scores.append(rec.score_all(histories).float().cpu())
+                scores.append(scorer.score_all(histories).float().cpu())
                 masks.append(history_mask(histories, scores[-1].shape[1]))
     finally:
-        rec.repeat_bias = saved
+        if saved is not None:
+            scorer.repeat_bias = saved
     S, M = torch.cat(scores), torch.cat(masks).float()
     targets = torch.tensor([c.target for c in cases])
     rows = torch.arange(len(cases))
@@ -81,7 +97,7 @@ def fit_repeat_bias(rec: Recommender, cases: Sequence[EvalCase], temperature: fl
     }
 
 
-def write_calibrated(checkpoint: str | Path, output: str | Path, fit: dict, split: str) -> Path:
+def write_calibrated(checkpoint: str | Path, output: str | Path, fit: dict) -> Path:
     """A copy of ``checkpoint`` at ``output`` (or itself, updated) whose config carries the fitted bias and
     whose training card records the fit."""
     src, out = Path(checkpoint), Path(output)
@@ -94,7 +110,7 @@ def write_calibrated(checkpoint: str | Path, output: str | Path, fit: dict, spli
     config["repeat_bias"] = fit["repeat_bias"]
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    card["repeat_bias_fit"] = {**fit, "split": split, "source": str(src)}
+    card["repeat_bias_fit"] = {**fit, "source": str(src)}
     card_path.write_text(json.dumps(card, indent=2, default=str))
     return out
 
@@ -108,8 +124,8 @@ def calibrate(checkpoint: str | Path, dataset: SeqRecDataset, output: str | Path
     if max_users and max_users < len(cases):
         pick = np.sort(np.random.default_rng(seed).choice(len(cases), max_users, replace=False))
         cases = [cases[i] for i in pick]
-    fit = fit_repeat_bias(rec, cases, temperature)
-    write_calibrated(checkpoint, output, fit, split="valid")
+    fit = {**fit_repeat_bias(rec, cases, temperature), "split": "valid"}
+    write_calibrated(checkpoint, output, fit)
     return fit
 
 

@@ -15,6 +15,10 @@ Models (``--models``, default all):
   scratch             JEPA4Rec without pre-training (fine-tuned from a random init, target tokenizer)
   recformer           the RecFormer-style checkpoint fine-tuned
   jepa4rec            the JEPA4Rec checkpoint fine-tuned
+  frozen_last_items_rb, recformer_rb, jepa4rec_rb
+                      the same models with a repeat bias (one score offset for items already in the
+                      history, fitted on the validation split by ``python -m jepa4rec.calibrate``; the
+                      fine-tuned ones start from that model's run under the same --runs-dir)
 
 Every model goes through the one evaluator (leave-one-out, all items ranked, ties against the
 target). Each model's record is kept under ``<runs-dir>/<dataset>/`` and reused on a later call
@@ -43,6 +47,7 @@ import torch
 
 from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec
 from jepa4rec.baselines.frozen_text import RecencyCosine, sentence_vectors
+from jepa4rec.calibrate import RepeatBiased, calibrate, fit_repeat_bias
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.config import FinetuneConfig, load_config
 from jepa4rec.data import load_dataset
@@ -63,7 +68,11 @@ MODELS = {
     "scratch": ("JEPA4Rec w/o pre-training", "finetune", None),
     "recformer": ("RecFormer-style", "finetune", "recformer"),
     "jepa4rec": ("JEPA4Rec", "finetune", "jepa"),
+    "frozen_last_items_rb": ("MiniLM, frozen, last items + repeat bias", "frozen", None),
+    "recformer_rb": ("RecFormer-style + repeat bias", "calibrated", "recformer"),
+    "jepa4rec_rb": ("JEPA4Rec + repeat bias", "calibrated", "jepa"),
 }
+CALIBRATED_FROM = {"frozen_last_items_rb": "frozen_last_items", "recformer_rb": "recformer", "jepa4rec_rb": "jepa4rec"}
 METRICS = ("NDCG@10", "Recall@10", "MRR", "NDCG@5", "Recall@5", "NDCG@20", "Recall@20")
 
 
@@ -104,11 +113,27 @@ def run_model(key: str, dataset, args, run_dir: Path) -> dict:
     if kind == "popularity":
         metrics = evaluate(PopularityScorer.from_dataset(dataset), dataset.test_cases(), progress=False)
         return _row(dataset, key, metrics, train_seconds=round(time.time() - t0, 1), seed=None, threads=threads, config={})
-    if key == "frozen_last_items":
+    if key in ("frozen_last_items", "frozen_last_items_rb"):
         scorer = RecencyCosine(sentence_vectors(dataset.items, args.language_model))
+        config = {"language_model": args.language_model, "decay": scorer.decay, "pooling": "mean"}
+        if key == "frozen_last_items_rb":
+            fit = fit_repeat_bias(scorer, dataset.valid_cases())
+            scorer, config = RepeatBiased(scorer, fit["repeat_bias"]), {**config, "repeat_bias_fit": fit}
         metrics = evaluate(scorer, dataset.test_cases(), desc="frozen last items")
-        return _row(dataset, key, metrics, train_seconds=0.0, seed=None, threads=threads,
-                    config={"language_model": args.language_model, "decay": scorer.decay, "pooling": "mean"})
+        return _row(dataset, key, metrics, train_seconds=round(time.time() - t0, 1) if key.endswith("_rb") else 0.0,
+                    seed=None, threads=threads, config=config)
+    if kind == "calibrated":
+        base = run_dir / CALIBRATED_FROM[key]
+        if not (base / "results.json").exists():
+            raise UserError(f"{key} calibrates the fine-tuned run in {base}, which has no results.json",
+                            hint=f"run --models {CALIBRATED_FROM[key]} first (or link a finished run there)")
+        res = json.loads((base / "results.json").read_text())
+        fit = calibrate(base / "best", dataset, base / "best_repeat_bias")
+        metrics = evaluate_checkpoint(base / "best_repeat_bias", dataset, "test")
+        return _row(dataset, key, metrics, train_seconds=round(res["train_seconds"] + time.time() - t0, 1),
+                    pretrain_seconds=finetune_row(key, dataset, base / "results.json")["pretrain_seconds"],
+                    seed=res["seed"], threads=threads, best_epoch=res["best_epoch"], checkpoint=res.get("init_from"),
+                    config={**res["config"], "repeat_bias_fit": fit})
     if key == "frozen_history_text":
         metrics = evaluate_checkpoint(args.language_model, dataset, "test")
         return _row(dataset, key, metrics, train_seconds=0.0, seed=None, threads=threads,

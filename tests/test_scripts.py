@@ -77,6 +77,29 @@ def test_results_table_force_never_trains_over_a_finished_run(toy, tmp_path, cap
     assert (run / "results.json").read_text() == '{"made": "elsewhere"}' and not (tmp_path / "out").exists()
 
 
+def test_results_table_repeat_bias_rows_calibrate_the_fine_tuned_run(toy, finetuned, tmp_path, capsys):
+    import shutil
+
+    from jepa4rec.data import load_dataset
+    from jepa4rec.recommender import evaluate_checkpoint
+
+    script = load_script("results_table")
+    ds = load_dataset(toy)
+    shutil.copytree(finetuned[0].output_dir, tmp_path / "runs" / ds.name / "jepa4rec")  # a finished run linked in
+    args = ["--dataset", toy, "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"), "--threads", "1"]
+    assert script.main(args + ["--models", "jepa4rec", "jepa4rec_rb"]) == 0
+    records = {r["model_key"]: r for r in json.loads((tmp_path / "out" / "results_table.json").read_text())["records"]}
+    fit = records["jepa4rec_rb"]["config"]["repeat_bias_fit"]
+    assert records["jepa4rec_rb"]["model"] == "JEPA4Rec + repeat bias" and fit["split"] == "valid"
+    calibrated = tmp_path / "runs" / ds.name / "jepa4rec" / "best_repeat_bias"
+    assert json.loads((calibrated / "config.json").read_text())["repeat_bias"] == fit["repeat_bias"]
+    assert records["jepa4rec_rb"]["NDCG@10"] == pytest.approx(evaluate_checkpoint(calibrated, ds, progress=False)["NDCG@10"])
+    assert records["jepa4rec_rb"]["train_seconds"] >= records["jepa4rec"]["train_seconds"]
+    # Without its fine-tuned run, a repeat-bias row says which run it needs.
+    line = one_line_error(capsys, script.main, args + ["--models", "recformer_rb"])
+    assert "recformer_rb calibrates the fine-tuned run in" in line and "--models recformer first" in line
+
+
 def test_low_resource_trains_on_a_subset_and_tests_every_user(toy, finetuned, tmp_path):
     from app.plots import experiment_figure
     from jepa4rec.experiments import EXPERIMENTS
