@@ -216,6 +216,10 @@ class FinetuneConfig:
     # adds an in-batch contrastive loss over the batch's target items encoded with gradients (as L_SI in
     # pre-training), so the encoder also learns how items should look between two refreshes.
     item_grad: str = "none"
+    # (str) a score offset for items already in the history (JepaConfig.repeat_bias): "none" = the paper's
+    # model; "fit" = fitted on the whole validation split after training, before the test (what
+    # python -m jepa4rec.calibrate does); "learn" = one more parameter trained with the loss (lr optim.lr).
+    repeat_bias: str = "none"
     loss: FinetuneLossConfig = field(default_factory=FinetuneLossConfig)  # (section) loss.*: τ and the optional L_map
     # (section) optim.*: as in pre-training, with fine-tuning's defaults
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, warmup_steps=100))
@@ -241,6 +245,7 @@ class FinetuneConfig:
         if self.item_grad not in ("none", "batch"):
             raise ConfigError(f"item_grad must be 'none' or 'batch', got {self.item_grad!r}")
         check_choice("pairs", self.pairs, ("all", "sample"))
+        check_choice("repeat_bias", self.repeat_bias, ("none", "fit", "learn"))
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if self.init_from and not is_language_model(self.init_from):
             fixed = sorted(set(self.model) - FINETUNE_OVERRIDABLE)

@@ -35,7 +35,7 @@ from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint,
                          save_training_checkpoint)
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
-from .evaluation import evaluate
+from .evaluation import evaluate, history_mask
 from .language_models import LANGUAGE_MODELS, is_language_model
 from .losses import contrastive_loss, mapping_loss
 from .masking import bert_mask
@@ -71,16 +71,20 @@ def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset) -> tuple:
 
 
 def batch_loss(model, tok: ItemTokenizer, rec: Recommender, chunk: list[Pair], item_matrix: torch.Tensor,
-               cfg: FinetuneConfig, precision: str) -> torch.Tensor:
-    """L_FT of one batch: cross-entropy of cos(h_CLS, I) / τ against the fixed unit item matrix I, plus the
-    in-batch loss of ``item_grad: batch`` and λ2·L_map when set."""
+               cfg: FinetuneConfig, precision: str, repeat_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """L_FT of one batch: cross-entropy of cos(h_CLS, I) / τ against the fixed unit item matrix I (plus
+    ``repeat_bias`` on each history's own items, when learned), the in-batch loss of ``item_grad: batch``
+    and λ2·L_map when set."""
     device, loss_cfg = rec.device, cfg.loss
     hist = {k: v.to(device) for k, v in tok.collate([[rec.encoded[i] for i in p.history] for p in chunk]).items()}
     targets = torch.tensor([p.target for p in chunk], device=device)
     with autocast(device, precision):
         h_raw = model.encode(hist).float()
         h = F.normalize(h_raw, dim=-1)
-    loss = F.cross_entropy(h @ item_matrix.T / loss_cfg.temperature, targets)
+    scores = h @ item_matrix.T
+    if repeat_bias is not None:
+        scores = scores + repeat_bias * history_mask([p.history for p in chunk], scores.shape[1], device=device)
+    loss = F.cross_entropy(scores / loss_cfg.temperature, targets)
     if cfg.item_grad == "batch":
         # In-batch sequence-item contrastive loss on freshly encoded targets. Fresh vectors are not
         # mixed into the stale matrix: "the fresh column" would itself give the answer away.
@@ -102,7 +106,7 @@ def batch_loss(model, tok: ItemTokenizer, rec: Recommender, chunk: list[Pair], i
 
 def train_epoch(epoch: int, model, tok: ItemTokenizer, rec: Recommender, cfg: FinetuneConfig,
                 rng: np.random.Generator, optimizer, scheduler, step: int, started: float,
-                precision: str) -> tuple[float, int, int]:
+                precision: str, repeat_bias: torch.Tensor | None = None) -> tuple[float, int, int]:
     """One epoch (cut short by ``max_minutes``); returns (mean loss, batches done, steps done in all)."""
     pairs = finetuning_pairs(rec.dataset, cfg.pairs, cfg.max_items, rng)
     if cfg.group_by_length:
@@ -115,7 +119,7 @@ def train_epoch(epoch: int, model, tok: ItemTokenizer, rec: Recommender, cfg: Fi
                disable=not cfg.progress, dynamic_ncols=True)
     for b in bar:
         loss = batch_loss(model, tok, rec, pairs[b * cfg.batch_size:(b + 1) * cfg.batch_size], item_matrix, cfg,
-                          precision)
+                          precision, repeat_bias)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:
@@ -177,9 +181,21 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     train_lengths = [len(seq) for seq in dataset.train_sequences() if len(seq) >= 2]
     n_pairs = sum(n - 1 for n in train_lengths) if cfg.pairs == "all" else len(train_lengths)
     optimizer = build_optimizer(model, cfg.optim)
+    repeat_bias = None
+    if cfg.repeat_bias != "learn":  # none: the paper's model; fit: fitted after training, from a clean start
+        rec.repeat_bias = model.config.repeat_bias = 0.0
+    else:
+        # One scalar outside the model (its config stores the value); it starts from the model's own.
+        repeat_bias = torch.nn.Parameter(torch.tensor(float(model.config.repeat_bias), device=rec.device))
+        optimizer.add_param_group({"params": [repeat_bias], "lr": cfg.optim.lr, "weight_decay": 0.0})
     scheduler = build_scheduler(optimizer, cfg.optim, max(n_pairs // cfg.batch_size, 1) * cfg.epochs)
 
+    def sync_repeat_bias() -> None:
+        if repeat_bias is not None:  # what validation scores with and what a save stores
+            rec.repeat_bias = model.config.repeat_bias = float(repeat_bias.detach())
+
     def validate() -> dict:
+        sync_repeat_bias()
         rec.refresh_item_vectors()
         return evaluate(rec, valid_cases, batch_size=cfg.eval_batch_size, progress=False)
 
@@ -191,6 +207,9 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         state = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=rec.device)
         rng.bit_generator.state = state["np_generator"]
         history, step, earlier_seconds = state["history"], state["step"], state["train_seconds"]
+        if repeat_bias is not None:
+            with torch.no_grad():
+                repeat_bias.fill_(state.get("repeat_bias", 0.0))
         stopper = EarlyStopping(cfg.patience, state["best_score"], state["best_epoch"], state["stale"])
         # It had early-stopped: only the test is left.
         first_epoch = cfg.epochs + 1 if stopper.should_stop else state["epoch"] + 1
@@ -199,7 +218,8 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         history.append({"epoch": 0, "valid": validate()})
         logger.info("epoch 0 (before fine-tuning): %s", history[0]["valid"])
     for epoch in range(first_epoch, cfg.epochs + 1):
-        loss, done, step = train_epoch(epoch, model, tok, rec, cfg, rng, optimizer, scheduler, step, started, precision)
+        loss, done, step = train_epoch(epoch, model, tok, rec, cfg, rng, optimizer, scheduler, step, started, precision,
+                                       repeat_bias)
         valid = validate()
         history.append({"epoch": epoch, "loss": loss, "steps": done, "valid": valid,
                         "elapsed_s": round(time.time() - started, 1)})
@@ -212,18 +232,27 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
             last_dir, model=model, item_tokenizer=tok, optimizer=optimizer, scheduler=scheduler,
             trainer_state={"epoch": epoch, "step": step, "history": history, "best_score": stopper.best_score,
                            "best_epoch": stopper.best_epoch, "stale": stopper.stale,
-                           "np_generator": rng.bit_generator.state,
+                           "np_generator": rng.bit_generator.state, "repeat_bias": model.config.repeat_bias,
                            "train_seconds": earlier_seconds + time.time() - started})
         if stopper.should_stop or out_of_time(cfg, started):
             break
     train_seconds = earlier_seconds + time.time() - started
     if stopper.best_epoch is None:  # fine-tuning never beat epoch 0 is still a result: keep the initial weights
         save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": 0})
-    return test_best(cfg, dataset, history, stopper.best_epoch, train_seconds)
+    repeat_fit = None
+    if cfg.repeat_bias == "fit":
+        from .calibrate import calibrate  # fitted on the whole validation split, written into best/ itself
+
+        started_fit = time.time()
+        repeat_fit = calibrate(best_dir, dataset, best_dir, device=cfg.device, batch_size=cfg.eval_batch_size)
+        train_seconds += time.time() - started_fit
+        logger.info("repeat bias %+.4f fitted on %d validation users: %s", repeat_fit["repeat_bias"],
+                    repeat_fit["users"], repeat_fit["after"])
+    return test_best(cfg, dataset, history, stopper.best_epoch, train_seconds, repeat_fit)
 
 
 def test_best(cfg: FinetuneConfig, dataset: SeqRecDataset, history: list[dict], best_epoch: int | None,
-              train_seconds: float) -> dict:
+              train_seconds: float, repeat_fit: dict | None = None) -> dict:
     """Test ``<output_dir>/best``, write ``results.json`` (and the test into best's card), drop ``last``."""
     out = Path(cfg.output_dir)
     best_dir = out / "best"
@@ -232,7 +261,9 @@ def test_best(cfg: FinetuneConfig, dataset: SeqRecDataset, history: list[dict], 
     result = {"dataset": dataset.name, "init_from": cfg.init_from, "best_epoch": best_epoch,
               "valid_before": history[0]["valid"], "history": history, "test": test,
               "train_seconds": round(train_seconds, 1), "seed": cfg.seed, "threads": torch.get_num_threads(),
-              "config": to_dict(cfg)}
+              "repeat_bias": best.repeat_bias, "config": to_dict(cfg)}
+    if repeat_fit is not None:
+        result["repeat_bias_fit"] = repeat_fit
     card = json.loads((best_dir / "training_card.json").read_text())
     card.update(test=test, train_seconds=round(train_seconds, 1))
     (best_dir / "training_card.json").write_text(json.dumps(card, indent=2, default=str))

@@ -396,3 +396,23 @@ def test_calibrate_writes_a_model_directory_that_scores_with_its_bias(finetuned,
     # Its validation metrics are the ones the fit reported after the bias.
     valid = evaluate(calibrated, ds.valid_cases(), progress=False)
     assert valid["NDCG@10"] == pytest.approx(fit["after"]["NDCG@10"], abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["learn", "fit"])
+def test_finetuning_learns_or_fits_the_repeat_bias_and_tests_with_it(finetuned, toy, tmp_path, mode):
+    from jepa4rec.evaluation import evaluate
+
+    cfg = replace(finetuned[0], output_dir=str(tmp_path / mode), epochs=2, repeat_bias=mode)
+    result = finetune(cfg)
+    stored = json.loads((tmp_path / mode / "best" / "config.json").read_text())["repeat_bias"]
+    assert result["repeat_bias"] == stored != 0.0
+    if mode == "fit":
+        assert result["repeat_bias_fit"]["repeat_bias"] == stored and result["repeat_bias_fit"]["split"] == "valid"
+    else:
+        assert "repeat_bias_fit" not in result and abs(stored) < 1.0  # moved by the optimizer, lr-sized steps
+    ds = load_dataset(toy)
+    best = Recommender.from_pretrained(tmp_path / mode / "best", ds, use_cache=False)
+    assert best.repeat_bias == stored
+    assert evaluate(best, ds.test_cases(), progress=False)["NDCG@10"] == pytest.approx(result["test"]["NDCG@10"], abs=1e-6)
+    with pytest.raises(Exception, match="repeat_bias"):
+        replace(cfg, repeat_bias="always")
