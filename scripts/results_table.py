@@ -15,7 +15,7 @@ Models (``--models``, default all):
   scratch             JEPA4Rec without pre-training (fine-tuned from a random init, target tokenizer)
   recformer           the RecFormer-style checkpoint fine-tuned
   jepa4rec            the JEPA4Rec checkpoint fine-tuned
-  frozen_last_items_rb, recformer_rb, jepa4rec_rb
+  frozen_last_items_rb, scratch_rb, recformer_rb, jepa4rec_rb
                       the same models with a repeat bias (one score offset for items already in the
                       history, fitted on the validation split by ``python -m jepa4rec.calibrate``; the
                       fine-tuned ones start from that model's run under the same --runs-dir)
@@ -69,10 +69,12 @@ MODELS = {
     "recformer": ("RecFormer-style", "finetune", "recformer"),
     "jepa4rec": ("JEPA4Rec", "finetune", "jepa"),
     "frozen_last_items_rb": ("MiniLM, frozen, last items + repeat bias", "frozen", None),
+    "scratch_rb": ("JEPA4Rec w/o pre-training + repeat bias", "calibrated", None),
     "recformer_rb": ("RecFormer-style + repeat bias", "calibrated", "recformer"),
     "jepa4rec_rb": ("JEPA4Rec + repeat bias", "calibrated", "jepa"),
 }
-CALIBRATED_FROM = {"frozen_last_items_rb": "frozen_last_items", "recformer_rb": "recformer", "jepa4rec_rb": "jepa4rec"}
+CALIBRATED_FROM = {"frozen_last_items_rb": "frozen_last_items", "scratch_rb": "scratch", "recformer_rb": "recformer",
+                   "jepa4rec_rb": "jepa4rec"}
 METRICS = ("NDCG@10", "Recall@10", "MRR", "NDCG@5", "Recall@5", "NDCG@20", "Recall@20")
 
 
