@@ -241,7 +241,7 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": 0})
     repeat_fit = None
     if cfg.repeat_bias == "fit":
-        from .calibrate import calibrate  # fitted on the whole validation split, written into best/ itself
+        from .calibration import calibrate  # fitted on the whole validation split, written into best/ itself
 
         started_fit = time.time()
         repeat_fit = calibrate(best_dir, dataset, best_dir, device=cfg.device, batch_size=cfg.eval_batch_size)

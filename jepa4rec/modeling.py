@@ -67,7 +67,7 @@ class JepaConfig(PretrainedConfig):
         repeat_bias: added to the cosine score of every item already in the history. 0 (the paper's model):
             history items compete on cosine alone, and a text model's history vector resembles its own
             items most. ``python -m jepa4rec.calibrate`` fits it on the validation split (see
-            :func:`jepa4rec.calibrate.fit_repeat_bias`); negative where shoppers seldom rebuy.
+            :func:`jepa4rec.calibration.fit_repeat_bias`); negative where shoppers seldom rebuy.
     """
 
     model_type = "jepa4rec"

@@ -47,7 +47,7 @@ import torch
 
 from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec
 from jepa4rec.baselines.frozen_text import RecencyCosine, sentence_vectors
-from jepa4rec.calibrate import RepeatBiased, calibrate, fit_repeat_bias
+from jepa4rec.calibration import RepeatBiased, calibrate, fit_repeat_bias
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.config import FinetuneConfig, load_config
 from jepa4rec.data import load_dataset

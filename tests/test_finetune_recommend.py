@@ -360,7 +360,7 @@ def test_repeat_bias_moves_only_history_items_on_every_path(finetuned, toy, bias
 
 
 def test_fit_repeat_bias_learns_from_held_out_purchases_whether_people_rebuy(rec):
-    from jepa4rec.calibrate import fit_repeat_bias
+    from jepa4rec.calibration import fit_repeat_bias
     from jepa4rec.data.dataset import EvalCase
 
     cases = rec.dataset.valid_cases()
