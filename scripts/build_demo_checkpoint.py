@@ -52,11 +52,17 @@ def model_card(folder: Path, card: dict, command: str) -> str:
         lines += [f"Fine-tuned on {card.get('dataset')} from `{card.get('init_from') or 'scratch'}`; "
                   f"best validation epoch {card.get('epoch')} ({card.get('train_seconds', 0) / 60:.0f} min).", ""]
     lines += ["## Measured metrics (leave-one-out, every item ranked, ties against the target)", ""]
+    fit = card.get("repeat_bias_fit")
     if card.get("test"):
-        lines.append(f"- {card.get('dataset')} test, at the end of fine-tuning (float32): {format_metrics(card['test'])}")
+        lines.append(f"- {card.get('dataset')} test, at the end of fine-tuning (float32"
+                     f"{', no repeat bias' if fit else ''}): {format_metrics(card['test'])}")
+    if fit:
+        lines.append(f"- repeat bias {fit['repeat_bias']:+.4f} (a score offset for items already in the history), fitted "
+                     f"on {fit['users']:,} {fit.get('split', 'validation')} users by `python -m jepa4rec.calibrate`: "
+                     f"validation {format_metrics(fit['before'])} → {format_metrics(fit['after'])}")
     if card.get("shipped_test"):
-        lines.append(f"- {card['shipped_test']['dataset']} test, these shipped weights ({card.get('stored_dtype')}): "
-                     f"{format_metrics(card['shipped_test'])}")
+        lines.append(f"- {card['shipped_test']['dataset']} test, these shipped weights ({card.get('stored_dtype')}"
+                     f"{', with the repeat bias' if fit else ''}): {format_metrics(card['shipped_test'])}")
     for ds, m in (card.get("zero_shot") or {}).items():
         lines.append(f"- zero-shot on {ds} (test): {format_metrics(m)}")
     lines += ["", "Data: see `../shared/data/SOURCES.md` (Amazon review data, UCI Online Retail) and MovieLens-100k "

@@ -234,3 +234,21 @@ def test_every_script_has_a_help(script):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "usage:" in proc.stdout and "--" in proc.stdout
 
+
+
+def test_build_demo_checkpoint_ships_a_calibrated_model_with_its_card(toy, finetuned, tmp_path):
+    from jepa4rec.calibration import calibrate
+    from jepa4rec.data import load_dataset
+    from jepa4rec.recommender import Recommender
+
+    ds = load_dataset(toy)
+    fit = calibrate(f"{finetuned[0].output_dir}/best", ds, tmp_path / "calibrated")
+    script = load_script("build_demo_checkpoint")
+    assert script.main([str(tmp_path / "calibrated"), str(tmp_path / "shipped"), "--dtype", "float16", "--test", toy,
+                        "--command", "python -m jepa4rec.calibrate ..."]) == 0
+    card = (tmp_path / "shipped" / "README.md").read_text()
+    assert f"repeat bias {fit['repeat_bias']:+.4f}" in card and "with the repeat bias" in card
+    shipped = Recommender.from_pretrained(tmp_path / "shipped", ds, use_cache=False)
+    assert shipped.repeat_bias == fit["repeat_bias"]
+    test = json.loads((tmp_path / "shipped" / "training_card.json").read_text())["shipped_test"]
+    assert test["dataset"] == toy and 0 < test["MRR"] <= 1
