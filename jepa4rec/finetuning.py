@@ -223,7 +223,10 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         valid = validate()
         history.append({"epoch": epoch, "loss": loss, "steps": done, "valid": valid,
                         "elapsed_s": round(time.time() - started, 1)})
-        logger.info("epoch %d: loss %.4f valid %s", epoch, loss, valid)
+        if repeat_bias is not None:  # validate() has just synced it
+            history[-1]["repeat_bias"] = model.config.repeat_bias
+        logger.info("epoch %d: loss %.4f valid %s%s", epoch, loss, valid,
+                    f" repeat bias {model.config.repeat_bias:+.4f}" if repeat_bias is not None else "")
         if stopper.update(valid[cfg.select_metric], epoch):
             save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": epoch,
                                                   "valid": valid, "init_from": cfg.init_from, "config": to_dict(cfg),

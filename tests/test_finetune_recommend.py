@@ -410,6 +410,7 @@ def test_finetuning_learns_or_fits_the_repeat_bias_and_tests_with_it(finetuned, 
         assert result["repeat_bias_fit"]["repeat_bias"] == stored and result["repeat_bias_fit"]["split"] == "valid"
     else:
         assert "repeat_bias_fit" not in result and abs(stored) < 1.0  # moved by the optimizer, lr-sized steps
+        assert result["history"][result["best_epoch"]]["repeat_bias"] == stored  # the best epoch's value is kept
     ds = load_dataset(toy)
     best = Recommender.from_pretrained(tmp_path / mode / "best", ds, use_cache=False)
     assert best.repeat_bias == stored
