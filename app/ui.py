@@ -99,6 +99,10 @@ def about_markdown(service: AppService, name: str) -> str:
     if base:
         lines.append(f"Language prior: the encoder started from `{base.get('name')}` ({base.get('package')} "
                      f"{base.get('version')}), whose word meanings it keeps.")
+    if getattr(cfg, "repeat_bias", 0.0):
+        lines.append(f"Repeat bias: {cfg.repeat_bias:+.3f} is added to the score of every item already in the history "
+                     f"({'people here seldom choose the same item again' if cfg.repeat_bias < 0 else 'people here often buy again'}"
+                     "; fitted on the validation split, never the test; the paper's model has none).")
     if card.get("kind") == "pretrain":
         lines.append(f"Pre-trained for {card.get('step', '?')} steps on {', '.join(card.get('domains', []))} "
                      f"({card.get('users', 0):,} users, {card.get('items', 0):,} items).")

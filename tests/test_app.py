@@ -134,6 +134,20 @@ def test_rank_view_shows_history_only_beside_revealed(served):
     assert curve["target rank"].iloc[0] == zero.target_rank_history
 
 
+def test_about_tab_states_the_model_and_its_repeat_bias(service, served):
+    from app.ui import about_markdown
+
+    cfg = served.recommender.model.config
+    assert "Repeat bias" not in about_markdown(service, served.name) and "Encoder: Longformer-style" in about_markdown(service, served.name)
+    cfg.repeat_bias = -0.25
+    try:
+        text = about_markdown(service, served.name)
+    finally:
+        cfg.repeat_bias = 0.0
+    assert "Repeat bias: -0.250 is added to the score of every item already in the history" in text
+    assert "seldom choose the same item again" in text
+
+
 def test_clean_words_and_badge(served):
     assert H.clean_words(["(Pack", "3)", "Wars,", "--", "x"]) == ["Pack", "3", "Wars", "x"]
     badge = H.badge_markdown(served)
