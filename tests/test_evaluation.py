@@ -1,7 +1,6 @@
 """Full-ranking evaluation, the popularity baseline and SASRec on hand-made data."""
 import math
 import random
-import time
 
 import pytest
 import torch
@@ -151,15 +150,12 @@ TINY = dict(hidden_size=32, n_layers=1, n_heads=1, max_len=10, dropout=0.1, lr=5
 
 def test_sasrec_learns_cyclic_pattern():
     ds = cyclic_dataset()
-    t0 = time.perf_counter()
     model, log = train_sasrec(ds, SASRecConfig(seed=0, **TINY), progress=False)
-    elapsed = time.perf_counter() - t0
     assert isinstance(model, Scorer)
     m = evaluate(model, ds.test_cases(), progress=False)
     assert m["NDCG@10"] > 0.8, (m, log["best_epoch"])
     assert log["best_valid"]["NDCG@10"] > 0.8
     assert log["epochs"][0]["loss"] > log["epochs"][-1]["loss"]
-    assert elapsed < 20
 
 
 def test_sasrec_is_seeded():
