@@ -128,7 +128,10 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
     if exp.facet and exp.kind == "bar":  # each panel lists only its own categories (no empty slots)
         fig.update_xaxes(matches=None)
     n_rows = agg[exp.row].nunique() if exp.row else 1
-    fig.update_layout(height=300 + 220 * n_rows, margin=dict(l=40, r=20, t=60, b=40))
+    # Long bar labels are drawn slanted under the bars and take the height from the plot: give it back.
+    longest = int(agg[exp.x].astype(str).str.len().max()) if exp.kind == "bar" and len(agg) else 0
+    label_room = 6 * max(0, longest - 12)
+    fig.update_layout(height=300 + 220 * n_rows + label_room, margin=dict(l=40, r=20, t=60, b=40))
     return fig
 
 

@@ -223,6 +223,16 @@ def test_masking_sweep_pretrains_in_domain_without_leaking_the_test_split(toy, t
     assert "ratios must lie strictly between 0 and 1" in one_line_error(capsys, script.main, ["--ratios", "1.0"])
 
 
+def test_bar_charts_make_room_for_long_labels():
+    from app.plots import experiment_figure
+    from jepa4rec.experiments import EXPERIMENTS
+
+    exp = next(e for e in EXPERIMENTS if e.stem == "results_table")
+    short = pd.DataFrame({"dataset": "D", "model": ["SASRec", "Popularity"], "metric": "NDCG@10", "value": [0.1, 0.2]})
+    long = short.assign(model=["Transformer over frozen MiniLM item vectors", "Popularity"])
+    assert experiment_figure(exp, long).layout.height > experiment_figure(exp, short).layout.height
+
+
 @pytest.mark.parametrize("script", sorted(p.stem for p in (ROOT / "scripts").glob("*.py")))
 def test_every_script_has_a_help(script):
     """Each command documents its options (and at least imports and parses)."""
