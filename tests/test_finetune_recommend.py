@@ -223,8 +223,10 @@ def test_item_vector_cache_is_keyed_by_checkpoint_and_catalogue(finetuned, toy, 
     assert d._cache_path() != path
 
 
-def test_finetuning_resumes_after_an_epoch_exactly(toy, tmp_path, monkeypatch):
-    """A run killed after epoch 1's checkpoint and resumed gives the uninterrupted run's history and model."""
+@pytest.mark.parametrize("repeat_bias", ["none", "learn"])
+def test_finetuning_resumes_after_an_epoch_exactly(toy, tmp_path, monkeypatch, repeat_bias):
+    """A run killed after epoch 1's checkpoint and resumed gives the uninterrupted run's history and model
+    (with a learned repeat bias: its value and its optimizer state too)."""
     import jepa4rec.finetuning as ft
     from jepa4rec.checkpoint import load_model_dir
     from toy_corpus import TINY_MODEL
@@ -239,7 +241,7 @@ def test_finetuning_resumes_after_an_epoch_exactly(toy, tmp_path, monkeypatch):
         return FinetuneConfig(output_dir=str(tmp_path / name), dataset=toy, tokenizer=str(tmp_path / "tok"), max_items=10,
                               max_tokens=128, batch_size=8, epochs=3, patience=5, progress=False, seed=3,
                               group_by_length=True,  # its shuffles draw from the resumed generator too
-                              model={**TINY_MODEL, "hidden_dropout_prob": 0.1},
+                              repeat_bias=repeat_bias, model={**TINY_MODEL, "hidden_dropout_prob": 0.1},
                               optim=OptimConfig(lr=3e-3, warmup_steps=5))
 
     straight = finetune(config("straight"))
@@ -259,6 +261,7 @@ def test_finetuning_resumes_after_an_epoch_exactly(toy, tmp_path, monkeypatch):
 
     assert [h["valid"]["NDCG@10"] for h in resumed["history"]] == [h["valid"]["NDCG@10"] for h in straight["history"]]
     assert resumed["test"]["NDCG@10"] == straight["test"]["NDCG@10"]
+    assert resumed["repeat_bias"] == straight["repeat_bias"] and (resumed["repeat_bias"] != 0) == (repeat_bias == "learn")
     a, _, _ = load_model_dir(tmp_path / "straight" / "best")
     b, _, _ = load_model_dir(tmp_path / "resumed" / "best")
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
