@@ -19,6 +19,8 @@ Models (``--models``, default all):
                       the same models with a repeat bias (one score offset for items already in the
                       history, fitted on the validation split by ``python -m jepa4rec.calibrate``; the
                       fine-tuned ones start from that model's run under the same --runs-dir)
+  recformer_rbl, jepa4rec_rbl
+                      fine-tuned with the repeat bias learned with the loss (``repeat_bias=learn``)
 
 Every model goes through the one evaluator (leave-one-out, all items ranked, ties against the
 target). Each model's record is kept under ``<runs-dir>/<dataset>/`` and reused on a later call
@@ -72,6 +74,8 @@ MODELS = {
     "scratch_rb": ("JEPA4Rec w/o pre-training + repeat bias", "calibrated", None),
     "recformer_rb": ("RecFormer-style + repeat bias", "calibrated", "recformer"),
     "jepa4rec_rb": ("JEPA4Rec + repeat bias", "calibrated", "jepa"),
+    "recformer_rbl": ("RecFormer-style, repeat bias learned", "finetune", "recformer"),
+    "jepa4rec_rbl": ("JEPA4Rec, repeat bias learned", "finetune", "jepa"),
 }
 CALIBRATED_FROM = {"frozen_last_items_rb": "frozen_last_items", "scratch_rb": "scratch", "recformer_rb": "recformer",
                    "jepa4rec_rb": "jepa4rec"}
@@ -155,6 +159,8 @@ def run_model(key: str, dataset, args, run_dir: Path) -> dict:
     from jepa4rec.finetuning import finetune
 
     overrides = [f"dataset={args.dataset}", f"output_dir={run_dir / key}", f"seed={args.seed}", *args.set]
+    if key.endswith("_rbl"):
+        overrides.append("repeat_bias=learn")
     if args.data_root:
         overrides.append(f"data_root={args.data_root}")
     if checkpoint:

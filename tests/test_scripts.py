@@ -95,6 +95,11 @@ def test_results_table_repeat_bias_rows_calibrate_the_fine_tuned_run(toy, finetu
     assert json.loads((calibrated / "config.json").read_text())["repeat_bias"] == fit["repeat_bias"]
     assert records["jepa4rec_rb"]["NDCG@10"] == pytest.approx(evaluate_checkpoint(calibrated, ds, progress=False)["NDCG@10"])
     assert records["jepa4rec_rb"]["train_seconds"] >= records["jepa4rec"]["train_seconds"]
+    # A learned-bias row fine-tunes with repeat_bias=learn.
+    assert script.main(args + ["--models", "jepa4rec_rbl", "--jepa", f"{finetuned[0].output_dir}/best",
+                               "--set", *TINY_FINETUNE]) == 0
+    learned = json.loads((tmp_path / "runs" / ds.name / "jepa4rec_rbl.json").read_text())
+    assert learned["config"]["repeat_bias"] == "learn" and learned["model"] == "JEPA4Rec, repeat bias learned"
     # Without its fine-tuned run, a repeat-bias row says which run it needs.
     line = one_line_error(capsys, script.main, args + ["--models", "recformer_rb"])
     assert "recformer_rb calibrates the fine-tuned run in" in line and "--models recformer first" in line
