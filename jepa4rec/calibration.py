@@ -26,7 +26,7 @@ from scipy.optimize import minimize_scalar
 from .config import FinetuneLossConfig
 from .data import SeqRecDataset
 from .data.dataset import EvalCase
-from .evaluation import history_mask, metrics_from_ranks, rank_of_targets
+from .evaluation import history_mask, metrics_from_ranks, rank_of_targets, with_repeat_bias
 from .recommender import Recommender
 
 BIAS_BOUND = 2.0  # cosines lie in [-1, 1]: a bias of ±2 already moves a history item past every other
@@ -40,8 +40,7 @@ class RepeatBiased:
         self.scorer, self.repeat_bias = scorer, float(repeat_bias)
 
     def score_all(self, histories: list[list[int]]) -> torch.Tensor:
-        scores = self.scorer.score_all(histories)
-        return scores + self.repeat_bias * history_mask(histories, scores.shape[1], device=scores.device)
+        return with_repeat_bias(self.scorer.score_all(histories), histories, self.repeat_bias)
 
 
 def fit_repeat_bias(scorer, cases: Sequence[EvalCase], temperature: float = FinetuneLossConfig.temperature,

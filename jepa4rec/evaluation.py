@@ -64,6 +64,12 @@ def history_mask(histories: Sequence[Iterable[int]], n_items: int, device=None) 
     return mask
 
 
+def with_repeat_bias(scores: torch.Tensor, histories: Sequence[Iterable[int]], bias) -> torch.Tensor:
+    """``scores`` [B, n_items] plus ``bias`` (a float, or a scalar tensor being trained) on each row's history
+    items: the repeat bias (``JepaConfig.repeat_bias``). A new tensor; ``scores`` is left as it is."""
+    return scores + bias * history_mask(histories, scores.shape[1], device=scores.device)
+
+
 def rank_of_targets(
     scores: torch.Tensor,
     targets: torch.Tensor | Sequence[int],

@@ -35,7 +35,7 @@ from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint,
                          save_training_checkpoint)
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
-from .evaluation import evaluate, history_mask
+from .evaluation import evaluate, with_repeat_bias
 from .language_models import LANGUAGE_MODELS, is_language_model
 from .losses import contrastive_loss, mapping_loss
 from .masking import bert_mask
@@ -83,7 +83,7 @@ def batch_loss(model, tok: ItemTokenizer, rec: Recommender, chunk: list[Pair], i
         h = F.normalize(h_raw, dim=-1)
     scores = h @ item_matrix.T
     if repeat_bias is not None:
-        scores = scores + repeat_bias * history_mask([p.history for p in chunk], scores.shape[1], device=device)
+        scores = with_repeat_bias(scores, [p.history for p in chunk], repeat_bias)
     loss = F.cross_entropy(scores / loss_cfg.temperature, targets)
     if cfg.item_grad == "batch":
         # In-batch sequence-item contrastive loss on freshly encoded targets. Fresh vectors are not

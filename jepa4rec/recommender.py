@@ -45,7 +45,7 @@ from .builder import item_tokenizer, new_model
 from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
 from .errors import ConfigError
-from .evaluation import evaluate, rank_of_targets
+from .evaluation import evaluate, rank_of_targets, with_repeat_bias
 from .language_models import LANGUAGE_MODELS, is_language_model, source_description
 from .paths import cache_dir
 from .ranking import ItemIndex
@@ -319,13 +319,7 @@ class Recommender:
     def _with_repeat_bias(self, scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """``scores`` [B, n_items] with the model's repeat bias added to each row's history items (a new
         tensor: cached products stay as they are)."""
-        if not self.repeat_bias:
-            return scores
-        scores = scores.clone()
-        for row, history in zip(scores, histories):
-            if len(history):
-                row[torch.as_tensor(sorted(set(int(i) for i in history)), device=scores.device)] += self.repeat_bias
-        return scores
+        return with_repeat_bias(scores, histories, self.repeat_bias) if self.repeat_bias else scores
 
     def masked_item(self, item: int, reveal: float, order: str = "sequential", seed: int = 0,
                     n_words: int | None = None) -> tuple[EncodedItem, list[str]]:
