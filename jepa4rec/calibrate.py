@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     dataset = load_dataset(args.dataset, root=args.data_root)
-    fit = calibrate(checkpoint, dataset, args.output, max_users=args.max_users,
+    fit, _ = calibrate(checkpoint, dataset, args.output, max_users=args.max_users,
                     temperature=args.temperature, seed=args.seed, device=args.device, batch_size=args.batch_size)
     print(f"{dataset.name} valid, {fit['users']:,} users ({fit['repeat_share']:.1%} of next purchases repeat one): "
           f"repeat bias {fit['repeat_bias']:+.4f}, loss {fit['loss_before']:.4f} -> {fit['loss_after']:.4f}")

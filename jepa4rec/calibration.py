@@ -108,13 +108,17 @@ def write_calibrated(checkpoint: str | Path, output: str | Path, fit: dict) -> P
 
 def calibrate(checkpoint: str | Path, dataset: SeqRecDataset, output: str | Path, *, max_users: int | None = None,
               temperature: float = FinetuneLossConfig.temperature, seed: int = 0, device: str | None = None,
-              batch_size: int = 128) -> dict:
-    """Fit the repeat bias of a model directory on ``dataset``'s validation split and write it to ``output``."""
-    rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size)
+              batch_size: int = 128, use_cache: bool = True) -> tuple[dict, Recommender]:
+    """Fit the repeat bias of a model directory on ``dataset``'s validation split and write it to ``output``.
+
+    Returns the fit and the Recommender that scored it, now carrying the fitted bias: its catalogue is
+    encoded already, so the test split can be ranked without loading ``output`` and encoding it again."""
+    rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size, use_cache=use_cache)
     cases = dataset.valid_cases()
     if max_users and max_users < len(cases):
         pick = np.sort(np.random.default_rng(seed).choice(len(cases), max_users, replace=False))
         cases = [cases[i] for i in pick]
     fit = {**fit_repeat_bias(rec, cases, temperature), "split": "valid"}
     write_calibrated(checkpoint, output, fit)
-    return fit
+    rec.repeat_bias = rec.model.config.repeat_bias = fit["repeat_bias"]
+    return fit, rec

@@ -242,24 +242,27 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     train_seconds = earlier_seconds + time.time() - started
     if stopper.best_epoch is None:  # fine-tuning never beat epoch 0 is still a result: keep the initial weights
         save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": 0})
-    repeat_fit = None
+    repeat_fit = best = None
     if cfg.repeat_bias == "fit":
         from .calibration import calibrate  # fitted on the whole validation split, written into best/ itself
 
         started_fit = time.time()
-        repeat_fit = calibrate(best_dir, dataset, best_dir, device=cfg.device, batch_size=cfg.eval_batch_size)
+        repeat_fit, best = calibrate(best_dir, dataset, best_dir, device=cfg.device, batch_size=cfg.eval_batch_size,
+                                     use_cache=False)
         train_seconds += time.time() - started_fit
         logger.info("repeat bias %+.4f fitted on %d validation users: %s", repeat_fit["repeat_bias"],
                     repeat_fit["users"], repeat_fit["after"])
-    return test_best(cfg, dataset, history, stopper.best_epoch, train_seconds, repeat_fit)
+    return test_best(cfg, dataset, history, stopper.best_epoch, train_seconds, repeat_fit, best)
 
 
 def test_best(cfg: FinetuneConfig, dataset: SeqRecDataset, history: list[dict], best_epoch: int | None,
-              train_seconds: float, repeat_fit: dict | None = None) -> dict:
-    """Test ``<output_dir>/best``, write ``results.json`` (and the test into best's card), drop ``last``."""
+              train_seconds: float, repeat_fit: dict | None = None, best: Recommender | None = None) -> dict:
+    """Test ``<output_dir>/best`` (``best``: a Recommender already serving it), write ``results.json`` (and the
+    test into best's card), drop ``last``."""
     out = Path(cfg.output_dir)
     best_dir = out / "best"
-    best = Recommender.from_pretrained(best_dir, dataset, device=cfg.device, batch_size=cfg.eval_batch_size, use_cache=False)
+    best = best or Recommender.from_pretrained(best_dir, dataset, device=cfg.device, batch_size=cfg.eval_batch_size,
+                                               use_cache=False)
     test = evaluate(best, dataset.test_cases(), batch_size=cfg.eval_batch_size, progress=cfg.progress, desc="test")
     result = {"dataset": dataset.name, "init_from": cfg.init_from, "best_epoch": best_epoch,
               "valid_before": history[0]["valid"], "history": history, "test": test,

@@ -134,8 +134,8 @@ def run_model(key: str, dataset, args, run_dir: Path) -> dict:
             raise UserError(f"{key} calibrates the fine-tuned run in {base}, which has no results.json",
                             hint=f"run --models {CALIBRATED_FROM[key]} first (or link a finished run there)")
         res = json.loads((base / "results.json").read_text())
-        fit = calibrate(base / "best", dataset, base / "best_repeat_bias")
-        metrics = evaluate_checkpoint(base / "best_repeat_bias", dataset, "test")
+        fit, rec = calibrate(base / "best", dataset, base / "best_repeat_bias")  # rec: best_repeat_bias, loaded
+        metrics = evaluate(rec, dataset.test_cases(), desc=f"{key} test")
         return _row(dataset, key, metrics, train_seconds=round(res["train_seconds"] + time.time() - t0, 1),
                     pretrain_seconds=finetune_row(key, dataset, base / "results.json")["pretrain_seconds"],
                     seed=res["seed"], threads=threads, best_epoch=res["best_epoch"], checkpoint=res.get("init_from"),

@@ -257,7 +257,7 @@ def test_build_demo_checkpoint_ships_a_calibrated_model_with_its_card(toy, finet
     from jepa4rec.recommender import Recommender
 
     ds = load_dataset(toy)
-    fit = calibrate(f"{finetuned[0].output_dir}/best", ds, tmp_path / "calibrated")
+    fit, _ = calibrate(f"{finetuned[0].output_dir}/best", ds, tmp_path / "calibrated")
     script = load_script("build_demo_checkpoint")
     assert script.main([str(tmp_path / "calibrated"), str(tmp_path / "shipped"), "--dtype", "float16", "--test", toy,
                         "--command", "python -m jepa4rec.calibrate ..."]) == 0
