@@ -1,14 +1,18 @@
-"""``python -m jepa4rec.calibrate``: fit a model's repeat bias on the validation split.
+"""``python -m jepa4rec.calibrate``: fit a model's score priors on the validation split.
 
 A text model's history vector is built from the history's own words, so the items a user already bought
-are the ones most like it. The repeat bias is one number added to the score of every item already in
-the history (0 = the paper's model), fitted by minimising the fine-tuning loss on the validation split
-(never the test) and stored in the model's ``config.json``; history items still compete. The library
-behind this command is :mod:`jepa4rec.calibration`.
+are the ones most like it; and text says nothing of how often an item sells. The repeat bias is one
+number added to the score of every item already in the history; the popularity bias (--popularity) is
+one weight on each item's log(1 + training-split count). Both are 0 in the paper's model; they are
+fitted by minimising the fine-tuning loss on the validation split (never the test) and stored in the
+model's ``config.json``; history items still compete and every item is ranked. The library behind this
+command is :mod:`jepa4rec.calibration`.
 
 Examples:
   python -m jepa4rec.calibrate --checkpoint runs/finetune_minilm/best --dataset Scientific_UniSRec \\
       --output runs/finetune_minilm/best_calibrated
+  python -m jepa4rec.calibrate --checkpoint runs/finetune_minilm/best --dataset Scientific_UniSRec \\
+      --output runs/finetune_minilm/best_priors --popularity
 """
 from __future__ import annotations
 
@@ -34,6 +38,10 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", required=True, help="the dataset it was fine-tuned on: its validation split is used")
     parser.add_argument("--output", required=True, help="where the calibrated model directory goes (the checkpoint "
                         "itself to update it in place; the weights are copied, not changed)")
+    parser.add_argument("--popularity", action="store_true", help="also fit the popularity bias (a weight on each "
+                        "item's log(1 + count) in the training split); default: the repeat bias only")
+    parser.add_argument("--keep-repeat-bias", action="store_true", help="keep the repeat bias the model has (e.g. "
+                        "learned with the loss) instead of fitting it")
     parser.add_argument("--data-root", default=None, help="folder holding the datasets (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
     parser.add_argument("--max-users", type=int, default=None, help="fit on a random sample of this many validation users (default: all)")
     parser.add_argument("--temperature", type=float, default=FinetuneLossConfig.temperature,
@@ -51,10 +59,12 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     dataset = load_dataset(args.dataset, root=args.data_root)
-    fit, _ = calibrate(checkpoint, dataset, args.output, max_users=args.max_users,
-                    temperature=args.temperature, seed=args.seed, device=args.device, batch_size=args.batch_size)
+    fit, _ = calibrate(checkpoint, dataset, args.output, popularity=args.popularity,
+                       keep_repeat_bias=args.keep_repeat_bias, max_users=args.max_users,
+                       temperature=args.temperature, seed=args.seed, device=args.device, batch_size=args.batch_size)
     print(f"{dataset.name} valid, {fit['users']:,} users ({fit['repeat_share']:.1%} of next purchases repeat one): "
-          f"repeat bias {fit['repeat_bias']:+.4f}, loss {fit['loss_before']:.4f} -> {fit['loss_after']:.4f}")
+          f"repeat bias {fit['repeat_bias']:+.4f}"
+          f"{'' if 'repeat_bias' in fit['fitted'] else ' (kept)'}, popularity bias {fit['popularity_bias']:+.4f}, loss {fit['loss_before']:.4f} -> {fit['loss_after']:.4f}")
     print(f"  before: {format_metrics(fit['before'])}")
     print(f"  after:  {format_metrics(fit['after'])}")
     print(f"wrote {args.output}")

@@ -220,6 +220,11 @@ class FinetuneConfig:
     # model; "fit" = fitted on the whole validation split after training, before the test (what
     # python -m jepa4rec.calibrate does); "learn" = one more parameter trained with the loss (lr optim.lr).
     repeat_bias: str = "none"
+    # (str) a weight on each item's log training-split popularity (JepaConfig.popularity_bias): "none" = the
+    # paper's model; "fit" = fitted on the validation split after training, with the repeat bias when that is
+    # "fit" too (python -m jepa4rec.calibrate --popularity). Not learned with the loss: the training targets
+    # are themselves in the counts, so the loss would over-reward popular items.
+    popularity_bias: str = "none"
     loss: FinetuneLossConfig = field(default_factory=FinetuneLossConfig)  # (section) loss.*: τ and the optional L_map
     # (section) optim.*: as in pre-training, with fine-tuning's defaults
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, warmup_steps=100))
@@ -246,6 +251,7 @@ class FinetuneConfig:
             raise ConfigError(f"item_grad must be 'none' or 'batch', got {self.item_grad!r}")
         check_choice("pairs", self.pairs, ("all", "sample"))
         check_choice("repeat_bias", self.repeat_bias, ("none", "fit", "learn"))
+        check_choice("popularity_bias", self.popularity_bias, ("none", "fit"))
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if self.init_from and not is_language_model(self.init_from):
             fixed = sorted(set(self.model) - FINETUNE_OVERRIDABLE)

@@ -64,10 +64,27 @@ def history_mask(histories: Sequence[Iterable[int]], n_items: int, device=None) 
     return mask
 
 
-def with_repeat_bias(scores: torch.Tensor, histories: Sequence[Iterable[int]], bias) -> torch.Tensor:
-    """``scores`` [B, n_items] plus ``bias`` (a float, or a scalar tensor being trained) on each row's history
-    items: the repeat bias (``JepaConfig.repeat_bias``). A new tensor; ``scores`` is left as it is."""
-    return scores + bias * history_mask(histories, scores.shape[1], device=scores.device)
+def item_log_popularity(sequences: Iterable[Iterable[int]], n_items: int) -> torch.Tensor:
+    """``log(1 + count)`` of each item over ``sequences`` (float ``[n_items]``): what the popularity bias
+    (``JepaConfig.popularity_bias``) weighs. Counted over the training split only, so no validation or test
+    target is ever counted."""
+    counts = np.zeros(n_items, dtype=np.float64)
+    for seq in sequences:
+        np.add.at(counts, np.asarray(list(seq), dtype=np.int64), 1.0)
+    return torch.from_numpy(np.log1p(counts)).float()
+
+
+def with_score_priors(scores: torch.Tensor, histories: Sequence[Iterable[int]], repeat_bias=0.0,
+                      popularity_bias=0.0, log_popularity: torch.Tensor | None = None) -> torch.Tensor:
+    """``scores`` [B, n_items] plus the two score priors: ``repeat_bias`` on each row's history items
+    (``JepaConfig.repeat_bias``) and ``popularity_bias · log_popularity`` on every item
+    (``JepaConfig.popularity_bias``, see :func:`item_log_popularity`). Each may be a float or a scalar
+    tensor being trained. A new tensor when either applies; ``scores`` itself is never written."""
+    if isinstance(repeat_bias, torch.Tensor) or repeat_bias:
+        scores = scores + repeat_bias * history_mask(histories, scores.shape[1], device=scores.device)
+    if log_popularity is not None and (isinstance(popularity_bias, torch.Tensor) or popularity_bias):
+        scores = scores + popularity_bias * log_popularity.to(scores.device)
+    return scores
 
 
 def rank_of_targets(

@@ -35,7 +35,7 @@ from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint,
                          save_training_checkpoint)
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
-from .evaluation import evaluate, with_repeat_bias
+from .evaluation import evaluate, with_score_priors
 from .language_models import LANGUAGE_MODELS, is_language_model
 from .losses import contrastive_loss, mapping_loss
 from .masking import bert_mask
@@ -83,7 +83,7 @@ def batch_loss(model, tok: ItemTokenizer, rec: Recommender, chunk: list[Pair], i
         h = F.normalize(h_raw, dim=-1)
     scores = h @ item_matrix.T
     if repeat_bias is not None:
-        scores = with_repeat_bias(scores, [p.history for p in chunk], repeat_bias)
+        scores = with_score_priors(scores, [p.history for p in chunk], repeat_bias)
     loss = F.cross_entropy(scores / loss_cfg.temperature, targets)
     if cfg.item_grad == "batch":
         # In-batch sequence-item contrastive loss on freshly encoded targets. Fresh vectors are not
@@ -182,6 +182,8 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     n_pairs = sum(n - 1 for n in train_lengths) if cfg.pairs == "all" else len(train_lengths)
     optimizer = build_optimizer(model, cfg.optim)
     repeat_bias = None
+    # The popularity bias is only ever fitted after training (popularity_bias: fit), from a clean start.
+    rec.popularity_bias = model.config.popularity_bias = 0.0
     if cfg.repeat_bias != "learn":  # none: the paper's model; fit: fitted after training, from a clean start
         rec.repeat_bias = model.config.repeat_bias = 0.0
     else:
@@ -243,15 +245,16 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     if stopper.best_epoch is None:  # fine-tuning never beat epoch 0 is still a result: keep the initial weights
         save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": 0})
     repeat_fit = best = None
-    if cfg.repeat_bias == "fit":
+    if "fit" in (cfg.repeat_bias, cfg.popularity_bias):
         from .calibration import calibrate  # fitted on the whole validation split, written into best/ itself
 
         started_fit = time.time()
-        repeat_fit, best = calibrate(best_dir, dataset, best_dir, device=cfg.device, batch_size=cfg.eval_batch_size,
-                                     use_cache=False)
+        repeat_fit, best = calibrate(best_dir, dataset, best_dir, popularity=cfg.popularity_bias == "fit",
+                                     keep_repeat_bias=cfg.repeat_bias != "fit", device=cfg.device,
+                                     batch_size=cfg.eval_batch_size, use_cache=False)
         train_seconds += time.time() - started_fit
-        logger.info("repeat bias %+.4f fitted on %d validation users: %s", repeat_fit["repeat_bias"],
-                    repeat_fit["users"], repeat_fit["after"])
+        logger.info("score priors fitted on %d validation users (repeat bias %+.4f, popularity bias %+.4f): %s",
+                    repeat_fit["users"], repeat_fit["repeat_bias"], repeat_fit["popularity_bias"], repeat_fit["after"])
     return test_best(cfg, dataset, history, stopper.best_epoch, train_seconds, repeat_fit, best)
 
 
@@ -267,7 +270,7 @@ def test_best(cfg: FinetuneConfig, dataset: SeqRecDataset, history: list[dict], 
     result = {"dataset": dataset.name, "init_from": cfg.init_from, "best_epoch": best_epoch,
               "valid_before": history[0]["valid"], "history": history, "test": test,
               "train_seconds": round(train_seconds, 1), "seed": cfg.seed, "threads": torch.get_num_threads(),
-              "repeat_bias": best.repeat_bias, "config": to_dict(cfg)}
+              "repeat_bias": best.repeat_bias, "popularity_bias": best.popularity_bias, "config": to_dict(cfg)}
     if repeat_fit is not None:
         result["repeat_bias_fit"] = repeat_fit
     card = json.loads((best_dir / "training_card.json").read_text())

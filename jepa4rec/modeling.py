@@ -67,7 +67,11 @@ class JepaConfig(PretrainedConfig):
         repeat_bias: added to the cosine score of every item already in the history. 0 (the paper's model):
             history items compete on cosine alone, and a text model's history vector resembles its own
             items most. ``python -m jepa4rec.calibrate`` fits it on the validation split (see
-            :func:`jepa4rec.calibration.fit_repeat_bias`); negative where shoppers seldom rebuy.
+            :func:`jepa4rec.calibration.fit_score_priors`); negative where shoppers seldom rebuy.
+        popularity_bias: weight of ``log(1 + training-split count)`` added to every item's score. 0 (the
+            paper's model): a text model cannot tell a best-seller from an item bought once. Fitted with the
+            repeat bias by ``python -m jepa4rec.calibrate --popularity``; it needs interactions, so a
+            catalogue without any (zero-shot on a new shop) gets no prior.
     """
 
     model_type = "jepa4rec"
@@ -96,6 +100,7 @@ class JepaConfig(PretrainedConfig):
         base_model: dict | None = None,
         pooling: str = "cls",
         repeat_bias: float = 0.0,
+        popularity_bias: float = 0.0,
         **kwargs,
     ):
         # The MLM decoder shares the word-embedding matrix (saved once).
@@ -128,6 +133,7 @@ class JepaConfig(PretrainedConfig):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
         self.pooling = pooling
         self.repeat_bias = float(repeat_bias)
+        self.popularity_bias = float(popularity_bias)
 
     @classmethod
     def from_size(cls, size: str, **overrides) -> "JepaConfig":

@@ -45,7 +45,7 @@ from .builder import item_tokenizer, new_model
 from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
 from .errors import ConfigError
-from .evaluation import evaluate, rank_of_targets, with_repeat_bias
+from .evaluation import evaluate, item_log_popularity, rank_of_targets, with_score_priors
 from .language_models import LANGUAGE_MODELS, is_language_model, source_description
 from .paths import cache_dir
 from .ranking import ItemIndex
@@ -125,8 +125,11 @@ class Recommender:
         # AMX, where it encodes about 2.5x faster), else fp32. Vectors are returned in fp32 either way.
         self.precision = precision if precision != "auto" else ("bf16" if native_bf16(self.device) else "fp32")
         self.model = model.to(self.device).eval()
-        # Added to the score of items already in the history (fitted by jepa4rec.calibrate; 0 = the paper's).
+        # The score priors (fitted by jepa4rec.calibrate; 0 = the paper's model): an offset for items already
+        # in the history, and a weight on each item's log training-split popularity.
         self.repeat_bias = float(getattr(model.config, "repeat_bias", 0.0) or 0.0)
+        self.popularity_bias = float(getattr(model.config, "popularity_bias", 0.0) or 0.0)
+        self._log_popularity: torch.Tensor | None = None
         self.tok = item_tokenizer
         self.dataset = dataset
         self.batch_size = batch_size
@@ -311,15 +314,25 @@ class Recommender:
 
     # --- scoring ---------------------------------------------------------------------------------
 
-    def score_all(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Cosine of every history vector with every catalogue item: [B, n_items] (the Scorer API)."""
-        h = F.normalize(self.embed_history(histories), dim=-1)
-        return self._with_repeat_bias(h @ self.unit_item_vectors.T, histories)
+    @property
+    def log_popularity(self) -> torch.Tensor:
+        """``log(1 + count)`` of each item in the catalogue's training split (what ``popularity_bias``
+        weighs); all zero for a catalogue without interactions."""
+        if self._log_popularity is None:
+            self._log_popularity = item_log_popularity(self.dataset.train_sequences(), self.dataset.n_items).to(self.device)
+        return self._log_popularity
 
-    def _with_repeat_bias(self, scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-        """``scores`` [B, n_items] with the model's repeat bias added to each row's history items (a new
-        tensor: cached products stay as they are)."""
-        return with_repeat_bias(scores, histories, self.repeat_bias) if self.repeat_bias else scores
+    def score_all(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Cosine of every history vector with every catalogue item, plus the model's score priors:
+        [B, n_items] (the Scorer API)."""
+        h = F.normalize(self.embed_history(histories), dim=-1)
+        return self._with_priors(h @ self.unit_item_vectors.T, histories)
+
+    def _with_priors(self, scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        """``scores`` [B, n_items] with the model's repeat and popularity biases (a new tensor when either
+        applies: cached products stay as they are)."""
+        return with_score_priors(scores, histories, self.repeat_bias, self.popularity_bias,
+                                 self.log_popularity if self.popularity_bias else None)
 
     def masked_item(self, item: int, reveal: float, order: str = "sequential", seed: int = 0,
                     n_words: int | None = None) -> tuple[EncodedItem, list[str]]:
@@ -378,7 +391,7 @@ class Recommender:
             h_cls = self.history_vector(history).expand(len(reveals), -1)
             masked = [self.masked_item(target, r, order, seed)[0] for r in reveals]
             shares = [self.revealed_share(target, r) for r in reveals]
-            scores = self._with_repeat_bias(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
+            scores = self._with_priors(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
                                             [history] * len(reveals))
             if exclude_history:
                 self._exclude(scores, history, [target] * len(reveals))
@@ -426,7 +439,7 @@ class Recommender:
         shares = [self.revealed_share(t, reveal, n_words) for t in targets]
         if h_cls is None:
             h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
-        return self._with_repeat_bias(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
+        return self._with_priors(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
                                       histories)
 
     def _ranked(self, scores: torch.Tensor, ids: torch.Tensor) -> list[RankedItem]:
@@ -446,9 +459,10 @@ class Recommender:
         if reveal is not None and not 0.0 <= reveal <= 1.0:
             raise ValueError(f"reveal must be within [0, 1], got {reveal}")
         revealed: list[str] = []
-        if reveal is None and target is None:
+        if reveal is None and target is None and not self.popularity_bias:
             # Only the top k is needed: the index answers it (an ANN one for very large catalogues),
-            # asked for as many more as the history could take away.
+            # asked for as many more as the history could take away. (A popularity bias moves every
+            # item, so the cosine index's top k is not the answer then: the exact path below scores all.)
             seen = set(int(i) for i in history) if exclude_history or self.repeat_bias else set()
             query = F.normalize(self.history_vector(history), dim=-1)
             scores_k, ids = self.item_index.search(query, k + len(seen))
@@ -460,7 +474,7 @@ class Recommender:
                                 key=lambda r: -r.score)
             return Recommendation(ranked[:k], None, revealed)
         if reveal is None:
-            scores = self._with_repeat_bias(
+            scores = self._with_priors(
                 self._history_scores(F.normalize(self.history_vector(history), dim=-1)[None]), [history])[0]
         else:
             _, revealed = self.masked_item(target, reveal, reveal_order, seed)

@@ -55,14 +55,16 @@ def model_card(folder: Path, card: dict, command: str) -> str:
     fit = card.get("repeat_bias_fit")
     if card.get("test"):
         lines.append(f"- {card.get('dataset')} test, at the end of fine-tuning (float32"
-                     f"{', no repeat bias' if fit else ''}): {format_metrics(card['test'])}")
+                     f"{', no score priors' if fit else ''}): {format_metrics(card['test'])}")
     if fit:
-        lines.append(f"- repeat bias {fit['repeat_bias']:+.4f} (a score offset for items already in the history), fitted "
-                     f"on {fit['users']:,} {fit.get('split', 'validation')} users by `python -m jepa4rec.calibrate`: "
+        popularity = (f" and popularity bias {fit['popularity_bias']:+.4f} (a weight on each item's log training-split "
+                      "count)") if fit.get("popularity_bias") else ""
+        lines.append(f"- repeat bias {fit['repeat_bias']:+.4f} (a score offset for items already in the history){popularity}, "
+                     f"fitted on {fit['users']:,} {fit.get('split', 'validation')} users by `python -m jepa4rec.calibrate`: "
                      f"validation {format_metrics(fit['before'])} → {format_metrics(fit['after'])}")
     if card.get("shipped_test"):
         lines.append(f"- {card['shipped_test']['dataset']} test, these shipped weights ({card.get('stored_dtype')}"
-                     f"{', with the repeat bias' if fit else ''}): {format_metrics(card['shipped_test'])}")
+                     f"{', with the score priors' if fit else ''}): {format_metrics(card['shipped_test'])}")
     for ds, m in (card.get("zero_shot") or {}).items():
         lines.append(f"- zero-shot on {ds} (test): {format_metrics(m)}")
     lines += ["", "Data: see `../shared/data/SOURCES.md` (Amazon review data, UCI Online Retail) and MovieLens-100k "

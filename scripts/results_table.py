@@ -21,6 +21,10 @@ Models (``--models``, default all):
                       fine-tuned ones start from that model's run under the same --runs-dir)
   recformer_rbl, jepa4rec_rbl
                       fine-tuned with the repeat bias learned with the loss (``repeat_bias=learn``)
+  frozen_last_items_rbp, scratch_rbp, recformer_rbp, jepa4rec_rbp
+                      the same models with both score priors: the repeat bias and a popularity bias (a
+                      weight on each item's log training-split count), fitted together on the validation
+                      split (``python -m jepa4rec.calibrate --popularity``)
 
 Every model goes through the one evaluator (leave-one-out, all items ranked, ties against the
 target). Each model's record is kept under ``<runs-dir>/<dataset>/`` and reused on a later call
@@ -49,12 +53,12 @@ import torch
 
 from jepa4rec.baselines import PopularityScorer, SASRecConfig, train_sasrec
 from jepa4rec.baselines.frozen_text import RecencyCosine, sentence_vectors
-from jepa4rec.calibration import RepeatBiased, calibrate, fit_repeat_bias
+from jepa4rec.calibration import Calibrated, calibrate, fit_score_priors
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.config import FinetuneConfig, load_config
 from jepa4rec.data import load_dataset
 from jepa4rec.errors import UserError
-from jepa4rec.evaluation import evaluate, format_metrics
+from jepa4rec.evaluation import evaluate, format_metrics, item_log_popularity
 from jepa4rec.paths import RESULTS_DIR
 from jepa4rec.recommender import evaluate_checkpoint
 
@@ -76,9 +80,14 @@ MODELS = {
     "jepa4rec_rb": ("JEPA4Rec + repeat bias", "calibrated", "jepa"),
     "recformer_rbl": ("RecFormer-style, repeat bias learned", "finetune", "recformer"),
     "jepa4rec_rbl": ("JEPA4Rec, repeat bias learned", "finetune", "jepa"),
+    "frozen_last_items_rbp": ("MiniLM, frozen, last items + repeat & popularity bias", "frozen", None),
+    "scratch_rbp": ("JEPA4Rec w/o pre-training + repeat & popularity bias", "calibrated", None),
+    "recformer_rbp": ("RecFormer-style + repeat & popularity bias", "calibrated", "recformer"),
+    "jepa4rec_rbp": ("JEPA4Rec + repeat & popularity bias", "calibrated", "jepa"),
 }
-CALIBRATED_FROM = {"frozen_last_items_rb": "frozen_last_items", "scratch_rb": "scratch", "recformer_rb": "recformer",
-                   "jepa4rec_rb": "jepa4rec"}
+# A calibrated row fits its priors on the fine-tuned run of another row; *_rbp rows also fit the popularity bias.
+CALIBRATED_FROM = {f"{base}_{suffix}": base for base in ("frozen_last_items", "scratch", "recformer", "jepa4rec")
+                   for suffix in ("rb", "rbp")}
 METRICS = ("NDCG@10", "Recall@10", "MRR", "NDCG@5", "Recall@5", "NDCG@20", "Recall@20")
 
 
@@ -119,14 +128,17 @@ def run_model(key: str, dataset, args, run_dir: Path) -> dict:
     if kind == "popularity":
         metrics = evaluate(PopularityScorer.from_dataset(dataset), dataset.test_cases(), progress=False)
         return _row(dataset, key, metrics, train_seconds=round(time.time() - t0, 1), seed=None, threads=threads, config={})
-    if key in ("frozen_last_items", "frozen_last_items_rb"):
+    popularity = key.endswith("_rbp")
+    if key.startswith("frozen_last_items"):
         scorer = RecencyCosine(sentence_vectors(dataset.items, args.language_model))
         config = {"language_model": args.language_model, "decay": scorer.decay, "pooling": "mean"}
-        if key == "frozen_last_items_rb":
-            fit = fit_repeat_bias(scorer, dataset.valid_cases())
-            scorer, config = RepeatBiased(scorer, fit["repeat_bias"]), {**config, "repeat_bias_fit": fit}
+        if key in CALIBRATED_FROM:
+            log_pop = item_log_popularity(dataset.train_sequences(), dataset.n_items) if popularity else None
+            fit = fit_score_priors(scorer, dataset.valid_cases(), log_popularity=log_pop)
+            scorer = Calibrated(scorer, fit["repeat_bias"], fit["popularity_bias"], log_pop)
+            config = {**config, "repeat_bias_fit": fit}
         metrics = evaluate(scorer, dataset.test_cases(), desc="frozen last items")
-        return _row(dataset, key, metrics, train_seconds=round(time.time() - t0, 1) if key.endswith("_rb") else 0.0,
+        return _row(dataset, key, metrics, train_seconds=round(time.time() - t0, 1) if key in CALIBRATED_FROM else 0.0,
                     seed=None, threads=threads, config=config)
     if kind == "calibrated":
         base = run_dir / CALIBRATED_FROM[key]
@@ -134,7 +146,9 @@ def run_model(key: str, dataset, args, run_dir: Path) -> dict:
             raise UserError(f"{key} calibrates the fine-tuned run in {base}, which has no results.json",
                             hint=f"run --models {CALIBRATED_FROM[key]} first (or link a finished run there)")
         res = json.loads((base / "results.json").read_text())
-        fit, rec = calibrate(base / "best", dataset, base / "best_repeat_bias")  # rec: best_repeat_bias, loaded
+        # rec: the calibrated copy, loaded and with its catalogue encoded
+        fit, rec = calibrate(base / "best", dataset, base / ("best_priors" if popularity else "best_repeat_bias"),
+                             popularity=popularity)
         metrics = evaluate(rec, dataset.test_cases(), desc=f"{key} test")
         return _row(dataset, key, metrics, train_seconds=round(res["train_seconds"] + time.time() - t0, 1),
                     pretrain_seconds=finetune_row(key, dataset, base / "results.json")["pretrain_seconds"],

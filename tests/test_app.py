@@ -139,13 +139,15 @@ def test_about_tab_states_the_model_and_its_repeat_bias(service, served):
 
     cfg = served.recommender.model.config
     assert "Repeat bias" not in about_markdown(service, served.name) and "Encoder: Longformer-style" in about_markdown(service, served.name)
-    cfg.repeat_bias = -0.25
+    saved = cfg.repeat_bias, cfg.popularity_bias
+    cfg.repeat_bias, cfg.popularity_bias = -0.25, 0.03
     try:
         text = about_markdown(service, served.name)
     finally:
-        cfg.repeat_bias = 0.0
+        cfg.repeat_bias, cfg.popularity_bias = saved
     assert "Repeat bias: -0.250 is added to the score of every item already in the history" in text
     assert "seldom choose the same item again" in text
+    assert "Popularity bias: +0.030 × log(1 + times bought in the training split)" in text
 
 
 def test_clean_words_and_badge(served):

@@ -363,19 +363,87 @@ def test_repeat_bias_moves_only_history_items_on_every_path(finetuned, toy, bias
 
 
 def test_fit_repeat_bias_learns_from_held_out_purchases_whether_people_rebuy(rec):
-    from jepa4rec.calibration import fit_repeat_bias
+    from jepa4rec.calibration import fit_score_priors as fit_repeat_bias
     from jepa4rec.data.dataset import EvalCase
 
     cases = rec.dataset.valid_cases()
     never = [c for c in cases if c.target not in c.history]
     always = [EvalCase(c.user, list(c.history), c.history[-1]) for c in cases]  # the next purchase repeats the last
     low, high = fit_repeat_bias(rec, never), fit_repeat_bias(rec, always)
+    assert low["popularity_bias"] == high["popularity_bias"] == 0.0 and low["fitted"] == ["repeat_bias"]
     assert low["repeat_bias"] < 0 < high["repeat_bias"]
     assert low["repeat_share"] == 0.0 and high["repeat_share"] == 1.0
     for fit in (low, high):
         assert fit["loss_after"] < fit["loss_before"] and fit["users"] == len(never if fit is low else always)
     assert high["after"]["Recall@10"] >= high["before"]["Recall@10"]
     assert rec.repeat_bias == 0.0  # fitting leaves the model's own bias alone
+
+
+def test_item_log_popularity_counts_the_given_sequences_only():
+    from jepa4rec.evaluation import item_log_popularity
+
+    got = item_log_popularity([[0, 2, 2], [2, 3], []], 5)
+    assert torch.allclose(got, torch.log1p(torch.tensor([1.0, 0.0, 3.0, 1.0, 0.0])))
+
+
+def test_popularity_bias_adds_weighted_log_counts_on_every_path(finetuned, toy):
+    cfg, _ = finetuned
+    ds = load_dataset(toy)
+    plain = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, use_cache=False)
+    biased = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, use_cache=False)
+    biased.popularity_bias = 0.2
+    counts = torch.zeros(ds.n_items)
+    for seq in ds.train_sequences():  # the training split only: no validation or test target is counted
+        for i in seq:
+            counts[i] += 1
+    assert counts.max() > counts.min()
+    case = ds.test_cases()[3]
+    history = list(case.history)
+    full = biased.score_all([history])[0]
+    assert torch.allclose(full - plain.score_all([history])[0], 0.2 * torch.log1p(counts), atol=1e-5)
+    # With no target the top list is full scoring's (the cosine index alone would miss the prior).
+    k = 7
+    out = biased.recommend(history, k=k)
+    assert [r.item for r in out.items] == torch.topk(full, k).indices.tolist()
+    rank = int(rank_of_targets(full[None], [case.target])[0])
+    assert biased.recommend(history, k=k, target=case.target).target_rank == rank
+    assert biased.reveal_curve(history, case.target, [0.0])[0] == rank
+
+
+def test_fit_score_priors_weighs_popularity_as_held_out_purchases_do(rec):
+    from jepa4rec.calibration import fit_score_priors
+    from jepa4rec.data.dataset import EvalCase
+
+    cases = rec.dataset.valid_cases()
+    pop = rec.log_popularity.cpu()
+    most, least = int(pop.argmax()), int(pop.argmin())
+    best_sellers = [EvalCase(c.user, list(c.history), most) for c in cases]
+    long_tail = [EvalCase(c.user, list(c.history), least) for c in cases]
+    high, low = (fit_score_priors(rec, cs, log_popularity=pop) for cs in (best_sellers, long_tail))
+    assert low["popularity_bias"] < 0 < high["popularity_bias"]
+    assert high["fitted"] == ["repeat_bias", "popularity_bias"] and high["loss_after"] < high["loss_before"]
+    # A repeat bias given is held (a learned one), and only the popularity bias is fitted.
+    held = fit_score_priors(rec, best_sellers, log_popularity=pop, repeat_bias=0.3)
+    assert held["repeat_bias"] == 0.3 and held["fitted"] == ["popularity_bias"] and held["popularity_bias"] > 0
+    assert rec.repeat_bias == rec.popularity_bias == 0.0  # fitting leaves the model's own priors alone
+
+
+def test_calibrate_popularity_writes_both_priors(finetuned, toy, tmp_path, capsys):
+    from jepa4rec.calibrate import main
+    from jepa4rec.evaluation import evaluate
+
+    cfg, _ = finetuned
+    out = tmp_path / "priors"
+    assert main(["--checkpoint", f"{cfg.output_dir}/best", "--dataset", toy, "--output", str(out), "--popularity"]) == 0
+    assert "popularity bias" in capsys.readouterr().out
+    fit = json.loads((out / "training_card.json").read_text())["repeat_bias_fit"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["popularity_bias"] == fit["popularity_bias"] != 0 and config["repeat_bias"] == fit["repeat_bias"]
+    ds = load_dataset(toy)
+    calibrated = Recommender.from_pretrained(out, ds, use_cache=False)
+    assert calibrated.popularity_bias == fit["popularity_bias"]
+    valid = evaluate(calibrated, ds.valid_cases(), progress=False)
+    assert valid["NDCG@10"] == pytest.approx(fit["after"]["NDCG@10"], abs=1e-6)
 
 
 def test_calibrate_writes_a_model_directory_that_scores_with_its_bias(finetuned, toy, tmp_path, capsys):
@@ -401,18 +469,22 @@ def test_calibrate_writes_a_model_directory_that_scores_with_its_bias(finetuned,
     assert valid["NDCG@10"] == pytest.approx(fit["after"]["NDCG@10"], abs=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["learn", "fit"])
-def test_finetuning_learns_or_fits_the_repeat_bias_and_tests_with_it(finetuned, toy, tmp_path, mode):
+@pytest.mark.parametrize("mode,popularity", [("learn", "none"), ("fit", "none"), ("learn", "fit")])
+def test_finetuning_learns_or_fits_the_repeat_bias_and_tests_with_it(finetuned, toy, tmp_path, mode, popularity):
     from jepa4rec.evaluation import evaluate
 
-    cfg = replace(finetuned[0], output_dir=str(tmp_path / mode), epochs=2, repeat_bias=mode)
+    cfg = replace(finetuned[0], output_dir=str(tmp_path / mode), epochs=2, repeat_bias=mode, popularity_bias=popularity)
     result = finetune(cfg)
-    stored = json.loads((tmp_path / mode / "best" / "config.json").read_text())["repeat_bias"]
+    config = json.loads((tmp_path / mode / "best" / "config.json").read_text())
+    stored = config["repeat_bias"]
     assert result["repeat_bias"] == stored != 0.0
+    assert result["popularity_bias"] == config.get("popularity_bias", 0.0)
+    assert (result["popularity_bias"] != 0.0) == (popularity == "fit")
     if mode == "fit":
         assert result["repeat_bias_fit"]["repeat_bias"] == stored and result["repeat_bias_fit"]["split"] == "valid"
     else:
-        assert "repeat_bias_fit" not in result and abs(stored) < 1.0  # moved by the optimizer, lr-sized steps
+        assert ("repeat_bias_fit" in result) == (popularity == "fit")
+        assert abs(stored) < 1.0  # moved by the optimizer, lr-sized steps; a popularity fit keeps it
         assert result["history"][result["best_epoch"]]["repeat_bias"] == stored  # the best epoch's value is kept
     ds = load_dataset(toy)
     best = Recommender.from_pretrained(tmp_path / mode / "best", ds, use_cache=False)
@@ -420,3 +492,5 @@ def test_finetuning_learns_or_fits_the_repeat_bias_and_tests_with_it(finetuned, 
     assert evaluate(best, ds.test_cases(), progress=False)["NDCG@10"] == pytest.approx(result["test"]["NDCG@10"], abs=1e-6)
     with pytest.raises(Exception, match="repeat_bias"):
         replace(cfg, repeat_bias="always")
+    with pytest.raises(Exception, match="popularity_bias"):
+        replace(cfg, popularity_bias="learn")  # the training targets are in the counts: fitted only

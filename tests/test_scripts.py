@@ -95,6 +95,16 @@ def test_results_table_repeat_bias_rows_calibrate_the_fine_tuned_run(toy, finetu
     assert json.loads((calibrated / "config.json").read_text())["repeat_bias"] == fit["repeat_bias"]
     assert records["jepa4rec_rb"]["NDCG@10"] == pytest.approx(evaluate_checkpoint(calibrated, ds, progress=False)["NDCG@10"])
     assert records["jepa4rec_rb"]["train_seconds"] >= records["jepa4rec"]["train_seconds"]
+    # A popularity row fits both priors on the same run, into its own copy.
+    assert script.main(args + ["--models", "jepa4rec_rbp", "frozen_last_items_rbp"]) == 0
+    records = {r["model_key"]: r for r in json.loads((tmp_path / "out" / "results_table.json").read_text())["records"]}
+    for key in ("jepa4rec_rbp", "frozen_last_items_rbp"):
+        fit = records[key]["config"]["repeat_bias_fit"]
+        assert fit["fitted"] == ["repeat_bias", "popularity_bias"] and fit["popularity_bias"] != 0
+        assert "repeat & popularity bias" in records[key]["model"]
+    priors = tmp_path / "runs" / ds.name / "jepa4rec" / "best_priors"
+    assert json.loads((priors / "config.json").read_text())["popularity_bias"] == records["jepa4rec_rbp"]["config"]["repeat_bias_fit"]["popularity_bias"]
+    assert records["jepa4rec_rbp"]["NDCG@10"] == pytest.approx(evaluate_checkpoint(priors, ds, progress=False)["NDCG@10"])
     # A learned-bias row fine-tunes with repeat_bias=learn.
     assert script.main(args + ["--models", "jepa4rec_rbl", "--jepa", f"{finetuned[0].output_dir}/best",
                                "--set", *[o for o in TINY_FINETUNE if not o.startswith(("model", "vocab"))]]) == 0
@@ -262,7 +272,7 @@ def test_build_demo_checkpoint_ships_a_calibrated_model_with_its_card(toy, finet
     assert script.main([str(tmp_path / "calibrated"), str(tmp_path / "shipped"), "--dtype", "float16", "--test", toy,
                         "--command", "python -m jepa4rec.calibrate ..."]) == 0
     card = (tmp_path / "shipped" / "README.md").read_text()
-    assert f"repeat bias {fit['repeat_bias']:+.4f}" in card and "with the repeat bias" in card
+    assert f"repeat bias {fit['repeat_bias']:+.4f}" in card and "with the score priors" in card
     shipped = Recommender.from_pretrained(tmp_path / "shipped", ds, use_cache=False)
     assert shipped.repeat_bias == fit["repeat_bias"]
     test = json.loads((tmp_path / "shipped" / "training_card.json").read_text())["shipped_test"]
