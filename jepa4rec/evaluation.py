@@ -75,16 +75,26 @@ def item_log_popularity(sequences: Iterable[Iterable[int]], n_items: int) -> tor
 
 
 def with_score_priors(scores: torch.Tensor, histories: Sequence[Iterable[int]], repeat_bias=0.0,
-                      popularity_bias=0.0, log_popularity: torch.Tensor | None = None) -> torch.Tensor:
+                      popularity_bias=0.0, log_popularity: torch.Tensor | None = None,
+                      weight: torch.Tensor | None = None) -> torch.Tensor:
     """``scores`` [B, n_items] plus the two score priors: ``repeat_bias`` on each row's history items
     (``JepaConfig.repeat_bias``) and ``popularity_bias · log_popularity`` on every item
     (``JepaConfig.popularity_bias``, see :func:`item_log_popularity`). Each may be a float or a scalar
-    tensor being trained. A new tensor when either applies; ``scores`` itself is never written."""
+    tensor being trained. ``weight`` [B] scales each row's priors (the reveal scores fade them as the
+    target's words are shown). A new tensor when a prior applies; ``scores`` itself is never written.
+
+    The priors are summed first and added once, so a row weighted 1.0 gets exactly the unweighted scores."""
+    prior = None
     if isinstance(repeat_bias, torch.Tensor) or repeat_bias:
-        scores = scores + repeat_bias * history_mask(histories, scores.shape[1], device=scores.device)
+        prior = repeat_bias * history_mask(histories, scores.shape[1], device=scores.device)
     if log_popularity is not None and (isinstance(popularity_bias, torch.Tensor) or popularity_bias):
-        scores = scores + popularity_bias * log_popularity.to(scores.device)
-    return scores
+        popular = popularity_bias * log_popularity.to(scores.device)
+        prior = popular if prior is None else prior + popular
+    if prior is None:
+        return scores
+    if weight is not None:
+        prior = prior * weight.to(scores.device, scores.dtype)[:, None]
+    return scores + prior
 
 
 def rank_of_targets(

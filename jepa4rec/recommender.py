@@ -328,11 +328,15 @@ class Recommender:
         h = F.normalize(self.embed_history(histories), dim=-1)
         return self._with_priors(h @ self.unit_item_vectors.T, histories)
 
-    def _with_priors(self, scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+    def _with_priors(self, scores: torch.Tensor, histories: Sequence[Sequence[int]],
+                     shares: Sequence[float] | None = None) -> torch.Tensor:
         """``scores`` [B, n_items] with the model's repeat and popularity biases (a new tensor when either
-        applies: cached products stay as they are)."""
+        applies: cached products stay as they are). With ``shares`` (each row's share of the target's words
+        revealed) the priors fade by (1 - share): they stand for what is known before the target's text is
+        shown, so all of it shown leaves the text alone to rank, and 0% gives the history-only scores."""
+        weight = None if shares is None else 1.0 - torch.as_tensor(shares, dtype=torch.float32)
         return with_score_priors(scores, histories, self.repeat_bias, self.popularity_bias,
-                                 self.log_popularity if self.popularity_bias else None)
+                                 self.log_popularity if self.popularity_bias else None, weight)
 
     def masked_item(self, item: int, reveal: float, order: str = "sequential", seed: int = 0,
                     n_words: int | None = None) -> tuple[EncodedItem, list[str]]:
@@ -392,7 +396,7 @@ class Recommender:
             masked = [self.masked_item(target, r, order, seed)[0] for r in reveals]
             shares = [self.revealed_share(target, r) for r in reveals]
             scores = self._with_priors(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
-                                            [history] * len(reveals))
+                                       [history] * len(reveals), shares)
             if exclude_history:
                 self._exclude(scores, history, [target] * len(reveals))
             _bounded_put(self._curve_cache, key, rank_of_targets(scores, [target] * len(reveals)).tolist())
@@ -440,7 +444,7 @@ class Recommender:
         if h_cls is None:
             h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
         return self._with_priors(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
-                                      histories)
+                                 histories, shares)
 
     def _ranked(self, scores: torch.Tensor, ids: torch.Tensor) -> list[RankedItem]:
         """Top-k rows as RankedItems (an ANN index pads with id -1 when it finds fewer than k)."""

@@ -408,6 +408,12 @@ def test_popularity_bias_adds_weighted_log_counts_on_every_path(finetuned, toy):
     rank = int(rank_of_targets(full[None], [case.target])[0])
     assert biased.recommend(history, k=k, target=case.target).target_rank == rank
     assert biased.reveal_curve(history, case.target, [0.0])[0] == rank
+    # Revealing the target's words fades the priors by (1 - share): all words shown, the text alone ranks.
+    for reveal in (0.5, 1.0):
+        share = biased.revealed_share(case.target, reveal)
+        moved = biased.reveal_scores([history], [case.target], reveal)[0] - plain.reveal_scores([history], [case.target], reveal)[0]
+        assert torch.allclose(moved, (1 - share) * 0.2 * torch.log1p(counts), atol=1e-5)
+    assert biased.reveal_curve(history, case.target, [1.0]) == plain.reveal_curve(history, case.target, [1.0])
 
 
 def test_fit_score_priors_weighs_popularity_as_held_out_purchases_do(rec):
