@@ -36,7 +36,9 @@ the model ranks **every** item of the catalogue from the history alone (left) an
 
 REVEAL_HELP = """**How the revealed words count.** *History + revealed words* (the default) scores each item by
 its similarity to the history plus, weighted by the share of words revealed, its similarity to the partly
-masked target: at 0% it is exactly the history-only ranking. *Next-item predictor* is the paper's mapping
+masked target: at 0% it is exactly the history-only ranking. A model with score priors (a repeat or popularity
+bias, see About) adds them in proportion to the share still hidden, so a fully revealed target is ranked by its
+text alone. *Next-item predictor* is the paper's mapping
 network FFN2, fed the history and the partly masked target; at 0% it sees only the target's attribute
 names. The reveal chart in the Experiments tab (the paper's Fig. 7) is measured with both.
 *Sequential* reveals words in sentence order (title first), *random* in an order drawn from a fixed seed."""
