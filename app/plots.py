@@ -114,6 +114,8 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
         agg = df.groupby(group_cols, as_index=False)[exp.y].agg(["mean", "std"]).reset_index()
         agg = agg.rename(columns={"mean": exp.y})
         error = "std"
+    if exp.kind == "barh":
+        return _horizontal_bars(exp, agg, error)
     plot = px.bar if exp.kind == "bar" else px.line
     kwargs = dict(x=exp.x, y=exp.y, color=exp.color, facet_col=exp.facet, facet_row=exp.row, error_y=error,
                   title=exp.title, log_x=exp.log_x)
@@ -132,6 +134,22 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
     longest = int(agg[exp.x].astype(str).str.len().max()) if exp.kind == "bar" and len(agg) else 0
     label_room = 6 * max(0, longest - 12)
     fig.update_layout(height=300 + 220 * n_rows + label_room, margin=dict(l=40, r=20, t=60, b=40))
+    return fig
+
+
+def _horizontal_bars(exp: Experiment, agg: pd.DataFrame, error: str | None) -> go.Figure:
+    """Bars along the x axis, one panel per ``exp.facet`` value stacked in rows: dozens of long model
+    names stay readable down the side, each panel lists only its own, first row of the file on top."""
+    fig = px.bar(agg, x=exp.y, y=exp.x, color=exp.color, facet_row=exp.facet, error_x=error, orientation="h",
+                 barmode="group", title=exp.title, labels=AXIS_LABELS, facet_row_spacing=0.04)
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+    fig.update_yaxes(matches=None, showticklabels=True, autorange="reversed", title=None)
+    fig.update_xaxes(matches=None, showticklabels=True)
+    per_panel = agg.groupby(exp.facet)[exp.x].nunique() if exp.facet else pd.Series([agg[exp.x].nunique()])
+    n_colors = agg[exp.color].nunique() if exp.color else 1
+    # Equal-height panels, each tall enough for its longest list of bar groups.
+    fig.update_layout(height=120 + len(per_panel) * (40 + int(per_panel.max()) * (6 * n_colors + 8)),
+                      margin=dict(l=40, r=20, t=60, b=40), legend_title_text=AXIS_LABELS.get(exp.color, exp.color))
     return fig
 
 

@@ -43,7 +43,7 @@ class Experiment:
     color: str
     facet: str | None = None
     row: str | None = None  # a second facet, in rows
-    kind: str = "line"  # line | bar
+    kind: str = "line"  # line | bar | barh (horizontal bars, x down the side: for many long labels)
     log_x: bool = False
 
     @property
@@ -72,7 +72,7 @@ EXPERIMENTS = (
                "scripts/reproduce_pretrain_data.py", x="dataset", y="value", color="model", facet="metric",
                kind="bar"),
     Experiment("results_table", "Overall results (Table 2)", "scripts/results_table.py",
-               x="model", y="value", color="metric", facet="dataset", kind="bar"),
+               x="model", y="value", color="metric", facet="dataset", kind="barh"),
 )
 
 

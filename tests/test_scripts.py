@@ -277,3 +277,22 @@ def test_build_demo_checkpoint_ships_a_calibrated_model_with_its_card(toy, finet
     assert shipped.repeat_bias == fit["repeat_bias"]
     test = json.loads((tmp_path / "shipped" / "training_card.json").read_text())["shipped_test"]
     assert test["dataset"] == toy and 0 < test["MRR"] <= 1
+
+
+def test_table2_chart_lists_each_datasets_models_down_the_side():
+    """The overall results chart (dozens of long model names) draws horizontal bars, a panel per dataset,
+    each listing only its own models, in the file's order."""
+    from app.plots import experiment_figure
+    from jepa4rec.experiments import EXPERIMENTS
+
+    exp = next(e for e in EXPERIMENTS if e.stem == "results_table")
+    df = pd.DataFrame([{"dataset": d, "model": m, "metric": k, "value": v}
+                       for d, models in (("A", ["Popularity", "JEPA4Rec + repeat & popularity bias"]), ("B", ["SASRec"]))
+                       for i, m in enumerate(models) for k, v in (("NDCG@10", 0.01 * (i + 1)), ("Recall@10", 0.02))])
+    fig = experiment_figure(exp, df)
+    assert {t.orientation for t in fig.data} == {"h"} and len(fig.data) == 2 * 2  # a trace per metric per panel
+    panels = {}
+    for t in fig.data:
+        panels.setdefault(t.yaxis, set()).update(t.y)
+    assert sorted(map(sorted, panels.values())) == [["JEPA4Rec + repeat & popularity bias", "Popularity"], ["SASRec"]]
+    assert fig.layout.yaxis.autorange == "reversed" and fig.layout.height > 200
