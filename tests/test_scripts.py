@@ -240,9 +240,10 @@ def test_masking_sweep_pretrains_in_domain_without_leaking_the_test_split(toy, t
 
 def test_bar_charts_make_room_for_long_labels():
     from app.plots import experiment_figure
-    from jepa4rec.experiments import EXPERIMENTS
+    from jepa4rec.experiments import Experiment
 
-    exp = next(e for e in EXPERIMENTS if e.stem == "results_table")
+    exp = Experiment("t", "vertical bars", "scripts/results_table.py", x="model", y="value", color="metric",
+                     facet="dataset", kind="bar")
     short = pd.DataFrame({"dataset": "D", "model": ["SASRec", "Popularity"], "metric": "NDCG@10", "value": [0.1, 0.2]})
     long = short.assign(model=["Transformer over frozen MiniLM item vectors", "Popularity"])
     assert experiment_figure(exp, long).layout.height > experiment_figure(exp, short).layout.height
