@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.dataset import EvalCase
+from .data.dataset import EvalCase, item_counts
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
 
@@ -68,10 +68,7 @@ def item_log_popularity(sequences: Iterable[Iterable[int]], n_items: int) -> tor
     """``log(1 + count)`` of each item over ``sequences`` (float ``[n_items]``): what the popularity bias
     (``JepaConfig.popularity_bias``) weighs. Counted over the training split only, so no validation or test
     target is ever counted."""
-    counts = np.zeros(n_items, dtype=np.float64)
-    for seq in sequences:
-        np.add.at(counts, np.asarray(list(seq), dtype=np.int64), 1.0)
-    return torch.from_numpy(np.log1p(counts)).float()
+    return torch.from_numpy(np.log1p(item_counts(sequences, n_items))).float()
 
 
 def with_score_priors(scores: torch.Tensor, histories: Sequence[Iterable[int]], repeat_bias=0.0,

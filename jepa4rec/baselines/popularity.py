@@ -5,7 +5,7 @@ from typing import Iterable
 
 import torch
 
-from ..data.dataset import SeqRecDataset
+from ..data.dataset import SeqRecDataset, item_counts
 
 
 class PopularityScorer:
@@ -24,9 +24,7 @@ class PopularityScorer:
 
     @classmethod
     def from_sequences(cls, sequences: Iterable[Iterable[int]], n_items: int) -> "PopularityScorer":
-        flat = [i for seq in sequences for i in seq]
-        counts = torch.bincount(torch.tensor(flat, dtype=torch.long), minlength=n_items) if flat else torch.zeros(n_items)
-        return cls(counts)
+        return cls(torch.from_numpy(item_counts(sequences, n_items)))
 
     @classmethod
     def from_dataset(cls, dataset: SeqRecDataset) -> "PopularityScorer":

@@ -174,6 +174,14 @@ class SeqRecDataset:
         )
 
 
+def item_counts(sequences, n_items: int) -> np.ndarray:
+    """How often each item id in ``[0, n_items)`` occurs in ``sequences`` (int64 ``[n_items]``): the one
+    count behind the popularity baseline and the popularity bias (given the training split, no validation
+    or test target is counted)."""
+    flat = [i for seq in sequences for i in seq]
+    return np.bincount(np.asarray(flat, dtype=np.int64), minlength=n_items)
+
+
 def k_core_filter(df: pd.DataFrame, k: int, report: list[str]) -> pd.DataFrame:
     """Iteratively drop users and items with fewer than ``k`` interactions until none remain."""
     if k <= 1:
