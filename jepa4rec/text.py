@@ -80,6 +80,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, min_frequency:
         min_frequency=min_frequency,
         special_tokens=list(SPECIAL_TOKENS.values()),
     )
+    # Not reproducible run to run: the trainer breaks count ties in hash-map order (huggingface/tokenizers
+    # #1794), so two trainings on the same texts can differ in a few tokens. A trained vocabulary is
+    # saved with its model; reload it rather than train it again. MiniLM models use MiniLM's own.
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
 

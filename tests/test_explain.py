@@ -35,10 +35,17 @@ def test_a_new_item_identical_to_a_catalogue_item_ties_with_it(rec):
     case = rec.dataset.test_cases()[0]
     item = case.target
     new = rank_new_item(rec, case.history, dict(rec.dataset.items[item]))
-    plain = rec.recommend(case.history, k=1, target=item)
-    # It ties with its twin (ties count against it), or nearly: a lone forward may round apart from a batch.
-    assert new.rank in (plain.target_rank, plain.target_rank + 1)
-    assert new.neighbours[0][0] == item and new.neighbours[0][1] == pytest.approx(1.0, abs=1e-3)
+    h = F.normalize(rec.history_vector(case.history), dim=-1)
+    catalogue = rec.unit_item_vectors @ h
+    twin = float(catalogue[item])
+    # It scores as its twin does, up to the rounding between a lone forward and a batched one. The toy
+    # model gives items of one theme near-identical vectors, so several items may tie within that
+    # rounding: the rank is checked against the band of items inside it, not one exact position.
+    assert new.score == pytest.approx(twin, abs=1e-4)
+    assert int((catalogue > twin + 1e-4).sum()) + 1 <= new.rank <= int((catalogue >= twin - 1e-4).sum()) + 1
+    near = dict(new.neighbours)
+    assert near.get(item) == pytest.approx(1.0, abs=1e-3)
+    assert new.neighbours[0][1] == pytest.approx(near[item], abs=1e-3)
     assert len(new.neighbours) == 10 and isinstance(new.vector, torch.Tensor)
     with pytest.raises(ValueError, match="no text"):
         rank_new_item(rec, case.history, {"title": "  "})
