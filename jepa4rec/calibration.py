@@ -31,7 +31,7 @@ from scipy.optimize import minimize
 from .config import FinetuneLossConfig
 from .data import SeqRecDataset
 from .data.dataset import EvalCase
-from .evaluation import history_mask, metrics_from_ranks, rank_of_targets, with_score_priors
+from .evaluation import add_score_priors, history_mask, metrics_from_ranks, rank_of_targets, with_score_priors
 from .recommender import Recommender
 
 BIAS_BOUND = 2.0  # cosines lie in [-1, 1]: a repeat bias of ±2 already moves a history item past every other
@@ -91,8 +91,11 @@ def fit_score_priors(scorer, cases: Sequence[EvalCase], temperature: float = Fin
         values.update(zip(free, x))
         return values
 
+    def scored(values: dict) -> torch.Tensor:
+        return add_score_priors(S, M, values["repeat_bias"], values["popularity_bias"], P)
+
     def loss(values: dict) -> torch.Tensor:
-        logits = (S + values["repeat_bias"] * M + values["popularity_bias"] * P) / temperature
+        logits = scored(values) / temperature
         return (torch.logsumexp(logits, dim=1) - logits[rows, targets]).mean()
 
     def loss_and_grad(x):
@@ -108,7 +111,7 @@ def fit_score_priors(scorer, cases: Sequence[EvalCase], temperature: float = Fin
         fitted = priors([float(v) for v in fit.x])
 
     def ranked(values: dict) -> dict:
-        return metrics_from_ranks(rank_of_targets(S + values["repeat_bias"] * M + values["popularity_bias"] * P, targets))
+        return metrics_from_ranks(rank_of_targets(scored(values), targets))
 
     start = {"repeat_bias": 0.0, "popularity_bias": 0.0}
     return {

@@ -78,12 +78,22 @@ def with_score_priors(scores: torch.Tensor, histories: Sequence[Iterable[int]], 
     (``JepaConfig.repeat_bias``) and ``popularity_bias · log_popularity`` on every item
     (``JepaConfig.popularity_bias``, see :func:`item_log_popularity`). Each may be a float or a scalar
     tensor being trained. ``weight`` [B] scales each row's priors (the reveal scores fade them as the
-    target's words are shown). A new tensor when a prior applies; ``scores`` itself is never written.
+    target's words are shown). A new tensor when a prior applies; ``scores`` itself is never written."""
+    applies = isinstance(repeat_bias, torch.Tensor) or repeat_bias
+    mask = history_mask(histories, scores.shape[1], device=scores.device) if applies else None
+    return add_score_priors(scores, mask, repeat_bias, popularity_bias, log_popularity, weight)
+
+
+def add_score_priors(scores: torch.Tensor, mask: torch.Tensor | None, repeat_bias=0.0, popularity_bias=0.0,
+                     log_popularity: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`with_score_priors` given each row's history as a ``[B, n_items]`` mask (bool or 0/1), for a
+    caller that scores the same rows many times (the fit in :mod:`jepa4rec.calibration`). The one place the
+    priors' arithmetic lives, so a fitted model scores exactly as its fit measured it.
 
     The priors are summed first and added once, so a row weighted 1.0 gets exactly the unweighted scores."""
     prior = None
-    if isinstance(repeat_bias, torch.Tensor) or repeat_bias:
-        prior = repeat_bias * history_mask(histories, scores.shape[1], device=scores.device)
+    if mask is not None and (isinstance(repeat_bias, torch.Tensor) or repeat_bias):
+        prior = repeat_bias * mask.to(scores.device, scores.dtype)
     if log_popularity is not None and (isinstance(popularity_bias, torch.Tensor) or popularity_bias):
         popular = popularity_bias * log_popularity.to(scores.device)
         prior = popular if prior is None else prior + popular
