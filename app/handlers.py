@@ -345,7 +345,8 @@ def cluster_groups(vectors: np.ndarray, titles: list[str], n_clusters: int = 12,
 # --- why this item, and a brand-new item -------------------------------------------------------------
 
 def explain_item(served: Served, history: list[int], item) -> dict:
-    """Which history items carry ``item``'s score, and which of its words matter (history-only scores)."""
+    """Which history items carry ``item``'s score, and which of its words matter (scored as the ranking
+    is, score priors included)."""
     from jepa4rec.explain import history_contributions, word_importance
 
     item = check_item(served, item, "the item to explain")

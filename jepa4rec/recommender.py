@@ -326,10 +326,10 @@ class Recommender:
         """Cosine of every history vector with every catalogue item, plus the model's score priors:
         [B, n_items] (the Scorer API)."""
         h = F.normalize(self.embed_history(histories), dim=-1)
-        return self._with_priors(h @ self.unit_item_vectors.T, histories)
+        return self.with_priors(h @ self.unit_item_vectors.T, histories)
 
-    def _with_priors(self, scores: torch.Tensor, histories: Sequence[Sequence[int]],
-                     shares: Sequence[float] | None = None) -> torch.Tensor:
+    def with_priors(self, scores: torch.Tensor, histories: Sequence[Sequence[int]],
+                    shares: Sequence[float] | None = None) -> torch.Tensor:
         """``scores`` [B, n_items] with the model's repeat and popularity biases (a new tensor when either
         applies: cached products stay as they are). With ``shares`` (each row's share of the target's words
         revealed) the priors fade by (1 - share): they stand for what is known before the target's text is
@@ -395,7 +395,7 @@ class Recommender:
             h_cls = self.history_vector(history).expand(len(reveals), -1)
             masked = [self.masked_item(target, r, order, seed)[0] for r in reveals]
             shares = [self.revealed_share(target, r) for r in reveals]
-            scores = self._with_priors(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
+            scores = self.with_priors(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
                                        [history] * len(reveals), shares)
             if exclude_history:
                 self._exclude(scores, history, [target] * len(reveals))
@@ -443,7 +443,7 @@ class Recommender:
         shares = [self.revealed_share(t, reveal, n_words) for t in targets]
         if h_cls is None:
             h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
-        return self._with_priors(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
+        return self.with_priors(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
                                  histories, shares)
 
     def _ranked(self, scores: torch.Tensor, ids: torch.Tensor) -> list[RankedItem]:
@@ -478,7 +478,7 @@ class Recommender:
                                 key=lambda r: -r.score)
             return Recommendation(ranked[:k], None, revealed)
         if reveal is None:
-            scores = self._with_priors(
+            scores = self.with_priors(
                 self._history_scores(F.normalize(self.history_vector(history), dim=-1)[None]), [history])[0]
         else:
             _, revealed = self.masked_item(target, reveal, reveal_order, seed)

@@ -49,3 +49,25 @@ def test_a_new_item_identical_to_a_catalogue_item_ties_with_it(rec):
     assert len(new.neighbours) == 10 and isinstance(new.vector, torch.Tensor)
     with pytest.raises(ValueError, match="no text"):
         rank_new_item(rec, case.history, {"title": "  "})
+
+
+def test_explanations_score_as_the_ranking_does_when_the_model_has_priors(rec, monkeypatch):
+    case = rec.dataset.test_cases()[5]
+    history = list(case.history)
+    item = history[0]
+    assert history.count(item) == 1
+    plain = history_contributions(rec, history, item)
+    new_plain = rank_new_item(rec, history, dict(rec.dataset.items[case.target]))
+    monkeypatch.setattr(rec, "repeat_bias", 2.5)
+    monkeypatch.setattr(rec, "popularity_bias", 1.0)
+    biased = history_contributions(rec, history, item)
+    # Leaving out the item's only occurrence also takes its repeat bias away; popularity cancels.
+    assert biased[0].delta == pytest.approx(plain[0].delta + 2.5, abs=1e-4)
+    assert [c.delta for c in biased[1:]] == pytest.approx([c.delta for c in plain[1:]], abs=1e-4)
+    # The new item (no purchases, not in the history) is ranked against the catalogue's scores with the
+    # priors, as the ranking shows them: its rank counts the items scoring at least its cosine there.
+    new = rank_new_item(rec, history, dict(rec.dataset.items[case.target]))
+    assert new.score == pytest.approx(new_plain.score, abs=1e-6)
+    ranked = rec.score_all([history])[0]
+    assert new.rank == int((ranked >= new.score).sum()) + 1
+    assert new.rank > new_plain.rank  # popular items and the history moved above it
