@@ -170,6 +170,17 @@ def metrics_from_ranks(ranks: torch.Tensor | Sequence[int], ks: Sequence[int] = 
     return out
 
 
+def batches_by_history_length(cases: Sequence[EvalCase], batch_size: int) -> list[np.ndarray]:
+    """Case indexes in batches of ``batch_size``, shortest history first, so that a batch pads little.
+
+    Every pass that scores cases (the ranking, the priors' fit) batches them this way: two passes over the
+    same cases then encode the same batches and get bit-identical scores, so exact ties break alike."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    order = np.argsort([len(c.history) for c in cases], kind="stable")
+    return [order[start:start + batch_size] for start in range(0, len(cases), batch_size)]
+
+
 def compute_ranks(
     scorer: Scorer,
     cases: Sequence[EvalCase],
@@ -183,14 +194,9 @@ def compute_ranks(
     Kept separate from :func:`evaluate` so that per-user ranks are available for significance
     tests or per-group breakdowns.
     """
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    # Users go in order of history length so that a batch pads little; ranks return in case order.
-    order = np.argsort([len(c.history) for c in cases], kind="stable")
     ranks_out = torch.zeros(len(cases), dtype=torch.long)
     with torch.no_grad(), tqdm(total=len(cases), desc=desc, unit="user", disable=not progress, leave=False) as bar:
-        for start in range(0, len(cases), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in batches_by_history_length(cases, batch_size):
             chunk = [cases[i] for i in idx]
             histories = [list(c.history) for c in chunk]
             scores = scorer.score_all(histories)
