@@ -388,6 +388,7 @@ def new_item_view(served: Served, history: list[int], attrs: dict[str, str], all
     exclude = not (served.repeats_by_default if allow_repeats is None else allow_repeats)
     out = rank_new_item(rec, history, attrs, k=k, exclude_history=exclude)
     return {"rank": out.rank, "of": served.dataset.n_items + 1, "score": out.score, "history_used": bool(history),
+            "popularity_prior": bool(rec.popularity_bias),
             "neighbours": [{"item": i, "title": rec.titles[i], "cosine": c} for i, c in out.neighbours]}
 
 

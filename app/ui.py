@@ -348,6 +348,9 @@ class Callbacks:
         where = (f"would rank **{view['rank']:,}** of {view['of']:,} for this history (score {view['score']:.3f})"
                  if view["history_used"] else "has no history to rank against yet: add items to the history")
         text = f"**{html.escape(' · '.join(attrs.values()))}** {where}."
+        if view["history_used"] and view["popularity_prior"]:
+            text += (" The catalogue's scores include this model's popularity prior; a new item has no purchases"
+                     " yet, so its score is its text similarity alone.")
         if point is not None:
             text += " It is marked ✕ on the embedding map, among its nearest items."
         return text, H.neighbours_html(view), point

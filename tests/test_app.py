@@ -464,6 +464,7 @@ def test_why_this_item_and_a_new_item(served):
             H.parse_attributes(title, extra)
     view = H.new_item_view(served, history, attrs)
     assert 1 <= view["rank"] <= view["of"] == served.dataset.n_items + 1 and len(view["neighbours"]) == 10
+    assert view["popularity_prior"] == bool(served.recommender.popularity_bias)
     cosines = [n["cosine"] for n in view["neighbours"]]
     assert cosines == sorted(cosines, reverse=True) and len({n["item"] for n in view["neighbours"]}) == 10
     # (Whether the nearest shares its words is a matter for a real model: the toy's vectors are nearly parallel.)
