@@ -436,10 +436,12 @@ def test_fit_score_priors_weighs_popularity_as_held_out_purchases_do(rec):
     assert rec.repeat_bias == rec.popularity_bias == 0.0  # fitting leaves the model's own priors alone
 
 
-def test_calibrate_popularity_writes_both_priors(finetuned, toy, tmp_path, capsys):
+def test_calibrate_popularity_writes_both_priors(finetuned, toy, tmp_path, capsys, monkeypatch):
     from jepa4rec.calibrate import main
     from jepa4rec.evaluation import evaluate
+    from jepa4rec.paths import CACHE_ENV
 
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # encode afresh: see the test below
     cfg, _ = finetuned
     out = tmp_path / "priors"
     assert main(["--checkpoint", f"{cfg.output_dir}/best", "--dataset", toy, "--output", str(out), "--popularity"]) == 0
