@@ -31,7 +31,8 @@ from scipy.optimize import minimize
 from .config import FinetuneLossConfig
 from .data import SeqRecDataset
 from .data.dataset import EvalCase
-from .evaluation import add_score_priors, batches_by_history_length, history_mask, metrics_from_ranks, rank_of_targets, with_score_priors
+from .evaluation import (add_score_priors, batches_by_history_length, history_mask, metrics_from_ranks,
+                         rank_of_targets, with_score_priors)
 from .recommender import Recommender
 
 BIAS_BOUND = 2.0  # cosines lie in [-1, 1]: a repeat bias of ±2 already moves a history item past every other
@@ -68,21 +69,22 @@ def fit_score_priors(scorer, cases: Sequence[EvalCase], temperature: float = Fin
     saved = {name: getattr(scorer, name) for name in ("repeat_bias", "popularity_bias") if hasattr(scorer, name)}
     for name in saved:
         setattr(scorer, name, 0.0)
+    # Batched as the ranking batches them, so the fit's metrics are the ranking's; the rows stay in that
+    # order (the loss and the metrics are means over them).
+    batches = batches_by_history_length(cases, batch_size)
     try:
-        S = M = None
-        with torch.no_grad():  # batched as the ranking batches them, so the fit's metrics are the ranking's
-            for idx in batches_by_history_length(cases, batch_size):
+        scores, masks = [], []
+        with torch.no_grad():
+            for idx in batches:
                 histories = [list(cases[i].history) for i in idx]
-                chunk = scorer.score_all(histories).float().cpu()
-                if S is None:
-                    S, M = torch.empty(len(cases), chunk.shape[1]), torch.empty(len(cases), chunk.shape[1])
-                rows_of = torch.as_tensor(idx)
-                S[rows_of], M[rows_of] = chunk, history_mask(histories, chunk.shape[1]).float()
+                scores.append(scorer.score_all(histories).float().cpu())
+                masks.append(history_mask(histories, scores[-1].shape[1]))
     finally:
         for name, value in saved.items():
             setattr(scorer, name, value)
+    S, M = torch.cat(scores), torch.cat(masks).float()
     P = log_popularity.float().cpu() if log_popularity is not None else torch.zeros(S.shape[1])
-    targets = torch.tensor([c.target for c in cases])
+    targets = torch.tensor([cases[i].target for idx in batches for i in idx])
     rows = torch.arange(len(cases))
     free = (["repeat_bias"] if repeat_bias is None else []) + (["popularity_bias"] if log_popularity is not None else [])
     bounds = {"repeat_bias": (-BIAS_BOUND, BIAS_BOUND), "popularity_bias": (-POPULARITY_BOUND, POPULARITY_BOUND)}
