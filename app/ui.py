@@ -43,6 +43,10 @@ network FFN2, fed the history and the partly masked target; at 0% it sees only t
 names. The reveal chart in the Experiments tab (the paper's Fig. 7) is measured with both.
 *Sequential* reveals words in sentence order (title first), *random* in an order drawn from a fixed seed."""
 
+# How the About tab names each JepaConfig.pooling.
+POOLING_WORDS = {"cls": "their [CLS] state", "mean": "the mean of their token states",
+                 "recency": "the mean of their token states, weighted by a learned weight of each item's recency"}
+
 HOW_TO = """## How to use the app
 1. **Choose a dataset.** The badge says whether its model was fine-tuned on it or serves it zero-shot,
    with the model's measured test NDCG@10 beside the popularity baseline's.
@@ -96,7 +100,7 @@ def about_markdown(service: AppService, name: str) -> str:
                  f"{cfg.num_attention_heads} attention heads, attention window {cfg.attention_window} tokens; "
                  f"{sum(p.numel() for p in served.recommender.model.parameters()):,} parameters; "
                  f"vocabulary of {cfg.vocab_size:,} word pieces; histories and items pooled by "
-                 f"{'their [CLS] state' if cfg.pooling == 'cls' else 'the mean of their token states'}.")
+                 f"{POOLING_WORDS.get(cfg.pooling, cfg.pooling)}.")
     base = getattr(cfg, "base_model", None)
     if base:
         lines.append(f"Language prior: the encoder started from `{base.get('name')}` ({base.get('package')} "

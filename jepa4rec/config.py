@@ -43,6 +43,10 @@ class OptimConfig:
     # A pretrained encoder keeps its language prior with a lower rate than the new parts (item positions,
     # MLM head, predictors), which start from scratch.
     encoder_lr: float | None = None
+    # (float | None) learning rate of the recency pooling's decay rate (``model.pooling: recency``); None =
+    # lr. One scalar that must move by whole units within a few hundred steps, where Adam moves a weight by
+    # about its learning rate per step.
+    pooling_lr: float | None = None
 
     def __post_init__(self):
         check_choice("optim.schedule", self.schedule, ("linear", "cosine", "constant"))

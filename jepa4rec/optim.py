@@ -16,25 +16,39 @@ if TYPE_CHECKING:  # annotations only: this module sits below the configs
     from .config import OptimConfig
 
 
+NEW_ENCODER_PARTS = ("item_position_embeddings", "recency_decay")
+
+
 def is_encoder_weight(name: str) -> bool:
-    """Weights a language model provides (``optim.encoder_lr``); item positions are new in JEPA4Rec."""
+    """Weights a language model provides (``optim.encoder_lr``); item positions and the recency pooling's
+    decay rate are new in JEPA4Rec."""
     name = name.removeprefix("model.")
-    return name.startswith("encoder.") and "item_position_embeddings" not in name
+    return name.startswith("encoder.") and not any(part in name for part in NEW_ENCODER_PARTS)
+
+
+def is_pooling_weight(name: str) -> bool:
+    """The recency pooling's decay rate (``optim.pooling_lr``)."""
+    return "recency_decay" in name
 
 
 def build_optimizer(model: nn.Module, optim_cfg: OptimConfig) -> torch.optim.Optimizer:
     """AdamW; biases and LayerNorm weights get no weight decay; the encoder's weights take
-    ``optim.encoder_lr`` when it is set (frozen weights are left out)."""
-    groups: dict[tuple[bool, bool], list] = {}
+    ``optim.encoder_lr`` and the recency pooling's ``optim.pooling_lr`` when they are set (frozen weights
+    are left out)."""
+    # Groups keyed (part, no_decay), part 0 = new, 1 = the language model's, 2 = the recency pooling's:
+    # the order a saved optimizer state was written in before the pooling group existed.
+    lrs = {0: optim_cfg.lr, 1: optim_cfg.lr if optim_cfg.encoder_lr is None else optim_cfg.encoder_lr,
+           2: optim_cfg.lr if optim_cfg.pooling_lr is None else optim_cfg.pooling_lr}
+    groups: dict[tuple[int, bool], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
+        part = 2 if is_pooling_weight(name) else int(is_encoder_weight(name))
         no_decay = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
-        groups.setdefault((is_encoder_weight(name), no_decay), []).append(param)
+        groups.setdefault((part, no_decay), []).append(param)
     param_groups = [
-        {"params": params, "weight_decay": 0.0 if no_decay else optim_cfg.weight_decay,
-         "lr": optim_cfg.encoder_lr if encoder and optim_cfg.encoder_lr is not None else optim_cfg.lr}
-        for (encoder, no_decay), params in sorted(groups.items())
+        {"params": params, "weight_decay": 0.0 if no_decay else optim_cfg.weight_decay, "lr": lrs[part]}
+        for (part, no_decay), params in sorted(groups.items())
     ]
     return torch.optim.AdamW(param_groups, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas))
 

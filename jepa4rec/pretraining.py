@@ -117,12 +117,12 @@ def pretrain_losses(
     next_ids, next_labels = bert_mask(next_item["input_ids"], next_item["token_type_ids"], cfg.next_item_mask_ratio, **mask_kw)
 
     states = model.encoder(**{**history, "input_ids": hist_ids})
-    h_cls = model.encoder.pool(states, history["attention_mask"])
+    h_cls = model.encoder.pool(states, history["attention_mask"], history["item_position_ids"])
     fills = {"input_ids": pad_id, "token_type_ids": TYPE_PAD}
     B = h_cls.shape[0]
     both = _concat_batches(next_item, {**next_item, "input_ids": next_ids}, fills)
     item_states = model.encoder(**both)
-    item_vectors = model.encoder.pool(item_states, both["attention_mask"])
+    item_vectors = model.encoder.pool(item_states, both["attention_mask"], both["item_position_ids"])
     h_next, h_next_masked = item_vectors[:B], item_vectors[B:]
 
     loss_si = contrastive_loss(h_cls, h_next, cfg.temperature, batch.get("next_uid"))

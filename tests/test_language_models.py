@@ -267,8 +267,48 @@ def test_mean_pooling_is_the_mean_of_real_token_states():
         vectors = model.encode(batch)
     assert torch.allclose(vectors[1], states[1, :5].mean(0), atol=1e-6)  # padding left out
     assert torch.allclose(vectors[0], states[0].mean(0), atol=1e-6)
-    with pytest.raises(ValueError, match="pooling"):
+    with pytest.raises(ValueError, match="pooling must be one of cls, mean, recency"):
         JepaConfig(pooling="max")
+
+
+def test_recency_pooling_starts_as_the_mean_and_weighs_tokens_by_their_items_position():
+    torch.manual_seed(0)
+    kw = dict(vocab_size=3000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+              max_item_positions=8)
+    mean = JEPA4RecModel(JepaConfig(**kw, pooling="mean")).eval()
+    recency = JEPA4RecModel(JepaConfig(**kw, pooling="recency")).eval()
+    recency.load_state_dict(mean.state_dict(), strict=False)  # same weights; the log-weights start at zero
+    batch = random_batch(2, 12, 3000, lengths=[12, 5])
+    with torch.no_grad():
+        assert torch.allclose(recency.encode(batch), mean.encode(batch), atol=1e-6)  # step 0 = the mean
+        recency.encoder.recency_decay.fill_(0.7)
+        states = recency.encoder(**batch)
+        vectors = recency.encode(batch)
+    # [CLS] (position 0) and the most recent item (position 1) weigh 1; the k-th most recent exp(-0.7 (k - 1)).
+    w = torch.exp(-0.7 * (batch["item_position_ids"][0].clamp(min=1).float() - 1))
+    assert torch.allclose(vectors[0], (states[0] * w[:, None]).sum(0) / w.sum(), atol=1e-5)
+    w1 = torch.exp(-0.7 * (batch["item_position_ids"][1, :5].clamp(min=1).float() - 1))
+    assert torch.allclose(vectors[1], (states[1, :5] * w1[:, None]).sum(0) / w1.sum(), atol=1e-5)  # padding: none
+    # An item alone ([CLS] + item position 1) is always its plain mean, whatever the weights learned.
+    alone = {**batch, "item_position_ids": (batch["item_position_ids"] > 0).long()}
+    with torch.no_grad():
+        assert torch.allclose(recency.encode(alone), mean.encode(alone), atol=1e-6)
+    with pytest.raises(ValueError, match="item_position_ids"):
+        recency.encoder.pool(states, batch["attention_mask"])
+
+
+def test_recency_pooling_trains_at_its_own_learning_rate():
+    from jepa4rec.optim import build_optimizer
+
+    model = JEPA4RecModel(JepaConfig(vocab_size=500, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, pooling="recency"))
+    opt = build_optimizer(model, OptimConfig(lr=1e-3, encoder_lr=1e-5, pooling_lr=0.05))
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr_of[id(model.encoder.recency_decay)] == 0.05
+    assert lr_of[id(model.encoder.embeddings.item_position_embeddings.weight)] == 1e-3
+    # Without pooling_lr the pooling is a new part like the item positions.
+    opt = build_optimizer(model, OptimConfig(lr=1e-3, encoder_lr=1e-5))
+    assert {g["lr"] for g in opt.param_groups if any(p is model.encoder.recency_decay for p in g["params"])} == {1e-3}
 
 
 def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_slice):
