@@ -45,7 +45,7 @@ names. The reveal chart in the Experiments tab (the paper's Fig. 7) is measured 
 
 # How the About tab names each JepaConfig.pooling.
 POOLING_WORDS = {"cls": "their [CLS] state", "mean": "the mean of their token states",
-                 "recency": "the mean of their token states, weighted by a learned weight of each item's recency"}
+                 "recency": "the mean of their token states, weighted by a learned decay with each item's age"}
 
 HOW_TO = """## How to use the app
 1. **Choose a dataset.** The badge says whether its model was fine-tuned on it or serves it zero-shot,

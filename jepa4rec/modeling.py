@@ -135,7 +135,7 @@ class JepaConfig(PretrainedConfig):
         self.base_model = base_model
         # The sequence (and item) vector: "cls" = h_CLS, as in the paper; "mean" = the mean of the token
         # states, the pooling a sentence encoder such as all-MiniLM-L6-v2 was trained with; "recency" = that
-        # mean with a learned weight per item position (see JepaEncoder.pool).
+        # mean with one learned decay rate over the items' ages (see JepaEncoder.pool).
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.pooling = pooling
@@ -294,8 +294,8 @@ class JepaEncoder(JepaPreTrainedModel):
         return out.last_hidden_state[:, :L]
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The sequence vector [B, d] (h_CLS, or the mean token state) of a collated batch (a history, or
-        an item alone)."""
+        """The sequence vector [B, d] (pooled by ``config.pooling``) of a collated batch (a history, or an
+        item alone)."""
         return self.pool(self(**batch), batch["attention_mask"], batch["item_position_ids"])
 
     def pool(self, states: torch.Tensor, attention_mask: torch.Tensor,

@@ -16,7 +16,8 @@ if TYPE_CHECKING:  # annotations only: this module sits below the configs
     from .config import OptimConfig
 
 
-NEW_ENCODER_PARTS = ("item_position_embeddings", "recency_decay")
+POOLING_WEIGHT = "recency_decay"  # JepaEncoder's recency pooling
+NEW_ENCODER_PARTS = ("item_position_embeddings", POOLING_WEIGHT)
 
 
 def is_encoder_weight(name: str) -> bool:
@@ -28,7 +29,7 @@ def is_encoder_weight(name: str) -> bool:
 
 def is_pooling_weight(name: str) -> bool:
     """The recency pooling's decay rate (``optim.pooling_lr``)."""
-    return "recency_decay" in name
+    return POOLING_WEIGHT in name
 
 
 def build_optimizer(model: nn.Module, optim_cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -277,7 +277,7 @@ def test_recency_pooling_starts_as_the_mean_and_weighs_tokens_by_their_items_pos
               max_item_positions=8)
     mean = JEPA4RecModel(JepaConfig(**kw, pooling="mean")).eval()
     recency = JEPA4RecModel(JepaConfig(**kw, pooling="recency")).eval()
-    recency.load_state_dict(mean.state_dict(), strict=False)  # same weights; the log-weights start at zero
+    recency.load_state_dict(mean.state_dict(), strict=False)  # same weights; the decay starts at zero
     batch = random_batch(2, 12, 3000, lengths=[12, 5])
     with torch.no_grad():
         assert torch.allclose(recency.encode(batch), mean.encode(batch), atol=1e-6)  # step 0 = the mean
