@@ -29,7 +29,7 @@ from jepa4rec.baselines.popularity import PopularityScorer
 from jepa4rec.data import DataFormatError, SeqRecDataset, available_datasets, load_dataset
 from jepa4rec.evaluation import evaluate
 from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR, cache_dir
-from jepa4rec.checkpoint import load_model_dir, weights_digest
+from jepa4rec.checkpoint import checkpoint_index, load_model_dir, weights_digest
 from jepa4rec.recommender import Recommender
 from jepa4rec.text import ItemTokenizer
 
@@ -73,13 +73,6 @@ class Served:
                 return shipped
             return card.get("test")
         return (card.get("zero_shot") or {}).get(self.name)
-
-
-def checkpoint_index(checkpoints_dir: Path = CHECKPOINTS_DIR) -> dict[str, str]:
-    path = checkpoints_dir / "index.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: it maps datasets to checkpoint folders (see checkpoints/README.md)")
-    return json.loads(path.read_text())
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -90,6 +91,15 @@ UPLOAD_HELP = """Bring your own catalogue: the pre-trained model ranks it zero-s
   The files are read in memory and deleted at once; the catalogue is dropped when you close the page."""
 
 
+def pooling_detail(model) -> str:
+    """The learned decay of recency pooling, in words a reader can check: how much the previous item weighs."""
+    decay = getattr(model.encoder, "recency_decay", None)
+    if decay is None:
+        return ""
+    lam = float(decay)
+    return f" (λ = {lam:.3f}: the item before the last weighs {math.exp(-lam):.2f}, the tenth last {math.exp(-9 * lam):.2f})"
+
+
 def about_markdown(service: AppService, name: str) -> str:
     served = service.get(name)
     card = served.recommender.card
@@ -100,7 +110,7 @@ def about_markdown(service: AppService, name: str) -> str:
                  f"{cfg.num_attention_heads} attention heads, attention window {cfg.attention_window} tokens; "
                  f"{sum(p.numel() for p in served.recommender.model.parameters()):,} parameters; "
                  f"vocabulary of {cfg.vocab_size:,} word pieces; histories and items pooled by "
-                 f"{POOLING_WORDS.get(cfg.pooling, cfg.pooling)}.")
+                 f"{POOLING_WORDS.get(cfg.pooling, cfg.pooling)}{pooling_detail(served.recommender.model)}.")
     base = getattr(cfg, "base_model", None)
     if base:
         lines.append(f"Language prior: the encoder started from `{base.get('name')}` ({base.get('package')} "

@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
+from .paths import CHECKPOINTS_DIR
 from .language_models import converted_weights, tensor_digest
 from .modeling import JEPA4RecModel, JepaConfig
 from .text import ItemTokenizer
@@ -48,6 +49,20 @@ class CheckpointError(UserError, ValueError):
     """A model directory that is missing or cannot be read (a cut or corrupt weight file)."""
 
     hint = "copy or rebuild the checkpoint"
+
+
+def checkpoint_index(checkpoints_dir: str | Path = CHECKPOINTS_DIR) -> dict[str, str]:
+    """``checkpoints/index.json``: dataset name -> the shipped folder that serves it; ``default`` serves
+    every other dataset zero-shot."""
+    path = Path(checkpoints_dir) / "index.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: it maps datasets to checkpoint folders (see checkpoints/README.md)")
+    return json.loads(path.read_text())
+
+
+def default_checkpoint(checkpoints_dir: str | Path = CHECKPOINTS_DIR) -> Path:
+    """The shipped pre-trained model that serves a catalogue zero-shot (``index.json``'s ``default``)."""
+    return Path(checkpoints_dir) / checkpoint_index(checkpoints_dir)["default"]
 
 
 def is_model_dir(path: str | Path) -> bool:

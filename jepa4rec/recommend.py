@@ -17,9 +17,6 @@ import sys
 
 from .cli import ArgumentParser, command
 from .errors import UserError
-from .paths import CHECKPOINTS_DIR
-
-DEFAULT_MODEL = CHECKPOINTS_DIR / "jepa4rec-minilm-pretrain"
 
 
 @command
@@ -28,8 +25,9 @@ def main(argv=None) -> int:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", required=True, help="catalogue file: CSV or JSON lines, an id column and text columns")
     parser.add_argument("--history", nargs="+", required=True, help="item ids of the catalogue, oldest first")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL),
-                        help="model directory (default: the shipped pre-trained checkpoint, jepa4rec-minilm-pretrain)")
+    parser.add_argument("--model", default=None,
+                        help="model directory (default: the shipped pre-trained checkpoint that serves catalogues "
+                             "zero-shot, 'default' in checkpoints/index.json)")
     parser.add_argument("--k", type=int, default=10, help="how many items to list (default: 10)")
     parser.add_argument("--target", default=None, help="an item id whose rank to report")
     parser.add_argument("--reveal", type=float, default=None, help="share (0-1) of the target's words shown to the model")
@@ -47,11 +45,12 @@ def main(argv=None) -> int:
 
     import torch
 
+    from .checkpoint import default_checkpoint
     from .recommender import Recommender
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    rec = Recommender.from_catalogue(args.model, args.items, device=args.device)
+    rec = Recommender.from_catalogue(args.model or default_checkpoint(), args.items, device=args.device)
     index = rec.dataset.item_index()
     unknown = [i for i in args.history + ([args.target] if args.target else []) if i not in index]
     if unknown:

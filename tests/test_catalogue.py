@@ -105,3 +105,18 @@ def test_recommend_command_ranks_a_catalogue_file(finetuned, tmp_path, capsys):
         main(["--items", str(items), "--history", "nope", "--model", f"{cfg.output_dir}/best"])
     assert exc.value.code == 2 and "no item with id 'nope'" in capsys.readouterr().err
 
+
+
+def test_recommend_command_defaults_to_the_shipped_zero_shot_model(tmp_path, capsys):
+    """Without --model the command loads the checkpoint index.json names as the default (one source of
+    truth with the app), a real shipped model that knows no catalogue but this file."""
+    from jepa4rec.checkpoint import checkpoint_index, default_checkpoint, is_model_dir
+    from jepa4rec.recommend import main
+
+    assert default_checkpoint().name == checkpoint_index()["default"] and is_model_dir(default_checkpoint())
+    rows = ["item_id,title"] + [f"g{i},{t} electric guitar" for i, t in enumerate(["red", "blue", "green"])] + \
+        [f"s{i},{t} cotton socks" for i, t in enumerate(["red", "blue", "green"])]
+    items = write(tmp_path / "shop.csv", "\n".join(rows) + "\n")
+    assert main(["--items", str(items), "--history", "g0", "g1", "--k", "1", "--threads", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["items"][0]["id"] == "g2"  # the one guitar left outranks the socks
