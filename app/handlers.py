@@ -446,7 +446,8 @@ def compare_html(view: dict) -> str:
                       f"<th class='num' title='lists it is in'>in</th></tr></thead><tbody>{rows}</tbody></table>")
     pairs = "; ".join(f"{k}: {v}" for k, v in view["overlaps"].items())
     legend = (f"<p>Items shared: {pairs}" + (f"; in all {n}: {view['in_all']}" if n > 2 else "") +
-              ". Green rows are in two lists, yellow rows in all three; <b>in</b> counts the lists an item is in.</p>")
+              ". Green rows are in more than one list" + (f", yellow rows in all {n}" if n > 2 else "") +
+              "; <b>in</b> counts the lists an item is in.</p>")
     return legend + side_by_side(*tables)
 
 

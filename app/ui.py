@@ -206,9 +206,10 @@ def _map_compare_upload_tabs(ui: SimpleNamespace) -> None:
         ui.map_plot = gr.Plot(show_label=False)
     with gr.Tab("Compare models") as ui.compare_tab:
         gr.Markdown("The same history (the one on *Recommend & reveal*) ranked by JEPA4Rec, by the RecFormer-style "
-                    "model (pre-trained from the same start on the same data, without the mapping loss) and, where "
-                    "the dataset has one, by SASRec (item IDs, trained on this dataset); each list with its model's "
-                    "measured test NDCG@10.")
+                    "model (pre-trained from the same start on the same data, without the mapping loss), by JEPA4Rec "
+                    "with recency pooling (recent items weigh more, by a decay learned in pre-training: better "
+                    "zero-shot on Online Retail, a weaker reveal) and, where the dataset has one, by SASRec (item "
+                    "IDs, trained on this dataset); each list with its model's measured test NDCG@10.")
         ui.compare_btn = gr.Button("Compare for the current history", variant="primary")
         ui.compare_html = gr.HTML()
     with gr.Tab("Your catalogue") as ui.upload_tab:

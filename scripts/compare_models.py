@@ -1,6 +1,7 @@
 """The app's "Compare models" view from the command line: for test users of a dataset, JEPA4Rec's top 10
-beside the RecFormer-style model's and (where one was trained on the dataset) SASRec's, for the user's
-history as the app's "Load this user" builds it, with how many items the lists share.
+beside those of the models ``checkpoints/compare.json`` names for it (the RecFormer-style model, JEPA4Rec with
+recency pooling and, where one was trained on the dataset, SASRec), for the user's history as the app's
+"Load this user" builds it, with how many items the lists share.
 
   python scripts/compare_models.py                         # ml-100k, test users 0 1 2
   python scripts/compare_models.py --dataset Scientific_UniSRec --users 5 8

@@ -120,3 +120,20 @@ def test_recommend_command_defaults_to_the_shipped_zero_shot_model(tmp_path, cap
     assert main(["--items", str(items), "--history", "g0", "g1", "--k", "1", "--threads", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["items"][0]["id"] == "g2"  # the one guitar left outranks the socks
+
+
+def test_every_shipped_checkpoint_the_app_names_is_there_and_fits_a_space():
+    """index.json and compare.json name folders under checkpoints/: each must exist, hold a model (a
+    JEPA4Rec model directory, or SASRec's own format), keep every file under 10 MB (Spaces without LFS)
+    and stay within 50 MB."""
+    from jepa4rec.checkpoint import checkpoint_index, is_model_dir
+    from jepa4rec.paths import CHECKPOINTS_DIR
+
+    compare = json.loads((CHECKPOINTS_DIR / "compare.json").read_text())
+    named = set(checkpoint_index().values()) | {f for by_dataset in compare.values() for f in by_dataset.values()}
+    for name in sorted(named):
+        folder = CHECKPOINTS_DIR / name
+        assert folder.is_dir(), f"{name} is named but not shipped"
+        assert is_model_dir(folder) or (folder / "sasrec_config.json").is_file(), name
+        sizes = [f.stat().st_size for f in folder.rglob("*") if f.is_file()]
+        assert max(sizes) < 10 * 1024 ** 2 and sum(sizes) <= 50 * 1024 ** 2, name
