@@ -29,7 +29,7 @@ from jepa4rec.baselines.popularity import PopularityScorer
 from jepa4rec.data import DataFormatError, SeqRecDataset, available_datasets, load_dataset
 from jepa4rec.evaluation import evaluate
 from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR, cache_dir
-from jepa4rec.checkpoint import checkpoint_index, load_model_dir, weights_digest
+from jepa4rec.checkpoint import checkpoint_index, compare_index, load_model_dir, weights_digest
 from jepa4rec.recommender import Recommender
 from jepa4rec.text import ItemTokenizer
 
@@ -126,8 +126,7 @@ class AppService:
         self._map_locks: dict[str, threading.Lock] = {}
         self._uploads: OrderedDict[str, dict[str, Served]] = OrderedDict()  # visitor session -> its catalogue
         self._upload_base: Recommender | None = None
-        compare_file = self.checkpoints_dir / "compare.json"
-        self.compare_index: dict[str, dict[str, str]] = json.loads(compare_file.read_text()) if compare_file.exists() else {}
+        self.compare_index = compare_index(self.checkpoints_dir)
         self._compare: dict[tuple[str, str], dict] = {}  # (dataset, model) -> a loaded comparison model
         self._compare_models: dict[Path, tuple] = {}  # checkpoint folder -> (model, tokenizer, card), shared
         self.max_uploads = max_uploads

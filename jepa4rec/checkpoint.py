@@ -24,9 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import UserError
-from .paths import CHECKPOINTS_DIR
 from .language_models import converted_weights, tensor_digest
 from .modeling import JEPA4RecModel, JepaConfig
+from .paths import CHECKPOINTS_DIR
 from .text import ItemTokenizer
 
 WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -58,6 +58,13 @@ def checkpoint_index(checkpoints_dir: str | Path = CHECKPOINTS_DIR) -> dict[str,
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: it maps datasets to checkpoint folders (see checkpoints/README.md)")
     return json.loads(path.read_text())
+
+
+def compare_index(checkpoints_dir: str | Path = CHECKPOINTS_DIR) -> dict[str, dict[str, str]]:
+    """``checkpoints/compare.json``: model label -> {dataset or ``default``: shipped folder}, the models the
+    app's "Compare models" tab puts beside JEPA4Rec; empty when the file is absent."""
+    path = Path(checkpoints_dir) / "compare.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def default_checkpoint(checkpoints_dir: str | Path = CHECKPOINTS_DIR) -> Path:

@@ -150,7 +150,6 @@ def test_about_tab_states_the_model_and_its_repeat_bias(service, served):
     assert "Popularity bias: +0.030 × log(1 + times bought in the training split)" in text
 
 
-
 def test_about_tab_states_a_recency_models_learned_decay():
     import math
 
@@ -165,6 +164,7 @@ def test_about_tab_states_a_recency_models_learned_decay():
     with torch.no_grad():
         model.encoder.recency_decay.fill_(math.log(2))
     assert pooling_detail(model) == " (λ = 0.693: the item before the last weighs 0.50, the tenth last 0.00)"
+
 
 def test_clean_words_and_badge(served):
     assert H.clean_words(["(Pack", "3)", "Wars,", "--", "x"]) == ["Pack", "3", "Wars", "x"]

@@ -106,7 +106,6 @@ def test_recommend_command_ranks_a_catalogue_file(finetuned, tmp_path, capsys):
     assert exc.value.code == 2 and "no item with id 'nope'" in capsys.readouterr().err
 
 
-
 def test_recommend_command_defaults_to_the_shipped_zero_shot_model(tmp_path, capsys):
     """Without --model the command loads the checkpoint index.json names as the default (one source of
     truth with the app), a real shipped model that knows no catalogue but this file."""
@@ -126,11 +125,10 @@ def test_every_shipped_checkpoint_the_app_names_is_there_and_fits_a_space():
     """index.json and compare.json name folders under checkpoints/: each must exist, hold a model (a
     JEPA4Rec model directory, or SASRec's own format), keep every file under 10 MB (Spaces without LFS)
     and stay within 50 MB."""
-    from jepa4rec.checkpoint import checkpoint_index, is_model_dir
+    from jepa4rec.checkpoint import checkpoint_index, compare_index, is_model_dir
     from jepa4rec.paths import CHECKPOINTS_DIR
 
-    compare = json.loads((CHECKPOINTS_DIR / "compare.json").read_text())
-    named = set(checkpoint_index().values()) | {f for by_dataset in compare.values() for f in by_dataset.values()}
+    named = set(checkpoint_index().values()) | {f for by_dataset in compare_index().values() for f in by_dataset.values()}
     for name in sorted(named):
         folder = CHECKPOINTS_DIR / name
         assert folder.is_dir(), f"{name} is named but not shipped"
