@@ -13,7 +13,7 @@ import numpy as np
 
 from jepa4rec.data import DataFormatError
 from jepa4rec.evaluation import format_metrics
-from jepa4rec.experiments import EXPERIMENTS, measured_with
+from jepa4rec.experiments import EXPERIMENTS, measured_with, recorded_command
 
 from . import handlers as H
 from .api import endpoints
@@ -245,7 +245,8 @@ def _experiments_about_tabs(ui: SimpleNamespace, service: AppService) -> None:
                     continue
                 families = measured_with(path.with_suffix(".json"))
                 made_with = f" Measured with {' and '.join(families)}." if families else ""
-                gr.Markdown(f"### {exp.title}\nFrom `{path.name}`, written by `{exp.command}`.{made_with}")
+                command = recorded_command(path.with_suffix(".json"), exp)
+                gr.Markdown(f"### {exp.title}\nFrom `{path.name}`, written by `{command}`.{made_with}")
                 gr.Plot(fig)
     with gr.Tab("About") as ui.about_tab:
         ui.about = gr.Markdown()

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from .checkpoint import CheckpointError, latest_checkpoint
 from .config import FinetuneConfig, PretrainConfig, current_spelling, load_config, merge_dicts, to_dict
 from .errors import ConfigError
 from .finetuning import finetune
-from .paths import PROJECT_ROOT, RESULTS_DIR
+from .paths import CONFIG_DIR, PROJECT_ROOT, RESULTS_DIR
 from .pretraining import pretrain
 from .recommender import evaluate_checkpoint
 
@@ -133,13 +134,26 @@ def finetune_once(output_dir: str | Path, dataset, init_from: str | Path | None,
     return finetune(cfg, None if isinstance(dataset, str) else dataset)
 
 
-def evaluate_test_split(checkpoint: str | Path, dataset, max_users: int | None = None) -> dict:
-    return evaluate_checkpoint(checkpoint, dataset, "test", max_users=max_users, progress=False)
+def evaluate_test_split(checkpoint: str | Path, dataset, max_users: int | None = None, pooling: str | None = None) -> dict:
+    """``pooling`` only for a language model's name (``minilm``): a model directory pools as it was trained."""
+    return evaluate_checkpoint(checkpoint, dataset, "test", max_users=max_users, pooling=pooling, progress=False)
+
+
+def _yaml_value(value) -> str:
+    """``value`` as an override's YAML reads it back (JSON would not do: YAML reads ``2e-05`` as a string)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=1 << 30).removesuffix("...\n").strip()
+
+
+# Options a matched run takes from the checkpoint's config by other means (the start, the schedule) or
+# that the caller sets (the data), besides those that do not change what a run computes.
+_MATCHED_ELSEWHERE = {"init_from", "tokenizer", "seed", "max_steps", "schedule_steps", "max_minutes", "domains"}
 
 
 def matched_pretraining(checkpoint: str | Path) -> tuple[dict, list[str]]:
-    """(card, overrides) that give a new pre-training run the checkpoint's tokenizer, seed, number of steps
-    and LR/EMA schedules, so that only what the caller changes (data, a loss, an embedding) differs."""
+    """(card, overrides) that give a new pre-training run the checkpoint's start (tokenizer or language
+    model), seed, number of steps, LR/EMA schedules and every other option it was trained with (pooling,
+    batches, losses, learning rates), so that only what the caller adds after them (data, a loss, an
+    embedding) differs, whichever config file the new run starts from."""
     card_path = Path(checkpoint) / "training_card.json"
     if not card_path.is_file():
         raise CheckpointError(f"{checkpoint}: no training_card.json, so not a pre-trained JEPA4Rec model directory",
@@ -152,7 +166,25 @@ def matched_pretraining(checkpoint: str | Path) -> tuple[dict, list[str]]:
     # A run started from a language model takes that model's weights and tokenizer; otherwise the
     # checkpoint's trained vocabulary is shared.
     start = f"init_from={cfg['init_from']}" if cfg.get("init_from") else f"tokenizer={checkpoint}"
-    return card, [start, f"seed={cfg['seed']}", f"max_steps={steps}", f"schedule_steps={schedule}", "max_minutes=null"]
+    # Options the card predates keep the config file's value; options removed since are dropped.
+    known = _flat(to_dict(PretrainConfig()))
+    carried = [f"{k}={_yaml_value(v)}" for k, v in _flat(current_spelling(PretrainConfig, cfg, warn=False)).items()
+               if k in known and k.split(".")[0] not in _RUN_IRRELEVANT | _MATCHED_ELSEWHERE]
+    return card, [start, f"seed={cfg['seed']}", f"max_steps={steps}", f"schedule_steps={schedule}", "max_minutes=null",
+                  *carried]
+
+
+def config_for(checkpoint: str | Path, stage: str) -> str:
+    """The config a ``stage`` ("pretrain" or "finetune") run made from or matched to ``checkpoint`` starts
+    from unless told otherwise: ``<stage>_<the checkpoint's model size>`` (``finetune_minilm`` for a
+    MiniLM-sized model), so that a MiniLM model is never fine-tuned with the tiny model's learning rates
+    and lengths; ``<stage>_tiny`` when its card names no size with a config of its own."""
+    try:
+        size = json.loads((Path(checkpoint) / "training_card.json").read_text())["config"]["model_size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        size = "tiny"
+    name = f"{stage}_{size}"
+    return name if (CONFIG_DIR / f"{name}.yaml").exists() else f"{stage}_tiny"
 
 
 # Which encoder family a result file was measured with, recognised by the checkpoint, config and
@@ -175,6 +207,20 @@ def measured_with(sidecar: str | Path) -> list[str]:
         return []
     text = text.lower()
     return [label for key, label in ENCODER_FAMILIES.items() if key in text]
+
+
+def recorded_command(sidecar: str | Path, exp: Experiment) -> str:
+    """The command line that wrote a result, as its JSON sidecar recorded it (``python scripts/<script> <args>``),
+    so that a chart made with other checkpoints than the command's defaults names them; ``exp.command`` when
+    the sidecar records none or cannot be read."""
+    try:
+        meta = json.loads(Path(sidecar).read_text()).get("meta", {})
+        command = meta.get("command") if isinstance(meta, dict) else None
+    except (OSError, ValueError, AttributeError):
+        command = None
+    if not isinstance(command, str) or not command.startswith(Path(exp.script).name):
+        return exp.command
+    return f"python {Path(exp.script).parent.as_posix()}/{command}"
 
 
 def add_run_args(parser, runs_dir: str, stem: str) -> None:
@@ -202,6 +248,6 @@ def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path |
     return out / f"{stem}.csv"
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "matched_pretraining",
+__all__ = ["EXPERIMENTS", "Experiment", "RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "matched_pretraining", "config_for",
            "add_run_args", "long_rows",
-           "write_results", "evaluate_test_split", "measured_with", "ENCODER_FAMILIES"]
+           "write_results", "evaluate_test_split", "measured_with", "recorded_command", "ENCODER_FAMILIES"]

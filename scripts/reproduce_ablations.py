@@ -5,7 +5,8 @@ the token type embedding, each fine-tuned on Scientific and Online Retail.
 The reduced scale matches the shipped all-domains checkpoint (checkpoints/jepa4rec-tiny-pretrain):
 "full" IS that checkpoint, and each ablated model is pre-trained with the same tokenizer, seed,
 number of steps and schedules, changing one thing (``loss.lambda_mlm=0`` or
-``model.use_token_type_embeddings=false``). Fine-tuning uses finetune_tiny and shares its run
+``model.use_token_type_embeddings=false``). Fine-tuning uses the config of the checkpoint's size
+(finetune_tiny by default) and shares its run
 directories with scripts/results_table.py (full = runs/results/<dataset>/jepa4rec, without
 pre-training = .../scratch), so nothing is trained twice. ``--full`` pre-trains every variant,
 "full" included, for ``--full-steps`` steps.
@@ -25,7 +26,7 @@ import torch
 
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
-from jepa4rec.experiments import (add_run_args, finetune_once, long_rows, matched_pretraining,
+from jepa4rec.experiments import (add_run_args, config_for, finetune_once, long_rows, matched_pretraining,
                                   pretrain_once, write_results)
 
 # variant -> (run key under runs/results/<dataset>, pre-training overrides; None = no pre-training)
@@ -46,13 +47,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"default all: {', '.join(VARIANTS)}")
     p.add_argument("--jepa", default="checkpoints/jepa4rec-tiny-pretrain",
                    help="the full model's checkpoint; its tokenizer, seed and steps are matched")
-    p.add_argument("--pretrain-config", default="pretrain_tiny", help="pre-training config of the ablated variants")
+    p.add_argument("--pretrain-config", default=None, help="pre-training config of the ablated variants (default "
+                   "pretrain_<size> for --jepa's model size; every option --jepa was trained with is matched anyway)")
     p.add_argument("--pretrain-set", nargs="*", default=[], metavar="KEY=VALUE", help="extra pre-training overrides (every variant)")
-    p.add_argument("--finetune-config", default="finetune_tiny",
-                   help="fine-tuning config (file or name in jepa4rec/configs; finetune_minilm for MiniLM checkpoints)")
+    p.add_argument("--finetune-config", default=None,
+                   help="fine-tuning config (file or name in jepa4rec/configs; default finetune_<size> for --jepa's "
+                        "model size: finetune_tiny or finetune_minilm)")
     p.add_argument("--finetune-set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides on top of --finetune-config")
     add_run_args(p, "runs", "ablations")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.pretrain_config = args.pretrain_config or config_for(args.jepa, "pretrain")
+    args.finetune_config = args.finetune_config or config_for(args.jepa, "finetune")
+    return args
 
 
 @command

@@ -26,7 +26,7 @@ from jepa4rec.baselines import SASRecConfig, train_sasrec
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
 from jepa4rec.evaluation import evaluate
-from jepa4rec.experiments import add_run_args, finetune_once, long_rows, write_results
+from jepa4rec.experiments import add_run_args, config_for, finetune_once, long_rows, write_results
 from jepa4rec.recommender import Recommender
 
 TEXT_MODELS = {"jepa4rec": ("JEPA4Rec", "checkpoints/jepa4rec-tiny-pretrain"),
@@ -46,8 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fractions", nargs="*", type=float, default=[0.01, 0.05, 0.1, 0.5, 1.0],
                    help="shares of the training users kept")
     p.add_argument("--seeds", nargs="*", type=int, default=None, help="subset and training seeds (default 42; 42 43 44 with --full)")
-    p.add_argument("--finetune-config", default="finetune_tiny",
-                   help="fine-tuning config (file or name in jepa4rec/configs; finetune_minilm for MiniLM checkpoints)")
+    p.add_argument("--finetune-config", default=None,
+                   help="fine-tuning config (file or name in jepa4rec/configs; default finetune_<size> for --jepa's "
+                        "model size: finetune_tiny or finetune_minilm)")
     p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
                    help=f"fine-tuning overrides on top of --finetune-config (default {REDUCED['finetune_set']})")
     p.add_argument("--jepa", default=TEXT_MODELS["jepa4rec"][1], help="JEPA4Rec pre-trained model directory")
@@ -61,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.models = args.models or scale["models"]
     args.seeds = args.seeds or scale["seeds"]
     args.set = scale["finetune_set"] if args.set is None else args.set
+    args.finetune_config = args.finetune_config or config_for(args.jepa, "finetune")
     return args
 
 

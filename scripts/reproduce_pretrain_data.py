@@ -28,7 +28,7 @@ import torch
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
 from jepa4rec.data.registry import PRETRAIN_DOMAINS
-from jepa4rec.experiments import (add_run_args, evaluate_test_split, finetune_once, long_rows,
+from jepa4rec.experiments import (add_run_args, config_for, evaluate_test_split, finetune_once, long_rows,
                                   matched_pretraining, pretrain_once, write_results)
 
 REDUCED = dict(single=["Electronics2014-1M_SeqRecBench"], finetune_targets=["Scientific_UniSRec", "OnlineRetail"],
@@ -45,10 +45,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--zeroshot-targets", nargs="*", default=None, help=f"Fig. 4 targets (default {REDUCED['zeroshot_targets']})")
     p.add_argument("--jepa", default="checkpoints/jepa4rec-tiny-pretrain", help="the all-domains JEPA4Rec checkpoint")
     p.add_argument("--recformer", default="checkpoints/recformer-tiny-pretrain", help="the all-domains RecFormer-style checkpoint")
-    p.add_argument("--pretrain-config", default="pretrain_tiny", help="config of the one-domain runs (the checkpoint's steps and tokenizer are added)")
+    p.add_argument("--pretrain-config", default=None, help="config of the one-domain runs (default pretrain_<size> "
+                   "for --jepa's model size; every option --jepa was trained with is matched, its data excepted)")
     p.add_argument("--pretrain-set", nargs="*", default=[], metavar="KEY=VALUE", help="extra one-domain pre-training overrides")
-    p.add_argument("--finetune-config", default="finetune_tiny",
-                   help="fine-tuning config (file or name in jepa4rec/configs; finetune_minilm for MiniLM checkpoints)")
+    p.add_argument("--finetune-config", default=None,
+                   help="fine-tuning config (file or name in jepa4rec/configs; default finetune_<size> for --jepa's "
+                        "model size: finetune_tiny or finetune_minilm)")
     p.add_argument("--finetune-set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides on top of --finetune-config")
     p.add_argument("--eval-users", type=int, default=None, help="zero-shot: test only the first N users of each target")
     p.add_argument("--skip-finetune", action="store_true", help="only the zero-shot part (Fig. 4)")
@@ -58,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.single = scale["single"] if args.single is None else args.single
     args.finetune_targets = scale["finetune_targets"] if args.finetune_targets is None else args.finetune_targets
     args.zeroshot_targets = scale["zeroshot_targets"] if args.zeroshot_targets is None else args.zeroshot_targets
+    args.pretrain_config = args.pretrain_config or config_for(args.jepa, "pretrain")
+    args.finetune_config = args.finetune_config or config_for(args.jepa, "finetune")
     return args
 
 
@@ -82,6 +86,11 @@ def main(argv=None) -> int:
 
     models = {"JEPA4Rec": args.jepa, "RecFormer-style": args.recformer,
               **{f"JEPA4Rec ({short(d)} only)": path for d, path in singles.items()}}
+    # A model pre-trained from a language model is measured against that model untrained (pooled as the
+    # checkpoint pools): pre-training must add to its zero-shot ranking, not erase it.
+    language_model, pooling = card["config"].get("init_from"), card["config"].get("model", {}).get("pooling", "cls")
+    if language_model:
+        models[f"{Path(language_model).name} untrained (step 0)"] = language_model
     rows = []
     for target in args.zeroshot_targets:
         dataset = load_dataset(target, root=args.data_root)
@@ -91,7 +100,8 @@ def main(argv=None) -> int:
             if cache.exists() and json.loads(cache.read_text()).get("checkpoint") == str(checkpoint):
                 metrics = json.loads(cache.read_text())
             else:
-                metrics = evaluate_test_split(checkpoint, dataset, args.eval_users)
+                metrics = evaluate_test_split(checkpoint, dataset, args.eval_users,
+                                              pooling if checkpoint == language_model else None)
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(metrics))
             rows += long_rows({"dataset": dataset.name, "model": label, "users": metrics["users"],

@@ -9,7 +9,8 @@ runs for both models. ``predictor`` is the paper's FFN2(h_CLS ⊕ h_{n+1,M}) (un
 model, so it is run for JEPA4Rec only). Reduced scale: the first ``--users`` test users of each
 dataset; ``--full``: all of them.
 
-  python scripts/reproduce_reveal.py                    # reduced: 1,000 users per dataset, ~10 min on 2 cores
+  python scripts/reproduce_reveal.py                    # reduced: the shipped MiniLM pair, 500 users per dataset, ~18 min on one core
+  python scripts/reproduce_reveal.py --jepa checkpoints/jepa4rec-tiny-pretrain --recformer checkpoints/recformer-tiny-pretrain
   python scripts/reproduce_reveal.py --full --device cuda
 
 Writes scripts/results/reveal_curve.csv (model, dataset, metric, reveal, value), reveal_cases.csv and
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.checkpoint import compare_index, default_checkpoint
 from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR
 
 MODE_LABELS = {"evidence": "history + revealed words", "predictor": "next-item predictor"}  # as the app names them
@@ -94,18 +96,21 @@ def run(args) -> dict:
 @command
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--jepa", default=str(CHECKPOINTS_DIR / "jepa4rec-tiny-pretrain"), help="JEPA4Rec model directory")
-    p.add_argument("--recformer", default=str(CHECKPOINTS_DIR / "recformer-tiny-pretrain"),
-                   help="RecFormer-style (λ2 = 0) model directory with the same pre-training data and budget")
-    p.add_argument("--datasets", nargs="+", default=["Instruments_IISAN", "Scientific_UniSRec"])
-    p.add_argument("--users", type=int, default=1000, help="test users per dataset at the reduced scale")
+    # The app's default model and the RecFormer-style twin it is compared with (checkpoints/index.json, compare.json).
+    p.add_argument("--jepa", default=str(default_checkpoint()), help="JEPA4Rec model directory (default: the app's default)")
+    p.add_argument("--recformer", default=str(CHECKPOINTS_DIR / compare_index()["RecFormer-style"]["default"]),
+                   help="RecFormer-style (λ2 = 0) model directory with the same pre-training data and budget "
+                        "(default: the one the app compares with)")
+    p.add_argument("--datasets", nargs="+", default=["Instruments_IISAN", "Scientific_UniSRec"],
+                   help="named datasets or dataset folders (the paper's reveal study: Instruments and Scientific)")
+    p.add_argument("--users", type=int, default=500, help="test users per dataset at the reduced scale")
     p.add_argument("--full", action="store_true", help="every test user")
     p.add_argument("--order", choices=["sequential", "random"], default="sequential", help="which words are revealed first")
     p.add_argument("--cases", type=int, default=10, help="users listed per model and dataset in reveal_cases.csv")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default=None)
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=128, help="users (and items) encoded per batch")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
+    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random reveal order (--order random)")
     args = p.parse_args(argv)
     meta = run(args)
     print(f"wrote {RESULTS_DIR / 'reveal_curve.csv'} ({meta['rows']} rows) in {meta['seconds']} s")

@@ -59,6 +59,7 @@ from jepa4rec.config import FinetuneConfig, load_config
 from jepa4rec.data import load_dataset
 from jepa4rec.errors import UserError
 from jepa4rec.evaluation import evaluate, format_metrics, item_log_popularity
+from jepa4rec.experiments import config_for
 from jepa4rec.paths import RESULTS_DIR
 from jepa4rec.recommender import evaluate_checkpoint
 
@@ -100,7 +101,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--jepa", default="checkpoints/jepa4rec-tiny-pretrain", help="JEPA4Rec pre-trained model directory")
     p.add_argument("--recformer", default="checkpoints/recformer-tiny-pretrain", help="RecFormer-style pre-trained model directory")
     p.add_argument("--language-model", default="minilm", help="language model of the frozen rows (a name or folder)")
-    p.add_argument("--config", default="finetune_tiny", help="fine-tuning config (file or name in jepa4rec/configs)")
+    p.add_argument("--config", default=None, help="fine-tuning config (file or name in jepa4rec/configs; default "
+                   "finetune_<size> for --jepa's model size: finetune_tiny or finetune_minilm)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides, e.g. max_minutes=10")
     p.add_argument("--sasrec-epochs", type=int, default=SASRecConfig.epochs, help="SASRec's maximum epochs (early stopping ends sooner)")
     p.add_argument("--seed", type=int, default=42, help="seed of every model")
@@ -110,7 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="re-run models whose record exists (a finished fine-tuning "
                    "run in the model's directory is never trained over: delete it first)")
     p.add_argument("--table-only", action="store_true", help="run nothing; rebuild the table from the records present")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.config = args.config or config_for(args.jepa, "finetune")
+    return args
 
 
 def _row(dataset, key: str, metrics: dict, **extra) -> dict:

@@ -54,6 +54,22 @@ def test_matched_pretraining_of_a_language_model_run_starts_from_that_model(tmp_
     assert cfg.init_from == "minilm" and cfg.max_steps == 300 and cfg.schedule_steps == 600
 
 
+def test_matched_pretraining_carries_every_option_the_checkpoint_was_trained_with(tmp_path):
+    """Pooling, batches, learning rates and losses come from the checkpoint, not from the config file the
+    new run starts from; what the caller adds after them wins; options removed since are dropped."""
+    from jepa4rec.config import PretrainConfig, load_config
+
+    card, overrides = matched_pretraining(_card(
+        tmp_path, 365, max_steps=365, init_from="minilm", model_size="minilm", model={"pooling": "recency"},
+        batch_domains="single", optim={"encoder_lr": 5e-06, "pooling_lr": 0.01}, loss={"lambda_map": 0.0},
+        output_dir="runs/elsewhere", domains=["A", "B"], an_option_since_removed=3))
+    cfg = load_config(PretrainConfig, "pretrain_minilm", [*overrides, "domains=[C]", "loss.lambda_mlm=0"])
+    assert cfg.model == {"pooling": "recency"} and cfg.batch_domains == "single"
+    assert (cfg.optim.encoder_lr, cfg.optim.pooling_lr, cfg.loss.lambda_map) == (5e-06, 0.01, 0.0)
+    assert cfg.domains == ["C"] and cfg.loss.lambda_mlm == 0 and cfg.output_dir != "runs/elsewhere"
+    assert cfg.optim.lr == load_config(PretrainConfig, "pretrain_minilm").optim.lr  # the card predates it
+
+
 def test_finetuning_loss_options_are_spelled_loss_dot_and_the_flat_spelling_is_still_read(tmp_path):
     """Fine-tuning spells its loss options as pre-training does (loss.*); the former flat spelling still
     works, in a file or a --set, with a warning, and a run stored with it is reused by the same options."""
@@ -92,3 +108,33 @@ def test_measured_with_names_the_encoder_family_a_result_file_records(tmp_path):
     assert measured_with(minilm) == [ENCODER_FAMILIES["minilm"]]
     assert measured_with(both) == [ENCODER_FAMILIES["minilm"], ENCODER_FAMILIES["tiny"]]
     assert measured_with(ids_only) == [] and measured_with(broken) == [] and measured_with(tmp_path / "none.json") == []
+
+
+def test_a_checkpoints_runs_default_to_the_configs_of_its_size(tmp_path):
+    """A MiniLM-sized checkpoint is fine-tuned and matched with the MiniLM configs unless told otherwise
+    (the tiny model's learning rates and lengths would silently apply to it); an unknown size is tiny."""
+    from jepa4rec.experiments import config_for
+
+    assert config_for("checkpoints/jepa4rec-minilm-pretrain", "finetune") == "finetune_minilm"
+    assert config_for("checkpoints/jepa4rec-minilm-pretrain", "pretrain") == "pretrain_minilm"
+    assert config_for("checkpoints/jepa4rec-tiny-pretrain", "finetune") == "finetune_tiny"
+    assert config_for(_card(tmp_path, 5, model_size="small"), "finetune") == "finetune_tiny"  # no finetune_small.yaml
+    assert config_for(tmp_path / "missing", "pretrain") == "pretrain_tiny"
+
+
+def test_a_chart_names_the_command_line_that_wrote_it(tmp_path):
+    from jepa4rec.experiments import EXPERIMENTS, recorded_command, write_results
+
+    exp = next(e for e in EXPERIMENTS if e.stem == "zeroshot")
+    write_results("zeroshot", [{"dataset": "D", "model": "M", "metric": "NDCG@10", "value": 0.1}], {}, tmp_path)
+    meta = json.loads((tmp_path / "zeroshot.json").read_text())
+    meta["meta"]["command"] = "reproduce_pretrain_data.py --jepa checkpoints/jepa4rec-minilm-pretrain --threads 1"
+    (tmp_path / "zeroshot.json").write_text(json.dumps(meta))
+    assert recorded_command(tmp_path / "zeroshot.json", exp) == (
+        "python scripts/reproduce_pretrain_data.py --jepa checkpoints/jepa4rec-minilm-pretrain --threads 1")
+    # Written by something else (a test runner), unreadable or missing: the experiment's own command.
+    meta["meta"]["command"] = "pytest -q"
+    (tmp_path / "zeroshot.json").write_text(json.dumps(meta))
+    assert recorded_command(tmp_path / "zeroshot.json", exp) == exp.command
+    (tmp_path / "broken.json").write_text("{")
+    assert recorded_command(tmp_path / "broken.json", exp) == recorded_command(tmp_path / "none.json", exp) == exp.command

@@ -328,3 +328,28 @@ def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_sl
     # A BERT folder is a language model too (not a JEPA4Rec directory), whose size must be named.
     with pytest.raises(ValueError, match="model_size"):
         evaluate_checkpoint(minilm_slice, dataset, progress=False)
+
+
+def test_zero_shot_chart_of_a_minilm_run_has_its_step_0_beside_it(toy, tmp_path):
+    """Fig. 4 of a model pre-trained from MiniLM puts MiniLM untrained, pooled as the model pools, beside
+    it: the floor its pre-training must add to. A real (one-step) MiniLM pre-training, a real evaluation."""
+    import pandas as pd
+    from commands import load_script
+
+    from jepa4rec.data import load_dataset
+    from jepa4rec.pretraining import pretrain
+    from jepa4rec.recommender import evaluate_checkpoint
+
+    cfg = PretrainConfig(output_dir=str(tmp_path / "pre"), domains=[toy], init_from="minilm", model_size="minilm",
+                         model={"pooling": "mean"}, max_steps=1, batch_size=4, max_items=5, max_tokens=64,
+                         progress=False, optim=OptimConfig(warmup_steps=0))
+    final = pretrain(cfg)
+    script = load_script("reproduce_pretrain_data")
+    assert script.main(["--skip-finetune", "--single", "--zeroshot-targets", toy, "--jepa", str(final),
+                        "--recformer", str(final), "--threads", "1", "--runs-dir", str(tmp_path / "runs"),
+                        "--out-dir", str(tmp_path / "out")]) == 0
+    fig4 = pd.read_csv(tmp_path / "out" / "zeroshot.csv")
+    assert set(fig4["model"]) == {"JEPA4Rec", "RecFormer-style", "minilm untrained (step 0)"}
+    step0 = fig4[(fig4["model"] == "minilm untrained (step 0)") & (fig4["metric"] == "NDCG@10")]["value"].item()
+    mean = evaluate_checkpoint("minilm", load_dataset(toy), pooling="mean", progress=False)
+    assert step0 == pytest.approx(mean["NDCG@10"], abs=1e-6)
