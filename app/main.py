@@ -1,15 +1,18 @@
 """Start the JEPA4Rec Gradio app (``python app.py --help``)."""
 from __future__ import annotations
 
-import argparse
 import os
 
+from jepa4rec.cli import ArgumentParser, command
 
+
+@command
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python app.py", description="Start the JEPA4Rec Gradio app.")
+    parser = ArgumentParser(prog="python app.py", description="Start the JEPA4Rec Gradio app.")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="interface to listen on (Spaces sets GRADIO_SERVER_NAME=0.0.0.0)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port to listen on (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--data-root", default=None,
                         help="folder with more datasets (default: $JEPA4REC_DATA_ROOT or ../shared/data when present)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

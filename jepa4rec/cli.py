@@ -25,12 +25,19 @@ EXPECTED = (UserError, FileNotFoundError, PermissionError, IsADirectoryError, No
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with ``--debug`` and the same one-line errors as :func:`command` (exit 2)."""
+    """argparse with ``--debug``, the same one-line errors as :func:`command` (exit 2) and a help text
+    required of every argument."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_argument(DEBUG_FLAG, action="store_true",
                           help="show the traceback of any error (an expected mistake is otherwise one line)")
+
+    def add_argument(self, *args, **kwargs):
+        # Every option is documented in --help; one without a help text is a bug, caught by the --help tests.
+        if not kwargs.get("help"):
+            raise TypeError(f"{self.prog}: argument {'/'.join(args) or kwargs.get('dest')} needs a help text")
+        return super().add_argument(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(EXIT_CODE, f"error: {_one_line(message)} — see {self.prog} --help\n")

@@ -62,9 +62,9 @@ def main(argv=None) -> int:
     p.add_argument("--synthetic", type=int, default=None, help="make N synthetic items instead")
     p.add_argument("--out", default=None, help="where to write the CSV (default: a temporary file)")
     p.add_argument("--export-only", action="store_true", help="write the CSV and stop")
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic catalogue (--synthetic)")
     args = p.parse_args(argv)
     if args.synthetic is not None and args.synthetic < 1:
         raise UserError(f"--synthetic must be at least 1, got {args.synthetic}", "see --help")

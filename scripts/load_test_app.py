@@ -113,8 +113,8 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None, help="dataset for the load phase (default: the app's default)")
     p.add_argument("--skip-visit", action="store_true", help="skip visiting every dataset")
     p.add_argument("--app-args", default="", help="extra arguments for app.py, e.g. '--max-datasets 1'")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=str(RESULTS_DIR / "load_test_app.json"))
+    p.add_argument("--seed", type=int, default=0, help="seed of the visitors' users and reveal shares")
+    p.add_argument("--out", default=str(RESULTS_DIR / "load_test_app.json"), help="JSON file the figures are written to")
     args = p.parse_args(argv)
     if args.users < 1 or args.seconds <= 0:
         raise UserError(f"--users must be at least 1 and --seconds above 0, got {args.users} and {args.seconds}",

@@ -36,10 +36,10 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="a dataset the app offers")
     p.add_argument("--users", type=int, default=200, help="the first N users of the test split")
     p.add_argument("--scoring", default=H.DEFAULT_SCORING, choices=list(H.SCORINGS), help="the app's Scoring choice")
-    p.add_argument("--order", default="sequential", choices=["sequential", "random"])
+    p.add_argument("--order", default="sequential", choices=["sequential", "random"], help="which words are revealed first")
     p.add_argument("--allow-repeats", choices=["default", "yes", "no"], default="default",
                    help="the app's repeat-purchase switch (default: the dataset's default)")
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default=None, help="JSON file (default scripts/results/reveal_demo_<dataset>.json)")
     args = p.parse_args(argv)

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None, help="dataset to select (default: the app's default)")
     p.add_argument("--user", type=int, default=0, help="test-split user to load")
     p.add_argument("--reveal", type=int, default=30, help="reveal percentage to set")
-    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium binary that takes the screenshots")
     args = p.parse_args(argv)
     if not Path(args.chromium).is_file():  # checked before the app is started for nothing
         raise UserError(f"no Chromium at --chromium {args.chromium}", hint="apt-get install chromium, or give its path")

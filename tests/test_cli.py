@@ -119,3 +119,20 @@ def test_what_a_shell_sees(bad):
     assert plain.stderr == f"error: {bad}/{BAD_ID} — fix or replace that file (README 'Data' describes each layout)\n"
     debug = subprocess.run([*run, "--debug"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert debug.returncode == 2 and debug.stderr.startswith("Traceback") and debug.stderr.endswith(plain.stderr)
+
+
+@pytest.mark.parametrize("module", ["jepa4rec.calibrate", "jepa4rec.evaluate", "jepa4rec.finetune", "jepa4rec.pretrain",
+                                    "jepa4rec.recommend", "app.main"])
+def test_every_module_command_has_a_help(module, capsys):
+    """``python -m jepa4rec.<command> --help`` and ``python app.py --help``: every option has its text (the
+    parser refuses one without), and the help parses."""
+    with pytest.raises(SystemExit) as done:
+        importlib.import_module(module).main(["--help"])
+    assert done.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_an_option_without_a_help_text_is_refused():
+    from jepa4rec.cli import ArgumentParser
+
+    with pytest.raises(TypeError, match="argument --flag needs a help text"):
+        ArgumentParser(prog="x").add_argument("--flag", type=int)
