@@ -1,9 +1,9 @@
 """Build a shipped checkpoint under ``checkpoints/`` from a model directory, with its model card.
 
-  python scripts/build_demo_checkpoint.py runs/pretrain_tiny/final checkpoints/jepa4rec-tiny-pretrain \
-      --command "python -m jepa4rec.pretrain --config pretrain_tiny --set max_steps=1700 max_minutes=27" \
+  python scripts/build_demo_checkpoint.py runs/pretrain_tiny/final checkpoints/jepa4rec-tiny-pretrain \\
+      --command "python -m jepa4rec.pretrain --config pretrain_tiny --set max_steps=1700 max_minutes=27" \\
       --zero-shot Scientific_UniSRec
-  python scripts/build_demo_checkpoint.py runs/finetune_ml100k/best checkpoints/jepa4rec-tiny-ml100k \
+  python scripts/build_demo_checkpoint.py runs/finetune_ml100k/best checkpoints/jepa4rec-tiny-ml100k \\
       --command "python -m jepa4rec.finetune --config finetune_ml100k --init-from checkpoints/jepa4rec-tiny-pretrain"
 
 Re-saves the model directory in the one checkpoint format (config.json, weights sharded below 10 MB,

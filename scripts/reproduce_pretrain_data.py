@@ -4,16 +4,20 @@
 Fig. 3: JEPA4Rec fine-tuned on each target after pre-training on nothing (from scratch), on ONE
 pre-training domain, or on all of them. The one-domain model gets the same tokenizer, config, seed
 and number of steps (with the same LR and EMA schedules) as the all-domains checkpoint, so only the
-data differ. Fine-tuning uses finetune_tiny and shares its run directories with
-``scripts/results_table.py`` (runs/results/<dataset>/{scratch,jepa4rec}), so runs are not repeated.
+data differ. Fine-tuning uses the config of the checkpoint's size (finetune_tiny by default) and
+shares its run directories with ``scripts/results_table.py`` (runs/results/<dataset>/{scratch,jepa4rec}),
+so runs are not repeated.
 
 Fig. 4: zero-shot NDCG@10 / Recall@10 on every target of the JEPA4Rec and RecFormer-style
-checkpoints (same data and budget) and of the one-domain model.
+checkpoints (same data and budget) and of the one-domain model; for a checkpoint pre-trained from a
+language model, also that model untrained (step 0), the floor pre-training must add to.
 
 Writes scripts/results/pretrain_data.csv (Fig. 3) and zeroshot.csv (Fig. 4), each with a .json.
 
     python scripts/reproduce_pretrain_data.py                      # reduced: ~2 h on 2 cores (with results_table.py's runs)
     python scripts/reproduce_pretrain_data.py --full               # every domain alone; all targets
+    python scripts/reproduce_pretrain_data.py --skip-finetune --jepa checkpoints/jepa4rec-minilm-pretrain \\
+        --recformer checkpoints/recformer-minilm-pretrain           # Fig. 4 with MiniLM
 """
 from __future__ import annotations
 

@@ -353,3 +353,22 @@ def test_zero_shot_chart_of_a_minilm_run_has_its_step_0_beside_it(toy, tmp_path)
     step0 = fig4[(fig4["model"] == "minilm untrained (step 0)") & (fig4["metric"] == "NDCG@10")]["value"].item()
     mean = evaluate_checkpoint("minilm", load_dataset(toy), pooling="mean", progress=False)
     assert step0 == pytest.approx(mean["NDCG@10"], abs=1e-6)
+
+
+def test_masking_sweep_from_minilm_starts_every_run_from_minilm(toy, tmp_path):
+    """``reproduce_masking.py --config pretrain_minilm``: every ratio's run starts from MiniLM, reads with its
+    tokenizer (no vocabulary is trained or shared) and is evaluated zero-shot."""
+    import pandas as pd
+    from commands import load_script
+
+    script = load_script("reproduce_masking")
+    assert script.main(["--config", "pretrain_minilm", "--datasets", toy, "--ratios", "0.3", "0.7", "--seeds", "0",
+                        "--steps", "1", "--eval-users", "8", "--threads", "1", "--runs-dir", str(tmp_path / "runs"),
+                        "--out-dir", str(tmp_path / "out"), "--set", "batch_size=4", "max_items=5", "max_tokens=64",
+                        "optim.warmup_steps=0"]) == 0
+    df = pd.read_csv(tmp_path / "out" / "masking_ratio.csv")
+    assert sorted(df["ratio"].unique()) == [0.3, 0.7]
+    assert [r["users"] for r in json.loads((tmp_path / "out" / "masking_ratio.json").read_text())["meta"]["runs"]] == [8, 8]
+    configs = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*/ratio*_seed0/config.json"))]
+    assert len(configs) == 2 and all(c["init_from"] == "minilm" and c["tokenizer"] is None for c in configs)
+    assert [c["loss"]["next_item_mask_ratio"] for c in configs] == [0.3, 0.7]
