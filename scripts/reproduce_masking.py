@@ -93,7 +93,7 @@ def main(argv=None) -> int:
                              f"seed={seed}", f"max_steps={args.steps}", "max_minutes=null", "progress=false",
                              *([f"data_root={args.data_root}"] if args.data_root else []), *shared_tok, *args.set]
                 model_dir = pretrain_once(run_dir, overrides, args.config)
-                metrics = evaluate_test_split(model_dir, dataset, args.eval_users)
+                metrics = evaluate_test_split(model_dir, dataset, args.eval_users, cache_dir=run_dir / "evaluations")
                 base = {"dataset": dataset.name, "ratio": ratio, "seed": seed}
                 rows += long_rows(base, metrics)
                 runs.append({**base, "run_dir": str(run_dir), "users": metrics["users"]})

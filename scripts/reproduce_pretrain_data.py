@@ -22,8 +22,6 @@ Writes scripts/results/pretrain_data.csv (Fig. 3) and zeroshot.csv (Fig. 4), eac
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from pathlib import Path
 
@@ -99,15 +97,9 @@ def main(argv=None) -> int:
     for target in args.zeroshot_targets:
         dataset = load_dataset(target, root=args.data_root)
         for label, checkpoint in models.items():
-            stem = re.sub(r"\W+", "_", f"{label}_{dataset.name}_{args.eval_users or 'all'}")
-            cache = runs / "pretrain_data" / "zeroshot" / f"{stem}.json"
-            if cache.exists() and json.loads(cache.read_text()).get("checkpoint") == str(checkpoint):
-                metrics = json.loads(cache.read_text())
-            else:
-                metrics = evaluate_test_split(checkpoint, dataset, args.eval_users,
-                                              pooling if checkpoint == language_model else None)
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                cache.write_text(json.dumps(metrics))
+            metrics = evaluate_test_split(checkpoint, dataset, args.eval_users,
+                                          pooling if checkpoint == language_model else None,
+                                          cache_dir=runs / "pretrain_data" / "zeroshot")
             rows += long_rows({"dataset": dataset.name, "model": label, "users": metrics["users"],
                                "users_per_s": round(metrics["users_per_s"], 1)}, metrics, ("NDCG@10", "Recall@10"))
             print(f"zero-shot {label} on {dataset.name}: NDCG@10 {metrics['NDCG@10']:.4f}  Recall@10 {metrics['Recall@10']:.4f}")

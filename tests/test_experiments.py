@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -138,3 +139,38 @@ def test_a_chart_names_the_command_line_that_wrote_it(tmp_path):
     assert recorded_command(tmp_path / "zeroshot.json", exp) == exp.command
     (tmp_path / "broken.json").write_text("{")
     assert recorded_command(tmp_path / "broken.json", exp) == recorded_command(tmp_path / "none.json", exp) == exp.command
+
+
+def test_an_evaluation_is_reused_until_the_checkpoint_or_the_question_changes(finetuned, toy, tmp_path, capsys):
+    import shutil
+
+    from jepa4rec.data import load_dataset
+    from jepa4rec.experiments import evaluate_test_split
+
+    cfg, _ = finetuned
+    checkpoint = tmp_path / "model"
+    shutil.copytree(f"{cfg.output_dir}/best", checkpoint)
+    dataset, cache = load_dataset(toy), tmp_path / "evaluations"
+    first = evaluate_test_split(checkpoint, dataset, cache_dir=cache)
+    assert first["users"] == dataset.n_users and len(list(cache.glob("*.json"))) == 1
+    capsys.readouterr()
+
+    assert evaluate_test_split(checkpoint, dataset, cache_dir=cache) == first
+    assert "reusing the evaluation" in capsys.readouterr().out
+
+    # Another question (fewer users) is measured, and kept beside the first answer.
+    fewer = evaluate_test_split(checkpoint, dataset, max_users=10, cache_dir=cache)
+    assert fewer["users"] == 10 and len(list(cache.glob("*.json"))) == 2
+
+    # Weights written again into the same folder are measured again, not read from the cache.
+    capsys.readouterr()
+    weights = next(checkpoint.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes())
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    again = evaluate_test_split(checkpoint, dataset, cache_dir=cache)
+    assert "reusing" not in capsys.readouterr().out and again["NDCG@10"] == first["NDCG@10"]
+
+    # A file cut by a killed run does not stop the next one.
+    for f in cache.glob("*.json"):
+        f.write_text('{"key": ')
+    assert evaluate_test_split(checkpoint, dataset, cache_dir=cache)["NDCG@10"] == first["NDCG@10"]

@@ -232,6 +232,11 @@ def test_masking_sweep_pretrains_in_domain_without_leaking_the_test_split(toy, t
     assert script.main([*args[:args.index("--seeds")], "--seeds", "2", *args[args.index("--steps"):]]) == 0
     card = json.loads((tmp_path / "runs" / "Toy" / "ratio0.3_seed2" / "final" / "training_card.json").read_text())
     assert card["config"]["tokenizer"].endswith("ratio0.3_seed0/tokenizer")
+    # the command again: every run and every evaluation is reused, the file written is the same
+    capsys.readouterr()
+    assert script.main(args) == 0
+    assert capsys.readouterr().out.count("reusing the evaluation") == 4
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "masking_ratio.csv"), df)
     exp = next(e for e in EXPERIMENTS if e.stem == "masking_ratio")
     fig = experiment_figure(exp, df)
     assert fig.data[0].error_y.array is not None  # two seeds: mean with a spread
