@@ -246,7 +246,8 @@ def _experiments_about_tabs(ui: SimpleNamespace, service: AppService) -> None:
                 families = measured_with(path.with_suffix(".json"))
                 made_with = f" Measured with {' and '.join(families)}." if families else ""
                 command = recorded_command(path.with_suffix(".json"), exp)
-                gr.Markdown(f"### {exp.title}\nFrom `{path.name}`, written by `{command}`.{made_with}")
+                # The command line comes last: a long one wraps as a block, and text after it would start a line.
+                gr.Markdown(f"### {exp.title}\nFrom `{path.name}`.{made_with} Written by `{command}`")
                 gr.Plot(fig)
     with gr.Tab("About") as ui.about_tab:
         ui.about = gr.Markdown()
