@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -172,9 +173,7 @@ def evaluate_test_split(checkpoint: str | Path, dataset, max_users: int | None =
     metrics = evaluate_checkpoint(checkpoint, dataset, "test", max_users=max_users, pooling=pooling, progress=False)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(".part")
-        partial.write_text(json.dumps({"key": key, "metrics": metrics}, default=str))
-        partial.replace(cache)
+        write_atomic(cache, json.dumps({"key": key, "metrics": metrics}, default=str))
     return metrics
 
 
@@ -275,18 +274,25 @@ def long_rows(base: dict, metrics: dict, names=HEADLINE_METRICS) -> list[dict]:
     return [{**base, "metric": m, "value": float(metrics[m])} for m in names]
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """A reader (or a killed run) never sees half a file: write beside it, then rename over it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path | None = None) -> Path:
     """``<out_dir>/<stem>.csv`` (long format) and ``<stem>.json`` (meta: command, config, seeds, times)."""
     out = Path(out_dir or RESULTS_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(out / f"{stem}.csv", index=False)
+    write_atomic(out / f"{stem}.csv", pd.DataFrame(rows).to_csv(index=False))
     meta = {**meta, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(),
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    write_atomic(out / f"{stem}.json", json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
     return out / f"{stem}.csv"
 
 
 __all__ = ["EXPERIMENTS", "Experiment", "RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "matched_pretraining", "config_for",
            "add_run_args", "long_rows",
-           "write_results", "evaluate_test_split", "measured_with", "recorded_command", "ENCODER_FAMILIES"]
+           "write_results", "write_atomic", "evaluate_test_split", "measured_with", "recorded_command", "ENCODER_FAMILIES"]

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import platform
 import sys
 import time
@@ -59,7 +58,7 @@ from jepa4rec.config import FinetuneConfig, load_config
 from jepa4rec.data import load_dataset
 from jepa4rec.errors import UserError
 from jepa4rec.evaluation import evaluate, format_metrics, item_log_popularity
-from jepa4rec.experiments import config_for
+from jepa4rec.experiments import config_for, write_atomic
 from jepa4rec.paths import RESULTS_DIR
 from jepa4rec.recommender import evaluate_checkpoint
 
@@ -204,13 +203,6 @@ def record_path(run_dir: Path, key: str) -> Path:
     return run_dir / f"{key}.json"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """A reader (or a killed run) never sees half a table: write beside it, then rename over it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_tables(runs_dir: Path, out_dir: Path) -> pd.DataFrame:
     """Merge the records under ``runs_dir`` into the tables already in ``out_dir`` (a record replaces only
     the row of its own dataset and model, so a fresh clone's run never drops committed rows) and write
@@ -224,12 +216,12 @@ def write_tables(runs_dir: Path, out_dir: Path) -> pd.DataFrame:
     order = {k: i for i, k in enumerate(MODELS)}
     records = sorted(merged.values(), key=lambda r: (r["dataset"], order.get(r["model_key"], len(order))))
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_dir / "results_table.json", json.dumps(
+    write_atomic(out_dir / "results_table.json", json.dumps(
         {"protocol": "leave-one-out; all items ranked; ties count against the target; history items not excluded",
          "records": records}, indent=2, default=str))
     long = pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], "metric": m, "value": r[m]}
                          for r in records for m in ("NDCG@10", "Recall@10", "MRR")])
-    _write_atomic(out_dir / "results_table.csv", long.to_csv(index=False))
+    write_atomic(out_dir / "results_table.csv", long.to_csv(index=False))
     wide = pd.DataFrame(records)
     lines = ["| dataset | model | NDCG@10 | Recall@10 | MRR | fine-tune min | pre-train min | test users/s |",
              "|---|---|---|---|---|---|---|---|"]
@@ -239,7 +231,7 @@ def write_tables(runs_dir: Path, out_dir: Path) -> pd.DataFrame:
         speed = "" if speed is None else f"{speed:,.0f}"
         lines.append(f"| {r['dataset']} | {r['model']} | {r['NDCG@10']:.4f} | {r['Recall@10']:.4f} | {r['MRR']:.4f} | "
                      f"{r['train_seconds'] / 60:.1f} | {pre} | {speed} |")
-    _write_atomic(out_dir / "results_table.md", "\n".join(lines) + "\n")
+    write_atomic(out_dir / "results_table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return wide
 
