@@ -106,10 +106,26 @@ def read_result(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def _span_references(df: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Rows with no ``x`` (a reference such as the untrained start) repeated at the lowest and highest x
+    of the others, so that they draw as a flat line across the chart."""
+    reference = df[x].isna()
+    if not reference.any() or reference.all():
+        return df
+    ends = [df.loc[reference].assign(**{x: value}) for value in (df.loc[~reference, x].min(), df.loc[~reference, x].max())]
+    return pd.concat([df.loc[~reference], *ends], ignore_index=True)
+
+
 def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
+    # Files written before the dash column existed draw as plain lines.
+    dash = exp.dash if exp.kind == "line" and exp.dash in df.columns else None
+    if dash:
+        references = set(df.loc[df[exp.x].isna(), dash])
+        dash_map = {value: "dash" if value in references else "solid" for value in df[dash].unique()}
+        df = _span_references(df, exp.x)
     agg = df
     error = None
-    group_cols = [c for c in (exp.x, exp.color, exp.facet, exp.row) if c]
+    group_cols = [c for c in (exp.x, exp.color, exp.facet, exp.row, dash) if c]
     if df.duplicated(group_cols).any():  # several seeds: mean and spread
         agg = df.groupby(group_cols, as_index=False)[exp.y].agg(["mean", "std"]).reset_index()
         agg = agg.rename(columns={"mean": exp.y})
@@ -119,10 +135,14 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
     plot = px.bar if exp.kind == "bar" else px.line
     kwargs = dict(x=exp.x, y=exp.y, color=exp.color, facet_col=exp.facet, facet_row=exp.row, error_y=error,
                   title=exp.title, log_x=exp.log_x)
+    if exp.facet:  # each panel has its own y axis: room for its tick labels between the panels
+        kwargs["facet_col_spacing"] = 0.07
     if exp.kind == "bar":
         kwargs["barmode"] = "group"
     else:
         kwargs["markers"] = True
+        if dash:
+            kwargs.update(line_dash=dash, line_dash_map=dash_map)
     fig = plot(agg, **kwargs, labels=AXIS_LABELS)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))  # "metric=NDCG@10" -> "NDCG@10"
     if exp.facet:

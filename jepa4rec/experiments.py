@@ -48,6 +48,9 @@ class Experiment:
     row: str | None = None  # a second facet, in rows
     kind: str = "line"  # line | bar | barh (horizontal bars, x down the side: for many long labels)
     log_x: bool = False
+    # (line charts) the column whose value sets the line's dash; its rows with no x are a reference (a
+    # start's score) and are drawn dashed across the whole x range
+    dash: str | None = None
 
     @property
     def command(self) -> str:
@@ -62,7 +65,7 @@ EXPERIMENTS = (
     Experiment("reveal_curve", "Reveal case study (Fig. 7): Recall@10 against the share of target words revealed",
                "scripts/reproduce_reveal.py", x="reveal", y="value", color="model", facet="metric", row="dataset"),
     Experiment("masking_ratio", "Next-item masking ratio (Fig. 8)", "scripts/reproduce_masking.py",
-               x="ratio", y="value", color="dataset", facet="metric"),
+               x="ratio", y="value", color="dataset", facet="metric", dash="model"),
     Experiment("ablations", "Ablations (Table 3)", "scripts/reproduce_ablations.py",
                x="variant", y="value", color="dataset", facet="metric", kind="bar"),
     Experiment("low_resource", "Low-resource training (Fig. 5): share of training users kept",

@@ -7,8 +7,10 @@ set to the ratio, then evaluated on that dataset's test split over all items. Ev
 pretrain_tiny; each dataset's runs share one tokenizer (trained by its first run). With
 ``--config pretrain_minilm`` every run starts from MiniLM (its weights and tokenizer) instead.
 
-Writes scripts/results/masking_ratio.csv (dataset, ratio, seed, metric, value) and .json; the app
-plots the mean over seeds with the standard deviation as error bars.
+Writes scripts/results/masking_ratio.csv (dataset, model, ratio, seed, metric, value) and .json; the app
+plots the mean over seeds with the standard deviation as error bars. Runs that start from a language
+model are measured against it untrained (step 0) on the same users: rows with model "<name> untrained
+(step 0)" and no ratio or seed, drawn as a dashed line across the ratios.
 
     python scripts/reproduce_masking.py                  # reduced: 5 ratios x 3 seeds x 2 datasets, ~2 h 15 min on 1 thread
     python scripts/reproduce_masking.py --datasets Scientific_UniSRec --threads 1 --out-dir /tmp/sci &  # or 2 cores,
@@ -31,6 +33,7 @@ from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.config import PretrainConfig, load_config
 from jepa4rec.data import load_dataset
 from jepa4rec.experiments import add_run_args, evaluate_test_split, long_rows, pretrain_once, write_results
+from jepa4rec.modeling import JepaConfig
 
 REDUCED = dict(ratios=[0.1, 0.3, 0.5, 0.7, 0.9], seeds=[0, 1, 2], steps=150, eval_users=2000)
 FULL = dict(ratios=[round(0.1 * i, 1) for i in range(1, 10)], seeds=[0, 1, 2, 3, 4], steps=3000, eval_users=None)
@@ -81,20 +84,31 @@ def main(argv=None) -> int:
     rows, runs = [], []
     # A run that starts from a language model reads with that model's tokenizer; only runs from scratch
     # train one, which the dataset's later runs then share.
-    from_language_model = bool(load_config(PretrainConfig, args.config, args.set).init_from)
+    config = load_config(PretrainConfig, args.config, args.set)
+    language_model = config.init_from
     for name in args.datasets:
         dataset = load_dataset(name, root=args.data_root)
+        if language_model:
+            # The floor each run is read against: the same users ranked by the start, pooled as the runs pool.
+            metrics = evaluate_test_split(language_model, dataset, args.eval_users,
+                                          pooling=config.model.get("pooling", JepaConfig().pooling),
+                                          cache_dir=Path(args.runs_dir) / dataset.name / "step0")
+            base = {"dataset": dataset.name, "model": f"{Path(language_model).name} untrained (step 0)",
+                    "ratio": None, "seed": None}
+            rows += long_rows(base, metrics)
+            print(f"{dataset.name} {base['model']}: NDCG@10 {metrics['NDCG@10']:.4f}  "
+                  f"Recall@10 {metrics['Recall@10']:.4f}")
         for seed in args.seeds:
             for ratio in args.ratios:
                 run_dir = Path(args.runs_dir) / dataset.name / f"ratio{ratio:g}_seed{seed}"
-                tokenizer = None if from_language_model else trained_tokenizer(run_dir.parent)
+                tokenizer = None if language_model else trained_tokenizer(run_dir.parent)
                 shared_tok = [f"tokenizer={tokenizer}"] if tokenizer and tokenizer.parent != run_dir else []
                 overrides = [f"domains=[{name}]", "train_split_only=true", f"loss.next_item_mask_ratio={ratio}",
                              f"seed={seed}", f"max_steps={args.steps}", "max_minutes=null", "progress=false",
                              *([f"data_root={args.data_root}"] if args.data_root else []), *shared_tok, *args.set]
                 model_dir = pretrain_once(run_dir, overrides, args.config)
                 metrics = evaluate_test_split(model_dir, dataset, args.eval_users, cache_dir=run_dir / "evaluations")
-                base = {"dataset": dataset.name, "ratio": ratio, "seed": seed}
+                base = {"dataset": dataset.name, "model": "pre-trained", "ratio": ratio, "seed": seed}
                 rows += long_rows(base, metrics)
                 runs.append({**base, "run_dir": str(run_dir), "users": metrics["users"]})
                 print(f"{dataset.name} ratio {ratio:g} seed {seed}: NDCG@10 {metrics['NDCG@10']:.4f}  "

@@ -361,14 +361,29 @@ def test_masking_sweep_from_minilm_starts_every_run_from_minilm(toy, tmp_path):
     import pandas as pd
     from commands import load_script
 
+    from jepa4rec.data import load_dataset
+    from jepa4rec.recommender import evaluate_checkpoint
+
     script = load_script("reproduce_masking")
     assert script.main(["--config", "pretrain_minilm", "--datasets", toy, "--ratios", "0.3", "0.7", "--seeds", "0",
                         "--steps", "1", "--eval-users", "8", "--threads", "1", "--runs-dir", str(tmp_path / "runs"),
                         "--out-dir", str(tmp_path / "out"), "--set", "batch_size=4", "max_items=5", "max_tokens=64",
                         "optim.warmup_steps=0"]) == 0
     df = pd.read_csv(tmp_path / "out" / "masking_ratio.csv")
-    assert sorted(df["ratio"].unique()) == [0.3, 0.7]
+    assert sorted(df["ratio"].dropna().unique()) == [0.3, 0.7]
     assert [r["users"] for r in json.loads((tmp_path / "out" / "masking_ratio.json").read_text())["meta"]["runs"]] == [8, 8]
     configs = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*/ratio*_seed0/config.json"))]
     assert len(configs) == 2 and all(c["init_from"] == "minilm" and c["tokenizer"] is None for c in configs)
     assert [c["loss"]["next_item_mask_ratio"] for c in configs] == [0.3, 0.7]
+    # the start, untrained and pooled as the runs pool ([CLS] here), is measured on the same users
+    step0 = df[df["model"] == "minilm untrained (step 0)"]
+    assert len(step0) == 3 and step0["ratio"].isna().all() and step0["seed"].isna().all()
+    cls = evaluate_checkpoint("minilm", load_dataset(toy), "test", max_users=8, pooling="cls", progress=False)
+    assert step0.set_index("metric")["value"]["NDCG@10"] == pytest.approx(cls["NDCG@10"], abs=1e-6)
+    # drawn as a dashed line across the ratios, in every metric's panel
+    from app.plots import experiment_figure
+    from jepa4rec.experiments import EXPERIMENTS
+
+    fig = experiment_figure(next(e for e in EXPERIMENTS if e.stem == "masking_ratio"), df)
+    dashed = [t for t in fig.data if t.line.dash == "dash"]
+    assert len(dashed) == 3 and all(list(t.x) == [0.3, 0.7] and t.y[0] == t.y[1] for t in dashed)
