@@ -121,7 +121,9 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
     dash = exp.dash if exp.kind == "line" and exp.dash in df.columns else None
     if dash:
         references = set(df.loc[df[exp.x].isna(), dash])
-        dash_map = {value: "dash" if value in references else "solid" for value in df[dash].unique()}
+        # measured series first in the legend, references after them
+        dash_order = sorted(df[dash].unique(), key=lambda value: value in references)
+        dash_map = {value: "dash" if value in references else "solid" for value in dash_order}
         df = _span_references(df, exp.x)
     agg = df
     error = None
@@ -142,9 +144,12 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
     else:
         kwargs["markers"] = True
         if dash:
-            kwargs.update(line_dash=dash, line_dash_map=dash_map)
+            kwargs.update(line_dash=dash, line_dash_map=dash_map, category_orders={dash: dash_order})
     fig = plot(agg, **kwargs, labels=AXIS_LABELS)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))  # "metric=NDCG@10" -> "NDCG@10"
+    if dash:  # a reference is one value, not points measured at the chart's ends; the legend names it fully
+        fig.update_traces(mode="lines", selector=dict(line_dash="dash"))
+        fig.update_layout(legend_title_text="")
     if exp.facet:
         fig.update_yaxes(matches=None, showticklabels=True)
     if exp.facet and exp.kind == "bar":  # each panel lists only its own categories (no empty slots)
