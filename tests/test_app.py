@@ -438,7 +438,10 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
             with page.expect_file_chooser() as chooser:
                 items_file.get_by_text("Click to Upload").click()
             chooser.value.set_files(str(bad))
-            expect(page.get_by_text("no_id.csv").first).to_be_visible(timeout=30_000)  # uploaded
+            # Uploaded: the component lists the file with a download link to it. (Its name is drawn as
+            # "no_id .csv", stem and extension apart, so matching the name's text only caught the transient
+            # upload view, and failed when the upload outran the check.)
+            expect(items_file.locator('a[href$="/no_id.csv"]')).to_be_visible(timeout=30_000)
             page.get_by_role("button", name="Use this catalogue").click()
             expect(page.get_by_text("no id column").first).to_be_visible(timeout=30_000)
             shop = ARTIFACTS / "shop.csv"
@@ -449,7 +452,7 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
             with page.expect_file_chooser() as chooser:
                 items_file.get_by_text("Click to Upload").click()
             chooser.value.set_files(str(shop))
-            expect(page.get_by_text("shop.csv").first).to_be_visible(timeout=30_000)
+            expect(items_file.locator('a[href$="/shop.csv"]')).to_be_visible(timeout=30_000)
             page.get_by_role("button", name="Use this catalogue").click()
             expect(page.get_by_text("Loaded shop.csv").first).to_be_visible(timeout=60_000)
             page.get_by_role("tab", name="Recommend & reveal").click()
