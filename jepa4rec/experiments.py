@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -26,6 +27,7 @@ from .checkpoint import CheckpointError, latest_checkpoint
 from .config import FinetuneConfig, PretrainConfig, current_spelling, load_config, merge_dicts, to_dict
 from .errors import ConfigError
 from .finetuning import finetune
+from .modeling import JepaConfig
 from .paths import CONFIG_DIR, PROJECT_ROOT, RESULTS_DIR
 from .pretraining import pretrain
 from .recommender import evaluate_checkpoint
@@ -272,6 +274,22 @@ def add_run_args(parser, runs_dir: str, stem: str) -> None:
     parser.add_argument("--out-dir", default=str(RESULTS_DIR), help=f"where {stem}.csv/.json go")
 
 
+class UntrainedStart(NamedTuple):
+    label: str  # the row's model name: "<language model> untrained (step 0)"
+    checkpoint: str  # the language model's name or folder (init_from)
+    pooling: str  # as the runs from it pool
+
+
+def untrained_start(config: dict) -> UntrainedStart | None:
+    """The language model a pre-training ``config`` (a run's or a card's, as a dict) starts from, untrained
+    and pooled as its runs pool: the floor those runs must add to. None for a run from scratch."""
+    start = config.get("init_from")
+    if not start:
+        return None
+    return UntrainedStart(f"{Path(start).name} untrained (step 0)", start,
+                          (config.get("model") or {}).get("pooling", JepaConfig().pooling))
+
+
 def long_rows(base: dict, metrics: dict, names=HEADLINE_METRICS) -> list[dict]:
     """One row per metric: ``{**base, "metric": name, "value": metrics[name]}``."""
     return [{**base, "metric": m, "value": float(metrics[m])} for m in names]
@@ -297,5 +315,5 @@ def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path |
 
 
 __all__ = ["EXPERIMENTS", "Experiment", "RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "matched_pretraining", "config_for",
-           "add_run_args", "long_rows",
+           "add_run_args", "long_rows", "untrained_start",
            "write_results", "write_atomic", "evaluate_test_split", "measured_with", "recorded_command", "ENCODER_FAMILIES"]

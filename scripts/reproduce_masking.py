@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 
 from jepa4rec.cli import ArgumentParser, command
-from jepa4rec.config import PretrainConfig, load_config
+from jepa4rec.config import PretrainConfig, load_config, to_dict
 from jepa4rec.data import load_dataset
-from jepa4rec.experiments import add_run_args, evaluate_test_split, long_rows, pretrain_once, write_results
-from jepa4rec.modeling import JepaConfig
+from jepa4rec.experiments import (add_run_args, evaluate_test_split, long_rows, pretrain_once, untrained_start,
+                                  write_results)
 
 REDUCED = dict(ratios=[0.1, 0.3, 0.5, 0.7, 0.9], seeds=[0, 1, 2], steps=150, eval_users=2000)
 FULL = dict(ratios=[round(0.1 * i, 1) for i in range(1, 10)], seeds=[0, 1, 2, 3, 4], steps=3000, eval_users=None)
@@ -84,24 +84,21 @@ def main(argv=None) -> int:
     rows, runs = [], []
     # A run that starts from a language model reads with that model's tokenizer; only runs from scratch
     # train one, which the dataset's later runs then share.
-    config = load_config(PretrainConfig, args.config, args.set)
-    language_model = config.init_from
+    start = untrained_start(to_dict(load_config(PretrainConfig, args.config, args.set)))
     for name in args.datasets:
         dataset = load_dataset(name, root=args.data_root)
-        if language_model:
-            # The floor each run is read against: the same users ranked by the start, pooled as the runs pool.
-            metrics = evaluate_test_split(language_model, dataset, args.eval_users,
-                                          pooling=config.model.get("pooling", JepaConfig().pooling),
+        if start:
+            # The floor each run is read against: the same users ranked by the start.
+            metrics = evaluate_test_split(start.checkpoint, dataset, args.eval_users, pooling=start.pooling,
                                           cache_dir=Path(args.runs_dir) / dataset.name / "step0")
-            base = {"dataset": dataset.name, "model": f"{Path(language_model).name} untrained (step 0)",
-                    "ratio": None, "seed": None}
+            base = {"dataset": dataset.name, "model": start.label, "ratio": None, "seed": None}
             rows += long_rows(base, metrics)
             print(f"{dataset.name} {base['model']}: NDCG@10 {metrics['NDCG@10']:.4f}  "
                   f"Recall@10 {metrics['Recall@10']:.4f}")
         for seed in args.seeds:
             for ratio in args.ratios:
                 run_dir = Path(args.runs_dir) / dataset.name / f"ratio{ratio:g}_seed{seed}"
-                tokenizer = None if language_model else trained_tokenizer(run_dir.parent)
+                tokenizer = None if start else trained_tokenizer(run_dir.parent)
                 shared_tok = [f"tokenizer={tokenizer}"] if tokenizer and tokenizer.parent != run_dir else []
                 overrides = [f"domains=[{name}]", "train_split_only=true", f"loss.next_item_mask_ratio={ratio}",
                              f"seed={seed}", f"max_steps={args.steps}", "max_minutes=null", "progress=false",

@@ -31,7 +31,7 @@ from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
 from jepa4rec.data.registry import PRETRAIN_DOMAINS
 from jepa4rec.experiments import (add_run_args, config_for, evaluate_test_split, finetune_once, long_rows,
-                                  matched_pretraining, pretrain_once, write_results)
+                                  matched_pretraining, pretrain_once, untrained_start, write_results)
 
 REDUCED = dict(single=["Electronics2014-1M_SeqRecBench"], finetune_targets=["Scientific_UniSRec", "OnlineRetail"],
                zeroshot_targets=["Scientific_UniSRec", "Instruments_IISAN", "OnlineRetail"])
@@ -90,15 +90,15 @@ def main(argv=None) -> int:
               **{f"JEPA4Rec ({short(d)} only)": path for d, path in singles.items()}}
     # A model pre-trained from a language model is measured against that model untrained (pooled as the
     # checkpoint pools): pre-training must add to its zero-shot ranking, not erase it.
-    language_model, pooling = card["config"].get("init_from"), card["config"].get("model", {}).get("pooling", "cls")
-    if language_model:
-        models[f"{Path(language_model).name} untrained (step 0)"] = language_model
+    start = untrained_start(card["config"])
+    if start:
+        models[start.label] = start.checkpoint
     rows = []
     for target in args.zeroshot_targets:
         dataset = load_dataset(target, root=args.data_root)
         for label, checkpoint in models.items():
             metrics = evaluate_test_split(checkpoint, dataset, args.eval_users,
-                                          pooling if checkpoint == language_model else None,
+                                          start.pooling if start and checkpoint == start.checkpoint else None,
                                           cache_dir=runs / "pretrain_data" / "zeroshot")
             rows += long_rows({"dataset": dataset.name, "model": label, "users": metrics["users"],
                                "users_per_s": round(metrics["users_per_s"], 1)}, metrics, ("NDCG@10", "Recall@10"))
