@@ -532,3 +532,17 @@ def test_a_typed_item_joins_the_catalogue_for_that_visitor_only(service, toy):
     service.drop_session("visitor-9")
     _wait_for_background_maps()
 
+
+
+def test_embedding_map_gives_every_group_its_own_colour():
+    import numpy as np
+
+    from app.plots import embedding_figure
+
+    groups = [f"group {g}" for g in range(20) for _ in range(20 - g)] + ["other"] * 5
+    coords = np.random.default_rng(0).normal(size=(len(groups), 2))
+    fig = embedding_figure(coords, [f"item {i}" for i in range(len(groups))], groups, history=[0, 1], target=2,
+                           top=[3, 4], title="map")
+    colours = {t.name: t.marker.color for t in fig.data}
+    group_colours = [colours[f"group {g}"] for g in range(20)]
+    assert len(set(group_colours)) == 20 and colours["other"] not in group_colours
