@@ -18,7 +18,8 @@ Longformer itself was made from RoBERTa:
 * every layer's Q/K/V is copied into both Longformer's local and its global projections (a Longformer
   source keeps its own global ones); attention output, FFN and LayerNorms are copied;
 * all four token-type rows start from the source's type-0 row, so the converted encoder is the source
-  model whatever the token types; item-position embeddings start at zero for the same reason;
+  model whatever the token types (without a token-type table, the row is added to every token-position
+  row instead); item-position embeddings start at zero for the same reason;
 * the MLM head, the predictors and the no-mask vector are new (the MLM decoder stays tied to the word
   embeddings).
 
@@ -179,11 +180,24 @@ def convert_state_dict(source_sd: dict[str, torch.Tensor], source_config: dict, 
             pad = source_config.get("pad_token_id")
             pos = pos[(1 if pad is None else pad) + 1:]
         out[emb + "position_embeddings.weight"] = _tile_rows(pos, target_sd[emb + "position_embeddings.weight"].shape[0])
-    if emb + "token_type_embeddings.weight" in target_sd:
-        n_types = target_sd[emb + "token_type_embeddings.weight"].shape[0]
-        row0 = source_sd["embeddings.token_type_embeddings.weight"][0]
-        out[emb + "token_type_embeddings.weight"] = row0.expand(n_types, -1).clone()
     out[emb + "item_position_embeddings.weight"] = torch.zeros_like(target_sd[emb + "item_position_embeddings.weight"])
+    types = source_sd.get("embeddings.token_type_embeddings.weight")
+    if types is None:  # a source without token types (DistilBERT-like): ours start as a no-op
+        if emb + "token_type_embeddings.weight" in target_sd:
+            out[emb + "token_type_embeddings.weight"] = torch.zeros_like(target_sd[emb + "token_type_embeddings.weight"])
+    else:
+        row0 = types[0]
+        if emb + "token_type_embeddings.weight" in target_sd:
+            n_types = target_sd[emb + "token_type_embeddings.weight"].shape[0]
+            out[emb + "token_type_embeddings.weight"] = row0.expand(n_types, -1).clone()
+        elif emb + "position_embeddings.weight" in out:
+            # A model without a token-type table (the Table 3 ablation) still adds the source's type-0 row
+            # to every token, folded into the position table, so that it too starts as the source model
+            # and the ablation removes what token types would learn, not a vector MiniLM was trained with.
+            out[emb + "position_embeddings.weight"] = out[emb + "position_embeddings.weight"] + row0
+        else:
+            logger.warning("neither a token-type nor a token-position table carries the language model's type-0 "
+                           "vector: the converted encoder starts different from the source model")
 
     layer_keys = [k for k in target_sd if k.startswith("encoder.longformer.encoder.layer.")]
     for key in layer_keys:

@@ -100,6 +100,21 @@ def test_converted_minilm_equals_bert_token_states(minilm_dir):
     assert torch.equal(ours.mlm_head.decoder.weight, bert.embeddings.word_embeddings.weight)
 
 
+def test_without_token_type_table_the_converted_encoder_is_still_minilm(minilm_dir):
+    """The Table 3 ablation starts from MiniLM too: its type-0 vector rides on the position table."""
+    from transformers import BertModel
+
+    bert = BertModel.from_pretrained(str(minilm_dir)).eval()
+    ours = converted_minilm(use_token_type_embeddings=False)
+    assert ours.encoder.embeddings.token_type_embeddings is None
+    batch = random_batch(2, 24, 30522, lengths=[24, 9], seed=1)
+    with torch.no_grad():
+        states = ours.encoder(**batch)
+        ref = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    real = batch["attention_mask"].bool()
+    assert (states - ref).abs()[real].max().item() < 1e-4
+
+
 @pytest.mark.parametrize("window,lengths", [
     (64, [7, 20, 33]), (256, [129, 60, 9]), (512, [257, 200, 31]),  # fit the window: full attention
     (64, [34, 100, 7]), (64, [200, 199, 64]), (256, [1024, 700, 130]), (512, [1024, 258, 600]),  # block-local
