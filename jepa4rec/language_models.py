@@ -181,23 +181,20 @@ def convert_state_dict(source_sd: dict[str, torch.Tensor], source_config: dict, 
             pos = pos[(1 if pad is None else pad) + 1:]
         out[emb + "position_embeddings.weight"] = _tile_rows(pos, target_sd[emb + "position_embeddings.weight"].shape[0])
     out[emb + "item_position_embeddings.weight"] = torch.zeros_like(target_sd[emb + "item_position_embeddings.weight"])
+    type_key, pos_key = emb + "token_type_embeddings.weight", emb + "position_embeddings.weight"
     types = source_sd.get("embeddings.token_type_embeddings.weight")
-    if types is None:  # a source without token types (DistilBERT-like): ours start as a no-op
-        if emb + "token_type_embeddings.weight" in target_sd:
-            out[emb + "token_type_embeddings.weight"] = torch.zeros_like(target_sd[emb + "token_type_embeddings.weight"])
-    else:
-        row0 = types[0]
-        if emb + "token_type_embeddings.weight" in target_sd:
-            n_types = target_sd[emb + "token_type_embeddings.weight"].shape[0]
-            out[emb + "token_type_embeddings.weight"] = row0.expand(n_types, -1).clone()
-        elif emb + "position_embeddings.weight" in out:
-            # A model without a token-type table (the Table 3 ablation) still adds the source's type-0 row
-            # to every token, folded into the position table, so that it too starts as the source model
-            # and the ablation removes what token types would learn, not a vector MiniLM was trained with.
-            out[emb + "position_embeddings.weight"] = out[emb + "position_embeddings.weight"] + row0
-        else:
-            logger.warning("neither a token-type nor a token-position table carries the language model's type-0 "
-                           "vector: the converted encoder starts different from the source model")
+    # A source without token types (DistilBERT-like) adds nothing: ours then start as a no-op.
+    row0 = types[0] if types is not None else torch.zeros(target_sd[emb + "LayerNorm.weight"].shape)
+    if type_key in target_sd:
+        out[type_key] = row0.expand(target_sd[type_key].shape[0], -1).clone()
+    elif types is not None and pos_key in out:
+        # A model without a token-type table (the Table 3 ablation) still adds the source's type-0 row
+        # to every token, folded into the position table, so that it too starts as the source model
+        # and the ablation removes what token types would learn, not a vector MiniLM was trained with.
+        out[pos_key] = out[pos_key] + row0
+    elif types is not None:
+        logger.warning("neither a token-type nor a token-position table carries the language model's type-0 "
+                       "vector: the converted encoder starts different from the source model")
 
     layer_keys = [k for k in target_sd if k.startswith("encoder.longformer.encoder.layer.")]
     for key in layer_keys:

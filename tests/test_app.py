@@ -533,7 +533,6 @@ def test_a_typed_item_joins_the_catalogue_for_that_visitor_only(service, toy):
     _wait_for_background_maps()
 
 
-
 def test_embedding_map_gives_every_group_its_own_colour():
     import numpy as np
 

@@ -72,6 +72,14 @@ def random_batch(B: int, L: int, vocab: int, seed: int = 0, lengths=None) -> dic
                 global_attention_mask=glob)
 
 
+def token_state_difference(ours: JEPA4RecModel, bert, batch: dict) -> float:
+    """Largest |difference| between our encoder's and transformers' BertModel's states of real tokens."""
+    with torch.no_grad():
+        states = ours.encoder(**batch)
+        ref = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    return (states - ref).abs()[batch["attention_mask"].bool()].max().item()
+
+
 def test_minilm_is_found_in_its_wheel_without_importing_it(minilm_dir):
     import sys
 
@@ -86,13 +94,8 @@ def test_converted_minilm_equals_bert_token_states(minilm_dir):
 
     bert = BertModel.from_pretrained(str(minilm_dir)).eval()
     ours = converted_minilm()
-    batch = random_batch(3, 40, 30522, lengths=[40, 31, 12])
     # Token types and item positions start as no-ops (every type row is BERT's type 0; items are 0).
-    with torch.no_grad():
-        states = ours.encoder(**batch)
-        ref = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    real = batch["attention_mask"].bool()
-    diff = (states - ref).abs()[real].max().item()
+    diff = token_state_difference(ours, bert, random_batch(3, 40, 30522, lengths=[40, 31, 12]))
     assert diff < 1e-4, diff
     # Positions 512.. repeat the source table (Longformer's recipe for a longer table).
     pos = ours.encoder.embeddings.position_embeddings.weight
@@ -107,12 +110,7 @@ def test_without_token_type_table_the_converted_encoder_is_still_minilm(minilm_d
     bert = BertModel.from_pretrained(str(minilm_dir)).eval()
     ours = converted_minilm(use_token_type_embeddings=False)
     assert ours.encoder.embeddings.token_type_embeddings is None
-    batch = random_batch(2, 24, 30522, lengths=[24, 9], seed=1)
-    with torch.no_grad():
-        states = ours.encoder(**batch)
-        ref = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    real = batch["attention_mask"].bool()
-    assert (states - ref).abs()[real].max().item() < 1e-4
+    assert token_state_difference(ours, bert, random_batch(2, 24, 30522, lengths=[24, 9], seed=1)) < 1e-4
 
 
 @pytest.mark.parametrize("window,lengths", [
