@@ -47,6 +47,10 @@ class OptimConfig:
     # lr. One scalar that must move by whole units within a few hundred steps, where Adam moves a weight by
     # about its learning rate per step.
     pooling_lr: float | None = None
+    # (float | None) learning rate of the item-position embeddings; None = lr. They start at zero and are
+    # added to every token of a pretrained encoder's input, so at the new parts' rate they shift what the
+    # language model reads; a rate near encoder_lr keeps them small.
+    item_position_lr: float | None = None
 
     def __post_init__(self):
         check_choice("optim.schedule", self.schedule, ("linear", "cosine", "constant"))

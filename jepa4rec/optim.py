@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # annotations only: this module sits below the configs
 
 
 POOLING_WEIGHT = "recency_decay"  # JepaEncoder's recency pooling
-NEW_ENCODER_PARTS = ("item_position_embeddings", POOLING_WEIGHT)
+ITEM_POSITION_WEIGHT = "item_position_embeddings"
+NEW_ENCODER_PARTS = (ITEM_POSITION_WEIGHT, POOLING_WEIGHT)
 
 
 def is_encoder_weight(name: str) -> bool:
@@ -32,19 +33,29 @@ def is_pooling_weight(name: str) -> bool:
     return POOLING_WEIGHT in name
 
 
+def _part(name: str, optim_cfg: OptimConfig) -> int:
+    if is_pooling_weight(name):
+        return 2
+    if ITEM_POSITION_WEIGHT in name and optim_cfg.item_position_lr is not None:
+        return 3
+    return int(is_encoder_weight(name))
+
+
 def build_optimizer(model: nn.Module, optim_cfg: OptimConfig) -> torch.optim.Optimizer:
     """AdamW; biases and LayerNorm weights get no weight decay; the encoder's weights take
-    ``optim.encoder_lr`` and the recency pooling's ``optim.pooling_lr`` when they are set (frozen weights
-    are left out)."""
-    # Groups keyed (part, no_decay), part 0 = new, 1 = the language model's, 2 = the recency pooling's:
-    # the order a saved optimizer state was written in before the pooling group existed.
+    ``optim.encoder_lr``, the recency pooling's ``optim.pooling_lr`` and the item positions
+    ``optim.item_position_lr`` when they are set (frozen weights are left out)."""
+    # Groups keyed (part, no_decay), part 0 = new, 1 = the language model's, 2 = the recency pooling's,
+    # 3 = the item positions' (only with their own rate): the order a saved optimizer state was written in
+    # before the later groups existed.
     lrs = {0: optim_cfg.lr, 1: optim_cfg.lr if optim_cfg.encoder_lr is None else optim_cfg.encoder_lr,
-           2: optim_cfg.lr if optim_cfg.pooling_lr is None else optim_cfg.pooling_lr}
+           2: optim_cfg.lr if optim_cfg.pooling_lr is None else optim_cfg.pooling_lr,
+           3: optim_cfg.item_position_lr}
     groups: dict[tuple[int, bool], list] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        part = 2 if is_pooling_weight(name) else int(is_encoder_weight(name))
+        part = _part(name, optim_cfg)
         no_decay = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
         groups.setdefault((part, no_decay), []).append(param)
     param_groups = [

@@ -322,6 +322,12 @@ def test_recency_pooling_trains_at_its_own_learning_rate():
     # Without pooling_lr the pooling is a new part like the item positions.
     opt = build_optimizer(model, OptimConfig(lr=1e-3, encoder_lr=1e-5))
     assert {g["lr"] for g in opt.param_groups if any(p is model.encoder.recency_decay for p in g["params"])} == {1e-3}
+    # The item positions may take their own rate; everything else keeps its group.
+    opt = build_optimizer(model, OptimConfig(lr=1e-3, encoder_lr=1e-5, pooling_lr=0.05, item_position_lr=2e-6))
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr_of[id(model.encoder.embeddings.item_position_embeddings.weight)] == 2e-6
+    assert lr_of[id(model.encoder.recency_decay)] == 0.05
+    assert len(lr_of) == sum(1 for p in model.parameters() if p.requires_grad)
 
 
 def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_slice):
