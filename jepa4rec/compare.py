@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resamples", type=int, default=10_000,
                         help="bootstrap resamples and sign flips (default 10000; the p-value's floor is 1/(resamples+1))")
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
-    parser.add_argument("--out", default=None, help="append each comparison as one JSON line to this file")
+    parser.add_argument("--out", default=None, help="append each comparison as one JSON line to this file (file_a, "
+                        "file_b, metric, a and b the two means, diff, ratio and their intervals, p_value)")
     args = parser.parse_args(argv)
     if args.resamples < 1:
         parser.error("--resamples must be >= 1")
@@ -53,8 +54,8 @@ def main(argv=None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a") as fh:
             for c in results:
-                fh.write(json.dumps({"a": a.path, "b": b.path, "resamples": args.resamples, "seed": args.seed,
-                                     **asdict(c)}) + "\n")
+                fh.write(json.dumps({"file_a": a.path, "file_b": b.path, "resamples": args.resamples,
+                                     "seed": args.seed, **asdict(c)}) + "\n")
     return 0
 
 

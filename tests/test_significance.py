@@ -115,6 +115,7 @@ def test_evaluate_saves_the_ranks_its_metrics_average(finetuned, toy, tmp_path, 
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["metric"] for r in rows] == ["NDCG@10", "Recall@10", "MRR"]
     assert rows[0]["b"] == pytest.approx(reported["NDCG@10"], abs=1e-12)
+    assert (rows[0]["file_a"], rows[0]["file_b"]) == (str(untrained), str(trained))
 
 
 def test_the_command_refuses_mismatched_files_in_one_line(tmp_path, capsys):
