@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="append each comparison as one JSON line to this file (file_a, "
                         "file_b, metric, a and b the two means, diff, ratio and their intervals, p_value)")
     args = parser.parse_args(argv)
-    if args.resamples < 1:
+    if args.resamples < 1:  # before reading the files, not after the header is printed
         parser.error("--resamples must be >= 1")
     a, b = read_ranks(args.a), read_ranks(args.b)
     ranks_a, ranks_b = paired_ranks(a, b)

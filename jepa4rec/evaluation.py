@@ -165,7 +165,10 @@ def per_case_metric(ranks: torch.Tensor | Sequence[int], name: str) -> torch.Ten
     NDCG@k = 1/log2(rank + 1) if rank <= k else 0 (the ideal DCG of one relevant item is 1);
     Recall@k = [rank <= k]; MRR = 1/rank.
     """
-    ranks = _checked_ranks(ranks)
+    return _metric_values(_checked_ranks(ranks), name)
+
+
+def _metric_values(ranks: torch.Tensor, name: str) -> torch.Tensor:
     if name == "MRR":
         return 1.0 / ranks
     kind, _, k = name.partition("@")
@@ -185,7 +188,7 @@ def metrics_from_ranks(ranks: torch.Tensor | Sequence[int], ks: Sequence[int] = 
     """Average NDCG@k, Recall@k (each k) and full MRR over 1-based ranks (one target per case); each is
     the mean of :func:`per_case_metric`."""
     ranks = _checked_ranks(ranks)
-    return {name: float(per_case_metric(ranks, name).mean()) for name in metric_names(ks)}
+    return {name: float(_metric_values(ranks, name).mean()) for name in metric_names(ks)}
 
 
 def batches_by_history_length(cases: Sequence[EvalCase], batch_size: int) -> list[np.ndarray]:
