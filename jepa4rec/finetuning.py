@@ -41,9 +41,12 @@ from .losses import contrastive_loss, mapping_loss
 from .masking import bert_mask
 from .optim import EarlyStopping, autocast, build_optimizer, build_scheduler, resolve_mixed_precision
 from .recommender import Recommender
+from .significance import write_ranks
 from .text import ItemTokenizer, TextConfig, sentence_text
 
 logger = logging.getLogger(__name__)
+
+TEST_RANKS_FILE = "test_ranks.csv"  # in output_dir: user,target,rank of the best model on the test split
 
 
 def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset) -> tuple:
@@ -261,12 +264,18 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
 def test_best(cfg: FinetuneConfig, dataset: SeqRecDataset, history: list[dict], best_epoch: int | None,
               train_seconds: float, repeat_fit: dict | None = None, best: Recommender | None = None) -> dict:
     """Test ``<output_dir>/best`` (``best``: a Recommender already serving it), write ``results.json`` (and the
-    test into best's card), drop ``last``."""
+    test into best's card) and each test user's rank (``test_ranks.csv``), drop ``last``."""
     out = Path(cfg.output_dir)
     best_dir = out / "best"
     best = best or Recommender.from_pretrained(best_dir, dataset, device=cfg.device, batch_size=cfg.eval_batch_size,
                                                use_cache=False)
-    test = evaluate(best, dataset.test_cases(), batch_size=cfg.eval_batch_size, progress=cfg.progress, desc="test")
+    cases = dataset.test_cases()
+    test, ranks = evaluate(best, cases, batch_size=cfg.eval_batch_size, progress=cfg.progress, desc="test",
+                           return_ranks=True)
+    # Each user's rank of the target, so that two finished runs can be compared user by user
+    # (python -m jepa4rec.compare) without testing them again.
+    write_ranks(out / TEST_RANKS_FILE, [dataset.user_keys[c.user] for c in cases],
+                [dataset.item_keys[c.target] for c in cases], ranks)
     result = {"dataset": dataset.name, "init_from": cfg.init_from, "best_epoch": best_epoch,
               "valid_before": history[0]["valid"], "history": history, "test": test,
               "train_seconds": round(train_seconds, 1), "seed": cfg.seed, "threads": torch.get_num_threads(),

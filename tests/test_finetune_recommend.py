@@ -15,10 +15,11 @@ import torch
 from jepa4rec.checkpoint import is_model_dir
 from jepa4rec.config import FinetuneConfig, OptimConfig, load_config
 from jepa4rec.data import load_dataset
-from jepa4rec.evaluation import rank_of_targets
+from jepa4rec.evaluation import metrics_from_ranks, rank_of_targets
 from jepa4rec.batches import finetuning_pairs as training_pairs
 from jepa4rec.finetuning import finetune
 from jepa4rec.recommender import Recommender
+from jepa4rec.significance import read_ranks
 from jepa4rec.text import TYPE_VALUE
 
 torch.set_num_threads(1)
@@ -52,6 +53,10 @@ def test_finetuning_raises_validation_ndcg(finetuned):
     assert card["kind"] == "finetune" and "test" in card
     saved = json.load(open(f"{out}/results.json"))
     assert saved["best_epoch"] == result["best_epoch"] and saved["seed"] == 5
+    # The run's per-user test ranks reproduce its reported test metric (what the paired comparison reads).
+    ranks = read_ranks(f"{out}/test_ranks.csv")
+    assert len(ranks.users) == result["test"]["users"]
+    assert metrics_from_ranks(torch.as_tensor(ranks.ranks))["NDCG@10"] == pytest.approx(result["test"]["NDCG@10"], abs=1e-6)
 
 
 def test_finetune_config_rejects_architecture_changes_of_a_pretrained_model():
