@@ -41,7 +41,7 @@ from .losses import contrastive_loss, mapping_loss
 from .masking import bert_mask
 from .optim import EarlyStopping, autocast, build_optimizer, build_scheduler, resolve_mixed_precision
 from .recommender import Recommender
-from .significance import write_ranks
+from .significance import write_case_ranks
 from .text import ItemTokenizer, TextConfig, sentence_text
 
 logger = logging.getLogger(__name__)
@@ -274,8 +274,7 @@ def test_best(cfg: FinetuneConfig, dataset: SeqRecDataset, history: list[dict], 
                            return_ranks=True)
     # Each user's rank of the target, so that two finished runs can be compared user by user
     # (python -m jepa4rec.compare) without testing them again.
-    write_ranks(out / TEST_RANKS_FILE, [dataset.user_keys[c.user] for c in cases],
-                [dataset.item_keys[c.target] for c in cases], ranks)
+    write_case_ranks(out / TEST_RANKS_FILE, dataset, cases, ranks)
     result = {"dataset": dataset.name, "init_from": cfg.init_from, "best_epoch": best_epoch,
               "valid_before": history[0]["valid"], "history": history, "test": test,
               "train_seconds": round(train_seconds, 1), "seed": cfg.seed, "threads": torch.get_num_threads(),

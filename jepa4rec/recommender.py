@@ -49,7 +49,7 @@ from .evaluation import evaluate, item_log_popularity, rank_of_targets, with_sco
 from .language_models import LANGUAGE_MODELS, is_language_model, source_description
 from .paths import cache_dir
 from .ranking import ItemIndex
-from .significance import write_ranks
+from .significance import write_case_ranks
 from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, TextConfig, item_sentence
 
 logger = logging.getLogger(__name__)
@@ -526,8 +526,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: s
     metrics, ranks = evaluate(rec, cases, batch_size=batch_size, exclude_history=exclude_history, progress=progress,
                               desc=f"{dataset.name} {split}", return_ranks=True)
     if ranks_path is not None:
-        write_ranks(ranks_path, [dataset.user_keys[c.user] for c in cases],
-                    [dataset.item_keys[c.target] for c in cases], ranks)
+        write_case_ranks(ranks_path, dataset, cases, ranks)
     # Every option that can change a number goes into the record.
     return {"dataset": dataset.name, "checkpoint": str(checkpoint), "split": split, "random_init": random_init,
             "exclude_history": exclude_history, "seed": seed, "pooling": rec.model.config.pooling,

@@ -53,6 +53,13 @@ def write_ranks(path: str | Path, users: Sequence[str], targets: Sequence[str], 
     return path
 
 
+def write_case_ranks(path: str | Path, dataset, cases: Sequence, ranks: torch.Tensor | Sequence[int]) -> Path:
+    """Write the ranks of ``dataset``'s evaluation ``cases`` under the dataset's own user and item keys, so
+    that files from two models (or two commands) pair by user."""
+    return write_ranks(path, [dataset.user_keys[c.user] for c in cases], [dataset.item_keys[c.target] for c in cases],
+                       ranks)
+
+
 def read_ranks(path: str | Path) -> RankFile:
     """Read a rank file, refusing by file and line a missing column, a rank that is not a positive
     integer, or a user listed twice."""
