@@ -20,8 +20,6 @@ import argparse
 import logging
 import sys
 
-import torch
-
 from .calibration import calibrate
 from .checkpoint import CheckpointError, is_model_dir, recover_dir
 from .cli import ArgumentParser, command
@@ -49,14 +47,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-users sample")
     parser.add_argument("--batch-size", type=int, default=128, help="users (and items) per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_threads_argument()
     args = parser.parse_args(argv)
     checkpoint = recover_dir(args.checkpoint)
     if not is_model_dir(checkpoint):
         raise CheckpointError(f"--checkpoint {args.checkpoint!r} is not a JEPA4Rec model directory (config.json + "
                               "safetensors weights)", hint="fine-tuning writes best/ under its output_dir")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     dataset = load_dataset(args.dataset, root=args.data_root)
     fit, _ = calibrate(checkpoint, dataset, args.output, popularity=args.popularity,

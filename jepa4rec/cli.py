@@ -7,7 +7,9 @@ Wrap a command's ``main(argv=None)`` in :func:`command` and build its parser wit
   ``error: <what> (<file or option>) — <what to do>``, on stderr and exits 2, the code argparse uses for
   a usage mistake, so the same mistake ends the same way in every command;
 * any other exception is a bug and keeps its traceback;
-* ``--debug`` (every parser has it) prints the traceback of an expected failure too.
+* ``--debug`` (every parser has it) prints the traceback of an expected failure too;
+* ``parser.add_threads_argument()`` gives a command the one ``--threads N`` option, applied to torch when
+  the arguments are parsed (two jobs on the 2 cores run with ``--threads 1`` each).
 """
 from __future__ import annotations
 
@@ -39,8 +41,31 @@ class ArgumentParser(argparse.ArgumentParser):
             raise TypeError(f"{self.prog}: argument {'/'.join(args) or kwargs.get('dest')} needs a help text")
         return super().add_argument(*args, **kwargs)
 
+    def add_threads_argument(self, default: int | None = None):
+        self.add_argument("--threads", type=_positive_int, default=default, metavar="N",
+                          help="CPU threads for torch (default: " + (str(default) if default else "torch's choice")
+                               + "; give each of two jobs sharing the machine's cores --threads 1)")
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if getattr(parsed, "threads", None):
+            import torch  # here, not at the top: a bare ``--help`` stays fast
+
+            torch.set_num_threads(parsed.threads)
+        return parsed, extras
+
     def error(self, message: str):
         self.exit(EXIT_CODE, f"error: {_one_line(message)} — see {self.prog} --help\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} — give 1 or more")
+    return value
 
 
 def _one_line(text: str) -> str:

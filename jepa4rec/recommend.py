@@ -35,7 +35,7 @@ def main(argv=None) -> int:
                         help="how revealed words count: evidence (0%% = history only) or the paper's predictor")
     parser.add_argument("--allow-repeats", action="store_true", help="let history items be recommended again")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_threads_argument()
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     if args.k < 1:
@@ -43,13 +43,9 @@ def main(argv=None) -> int:
     if args.reveal is not None and (args.target is None or not 0.0 <= args.reveal <= 1.0):
         raise UserError("--reveal needs --target and a share within 0..1", "see --help")
 
-    import torch
-
     from .checkpoint import default_checkpoint
     from .recommender import Recommender
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     rec = Recommender.from_catalogue(args.model or default_checkpoint(), args.items, device=args.device)
     index = rec.dataset.item_index()
     unknown = [i for i in args.history + ([args.target] if args.target else []) if i not in index]

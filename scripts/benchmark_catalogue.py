@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="where to write the CSV (default: a temporary file)")
     p.add_argument("--export-only", action="store_true", help="write the CSV and stop")
     p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_threads_argument()
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic catalogue (--synthetic)")
     args = p.parse_args(argv)
     if args.synthetic is not None and args.synthetic < 1:
@@ -71,9 +71,6 @@ def main(argv=None) -> int:
     if args.export_only and not args.out:
         raise UserError("--export-only needs --out FILE", "see --help")
     import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp()) / "catalogue.csv"
     n = synthetic(args.synthetic, out, args.seed) if args.synthetic else export_dataset(args.dataset, out, args.data_root)
     label = f"synthetic{args.synthetic}" if args.synthetic else args.dataset

@@ -319,7 +319,7 @@ def bench_reveal(args) -> dict:
 def main(argv=None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2: the machine's cores)")
+    parser.add_threads_argument(default=2)
     parser.add_argument("--data-root", default=None, help="datasets folder (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per encoder measurement (median)")
     parser.add_argument("--batch-size", type=int, default=8, help="fine-tuning batch size")
@@ -339,8 +339,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-
-    torch.set_num_threads(args.threads)
     command = "python scripts/benchmark_encoder.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}  # parts measured earlier stay

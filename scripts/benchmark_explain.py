@@ -34,15 +34,12 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="a dataset the app offers")
     p.add_argument("--tries", type=int, default=50, help="users timed for each feature")
     p.add_argument("--history", type=int, default=20, help="history length for 'why' (users with fewer are skipped)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_threads_argument()
     p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
     args = p.parse_args(argv)
     if args.tries < 1 or args.history < 1:
         raise UserError(f"--tries and --history must be at least 1, got {args.tries} and {args.history}", "see --help")
     import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     served = AppService(data_root=args.data_root).get(args.dataset)
     cases = [c for c in served.dataset.test_cases() if len(c.history) >= args.history][: args.tries]
     if not cases:

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--allow-repeats", choices=["default", "yes", "no"], default="default",
                    help="the app's repeat-purchase switch (default: the dataset's default)")
     p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_threads_argument()
     p.add_argument("--out", default=None, help="JSON file (default scripts/results/reveal_demo_<dataset>.json)")
     args = p.parse_args(argv)
 
@@ -48,9 +48,6 @@ def main(argv=None) -> int:
     import torch
 
     from app.service import AppService
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
     started = time.time()
     service = AppService(data_root=args.data_root)
     served = service.get(args.dataset)

@@ -22,8 +22,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
 from jepa4rec.experiments import (add_run_args, config_for, finetune_once, long_rows, matched_pretraining,
@@ -64,8 +62,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 @command
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     runs = Path(args.runs_dir)
     card, matched = matched_pretraining(args.jepa)
     if args.full:  # later overrides win: a longer budget with its own schedules

@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from jepa4rec.baselines import SASRecConfig, train_sasrec
 from jepa4rec.cli import ArgumentParser, command
@@ -77,8 +76,6 @@ def user_subset(n_users: int, fraction: float, seed: int) -> list[int]:
 @command
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     checkpoints = {"jepa4rec": args.jepa, "recformer": args.recformer}
     rows, runs = [], []
     for name in args.datasets:

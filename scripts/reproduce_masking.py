@@ -27,8 +27,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.config import PretrainConfig, load_config, to_dict
 from jepa4rec.data import load_dataset
@@ -79,8 +77,6 @@ def trained_tokenizer(dataset_runs: Path) -> Path | None:
 @command
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     rows, runs = [], []
     # A run that starts from a language model reads with that model's tokenizer; only runs from scratch
     # train one, which the dataset's later runs then share.

@@ -25,8 +25,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
 from jepa4rec.data.registry import PRETRAIN_DOMAINS
@@ -75,8 +73,6 @@ def short(domain: str) -> str:
 @command
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     runs = Path(args.runs_dir)
     card, matched = matched_pretraining(args.jepa)
     steps, all_domains = card["step"], card["domains"]

@@ -105,7 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides, e.g. max_minutes=10")
     p.add_argument("--sasrec-epochs", type=int, default=SASRecConfig.epochs, help="SASRec's maximum epochs (early stopping ends sooner)")
     p.add_argument("--seed", type=int, default=42, help="seed of every model")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_threads_argument()
     p.add_argument("--runs-dir", default="runs/results", help="where each model's run and record live")
     p.add_argument("--out-dir", default=str(RESULTS_DIR), help="where the merged table files are written")
     p.add_argument("--force", action="store_true", help="re-run models whose record exists (a finished fine-tuning "
@@ -241,8 +241,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("jepa4rec.finetuning").setLevel(logging.INFO)  # each epoch's validation, as it happens
-    if args.threads:
-        torch.set_num_threads(args.threads)
     runs_dir = Path(args.runs_dir)
     if not args.table_only:
         dataset = load_dataset(args.dataset, root=args.data_root)

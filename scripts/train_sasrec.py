@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dropout", type=float, default=defaults.dropout, help="dropout of embeddings and blocks")
     p.add_argument("--eval-every", type=int, default=defaults.eval_every, help="epochs between validation runs (early stopping)")
     p.add_argument("--exclude-history", action="store_true", help="also report metrics with history items excluded")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_threads_argument()
     p.add_argument("--out", default=None, help="write a JSON results file here")
     p.add_argument("--save", default=None,
                    help="save the trained model here (model.safetensors + sasrec_config.json with the dataset, its "
@@ -57,8 +57,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config_names = {f.name for f in fields(SASRecConfig)}
     config = SASRecConfig(**{k: v for k, v in vars(args).items() if k in config_names})
 

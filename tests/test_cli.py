@@ -69,6 +69,8 @@ CASES = [
     ("benchmark_explain", ["--tries", "0"], "--tries and --history must be at least 1"),
     ("compare_models", ["--dataset", "nope"], "dataset 'nope' is not available"),
     ("jepa4rec.recommend", ["--items", "{missing}", "--history", "1"], "No such file or directory ({missing})"),
+    ("jepa4rec.finetune", ["--threads", "0", "--output-dir", "{out}"], "argument --threads: 0 — give 1 or more"),
+    ("jepa4rec.pretrain", ["--threads", "two", "--output-dir", "{out}"], "argument --threads: 'two' is not a whole number"),
 ]
 
 
@@ -137,3 +139,29 @@ def test_an_option_without_a_help_text_is_refused():
 
     with pytest.raises(TypeError, match="argument --flag needs a help text"):
         ArgumentParser(prog="x").add_argument("--flag", type=int)
+
+
+def test_threads_is_applied_to_torch_when_the_arguments_are_parsed():
+    """``--threads N`` is one option of jepa4rec.cli (every long-running command has it): parsing sets torch's
+    intra-op threads, so no command can forget to."""
+    import torch
+
+    from jepa4rec.cli import ArgumentParser
+
+    parser = ArgumentParser(prog="x")
+    parser.add_threads_argument()
+    before = torch.get_num_threads()
+    try:
+        assert parser.parse_args([]).threads is None and torch.get_num_threads() == before
+        target = 1 if before != 1 else 2
+        assert parser.parse_args(["--threads", str(target)]).threads == target
+        assert torch.get_num_threads() == target
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("module", ["jepa4rec.pretrain", "jepa4rec.finetune", "jepa4rec.evaluate", "jepa4rec.calibrate"])
+def test_long_running_commands_take_threads(module, capsys):
+    with pytest.raises(SystemExit):
+        importlib.import_module(module).main(["--help"])
+    assert "--threads N" in capsys.readouterr().out
