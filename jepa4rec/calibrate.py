@@ -40,7 +40,7 @@ def main(argv=None) -> int:
                         "item's log(1 + count) in the training split); default: the repeat bias only")
     parser.add_argument("--keep-repeat-bias", action="store_true", help="keep the repeat bias the model has (e.g. "
                         "learned with the loss) instead of fitting it")
-    parser.add_argument("--data-root", default=None, help="folder holding the datasets (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    parser.add_data_root_argument()
     parser.add_argument("--max-users", type=int, default=None, help="fit on a random sample of this many validation users (default: all)")
     parser.add_argument("--temperature", type=float, default=FinetuneLossConfig.temperature,
                         help=f"τ of the cross-entropy that is minimised (default: the fine-tuning loss's, {FinetuneLossConfig.temperature})")

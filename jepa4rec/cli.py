@@ -8,6 +8,8 @@ Wrap a command's ``main(argv=None)`` in :func:`command` and build its parser wit
   a usage mistake, so the same mistake ends the same way in every command;
 * any other exception is a bug and keeps its traceback;
 * ``--debug`` (every parser has it) prints the traceback of an expected failure too;
+* ``parser.add_data_root_argument()`` gives a command the one ``--data-root DIR`` option (see
+  :func:`jepa4rec.paths.data_root`);
 * ``parser.add_threads_argument()`` gives a command the one ``--threads N`` option, applied to torch when
   the arguments are parsed (two jobs on the 2 cores run with ``--threads 1`` each).
 """
@@ -19,6 +21,7 @@ import sys
 import traceback
 
 from .errors import UserError
+from .paths import DATA_ROOT_ENV
 
 EXIT_CODE = 2
 DEBUG_FLAG = "--debug"
@@ -40,6 +43,10 @@ class ArgumentParser(argparse.ArgumentParser):
         if not kwargs.get("help"):
             raise TypeError(f"{self.prog}: argument {'/'.join(args) or kwargs.get('dest')} needs a help text")
         return super().add_argument(*args, **kwargs)
+
+    def add_data_root_argument(self, what: str = "folder holding the datasets"):
+        self.add_argument("--data-root", default=None, metavar="DIR",
+                          help=f"{what} (default: ${DATA_ROOT_ENV}, else ../shared/data beside the project)")
 
     def add_threads_argument(self, default: int | None = None):
         self.add_argument("--threads", type=_positive_int, default=default, metavar="N",

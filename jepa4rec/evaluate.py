@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", required=True, help="model directory (config.json + model.safetensors + tokenizer), or a language model "
                         "(minilm: its converted encoder untrained, histories of 20 items / 128 tokens)")
     parser.add_argument("--dataset", required=True, help="dataset name (see `python -m jepa4rec.data stats --help`) or folder")
-    parser.add_argument("--data-root", default=None, help="folder holding the datasets (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    parser.add_data_root_argument()
     parser.add_argument("--split", choices=["test", "valid"], default="test", help="leave-one-out split to rank (default: test)")
     parser.add_argument("--random-init", action="store_true", help="evaluate an untrained model with the same config and tokenizer")
     parser.add_argument("--exclude-history", action="store_true", help="do not let history items compete (default: they do, as in the paper)")

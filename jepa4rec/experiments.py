@@ -268,7 +268,7 @@ def recorded_command(sidecar: str | Path, exp: Experiment) -> str:
 
 def add_run_args(parser, runs_dir: str, stem: str) -> None:
     """The options every experiment command shares."""
-    parser.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    parser.add_data_root_argument()
     parser.add_threads_argument()
     parser.add_argument("--runs-dir", default=runs_dir, help="per-run directories (reused when present and made with the same options)")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR), help=f"where {stem}.csv/.json go")

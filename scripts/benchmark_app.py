@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="Instruments_IISAN", help="catalogue for the re-rank timing (20,618 items)")
     p.add_argument("--checkpoint", default=str(CHECKPOINTS_DIR / "jepa4rec-tiny-pretrain"),
                    help="model directory whose re-rank is timed (the app itself starts on its own default)")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_data_root_argument()
     p.add_argument("--users", type=int, default=200, help="users timed (two slider positions each)")
     p.add_argument("--skip-app", action="store_true", help="only the re-rank timing")
     args = p.parse_args(argv)

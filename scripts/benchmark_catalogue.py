@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--synthetic", type=int, default=None, help="make N synthetic items instead")
     p.add_argument("--out", default=None, help="where to write the CSV (default: a temporary file)")
     p.add_argument("--export-only", action="store_true", help="write the CSV and stop")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_data_root_argument()
     p.add_threads_argument()
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic catalogue (--synthetic)")
     args = p.parse_args(argv)

@@ -320,7 +320,7 @@ def main(argv=None) -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)")
     parser.add_threads_argument(default=2)
-    parser.add_argument("--data-root", default=None, help="datasets folder (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    parser.add_data_root_argument()
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per encoder measurement (median)")
     parser.add_argument("--batch-size", type=int, default=8, help="fine-tuning batch size")
     parser.add_argument("--finetune-batches", type=int, default=6, help="fine-tuning batches timed per path")

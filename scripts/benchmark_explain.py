@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--tries", type=int, default=50, help="users timed for each feature")
     p.add_argument("--history", type=int, default=20, help="history length for 'why' (users with fewer are skipped)")
     p.add_threads_argument()
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_data_root_argument()
     args = p.parse_args(argv)
     if args.tries < 1 or args.history < 1:
         raise UserError(f"--tries and --history must be at least 1, got {args.tries} and {args.history}", "see --help")

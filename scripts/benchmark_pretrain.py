@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--domains", nargs="+", default=["Beauty2014_SeqRecBench", "Toys2014_SeqRecBench"],
                    help="pre-training domains the batches are drawn from")
     p.add_argument("--users", type=int, default=3000, help="users sampled per domain")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_data_root_argument()
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no", help="autocast dtype of the timed steps")
     p.add_argument("--phase", choices=["step", "encoder"], default=None, help=argparse.SUPPRESS)

@@ -22,7 +22,7 @@ def main(argv=None) -> int:
 
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="a dataset the app offers")
-    p.add_argument("--data-root", default=None, help="folder with more datasets (as for app.py)")
+    p.add_data_root_argument("folder with more datasets, as for app.py")
     p.add_argument("--time-only", action="store_true",
                    help="fit once more and print the times (UMAP's one-off compilation, then the fit) without writing")
     args = p.parse_args(argv)

@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="a dataset the app offers")
     p.add_argument("--users", type=int, nargs="+", default=[0, 1, 2], help="test users (as in the app)")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_data_root_argument()
     args = p.parse_args(argv)
     service = AppService(data_root=args.data_root)
     served = service.get(args.dataset)

@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--order", default="sequential", choices=["sequential", "random"], help="which words are revealed first")
     p.add_argument("--allow-repeats", choices=["default", "yes", "no"], default="default",
                    help="the app's repeat-purchase switch (default: the dataset's default)")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_data_root_argument()
     p.add_threads_argument()
     p.add_argument("--out", default=None, help="JSON file (default scripts/results/reveal_demo_<dataset>.json)")
     args = p.parse_args(argv)

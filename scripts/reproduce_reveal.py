@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     p.add_argument("--cases", type=int, default=10, help="users listed per model and dataset in reveal_cases.csv")
     p.add_argument("--batch-size", type=int, default=128, help="users (and items) encoded per batch")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_data_root_argument()
     p.add_argument("--seed", type=int, default=0, help="seed of the random reveal order (--order random)")
     args = p.parse_args(argv)
     meta = run(args)

@@ -94,7 +94,7 @@ METRICS = ("NDCG@10", "Recall@10", "MRR", "NDCG@5", "Recall@5", "NDCG@20", "Reca
 def parse_args(argv=None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="named dataset or dataset folder (e.g. Scientific_UniSRec, OnlineRetail)")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_data_root_argument()
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS), metavar="MODEL",
                    help=f"models to run (default: all): {', '.join(MODELS)}")
     p.add_argument("--jepa", default="checkpoints/jepa4rec-tiny-pretrain", help="JEPA4Rec pre-trained model directory")

@@ -30,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = SASRecConfig()
     p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", default="Scientific_UniSRec", help="named dataset or a dataset folder")
-    p.add_argument("--data-root", default=None, help="data root (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_data_root_argument()
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--patience", type=int, default=defaults.patience, help="validations without improvement before stopping")
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, ...")

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("stats", help="print users / items / interactions / lengths / share of items with text")
     p.add_argument("datasets", nargs="*", help=f"dataset names ({', '.join(DATASETS)}) or folders/files")
     p.add_argument("--all", action="store_true", help="every named dataset found under the data root, plus ml-100k")
-    p.add_argument("--data-root", default=None, help="folder holding the datasets (default: $JEPA4REC_DATA_ROOT or ../shared/data)")
+    p.add_data_root_argument()
     p.add_argument("--k-core", type=int, default=None, help="override the preset's k-core threshold (0 = off)")
     p.add_argument("--max-seq-len", type=int, default=None, help="keep only each user's most recent N items")
     p.add_argument("--item-key", choices=["Description", "StockCode"], default=None, help="Online Retail item key")
