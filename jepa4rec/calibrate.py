@@ -46,7 +46,7 @@ def main(argv=None) -> int:
                         help=f"τ of the cross-entropy that is minimised (default: the fine-tuning loss's, {FinetuneLossConfig.temperature})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-users sample")
     parser.add_argument("--batch-size", type=int, default=128, help="users (and items) per forward pass")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    parser.add_device_argument()
     parser.add_threads_argument()
     args = parser.parse_args(argv)
     checkpoint = recover_dir(args.checkpoint)

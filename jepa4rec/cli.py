@@ -10,6 +10,8 @@ Wrap a command's ``main(argv=None)`` in :func:`command` and build its parser wit
 * ``--debug`` (every parser has it) prints the traceback of an expected failure too;
 * ``parser.add_data_root_argument()`` gives a command the one ``--data-root DIR`` option (see
   :func:`jepa4rec.paths.data_root`);
+* ``parser.add_device_argument()`` gives the one ``--device`` option, checked when parsed
+  (:func:`jepa4rec.devices.resolve_device`: an unknown name or a GPU that is not there is one line);
 * ``parser.add_threads_argument()`` gives a command the one ``--threads N`` option, applied to torch when
   the arguments are parsed (two jobs on the 2 cores run with ``--threads 1`` each).
 """
@@ -48,6 +50,11 @@ class ArgumentParser(argparse.ArgumentParser):
         self.add_argument("--data-root", default=None, metavar="DIR",
                           help=f"{what} (default: ${DATA_ROOT_ENV}, else ../shared/data beside the project)")
 
+    def add_device_argument(self, default: str | None = None):
+        self.add_argument("--device", type=_device, default=default,
+                          help="cpu, cuda or cuda:N (default: " + (default if default and default != "auto" else
+                                                                  "cuda when present, else cpu") + ")")
+
     def add_threads_argument(self, default: int | None = None):
         self.add_argument("--threads", type=_positive_int, default=default, metavar="N",
                           help="CPU threads for torch (default: " + (str(default) if default else "torch's choice")
@@ -73,6 +80,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} — give 1 or more")
     return value
+
+
+def _device(text: str) -> str:
+    from .devices import resolve_device  # imports torch: only when --device is given
+
+    try:
+        resolve_device(text)
+    except UserError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def _one_line(text: str) -> str:

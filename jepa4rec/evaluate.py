@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     parser.add_argument("--exclude-history", action="store_true", help="do not let history items compete (default: they do, as in the paper)")
     parser.add_argument("--batch-size", type=int, default=128, help="users (and items) per forward pass")
     parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first N users")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    parser.add_device_argument()
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-init")
     parser.add_threads_argument()
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scoring", choices=["evidence", "predictor"], default="evidence",
                         help="how revealed words count: evidence (0%% = history only) or the paper's predictor")
     parser.add_argument("--allow-repeats", action="store_true", help="let history items be recommended again")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
+    parser.add_device_argument()
     parser.add_threads_argument()
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)

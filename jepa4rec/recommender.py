@@ -44,6 +44,7 @@ from safetensors.torch import load_file, save_file
 from .builder import item_tokenizer, new_model
 from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
+from .devices import resolve_device
 from .errors import ConfigError
 from .evaluation import evaluate, item_log_popularity, rank_of_targets, with_score_priors
 from .language_models import LANGUAGE_MODELS, is_language_model, source_description
@@ -105,12 +106,6 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
-
-
-def resolve_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class Recommender:

@@ -34,13 +34,14 @@ def run_phase(args) -> dict:
     from jepa4rec.batches import EncodedCorpus, iterate_batches, pretraining_pairs
     from jepa4rec.builder import item_tokenizer, new_model
     from jepa4rec.config import PretrainConfig
+    from jepa4rec.devices import resolve_device
     from jepa4rec.modeling import build_target_encoder, ema_update
     from jepa4rec.optim import autocast, build_optimizer
     from jepa4rec.pretraining import PretrainingModule, load_domains
     from jepa4rec.text import TextConfig, sentence_text
 
     torch.manual_seed(0)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     cfg = PretrainConfig(model_size=args.size, domains=args.domains, data_root=args.data_root,
                          max_users_per_domain=args.users, batch_size=args.batch_size, max_tokens=args.max_tokens)
     datasets = load_domains(cfg)
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
                    help="pre-training domains the batches are drawn from")
     p.add_argument("--users", type=int, default=3000, help="users sampled per domain")
     p.add_data_root_argument()
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_device_argument(default="cpu")
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no", help="autocast dtype of the timed steps")
     p.add_argument("--phase", choices=["step", "encoder"], default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print one JSON line per phase only")

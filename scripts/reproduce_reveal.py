@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--order", choices=["sequential", "random"], default="sequential", help="which words are revealed first")
     p.add_argument("--cases", type=int, default=10, help="users listed per model and dataset in reveal_cases.csv")
     p.add_argument("--batch-size", type=int, default=128, help="users (and items) encoded per batch")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
+    p.add_device_argument()
     p.add_data_root_argument()
     p.add_argument("--seed", type=int, default=0, help="seed of the random reveal order (--order random)")
     args = p.parse_args(argv)

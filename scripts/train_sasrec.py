@@ -33,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_data_root_argument()
     p.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--patience", type=int, default=defaults.patience, help="validations without improvement before stopping")
-    p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1, ...")
+    p.add_device_argument(default=defaults.device)
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the initialisation and batches")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="training sequences per step")
     p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")

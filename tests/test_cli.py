@@ -69,6 +69,8 @@ CASES = [
     ("benchmark_explain", ["--tries", "0"], "--tries and --history must be at least 1"),
     ("compare_models", ["--dataset", "nope"], "dataset 'nope' is not available"),
     ("jepa4rec.recommend", ["--items", "{missing}", "--history", "1"], "No such file or directory ({missing})"),
+    ("jepa4rec.evaluate", ["--checkpoint", "minilm", "--dataset", "{bad}", "--device", "gpu"],
+     "argument --device: device 'gpu' is not a torch device — use --device cpu, cuda or cuda:N"),
     ("jepa4rec.finetune", ["--threads", "0", "--output-dir", "{out}"], "argument --threads: 0 — give 1 or more"),
     ("jepa4rec.pretrain", ["--threads", "two", "--output-dir", "{out}"], "argument --threads: 'two' is not a whole number"),
 ]
@@ -165,3 +167,20 @@ def test_long_running_commands_take_threads(module, capsys):
     with pytest.raises(SystemExit):
         importlib.import_module(module).main(["--help"])
     assert "--threads N" in capsys.readouterr().out
+
+
+def test_a_device_that_is_not_there_is_named():
+    """``--device cuda`` on a machine without a GPU, or ``cuda:7`` on one with fewer, is the user's mistake:
+    resolve_device says so instead of torch's assertion at the first ``.to()``."""
+    import torch
+
+    from jepa4rec.devices import resolve_device
+    from jepa4rec.errors import UserError
+
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("auto") == resolve_device(None) and resolve_device("cpu") == torch.device("cpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(UserError, match=f"device 'cuda:{count}': torch sees"):
+        resolve_device(f"cuda:{count}")
+    with pytest.raises(UserError, match="only cpu and cuda are supported"):
+        resolve_device("meta")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..devices import resolve_device
 from ..paths import cache_dir
 from ..text import TextConfig, load_tokenizer, sentence_text
 
@@ -44,7 +45,7 @@ def sentence_vectors(items: Sequence[dict], source: str = "minilm", text_config:
         return load_file(str(path))["vectors"]
     folder = language_model_dir(source)
     tokenizer = load_tokenizer(folder)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     model = AutoModel.from_pretrained(str(folder)).to(device).eval()
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]]
     order = np.argsort(lengths, kind="stable")  # similar lengths per batch: little padding

@@ -41,6 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.dataset import SeqRecDataset
+from ..devices import resolve_device
 from ..evaluation import evaluate
 from ..optim import EarlyStopping
 
@@ -70,12 +71,6 @@ class SASRecConfig:
     select_metric: str = "NDCG@10"
     seed: int = 42
     device: str = "auto"  # "auto" = cuda when available, else cpu
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class _Block(nn.Module):
