@@ -7,6 +7,7 @@ Naming rule: a verb is a command, a noun is the library behind it.
   ``evaluate.py`` calls :func:`jepa4rec.recommender.evaluate_checkpoint`, which ranks through
   :mod:`jepa4rec.evaluation`; ``calibrate.py`` calls :func:`jepa4rec.calibration.calibrate`; ``compare.py`` calls
   :func:`jepa4rec.significance.compare`; ``python -m jepa4rec.data stats`` is ``data/__main__.py``.
+* ``python -m jepa4rec`` (``__main__.py``) lists the commands and runs one by name.
 * A command module only parses, calls and prints. No library module imports a command module.
 
 Layers, lowest first; a module imports only from layers below it (lazy imports included):

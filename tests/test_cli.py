@@ -184,3 +184,18 @@ def test_a_device_that_is_not_there_is_named():
         resolve_device(f"cuda:{count}")
     with pytest.raises(UserError, match="only cpu and cuda are supported"):
         resolve_device("meta")
+
+
+def test_python_m_jepa4rec_lists_every_command_and_runs_one(capsys):
+    from jepa4rec.__main__ import COMMANDS, main
+
+    package = ROOT / "jepa4rec"
+    commands = {p.stem for p in package.glob("*.py") if p.read_text().startswith('"""``python -m jepa4rec.')}
+    assert commands | {"data"} == set(COMMANDS)  # a new command module must join the list
+    assert main([]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in COMMANDS) and "``" not in listed
+    with pytest.raises(SystemExit) as done:
+        main(["compare", "--help"])
+    assert done.value.code == 0 and "python -m jepa4rec.compare" in capsys.readouterr().out
+    assert main(["nope"]) == 2 and "unknown command 'nope'" in capsys.readouterr().err
