@@ -51,9 +51,8 @@ class ArgumentParser(argparse.ArgumentParser):
                           help=f"{what} (default: ${DATA_ROOT_ENV}, else ../shared/data beside the project)")
 
     def add_device_argument(self, default: str | None = None):
-        self.add_argument("--device", type=_device, default=default,
-                          help="cpu, cuda or cuda:N (default: " + (default if default and default != "auto" else
-                                                                  "cuda when present, else cpu") + ")")
+        shown = "cuda when present, else cpu" if default in (None, "auto") else default  # "auto": devices.AUTO
+        self.add_argument("--device", type=_device, default=default, help=f"cpu, cuda or cuda:N (default: {shown})")
 
     def add_threads_argument(self, default: int | None = None):
         self.add_argument("--threads", type=_positive_int, default=default, metavar="N",
