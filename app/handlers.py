@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .service import Served
+from .service import Served, import_library
 
 REVEAL_STEPS = [i / 10 for i in range(11)]
 MAX_HISTORY = 50  # items a visitor's history may hold (the models read at most their max_items of them)
@@ -326,9 +326,9 @@ _STOP = {"the", "and", "for", "with", "of", "in", "to", "set", "pack", "size", "
 def cluster_groups(vectors: np.ndarray, titles: list[str], n_clusters: int = 12, seed: int = 0) -> list[str]:
     """Groups for a catalogue with no category: k-means clusters of the item vectors, each named by the
     two title words most over-represented in it."""
-    from sklearn.cluster import KMeans
-
-    n_clusters = max(1, min(n_clusters, len(vectors)))
+    KMeans = import_library("sklearn.cluster").KMeans
+    # Items with the same text share a vector; k-means cannot make more clusters than distinct points.
+    n_clusters = max(1, min(n_clusters, len(np.unique(vectors, axis=0))))
     labels = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit_predict(vectors)
     docs = [set(_WORD.findall(t.lower())) - _STOP for t in titles]
     overall = Counter(w for d in docs for w in d)

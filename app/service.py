@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -473,10 +474,22 @@ def exact_neighbours(vectors: np.ndarray, k: int, chunk: int = 2048) -> tuple[np
     return torch.cat(indices).numpy(), torch.cat(distances).numpy()
 
 
+# umap imports scikit-learn, whose modules import one another: two threads importing them for the first time
+# at once (the background map, the UMAP warm-up, a visitor's map tab) can be handed a half-initialised module
+# ("cannot import name 'clone' from partially initialized module 'sklearn.base'"). One lock for these imports.
+_LIBRARY_IMPORT = threading.Lock()
+
+
+def import_library(name: str):
+    """``importlib.import_module(name)`` for the app's late-imported libraries, one thread at a time."""
+    with _LIBRARY_IMPORT:
+        return importlib.import_module(name)
+
+
 def fit_map(vectors: np.ndarray) -> np.ndarray:
     import warnings
 
-    import umap
+    umap = import_library("umap")
 
     k = min(MAP_NEIGHBOURS, len(vectors) - 1)
     knn_indices, knn_distances = exact_neighbours(vectors, k)

@@ -12,12 +12,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import json
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from app import handlers as H
 from app.service import AppService
+from commands import ROOT, command_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -189,6 +192,46 @@ def test_item_groups_skip_shared_prefix_and_fall_back_to_clusters(served):
     vectors = served.recommender.unit_item_vectors.numpy()
     clusters = H.cluster_groups(vectors, served.recommender.titles, n_clusters=4)
     assert len(clusters) == len(vectors) and 1 < len(set(clusters)) <= 4 and all(c.startswith("≈ ") for c in clusters)
+
+
+RACE = """
+import threading, traceback
+from app.service import import_library  # loads what the app has loaded when a map is first asked for
+errors = []
+def run(name):
+    try:
+        import_library(name)
+    except Exception:
+        errors.append(traceback.format_exc())
+thread = threading.Thread(target=run, args=("umap",))  # the background map fit
+thread.start()
+run("sklearn.cluster")  # a visitor's map tab, clustering a catalogue with no categories
+thread.join()
+print(len(errors), *errors)
+"""
+
+
+def test_two_threads_importing_umap_and_scikit_learn_at_once_both_succeed():
+    """Fresh interpreters: without the import lock, 4 runs in 5 failed here with "cannot import name 'clone'
+    from partially initialized module 'sklearn.base'" in one or both threads."""
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", RACE], cwd=ROOT, env=command_env(), capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0 and done.stdout.startswith("0"), done.stdout + done.stderr
+
+
+def test_clusters_of_items_sharing_a_text_stay_quiet():
+    """Items with the same text share a vector: no more clusters than distinct vectors, no k-means warning."""
+    import warnings
+
+    import numpy as np
+
+    vectors = np.repeat(np.eye(3, dtype=np.float32), 4, axis=0)  # 12 items, 3 distinct vectors
+    titles = [f"{w} item" for w in ("red", "green", "blue") for _ in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clusters = H.cluster_groups(vectors, titles, n_clusters=12)
+    assert sorted(set(clusters)) == ["≈ blue item", "≈ green item", "≈ red item"]
 
 
 def test_only_max_resident_datasets_stay_loaded(service, toy, toy2):
