@@ -68,6 +68,8 @@ CASES = [
     ("benchmark_catalogue", ["--synthetic", "0"], "--synthetic must be at least 1"),
     ("benchmark_explain", ["--tries", "0"], "--tries and --history must be at least 1"),
     ("compare_models", ["--dataset", "nope"], "dataset 'nope' is not available"),
+    ("check_python_support", ["--python-versions", "three"], "'three' is not a version like 3.10"),
+    ("check_python_support", ["--requirements", "{missing}"], "No such file ({missing})"),
     ("jepa4rec.recommend", ["--items", "{missing}", "--history", "1"], "No such file or directory ({missing})"),
     ("jepa4rec.evaluate", ["--checkpoint", "minilm", "--dataset", "{bad}", "--device", "gpu"],
      "argument --device: device 'gpu' is not a torch device — use --device cpu, cuda or cuda:N"),
