@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     parser = ArgumentParser(prog="python -m jepa4rec.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="model directory (config.json + model.safetensors + tokenizer), or a language model "
-                        "(minilm: its converted encoder untrained, histories of 20 items / 128 tokens)")
+                        "(minilm, or a BERT folder of a named size: its converted encoder untrained, histories of 20 "
+                        "items / 128 tokens)")
     parser.add_argument("--dataset", required=True, help="dataset name (see `python -m jepa4rec.data stats --help`) or folder")
     parser.add_data_root_argument()
     parser.add_argument("--split", choices=["test", "valid"], default="test", help="leave-one-out split to rank (default: test)")

@@ -47,7 +47,7 @@ from .data import SeqRecDataset
 from .devices import resolve_device
 from .errors import ConfigError
 from .evaluation import evaluate, item_log_popularity, rank_of_targets, with_score_priors
-from .language_models import LANGUAGE_MODELS, is_language_model, source_description
+from .language_models import is_language_model, matching_model_size, source_description
 from .paths import cache_dir
 from .ranking import ItemIndex
 from .significance import write_case_ranks
@@ -184,10 +184,7 @@ class Recommender:
         """The converted language model with no training at all ("step 0"): ranks by the cosine of the
         history's vector (written as one text, as every JEPA4Rec model does) and each item's, both pooled
         by ``pooling`` (``cls`` or ``mean``, as the model a run starts from will pool)."""
-        if model_size is None:
-            if source not in LANGUAGE_MODELS:
-                raise ValueError(f"give model_size for the language model folder {source}")
-            model_size = LANGUAGE_MODELS[source].model_size
+        model_size = model_size or matching_model_size(source)
         tok = item_tokenizer(TextConfig(max_items=max_items, max_tokens=max_tokens), init_from=source)
         model = new_model(tok, model_size=model_size, overrides={"pooling": pooling}, max_items=max_items,
                           max_tokens=max_tokens, init_from=source)

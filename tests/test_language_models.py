@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from jepa4rec.config import FinetuneConfig, OptimConfig, PretrainConfig
+from jepa4rec.errors import ConfigError
 from jepa4rec.language_models import (
     check_architecture,
     init_from_language_model,
@@ -344,9 +345,19 @@ def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_sl
     # The record names every option that changes a number.
     assert (result["pooling"], mean["pooling"], result["exclude_history"]) == ("cls", "mean", False)
     assert {"precision", "threads", "seed", "torch", "transformers", "device"} <= set(result)
-    # A BERT folder is a language model too (not a JEPA4Rec directory), whose size must be named.
-    with pytest.raises(ValueError, match="model_size"):
+    # A BERT folder is a language model too (not a JEPA4Rec directory); one of no named size is refused by name.
+    with pytest.raises(ConfigError, match="no named model size has this language model's dimensions"):
         evaluate_checkpoint(minilm_slice, dataset, progress=False)
+
+
+def test_a_language_model_folder_takes_the_named_size_its_config_fits(tmp_path, minilm_dir, minilm_slice):
+    """A copy of MiniLM's folder (e.g. its weights cast to float16 for a device) is a minilm-sized model."""
+    from jepa4rec.language_models import matching_model_size
+
+    shutil.copy(minilm_dir / "config.json", tmp_path / "config.json")
+    assert matching_model_size(tmp_path) == matching_model_size("minilm") == "minilm"
+    with pytest.raises(ConfigError, match="num_hidden_layers.: 1"):
+        matching_model_size(minilm_slice)
 
 
 def test_zero_shot_chart_of_a_minilm_run_has_its_step_0_beside_it(toy, tmp_path):
