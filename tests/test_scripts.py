@@ -302,3 +302,31 @@ def test_table2_chart_lists_each_datasets_models_down_the_side():
         panels.setdefault(t.yaxis, set()).update(t.y)
     assert sorted(map(sorted, panels.values())) == [["JEPA4Rec + repeat & popularity bias", "Popularity"], ["SASRec"]]
     assert fig.layout.yaxis.autorange == "reversed" and fig.layout.height > 200
+
+
+def test_gpu_run_prepare_packs_minilm_in_float16_and_the_datasets(tmp_path, capsys):
+    """What ``scripts/gpu_scale_run.py prepare`` hands the device: MiniLM's folder with float16 weights (a
+    minilm-sized language model the commands start from) and the datasets in one xz archive. The ``run``
+    half needs a GPU and minutes; its CPU check is ``run --smoke`` (docs/training.md)."""
+    import tarfile
+
+    import torch
+    from safetensors.torch import load_file
+
+    from jepa4rec.language_models import language_model_dir, matching_model_size
+    from toy_corpus import write_domain
+
+    for name, seed in (("Source", 1), ("Target", 2)):
+        write_domain(tmp_path / "data" / name, seed=seed, n_users=20)
+    gpu = tmp_path / "gpu"
+    load_script("gpu_scale_run").main(["prepare", "--prepared", str(gpu), "--data-root", str(tmp_path / "data"),
+                                       "--domains", "Source", "--target", "Target"])
+    assert "A device call copies it with the tracked files" in capsys.readouterr().out
+    assert json.loads((gpu / "prepared.json").read_text()) == {"domains": ["Source"], "target": "Target"}
+    assert matching_model_size(gpu / "minilm") == "minilm"
+    ours, wheel = load_file(str(gpu / "minilm" / "model.safetensors")), load_file(str(language_model_dir("minilm") / "model.safetensors"))
+    assert ours.keys() == wheel.keys() and {t.dtype for t in ours.values()} == {torch.float16}
+    assert all(torch.equal(ours[k], wheel[k].half()) for k in wheel)
+    with tarfile.open(gpu / "data.tar.xz") as archive:
+        names = set(archive.getnames())
+    assert {"Source/items.jsonl", "Source/interactions.csv", "Target/items.jsonl", "Target/interactions.csv"} <= names
