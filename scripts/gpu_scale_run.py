@@ -40,7 +40,7 @@ PREPARED = ROOT / ".gpu"
 TARGET = "Scientific_UniSRec"
 DATA_ARCHIVE = "data.tar.xz"  # the eight domains' 70 MB of text pack into about 14.5 MB
 MINILM_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
-TWINS = {"jepa4rec": "0.1", "recformer": "0"}  # loss.lambda_map of each twin
+TWINS = {"jepa4rec": [], "recformer": ["loss.lambda_map=0"]}  # each twin's change to the pretrain_minilm recipe
 DEVICE_TREE_LIMIT = 64 * 2**20
 
 
@@ -175,14 +175,14 @@ def run(args) -> None:
     if args.smoke:
         pretrain += ["max_users_per_domain=64"]
     steps = None
-    for twin, lambda_map in TWINS.items():
+    for twin, change in TWINS.items():
         # The first twin runs for the minutes given; the second runs exactly as many steps, so both
         # have the same start, data order, schedules and steps.
         first = ["max_steps=4", "max_minutes=null"] if args.smoke else \
             [f"max_steps={args.schedule_steps}", f"max_minutes={args.pretrain_minutes}"]
         budget = first if steps is None else [f"max_steps={steps}", "max_minutes=null"]
         step((f"pretrain_{twin}", "jepa4rec.pretrain",
-              [*pretrain, f"loss.lambda_map={lambda_map}", *budget, "--output-dir", str(work / f"pretrain_{twin}")]))
+              [*pretrain, *change, *budget, "--output-dir", str(work / f"pretrain_{twin}")]))
         steps = steps or read_json(work / f"pretrain_{twin}" / "final" / "training_card.json")["step"]
     save(pretrain={twin: {k: read_json(work / f"pretrain_{twin}" / "final" / "training_card.json")[k]
                           for k in ("step", "train_seconds", "tokens_per_s", "last_losses")} for twin in TWINS})
