@@ -121,7 +121,7 @@ class Comparison:
     diff_low: float        # 95% paired-bootstrap interval of the difference
     diff_high: float
     ratio: float           # b / a (nan when a is 0)
-    ratio_low: float
+    ratio_low: float       # 95% interval of b / a (ratio_high is inf when resamples of a reach 0)
     ratio_high: float
     p_value: float         # two-sided paired sign-flip test of "no difference"
 
@@ -152,11 +152,18 @@ def compare(ranks_a, ranks_b, metric: str = "NDCG@10", resamples: int = 10_000, 
     # a flipped mean that equals the observed one up to float rounding counted as extreme.
     extreme = np.count_nonzero(np.abs(flips) >= abs(observed) - 1e-15)
     p = (1 + extreme) / (1 + resamples)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = boot_b / boot_a
     low, high = np.percentile(boot_b - boot_a, [2.5, 97.5])
     ratio = vb.mean() / va.mean() if va.mean() > 0 else float("nan")
-    r_low, r_high = np.nanpercentile(ratios, [2.5, 97.5]) if np.isfinite(ratios).any() else (np.nan, np.nan)
+    # A resample where A scores 0 and B does not has an unbounded ratio (+inf, kept: a weak A must widen the
+    # interval, not vanish from it); one where both score 0 says nothing about it and is left out. The
+    # percentiles take observed values, never interpolating between a finite ratio and inf (which gave nan).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(boot_a > 0, boot_b / boot_a, np.where(boot_b > 0, np.inf, np.nan))
+    ratios = ratios[~np.isnan(ratios)]
+    if va.mean() > 0 and ratios.size:
+        r_low, r_high = np.percentile(ratios, [2.5, 97.5], method="inverted_cdf")
+    else:
+        r_low = r_high = np.nan
     return Comparison(metric, n, float(va.mean()), float(vb.mean()), float(observed), float(low), float(high),
                       float(ratio), float(r_low), float(r_high), float(p))
 

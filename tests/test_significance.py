@@ -46,6 +46,19 @@ def test_a_clearly_better_ranking_is_significant_and_the_sign_follows_the_order(
     assert worse.diff == pytest.approx(-better.diff) and worse.diff_high < 0
 
 
+def test_a_baseline_with_few_hits_gives_an_unbounded_ratio_not_nan():
+    """2 hits in 1,000 users: about 14% of resamples give A a mean of 0, so the ratio's upper end is inf."""
+    a = np.full(1000, 500)
+    a[:2] = 1
+    b = np.full(1000, 500)
+    b[:40] = 1
+    c = compare(a, b, "Recall@10", resamples=2000)
+    assert c.ratio == pytest.approx(20.0) and 1 < c.ratio_low < c.ratio and c.ratio_high == np.inf
+    # Resamples where both are 0 are left out; with A all zeros there is no ratio at all.
+    none = compare(np.full(50, 500), b[:50], "Recall@10", resamples=500)
+    assert np.isnan([none.ratio, none.ratio_low, none.ratio_high]).all() and none.diff > 0
+
+
 def test_a_few_swapped_users_are_within_noise():
     rng = np.random.default_rng(2)
     a = rng.integers(1, 50, size=3000)
