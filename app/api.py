@@ -9,6 +9,7 @@ from typing import Optional
 import gradio as gr
 
 from jepa4rec.data import DataFormatError
+from jepa4rec.data.catalogue import missing_ids
 
 from . import handlers as H
 from .service import AppService
@@ -160,6 +161,9 @@ def endpoints(service: AppService, gpu=lambda fn: fn):
             index = served.dataset.item_index()
             missing = [i for i in list(history) + ([target] if target is not None else []) if str(i) not in index]
             if missing:
+                if set(map(str, missing)) & set(served.recommender.dropped_items):  # in the file, but no text
+                    raise H.UserInputError(missing_ids(f"catalogue.{format}", list(map(str, missing)),
+                                                       served.recommender.dropped_items))
                 raise H.UserInputError(f"no item with id {', '.join(map(repr, missing[:5]))} in the catalogue")
             out = H.api_recommend(served, [index[str(i)] for i in history],
                                   None if target is None else index[str(target)], reveal, k)

@@ -44,16 +44,22 @@ def main(argv=None) -> int:
         raise UserError("--reveal needs --target and a share within 0..1", "see --help")
 
     from .checkpoint import default_checkpoint
+    from .data.catalogue import missing_ids
     from .recommender import Recommender
 
     rec = Recommender.from_catalogue(args.model or default_checkpoint(), args.items, device=args.device)
     index = rec.dataset.item_index()
     unknown = [i for i in args.history + ([args.target] if args.target else []) if i not in index]
     if unknown:
-        raise UserError(f"{args.items}: no item with id {', '.join(map(repr, unknown[:5]))}",
-                        "give ids from the catalogue's id column")
+        raise UserError(missing_ids(args.items, unknown, rec.dropped_items),
+                        "give ids from the catalogue's id column" if set(unknown) - set(rec.dropped_items)
+                        else "give the row a title or other text, or leave its id out")
     history = [index[i] for i in args.history]
     target = index[args.target] if args.target else None
+    if not args.allow_repeats and len(set(history) - {target}) >= rec.dataset.n_items:
+        # Otherwise the list is empty and the command says nothing.
+        raise UserError(f"{args.items}: all {rec.dataset.n_items:,} items of the catalogue are in the history, "
+                        "so none is left to recommend", "add --allow-repeats to rank history items too")
     out = rec.recommend(history, k=args.k, target=target, reveal=args.reveal, reveal_mode=args.scoring,
                         exclude_history=not args.allow_repeats)
     if args.json:

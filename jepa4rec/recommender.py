@@ -128,6 +128,9 @@ class Recommender:
         self._log_popularity: torch.Tensor | None = None
         self.tok = item_tokenizer
         self.dataset = dataset
+        # {id: line} of a catalogue file's rows dropped for having no text (from_catalogue), so an id asked
+        # for can be told apart from one the file lacks.
+        self.dropped_items: dict[str, int] = {}
         self.batch_size = batch_size
         self.card = card or {}
         self.model_digest = model_digest
@@ -165,8 +168,9 @@ class Recommender:
 
         from .data.catalogue import read_catalogue
 
+        no_text: dict[str, int] = {}
         dataset, columns = read_catalogue(items, interactions, name=name, items_text=items_text,
-                                          interactions_text=interactions_text)
+                                          interactions_text=interactions_text, no_text=no_text)
         if isinstance(model, Recommender):
             net, tok, card, digest = model.model, model.tok, model.card, model.model_digest
             device = device or model.device
@@ -174,8 +178,10 @@ class Recommender:
             net, tok, card = load_model_dir(model, device="cpu")
             digest = weights_digest(model)
         text = dataclasses.replace(tok.config, attribute_order=tuple(columns), include_unlisted=False)
-        return cls(net, ItemTokenizer(tok.tokenizer, text), dataset, device=device, model_digest=digest,
-                   card=card, use_cache=False, **kwargs)
+        rec = cls(net, ItemTokenizer(tok.tokenizer, text), dataset, device=device, model_digest=digest,
+                  card=card, use_cache=False, **kwargs)
+        rec.dropped_items = no_text
+        return rec
 
     @classmethod
     def from_language_model(cls, source: str, dataset: SeqRecDataset, *, model_size: str | None = None,
@@ -479,6 +485,8 @@ class Recommender:
         if exclude_history:
             scores = scores.clone()  # never write into a cached matrix product
             self._exclude(scores[None], history, [target])
+            # Only the items left compete: a larger k would list excluded ones at -inf.
+            k = min(k, scores.numel() - len({int(i) for i in history} - {target}))
         top = torch.topk(scores, min(k, scores.numel()))
         items = self._ranked(top.values, top.indices)
         rank = int(rank_of_targets(scores[None], [target])[0]) if target is not None else None

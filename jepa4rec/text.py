@@ -159,7 +159,10 @@ class ItemTokenizer:
         name_ids = {n: ids for n, ids in zip(names, self.tokenizer([" " + n for n in names], add_special_tokens=False)["input_ids"])} if names else {}
         # Tokenize values word by word (pre-split on whitespace) so each token knows its word.
         values = [[" " + w for w in v.split()] for p in pairs for _, v in p]
-        enc = self.tokenizer(values, is_split_into_words=True, add_special_tokens=False) if values else None
+        # Each value is cut to max_attr_tokens below, so a long one is no "indexing error" (verbose=False keeps
+        # transformers from saying so).
+        enc = self.tokenizer(values, is_split_into_words=True, add_special_tokens=False,
+                             verbose=False) if values else None
         out: list[EncodedItem] = []
         j = 0
         for p in pairs:

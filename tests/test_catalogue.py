@@ -47,11 +47,53 @@ def test_jsonl_and_interactions_make_users_in_time_order(tmp_path):
     ("a.csv", "", "empty file, or no header line"),
     ("a.jsonl", '{"id": 1, "title": "x"}\n[1, 2]\n', "a.jsonl:2: a line must be one JSON object"),
     ("a.jsonl", '{"id": 1, "title": "x"}\n{"id": 2,\n', "a.jsonl:2: not valid JSON"),
+    # Each of these lost text without a word: a field past the header's, rows swallowed by an open quote,
+    # one of two same-named columns (or JSON keys), an id that is no id.
+    ("a.csv", "id,title,brand\np1,Mug,Acme\np6,Mug, large,Acme\n",
+     "a.csv:3: 4 fields, but the header has 3 ['id', 'title', 'brand'] — put a value holding a comma in double quotes"),
+    ("a.csv", 'id,title,brand\np1,Red mug,Acme\np2,"Blue mug,Acme\np3,Tea,Leaf\np4,Pot,Acme\n',
+     "a.csv:3: a quote opened in this row is never closed (the value runs to the end of the file, line 5)"),
+    ("a.csv", 'id,title,brand,colour\np2,"Blue mug,Acme\np3,Tea",Leaf\np4,Pot,Acme,red\n',
+     "a.csv:2: a quoted value runs over lines 2-3 and the row still has 3 of 4 fields (a quote that is not closed?)"),
+    ("a.csv", "id,title,title\np1,Red mug,Acme mug\n", "a.csv:1: column 'title' repeats in the header"),
+    ("a.jsonl", '{"id": 1, "title": "x"}\n{"id": 2, "title": "y", "title": "z"}\n', "a.jsonl:2: key 'title' repeats"),
+    ("a.jsonl", '{"id": 1, "title": "x"}\n{"id": [3], "title": "y"}\n', "a.jsonl:2: field 'id' is not an id ([3])"),
+    ("a.jsonl", '{"id": true, "title": "y"}\n', "a.jsonl:1: field 'id' is not an id (True)"),
+    ("a.jsonl", '{"id": 1.5, "title": "y"}\n', "a.jsonl:1: field 'id' is not an id (1.5)"),
 ])
 def test_bad_item_files_are_refused_by_name(tmp_path, name, text, said):
     with pytest.raises(DataFormatError, match=None) as err:
         read_items(write(tmp_path / name, text))
     assert said in str(err.value)
+
+
+def test_a_field_over_the_csv_modules_limit_is_read(tmp_path):
+    """Long descriptions are real: a field over csv's default 131,072 characters is read (the tokenizer cuts
+    it), not a csv.Error traceback."""
+    import csv
+
+    old = csv.field_size_limit(131072)  # the default, whatever an earlier read raised it to
+    try:
+        f = write(tmp_path / "long.csv", "id,title,description\np1,Red mug," + "x " * 100_000 + "\np2,Blue mug,\n")
+        keys, items, _, report = read_items(f)
+    finally:
+        csv.field_size_limit(max(old, csv.field_size_limit()))
+    assert keys == ["p1", "p2"] and len(items[0]["description"]) == 199_999 and report == []
+
+
+def test_jsonl_lists_are_text_and_objects_are_counted(tmp_path):
+    """A list of strings is text, joined with ", " (as the SeqRecBench reader does); objects and true/false
+    are dropped and counted; an integral 1.0 id reads as "1"."""
+    f = write(tmp_path / "a.jsonl", "\n".join(json.dumps(r) for r in [
+        {"id": 1.0, "title": "Red mug", "categories": ["Kitchen", "Mugs"]}, {"id": "p3", "categories": ["Tea", "Green"]},
+        {"id": "p4", "title": {"en": "Black tea"}}, {"id": 5, "title": "Pot", "gift": True}]))
+    no_text = {}
+    keys, items, columns, report = read_items(f, no_text=no_text)
+    assert keys == ["1", "p3", "5"] and columns == ["title", "categories", "gift"]
+    assert items[0] == {"title": "Red mug", "categories": "Kitchen, Mugs"} and items[1] == {"categories": "Tea, Green"}
+    assert report == ["a.jsonl: dropped fields that are not text (objects, true/false): title (1 items), gift (1 items)",
+                      "a.jsonl: dropped 1 item(s) with no text in ['title', 'categories', 'gift']"]
+    assert no_text == {"p4": 3}
 
 
 def test_limits_and_encoding_are_enforced(tmp_path):
@@ -104,6 +146,34 @@ def test_recommend_command_ranks_a_catalogue_file(finetuned, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--items", str(items), "--history", "nope", "--model", f"{cfg.output_dir}/best"])
     assert exc.value.code == 2 and "no item with id 'nope'" in capsys.readouterr().err
+
+
+def test_recommend_command_names_a_dropped_id_and_a_history_of_every_item(finetuned, tmp_path, capsys):
+    from jepa4rec.recommend import main
+
+    cfg, _ = finetuned
+    model = ["--model", f"{cfg.output_dir}/best"]
+    items = write(tmp_path / "mine.csv", "id,title,brand\np1,Red mug,Acme\np2,Blue mug,Acme\np3,Tea,Leaf\np6,,\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["--items", str(items), "--history", "p1", "p6", "zz", *model])
+    assert exc.value.code == 2
+    assert (f"error: {items}: no item with id 'zz'; item 'p6' (line 5) is in the file but was dropped because its row "
+            "has no text — give ids from the catalogue's id column") in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--items", str(items), "--history", "p1", "p6", *model])
+    assert "item 'p6' (line 5) is in the file but was dropped because its row has no text — give the row a title" \
+        in capsys.readouterr().err
+    # Every item in the history: say so (the list would be empty), and name the option that allows repeats.
+    with pytest.raises(SystemExit) as exc:
+        main(["--items", str(items), "--history", "p1", "p2", "p3", *model])
+    assert exc.value.code == 2 and (f"error: {items}: all 3 items of the catalogue are in the history, so none is left "
+                                    "to recommend — add --allow-repeats") in capsys.readouterr().err
+    assert main(["--items", str(items), "--history", "p1", "p2", "p3", "--allow-repeats", "--k", "2", "--json",
+                 *model]) == 0
+    assert len(json.loads(capsys.readouterr().out)["items"]) == 2
+    # With a target the list is never empty: the target stays in it.
+    assert main(["--items", str(items), "--history", "p1", "p2", "--target", "p3", "--json", *model]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)["items"]] == ["p3"]
 
 
 def test_recommend_command_defaults_to_the_shipped_zero_shot_model(tmp_path, capsys):

@@ -680,7 +680,7 @@ def test_non_numeric_timestamp(seqrecbench_dir, tmp_path):
     df["InvoiceDate"] = df["InvoiceDate"].astype(str)
     df.loc[3, "InvoiceDate"] = "not a date"
     df.to_csv(retail, index=False)
-    with pytest.raises(DataFormatError, match=r"retail\.csv: row 3: field 'InvoiceDate' is not a date"):
+    with pytest.raises(DataFormatError, match=r"retail\.csv:5: field 'InvoiceDate' is not a date"):
         read_online_retail(retail)
 
 

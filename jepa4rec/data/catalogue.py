@@ -11,12 +11,19 @@ Limits are checked before anything heavy runs, each with a message that names th
 the column: :data:`MAX_BYTES` per file, :data:`MAX_ITEMS` items, UTF-8 text, an id column and at least
 one text column, unique ids. Rows whose text is empty, and interactions naming unknown items, are
 dropped and counted in the dataset's ``report``.
+
+A CSV row with more fields than the header, a quote that is never closed, a repeated column name (or a
+repeated key in a JSON line) are refused by line: each would otherwise lose text without a word. In JSON
+lines a list of strings or numbers is text (joined with ", "); objects and true/false are dropped and
+counted in the report; an id is a string or an integer (``1.0`` reads as ``"1"``), anything else is
+refused.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections import Counter
 from pathlib import Path
 
 from .dataset import DataFormatError, SeqRecDataset, clean_attributes
@@ -28,6 +35,7 @@ USER_COLUMNS = ("user_id", "user")
 ITEM_COLUMNS = ("item_id", "item")
 TIME_COLUMNS = ("timestamp", "time")
 HINT = "docs/app.md ('Your catalogue') describes the file layout"
+QUOTE_HINT = "close the quote, or double a quote inside a quoted value (\"\")"
 
 
 def _text(path: Path, max_bytes: int, given: str | None = None) -> str:
@@ -51,35 +59,106 @@ def _pick(columns: list[str], names: tuple[str, ...]) -> str | None:
     return next((lower[n] for n in names if n in lower), None)
 
 
+def _is_text(value) -> bool:
+    """A value an item sentence can hold: a string, a number, or a list of them (joined with ", ")."""
+    if isinstance(value, list):
+        return all(_is_text(v) for v in value)
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _key(value, path: Path, line: int, column: str) -> str:
+    """An id as text: a string, or an integer (a JSON ``1.0`` is ``"1"``, as a spreadsheet writes 1)."""
+    if value is None or isinstance(value, str):
+        return "" if value is None else value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    raise DataFormatError(f"{path}:{line}: field '{column}' is not an id ({value!r})",
+                          hint="ids must be strings or whole numbers")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    # json.loads keeps the last of repeated keys: refuse instead of losing the first one's text.
+    row = {}
+    for k, v in pairs:
+        if k in row:
+            raise KeyError(k)
+        row[k] = v
+    return row
+
+
+def _csv_rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict]]]:
+    reader = csv.reader(io.StringIO(text), strict=True)
+    # A field is no longer than its file (whose size is already checked); long descriptions are real, and
+    # the tokenizer truncates them (the csv module's default limit is 131,072 characters).
+    if len(text) > csv.field_size_limit():
+        csv.field_size_limit(len(text))
+    columns, rows, start = None, [], 1
+    try:
+        for record in reader:
+            if columns is None:
+                columns = record
+                if not columns:
+                    break
+                named = [c for c in columns if c.strip()]
+                repeated = next((c for c in named if named.count(c) > 1), None)
+                if repeated is not None:
+                    # A dict keeps one value per name: the other column's text would be lost.
+                    raise DataFormatError(f"{path}:1: column '{repeated}' repeats in the header {columns}",
+                                          hint="give each column its own name")
+            elif record:
+                extra = record[len(columns):]
+                if any(f.strip() for f in extra):
+                    raise DataFormatError(
+                        f"{path}:{start}: {len(record)} fields, but the header has {len(columns)} {columns}",
+                        hint="put a value holding a comma in double quotes (\"Mug, large\")")
+                if reader.line_num > start and len(record) < len(columns):
+                    # A row spanning lines that still lacks fields: a quote opened and closed too late,
+                    # swallowing the rows between as one value.
+                    raise DataFormatError(f"{path}:{start}: a quoted value runs over lines {start}-{reader.line_num} "
+                                          f"and the row still has {len(record)} of {len(columns)} fields "
+                                          f"(a quote that is not closed?)", hint=QUOTE_HINT)
+                rows.append((start, dict(zip(columns, record))))
+            start = reader.line_num + 1
+    except csv.Error as err:
+        if "end of data" in str(err):  # strict: the file ends inside a quoted value
+            raise DataFormatError(f"{path}:{start}: a quote opened in this row is never closed (the value runs "
+                                  f"to the end of the file, line {reader.line_num})", hint=QUOTE_HINT) from None
+        raise DataFormatError(f"{path}:{reader.line_num}: not valid CSV ({err})", hint=QUOTE_HINT) from None
+    if not columns:
+        raise DataFormatError(f"{path}: empty file, or no header line", hint=HINT)
+    return columns, rows
+
+
 def _rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict]]]:
-    """(columns in file order, [(line, row)]) of a CSV or JSON-lines file."""
+    """(columns in file order, [(line, row)]) of a CSV or JSON-lines file; a row's line is its first."""
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         rows, columns = [], []
         for line_no, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as err:
                 raise DataFormatError(f"{path}:{line_no}: not valid JSON ({err.msg})", hint=HINT) from None
+            except KeyError as err:
+                raise DataFormatError(f"{path}:{line_no}: key '{err.args[0]}' repeats", hint="give each key once") \
+                    from None
             if not isinstance(row, dict):
                 raise DataFormatError(f"{path}:{line_no}: a line must be one JSON object, got {type(row).__name__}",
                                       hint=HINT)
             columns += [k for k in row if k not in columns]
             rows.append((line_no, row))
         return columns, rows
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames:
-        raise DataFormatError(f"{path}: empty file, or no header line", hint=HINT)
-    # Line numbers: the header is line 1 (a quoted value spanning lines shifts later rows; good enough
-    # to find a row).
-    return list(reader.fieldnames), [(i + 2, row) for i, row in enumerate(reader)]
+    return _csv_rows(path, text)
 
 
-def read_items(path: str | Path, max_bytes: int = MAX_BYTES, max_items: int = MAX_ITEMS, text: str | None = None
-               ) -> tuple[list[str], list[dict[str, str]], list[str], list[str]]:
+def read_items(path: str | Path, max_bytes: int = MAX_BYTES, max_items: int = MAX_ITEMS, text: str | None = None,
+               no_text: dict[str, int] | None = None) -> tuple[list[str], list[dict[str, str]], list[str], list[str]]:
     """(item keys, attribute dicts in header order, the text columns, report lines) of an item file (or of
-    ``text``, the file's content, ``path`` then only naming it and its format by its suffix)."""
+    ``text``, the file's content, ``path`` then only naming it and its format by its suffix). ``no_text``,
+    when given, receives {id: line} of the rows dropped for having no text (to say why an id is missing)."""
     path = Path(path)
     columns, rows = _rows(path, _text(path, max_bytes, text))
     id_col = _pick(columns, ID_COLUMNS)
@@ -92,28 +171,46 @@ def read_items(path: str | Path, max_bytes: int = MAX_BYTES, max_items: int = MA
                               hint=HINT)
     if len(rows) > max_items:
         raise DataFormatError(f"{path}: {len(rows):,} items is over the {max_items:,}-item limit", hint=HINT)
-    keys, items, seen, empty = [], [], {}, 0
+    keys, items, seen, empty, dropped = [], [], {}, 0, Counter()
     for line, row in rows:
-        key = row.get(id_col)
-        key = "" if key is None else str(key).strip()
+        key = _key(row.get(id_col), path, line, id_col)
         if not key:
             raise DataFormatError(f"{path}:{line}: empty '{id_col}'", hint=HINT)
         if key in seen:
             raise DataFormatError(f"{path}:{line}: id '{key}' repeats line {seen[key]}", hint="ids must be unique")
         seen[key] = line
-        attrs = clean_attributes({c: row[c] for c in text_cols
-                                  if isinstance(row.get(c), (str, int, float)) and not isinstance(row.get(c), bool)})
+        dropped.update(c for c in text_cols if row.get(c) is not None and not _is_text(row[c]))
+        attrs = clean_attributes({c: row[c] for c in text_cols if _is_text(row.get(c))})
         if not attrs:
             empty += 1
+            if no_text is not None:
+                no_text[key] = line
             continue
         keys.append(key)
         items.append(attrs)
     report = []
+    if dropped:
+        report.append(f"{path.name}: dropped fields that are not text (objects, true/false): "
+                      + ", ".join(f"{k} ({n:,} items)" for k, n in dropped.items()))
     if empty:
         report.append(f"{path.name}: dropped {empty:,} item(s) with no text in {text_cols}")
     if not items:
         raise DataFormatError(f"{path}: none of its {len(rows):,} items has any text in {text_cols}", hint=HINT)
     return keys, items, text_cols, report
+
+
+def missing_ids(path: str | Path, ids: list[str], no_text: dict[str, int]) -> str:
+    """The sentence for ``ids`` a catalogue lacks; those in the file but dropped for having no text (``no_text``,
+    {id: line}) are named as such, not as unknown."""
+    dropped = [i for i in ids if i in no_text]
+    absent = [i for i in ids if i not in no_text]
+    parts = [f"no item with id {', '.join(map(repr, absent[:5]))}"] if absent else []
+    if dropped:
+        one = len(dropped) == 1
+        parts.append(f"item {', '.join(f'{i!r} (line {no_text[i]})' for i in dropped[:5])} "
+                     f"{'is' if one else 'are'} in the file but {'was' if one else 'were'} dropped because "
+                     f"{'its row has' if one else 'their rows have'} no text")
+    return f"{path}: " + "; ".join(parts)
 
 
 def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = MAX_BYTES, text: str | None = None
@@ -129,7 +226,7 @@ def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = M
     events: dict[str, list[tuple[float, int, int]]] = {}
     unknown = 0
     for order, (line, row) in enumerate(rows):
-        user, item = str(row.get(user_col) or "").strip(), str(row.get(item_col) or "").strip()
+        user, item = _key(row.get(user_col), path, line, user_col), _key(row.get(item_col), path, line, item_col)
         if not user or not item:
             raise DataFormatError(f"{path}:{line}: empty {'user' if not user else 'item'}", hint=HINT)
         when = 0.0
@@ -160,10 +257,11 @@ def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = M
 
 def read_catalogue(items_path: str | Path, interactions_path: str | Path | None = None, name: str | None = None,
                    max_bytes: int = MAX_BYTES, max_items: int = MAX_ITEMS, items_text: str | None = None,
-                   interactions_text: str | None = None) -> tuple[SeqRecDataset, list[str]]:
+                   interactions_text: str | None = None, no_text: dict[str, int] | None = None
+                   ) -> tuple[SeqRecDataset, list[str]]:
     """(the catalogue as a dataset, its text columns in header order); ``*_text`` hand over the files'
-    content instead of reading them (the paths then only name them)."""
-    keys, items, columns, report = read_items(items_path, max_bytes, max_items, items_text)
+    content instead of reading them (the paths then only name them); ``no_text`` as in :func:`read_items`."""
+    keys, items, columns, report = read_items(items_path, max_bytes, max_items, items_text, no_text=no_text)
     users, sequences = [], []
     if interactions_path is not None:
         users, sequences, more = read_interactions(interactions_path, keys, max_bytes, interactions_text)

@@ -9,7 +9,9 @@ import gzip
 import io
 import json
 import re
+import zipfile
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -25,12 +27,62 @@ def _require(path: Path) -> Path:
     return path
 
 
+UTF8_HINT = "save the file as UTF-8 (README 'Data' describes each layout)"
+
+
+def _first_non_utf8(path: Path) -> tuple[int, int] | None:
+    """(line, file offset) of the first byte that is not UTF-8, or None."""
+    offset = 0
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+        for lineno, line in enumerate(fh, 1):  # b"\n" never occurs inside a UTF-8 character
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return lineno, offset + err.start
+            offset += len(line)
+    return None
+
+
+def _not_utf8(path: Path) -> DataFormatError:
+    """The error for a file that is not UTF-8, worded as jepa4rec.data.catalogue words it."""
+    where = _first_non_utf8(path)
+    if where is None:
+        return DataFormatError(f"{path}: not UTF-8 text", hint=UTF8_HINT)
+    return DataFormatError(f"{path}:{where[0]}: not UTF-8 text (byte {where[1]})", hint=UTF8_HINT)
+
+
+@contextmanager
 def _open_text(path: Path):
-    """Open a plain or gzip-compressed text file."""
+    """Open a plain or gzip-compressed UTF-8 text file (a BOM is skipped, as pandas does for CSV)."""
     _require(path)
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        fh = io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    else:
+        fh = open(path, encoding="utf-8-sig")
+    try:
+        with fh:
+            yield fh
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+
+
+def _read_text(path: Path) -> str:
+    with _open_text(path) as fh:
+        return fh.read()
+
+
+def _csv_error(path: Path, err: Exception) -> DataFormatError:
+    """One line for what pandas could not read in a CSV, with the file line when pandas gives one."""
+    if isinstance(err, UnicodeDecodeError):
+        return _not_utf8(path)
+    if isinstance(err, pd.errors.EmptyDataError):
+        return DataFormatError(f"{path}: empty file (no header line)")
+    ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+    if ragged:
+        want, line, saw = ragged.groups()
+        return DataFormatError(f"{path}:{line}: expected {want} comma-separated fields, saw {saw} "
+                               "(a comma inside a value needs quotes)")
+    return DataFormatError(f"{path}: cannot parse as CSV ({str(err).strip().splitlines()[-1]})")
 
 
 def _find_one(folder: Path, pattern: str) -> Path:
@@ -160,11 +212,30 @@ def split_unisrec_text(text: str, top_category: str | None = None) -> dict[str, 
     return {"title": ". ".join(parts[:cut]), "brand": ". ".join(parts[cut + 1:]), "categories": parts[cut]}
 
 
+def _unisrec_index(path: Path, what: str) -> list[str]:
+    """A RecBole ``.item2index`` / ``.user2index`` file as a list (position = index); the indexes must
+    run 0, 1, 2, ... in file order, as RecBole writes them, so position and index column agree."""
+    names: list[str] = []
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            cols = line.split()
+            if not cols:
+                continue  # a blank line shifts nothing: the index column is checked
+            if len(cols) != 2 or not cols[1].isdigit():
+                raise DataFormatError(f"{path}:{lineno}: expected '<{what}> <index>', got {line.strip()[:80]!r}")
+            if int(cols[1]) != len(names):
+                raise DataFormatError(f"{path}:{lineno}: indexes must run 0, 1, 2, ... (got {cols[1]}, "
+                                      f"expected {len(names)})")
+            names.append(cols[0])
+    return names
+
+
 def read_unisrec(folder: Path) -> RawData:
     folder = Path(folder)
     text_path = _find_one(folder, "*.text")
     stem = text_path.name[: -len(".text")]
     texts: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     with _open_text(text_path) as fh:
         header = fh.readline().rstrip("\n").split("\t")
         if len(header) < 2 or not header[0].startswith("item_id"):
@@ -173,26 +244,17 @@ def read_unisrec(folder: Path) -> RawData:
             cols = line.rstrip("\n").split("\t")
             if len(cols) != 2:
                 raise DataFormatError(f"{text_path}:{lineno}: expected 2 tab-separated fields, got {len(cols)}")
+            if cols[0] in first_line:  # the later text would silently replace the first
+                raise DataFormatError(f"{text_path}:{lineno}: item_id {cols[0]} repeats line {first_line[cols[0]]}")
+            first_line[cols[0]] = lineno
             texts[cols[0]] = cols[1]
     top = unisrec_top_category(texts.values())
     items = {k: split_unisrec_text(v, top_category=top) for k, v in texts.items()}
 
-    index2item: list[str] = []
     map_path = folder / f"{stem}.item2index"
-    with _open_text(map_path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            cols = line.split()
-            if len(cols) != 2 or not cols[1].isdigit():
-                raise DataFormatError(f"{map_path}:{lineno}: expected '<asin> <index>'")
-            idx = int(cols[1])
-            if idx != len(index2item):
-                raise DataFormatError(f"{map_path}:{lineno}: indexes must run 0, 1, 2, ... (got {idx})")
-            index2item.append(cols[0])
+    index2item = _unisrec_index(map_path, "asin")
     user_map_path = folder / f"{stem}.user2index"
-    index2user: list[str] = []
-    if user_map_path.exists():
-        with _open_text(user_map_path) as fh:
-            index2user = [line.split()[0] for line in fh if line.strip()]
+    index2user = _unisrec_index(user_map_path, "user") if user_map_path.exists() else []
 
     def rows(split: str) -> list[tuple[str, list[str], str]]:
         path = folder / f"{stem}.{split}.inter"
@@ -205,11 +267,13 @@ def read_unisrec(folder: Path) -> RawData:
                 cols = line.rstrip("\n").split("\t")
                 if len(cols) != 3:
                     raise DataFormatError(f"{path}:{lineno}: expected 3 tab-separated fields, got {len(cols)}")
-                try:
-                    hist = [index2item[int(x)] for x in cols[1].split()]
-                    target = index2item[int(cols[2])]
-                except (ValueError, IndexError):
-                    raise DataFormatError(f"{path}:{lineno}: item index not in {map_path.name}") from None
+                indexes = cols[1].split() + [cols[2]]
+                # isdigit() also keeps '-3' from becoming an item through Python's negative indexing.
+                bad = [x for x in indexes if not (x.isdigit() and int(x) < len(index2item))]
+                if bad:
+                    raise DataFormatError(f"{path}:{lineno}: item index not in {map_path.name} ({bad[0]!r}; "
+                                          f"it holds 0..{len(index2item) - 1})")
+                *hist, target = [index2item[int(x)] for x in indexes]
                 out.append((cols[0], hist, target))
         return out
 
@@ -240,15 +304,26 @@ def read_unisrec(folder: Path) -> RawData:
 
 # --- b. LC-Rec JSON ----------------------------------------------------------------------------------
 
+def _json_object(path: Path, key: str) -> dict:
+    """A whole-file JSON object (LC-Rec's files map an item or user id to its record)."""
+    try:
+        obj = json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{path}: expected a JSON object keyed by {key} id, got {_json_type(obj)}")
+    return obj
+
+
+def _json_type(obj) -> str:
+    return {list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(type(obj), "a number")
+
+
 def read_lcrec(folder: Path) -> RawData:
     folder = Path(folder)
     item_path = _find_one(folder, "*.item.json")
     inter_path = _find_one(folder, "*.inter.json")
-    try:
-        meta = json.loads(_require(item_path).read_text(encoding="utf-8"))
-        inters = json.loads(_require(inter_path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{err.doc[:0] or ''}{item_path if 'meta' not in locals() else inter_path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    meta, inters = _json_object(item_path, "item"), _json_object(inter_path, "user")
     items = {}
     for key, attrs in meta.items():
         if not isinstance(attrs, dict):
@@ -270,6 +345,7 @@ def read_iisan(folder: Path) -> RawData:
     item_path = _find_one(folder, "*items*.tsv")
     user_path = _find_one(folder, "*users*.tsv")
     items: dict[str, dict[str, str]] = {}
+    first_line: dict[str, int] = {}
     with _open_text(item_path) as fh:
         for lineno, line in enumerate(fh, 1):
             line = line.rstrip("\n")
@@ -278,7 +354,11 @@ def read_iisan(folder: Path) -> RawData:
             cols = line.split("\t")
             if len(cols) < 2:
                 raise DataFormatError(f"{item_path}:{lineno}: expected '<asin><TAB><title>'")
-            items[cols[0].strip()] = {"title": "\t".join(cols[1:])}
+            key = cols[0].strip()
+            if key in first_line:  # the later title would silently replace the first
+                raise DataFormatError(f"{item_path}:{lineno}: item {key} repeats line {first_line[key]}")
+            first_line[key] = lineno
+            items[key] = {"title": "\t".join(cols[1:])}
     users, item_col = [], []
     with _open_text(user_path) as fh:
         for lineno, line in enumerate(fh, 1):
@@ -338,8 +418,8 @@ def _read_csv(path: Path, columns: dict[str, str], integer_ids: tuple[str, ...] 
     the line of any id in ``integer_ids`` that is not an integer."""
     try:
         df = pd.read_csv(path, dtype={c: str for c in integer_ids}, **kwargs)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataFormatError(f"{path}: cannot parse as CSV ({err})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise _csv_error(path, err) from None
     lacking = [c for c in columns if c not in df.columns]
     if lacking:
         raise DataFormatError(f"{path}: missing column(s) {lacking}; found {list(df.columns)}")
@@ -359,6 +439,40 @@ def _read_csv(path: Path, columns: dict[str, str], integer_ids: tuple[str, ...] 
 RETAIL_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 
 
+def _read_retail_csv(path: Path) -> tuple[pd.DataFrame, str]:
+    """The CSV and the encoding it was read with: UTF-8, else cp1252 (which Excel writes on Windows),
+    else latin-1 (which decodes any byte)."""
+    for encoding in ("utf-8", "cp1252", "latin-1"):
+        try:
+            return pd.read_csv(path, dtype={"InvoiceNo": str, "StockCode": str}, encoding=encoding), encoding
+        except UnicodeDecodeError:
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise _csv_error(path, err) from None
+    raise AssertionError("latin-1 decodes every byte")
+
+
+_SLASH_DATE = re.compile(r"\s*(\d{1,2})/(\d{1,2})/\d{2,4}\b")
+
+
+def _day_first(dates: pd.Series, name: str) -> tuple[bool, str | None]:
+    """Whether 'a/b/yyyy' dates are day-first, and a report line when the file cannot tell.
+
+    The UCI file is month-first (12/1/2010 is 1 December); European exports are day-first. A first
+    field over 12 means day-first; when every first and second field is <= 12 both readings are valid.
+    """
+    text = dates[dates.map(lambda v: isinstance(v, str))].astype(str)  # parquet and Excel give timestamps
+    parts = text.str.extract(_SLASH_DATE).dropna().astype(int)
+    if parts.empty:
+        return False, None  # timestamps (parquet, Excel) or ISO dates: nothing to choose
+    if (parts[0] > 12).any():
+        return True, f"{name}: InvoiceDate read day-first (dd/mm/yyyy: a first field is over 12)"
+    if not (parts[1] > 12).any():
+        return False, (f"warning: {name}: InvoiceDate is ambiguous (every a/b/yyyy date reads both ways); "
+                       "read month-first (mm/dd/yyyy, as the UCI file)")
+    return False, None
+
+
 def read_online_retail(path: Path, item_key: str = "Description") -> RawData:
     """UCI Online Retail rows (parquet copies, or the original CSV / XLSX a user downloads).
 
@@ -371,15 +485,29 @@ def read_online_retail(path: Path, item_key: str = "Description") -> RawData:
         hits = [p for p in sorted(path.iterdir()) if p.suffix.lower() in (".parquet", ".csv", ".xlsx", ".xls")]
         if not hits:
             raise DataFormatError(f"{path}: no .parquet, .csv or .xlsx file")
+        if len(hits) > 1:  # reading one would silently leave the others out
+            raise DataFormatError(f"{path}: several data files ({', '.join(h.name for h in hits)}); "
+                                  "which one holds the rows?", hint="give the path of one file, or keep one in the folder")
         path = hits[0]
     _require(path)
     suffix = path.suffix.lower()
+    report = []
     if suffix == ".parquet":
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+        except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataFormatError(f"{path}: not a readable parquet file ({str(err).strip().splitlines()[0][:200]})") from None
     elif suffix in (".xlsx", ".xls"):
-        df = pd.read_excel(path, dtype={"InvoiceNo": str, "StockCode": str})
+        try:
+            df = pd.read_excel(path, dtype={"InvoiceNo": str, "StockCode": str})
+        except (zipfile.BadZipFile, ValueError, OSError, KeyError) as err:
+            raise DataFormatError(f"{path}: not a readable Excel file ({type(err).__name__}: "
+                                  f"{str(err).strip()[:200]})") from None
     else:
-        df = pd.read_csv(path, dtype={"InvoiceNo": str, "StockCode": str}, encoding_errors="replace")
+        df, encoding = _read_retail_csv(path)
+        if encoding != "utf-8":  # the UCI CSV people download is often a Windows (cp1252) export
+            line = (_first_non_utf8(path) or (0,))[0]
+            report.append(f"{path.name}: not UTF-8 (first at line {line}); read as {encoding}")
     if item_key not in ("Description", "StockCode"):
         raise DataFormatError(f"item_key must be 'Description' or 'StockCode', got '{item_key}'")
     needed = ["Description", "Quantity", "InvoiceDate", "CustomerID", item_key]
@@ -387,7 +515,7 @@ def read_online_retail(path: Path, item_key: str = "Description") -> RawData:
     if lacking:
         hint = " (this copy has no StockCode: key items by Description)" if "StockCode" in lacking else ""
         raise DataFormatError(f"{path}: missing column(s) {lacking}; found {list(df.columns)}{hint}")
-    report = [f"{path.name}: {len(df)} rows"]
+    report.insert(0, f"{path.name}: {len(df)} rows")
 
     customer = pd.to_numeric(df["CustomerID"], errors="coerce")
     mask = customer.isna() | (customer == 0)
@@ -407,11 +535,16 @@ def read_online_retail(path: Path, item_key: str = "Description") -> RawData:
         report.append(f"rows without a Description: dropped {int(no_desc.sum())}")
         df = df[~no_desc]
         desc = desc[~no_desc]
-    times = pd.to_datetime(df["InvoiceDate"], errors="coerce")
+    dayfirst, note = _day_first(df["InvoiceDate"], path.name)
+    if note:
+        report.append(note)
+    times = pd.to_datetime(df["InvoiceDate"], errors="coerce", dayfirst=dayfirst)
     bad = times.isna()
     if bad.any():
         first = df.index[bad.to_numpy()][0]
-        raise DataFormatError(f"{path}: row {first}: field 'InvoiceDate' is not a date ({df.loc[first, 'InvoiceDate']!r})")
+        # CSV and sheet rows are named by their line (the header is line 1); a parquet table has no lines.
+        where = f"{path}: row {first}" if suffix == ".parquet" else f"{path}:{first + 2}"
+        raise DataFormatError(f"{where}: field 'InvoiceDate' is not a date ({df.loc[first, 'InvoiceDate']!r})")
     key = desc if item_key == "Description" else df["StockCode"].astype(str).str.strip()
     frame = pd.DataFrame({
         "user": df["CustomerID"].astype("int64").astype(str).to_numpy(),

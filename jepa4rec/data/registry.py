@@ -134,6 +134,8 @@ def detect_reader(path: Path) -> str:
         return "lcrec"
     if "items.jsonl" in names and "interactions.csv" in names:
         return "seqrecbench"
+    if "interactions.csv" in names:  # half a SeqRecBench folder, not an Online Retail CSV
+        raise DataFormatError(f"{path}: no items.jsonl beside interactions.csv (SeqRecBench layout)")
     if any(n.endswith(".tsv") and "item" in n for n in names) and any(n.endswith(".tsv") and "user" in n for n in names):
         return "iisan"
     if any(n.lower().endswith((".parquet", ".csv", ".xlsx")) for n in names):
