@@ -68,15 +68,16 @@ CASES = [
     ("benchmark_catalogue", ["--synthetic", "0"], "--synthetic must be at least 1"),
     ("benchmark_explain", ["--tries", "0"], "--tries and --history must be at least 1"),
     ("compare_models", ["--dataset", "nope"], "dataset 'nope' is not available"),
-    ("check_python_support", ["--python-versions", "three"], "'three' is not a version like 3.10"),
-    ("gpu_scale_run", ["run", "--prepared", "{missing}", "--work-dir", "{out}"], "{missing}/prepared.json not found"),
-    ("gpu_scale_run", ["prepare", "--prepared", "{out}", "--data-root", "{missing}"], "not found in {missing}"),
-    ("check_python_support", ["--requirements", "{missing}"], "No such file ({missing})"),
     ("jepa4rec.recommend", ["--items", "{missing}", "--history", "1"], "No such file or directory ({missing})"),
     ("jepa4rec.evaluate", ["--checkpoint", "minilm", "--dataset", "{bad}", "--device", "gpu"],
      "argument --device: device 'gpu' is not a torch device — use --device cpu, cuda or cuda:N"),
     ("jepa4rec.finetune", ["--threads", "0", "--output-dir", "{out}"], "argument --threads: 0 — give 1 or more"),
     ("jepa4rec.pretrain", ["--threads", "two", "--output-dir", "{out}"], "argument --threads: 'two' is not a whole number"),
+    # New cases go last, so the ids above (docs/hostile_inputs.md cites some) stay as they are.
+    ("check_python_support", ["--python-versions", "three"], "'three' is not a version like 3.10"),
+    ("gpu_scale_run", ["run", "--prepared", "{missing}", "--work-dir", "{out}"], "{missing}/prepared.json not found"),
+    ("gpu_scale_run", ["prepare", "--prepared", "{out}", "--data-root", "{missing}"], "not found in {missing}"),
+    ("check_python_support", ["--requirements", "{missing}"], "No such file ({missing})"),
 ]
 
 
