@@ -77,7 +77,7 @@ def endpoints(service: AppService, gpu=lambda fn: fn):
         """
         try:
             served = _served(dataset)
-            return H.explain_item(served, [H.check_item(served, i, "history item") for i in history], item)
+            return H.explain_item(served, history, item)  # checks the history (H.check_history)
         except H.UserInputError as err:
             raise gr.Error(str(err)) from None
 
@@ -102,8 +102,7 @@ def endpoints(service: AppService, gpu=lambda fn: fn):
             attrs = {str(k).strip(): v.strip() for k, v in attributes.items() if str(k).strip() and v.strip()}
             if not attrs:
                 raise H.UserInputError("the new item has no text: give it a title or another attribute")
-            return H.new_item_view(served, [H.check_item(served, i, "history item") for i in history], attrs,
-                                   allow_repeats)
+            return H.new_item_view(served, history, attrs, allow_repeats)  # checks the history
         except H.UserInputError as err:
             raise gr.Error(str(err)) from None
 
@@ -122,7 +121,7 @@ def endpoints(service: AppService, gpu=lambda fn: fn):
         """
         try:
             served = _served(dataset)
-            history = [H.check_item(served, i, "history item") for i in history]
+            history = H.check_history(served, history)
             if not history:
                 raise H.UserInputError("history must hold at least one item")
             view = H.compare_view(service, dataset, history, allow_repeats)
@@ -154,12 +153,14 @@ def endpoints(service: AppService, gpu=lambda fn: fn):
                 raise H.UserInputError(f'format must be "csv" or "jsonl", got {format!r}')
             if not isinstance(items, str) or not items.strip():
                 raise H.UserInputError("items must be the item file's text (CSV or JSON lines)")
+            # Before the catalogue is encoded; its ids are the file's, not positions: checked against its index below.
+            history = H.history_list(history)
             try:
                 served = service.add_upload("api", f"catalogue.{format}", label=f"catalogue.{format}", items_text=items)
             except DataFormatError as err:
                 raise H.UserInputError(str(err)) from None
             index = served.dataset.item_index()
-            missing = [i for i in list(history) + ([target] if target is not None else []) if str(i) not in index]
+            missing = [i for i in history + ([target] if target is not None else []) if str(i) not in index]
             if missing:
                 if set(map(str, missing)) & set(served.recommender.dropped_items):  # in the file, but no text
                     raise H.UserInputError(missing_ids(f"catalogue.{format}", list(map(str, missing)),

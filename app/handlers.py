@@ -75,6 +75,32 @@ def check_item(served: Served, item, what: str = "item") -> int:
     return value
 
 
+def whole_number(value, what: str, lo: int, hi: int) -> int:
+    """``value`` as an int, or a UserInputError: int() would truncate 2.7 to 2 without a word and raise
+    OverflowError on inf. The caller checks the range (each says it in its own words)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = float("nan")
+    if isinstance(value, bool) or not number.is_integer():
+        raise UserInputError(f"{what} must be a whole number {lo}..{hi}, got {value!r}")
+    return int(number)
+
+
+def check_history(served: Served, history) -> list[int]:
+    """``history`` as catalogue ids, or a UserInputError: every view and endpoint checks it here, so None, a
+    string (iterated letter by letter) or an id of another catalogue (IndexError, or -1 reading the last
+    item) gets a sentence."""
+    return [check_item(served, i, "history item") for i in history_list(history)]
+
+
+def history_list(history) -> list:
+    """``history`` as a list, or a UserInputError (ids unchecked: /recommend_catalogue's are its file's)."""
+    if isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple)):
+        raise UserInputError(f"history must be a list of item ids, got {type(history).__name__}")
+    return list(history)
+
+
 def add_item(served: Served, history: list[int], item) -> tuple[list[int], str | None]:
     """The history with ``item`` appended, and a note when the oldest item had to make room."""
     if item is None or item == "":
@@ -91,10 +117,7 @@ def add_item(served: Served, history: list[int], item) -> tuple[list[int], str |
 def _row(history: list[int], position) -> int:
     if not history:
         raise UserInputError("The history is empty: add items first.")
-    try:
-        row = int(position)
-    except (TypeError, ValueError):
-        raise UserInputError(f"Row # must be a whole number 1..{len(history)}, got {position!r}") from None
+    row = whole_number(position, "Row #", 1, len(history))
     if not 1 <= row <= len(history):
         raise UserInputError(f"Row # {row} is not in the history (rows 1..{len(history)}).")
     return row - 1
@@ -163,6 +186,8 @@ def rank_view(served: Served, history: list[int], target: int | None, reveal_pct
               k: int = 10) -> RankView:
     """The history-only top k beside the top k with ``reveal_pct`` % of the target's words revealed."""
     rec = served.recommender
+    history = check_history(served, history)
+    target = None if target is None else check_item(served, target, "target")
     if scoring not in SCORINGS:
         raise UserInputError(f"unknown scoring {scoring!r}; choose one of {list(SCORINGS)}")
     exclude = not (served.repeats_by_default if allow_repeats is None else allow_repeats)
@@ -190,6 +215,15 @@ def rank_view(served: Served, history: list[int], target: int | None, reveal_pct
                f"**History alone:** rank {plain.target_rank:,} of {n:,}  \n"
                f"**With {pct:.0f}% revealed** ({shown} of {n_words} words; {how}): rank **{out.target_rank:,}**  \n"
                f"**Revealed words:** {html.escape(', '.join(words)) or 'none'}")
+    if target in history:
+        # The target competes (as in the CLI and the evaluation), so a low rank needs its reason beside it.
+        note = "The target is already in the history"
+        if exclude:
+            note += ": it still competes, while the other history items are left out"
+        if rec.repeat_bias:
+            note += (f"; this model's repeat bias ({rec.repeat_bias:+.3f}) is added to its score, as to every "
+                     "history item's, less as its words are revealed")
+        summary += f"  \n*{note}.*"
     return RankView(_rows(plain, target), _rows(out, target), summary, plain.target_rank, out.target_rank, words)
 
 
@@ -350,6 +384,7 @@ def explain_item(served: Served, history: list[int], item) -> dict:
     from jepa4rec.explain import history_contributions, word_importance
 
     item = check_item(served, item, "the item to explain")
+    history = check_history(served, history)
     if not history:
         raise UserInputError("The history is empty: an item's score comes from the history, so add items first.")
     rec = served.recommender
@@ -385,6 +420,7 @@ def new_item_view(served: Served, history: list[int], attrs: dict[str, str], all
     from jepa4rec.explain import rank_new_item
 
     rec = served.recommender
+    history = check_history(served, history)
     exclude = not (served.repeats_by_default if allow_repeats is None else allow_repeats)
     out = rank_new_item(rec, history, attrs, k=k, exclude_history=exclude)
     return {"rank": out.rank, "of": served.dataset.n_items + 1, "score": out.score, "history_used": bool(history),
@@ -409,6 +445,7 @@ def compare_view(service, name: str, history: list[int], allow_repeats: bool | N
     import torch
 
     served = service.get(name)
+    history = check_history(served, history)
     exclude = not (served.repeats_by_default if allow_repeats is None else allow_repeats)
     jepa = served.model_test_metrics() or {}
     models = [{"model": "JEPA4Rec", "checkpoint": served.checkpoint.name, "mode": served.mode,
@@ -420,7 +457,9 @@ def compare_view(service, name: str, history: list[int], allow_repeats: bool | N
             scores = entry["scorer"].score_all([list(history)])[0].float().clone()
         if exclude and history:
             scores[torch.as_tensor(list(history), device=scores.device)] = float("-inf")
-        top = torch.topk(scores, min(k, scores.numel())).indices.tolist()
+        top = torch.topk(scores, min(k, scores.numel()))
+        # Where k exceeds the items left, topk fills up with excluded ones at -inf: JEPA4Rec's list leaves them out.
+        top = [i for s, i in zip(top.values.tolist(), top.indices.tolist()) if s != float("-inf")]
         models.append({"model": label, "checkpoint": entry["checkpoint"], "mode": entry["mode"], "ndcg": entry["ndcg"],
                        "items": top})
     lists = [set(m["items"]) for m in models]
@@ -456,9 +495,7 @@ def compare_html(view: dict) -> str:
 def api_recommend(served: Served, history, target=None, reveal=None, k=10, allow_repeats=None,
                   scoring: str = DEFAULT_SCORING) -> dict:
     """The JSON the named ``recommend`` endpoint returns; every argument checked first."""
-    if isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple)):
-        raise UserInputError(f"history must be a list of item ids, got {type(history).__name__}")
-    history = [check_item(served, i, "history item") for i in history]
+    history = check_history(served, history)
     target = None if target is None else check_item(served, target, "target")
     if reveal is not None:
         if target is None:
@@ -469,10 +506,7 @@ def api_recommend(served: Served, history, target=None, reveal=None, k=10, allow
             raise UserInputError(f"reveal must be a number 0..1, got {reveal!r}") from None
         if not 0.0 <= reveal <= 1.0:
             raise UserInputError(f"reveal must be within 0..1 (a share of the target's words), got {reveal}")
-    try:
-        k = int(k)
-    except (TypeError, ValueError):
-        raise UserInputError(f"k must be a whole number 1..{MAX_K}, got {k!r}") from None
+    k = whole_number(k, "k", 1, MAX_K)
     if not 1 <= k <= MAX_K:
         raise UserInputError(f"k must be within 1..{MAX_K}, got {k}")
     if scoring not in SCORINGS:
@@ -494,10 +528,7 @@ def api_recommend(served: Served, history, target=None, reveal=None, k=10, allow
 def api_search(served: Served, query, limit=20) -> list[dict]:
     if not isinstance(query, str):
         raise UserInputError(f"query must be text, got {type(query).__name__}")
-    try:
-        limit = int(limit)
-    except (TypeError, ValueError):
-        raise UserInputError(f"limit must be a whole number 1..{MAX_K}, got {limit!r}") from None
+    limit = whole_number(limit, "limit", 1, MAX_K)
     if not 1 <= limit <= MAX_K:
         raise UserInputError(f"limit must be within 1..{MAX_K}, got {limit}")
     titles = served.recommender.titles

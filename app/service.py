@@ -486,9 +486,17 @@ def import_library(name: str):
         return importlib.import_module(name)
 
 
+MAP_MIN_ITEMS = 4  # UMAP needs n_neighbors > 1 and, for its spectral start, more items than 3
+
+
 def fit_map(vectors: np.ndarray) -> np.ndarray:
     import warnings
 
+    if len(vectors) < MAP_MIN_ITEMS:
+        # Too few items for UMAP (it raises for 1, 2 and 3): they are drawn evenly on a circle, in catalogue
+        # order, the same every time; with so few points the distances would say little anyway.
+        angles = 2 * np.pi * np.arange(len(vectors)) / max(len(vectors), 1)
+        return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32).reshape(len(vectors), 2)
     umap = import_library("umap")
 
     k = min(MAP_NEIGHBOURS, len(vectors) - 1)

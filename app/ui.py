@@ -339,6 +339,7 @@ class Callbacks:
 
     @_friendly
     def open_map(self, name, hist, tgt, top_ids, new, progress=gr.Progress()):
+        H.check_history(self.service.get(name), hist)  # the map marks the history by id
         if not self.service.has_map(name):
             progress(0.1, desc=f"fitting UMAP over {self.service.get(name).dataset.n_items:,} item vectors (once per "
                                "model and catalogue, then cached)")

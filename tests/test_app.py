@@ -84,7 +84,7 @@ def test_search_add_move_remove(served):
     assert list(table["#"]) == [1, 2] and table.iloc[0, 1] == titles[a]
 
 
-def test_every_bad_input_has_a_sentence(served):
+def test_every_bad_input_has_a_sentence(service, served):
     n = served.dataset.n_items
     cases = [
         (lambda: H.add_item(served, [1], None), "Nothing is selected"),
@@ -102,6 +102,24 @@ def test_every_bad_input_has_a_sentence(served):
         (lambda: H.api_recommend(served, [1], reveal=0.5), "reveal needs a target"),
         (lambda: H.api_recommend(served, [1], target=2, reveal=7), "reveal must be within 0..1"),
         (lambda: H.api_search(served, "red", 0), "limit must be within"),
+        # Not truncated to 2 (or 1) without a word, no OverflowError on inf.
+        (lambda: H.api_recommend(served, [1], k=float("inf")), "k must be a whole number 1..100, got inf"),
+        (lambda: H.api_recommend(served, [1], k=2.7), "k must be a whole number 1..100, got 2.7"),
+        (lambda: H.api_search(served, "red", 2.5), "limit must be a whole number 1..100, got 2.5"),
+        (lambda: H.remove_item([1, 2, 3], float("inf")), "Row # must be a whole number 1..3, got inf"),
+        (lambda: H.remove_item([1, 2, 3], 1.7), "Row # must be a whole number 1..3, got 1.7"),
+        (lambda: H.move_item([1, 2, 3], 2.9, -1), "Row # must be a whole number 1..3, got 2.9"),
+        # One history check for every view: None, a string (read letter by letter), an id of another catalogue.
+        (lambda: H.rank_view(served, None, None, 0), "history must be a list of item ids, got NoneType"),
+        (lambda: H.rank_view(served, [5000, 3], None, 0), f"history item 5000 is not in .*\\(ids 0..{n - 1}\\)"),
+        (lambda: H.rank_view(served, [-1, 3], None, 0), "history item -1 is not in"),
+        (lambda: H.rank_view(served, [3], n, 0), f"target {n} is not in"),
+        (lambda: H.explain_item(served, "12", 3), "history must be a list of item ids, got str"),
+        (lambda: H.explain_item(served, [n], 3), f"history item {n} is not in"),
+        (lambda: H.new_item_view(served, "12", {"title": "x"}), "history must be a list of item ids, got str"),
+        (lambda: H.new_item_view(served, [-1], {"title": "x"}), "history item -1 is not in"),
+        (lambda: H.compare_view(service, served.name, [n + 5]), f"history item {n + 5} is not in"),
+        (lambda: H.compare_view(service, served.name, None), "history must be a list of item ids"),
     ]
     for call, message in cases:
         with pytest.raises(H.UserInputError, match=message):
@@ -291,6 +309,89 @@ def test_api_recommend_json(served):
     json.dumps(out)
 
 
+def test_a_target_in_the_history_competes_and_the_summary_says_so(served):
+    """As in `python -m jepa4rec.recommend --target` and the evaluation: with repeats off the other history
+    items are left out, the target still competes; its (low) rank comes with the reason."""
+    history, _ = H.load_user(served, 1)
+    target = history[-1]
+    view = H.rank_view(served, history, target, 0)
+    n, others = served.dataset.n_items, len(set(history)) - 1
+    assert view.target_rank_history is not None and view.target_rank_history <= n - others
+    assert "The target is already in the history: it still competes" in view.summary
+    assert H.api_recommend(served, history, target)["target_rank"] == view.target_rank_history
+    assert "already in the history" not in H.rank_view(served, history[:-1], target, 0).summary
+
+
+def test_every_comparison_list_leaves_the_history_out_when_k_exceeds_the_items_left(service, toy):
+    served = service.get(toy)
+    history, _ = H.load_user(served, 4)
+    n, left = served.dataset.n_items, served.dataset.n_items - len(set(history))
+    view = H.compare_view(service, toy, history, k=n)
+    for m in view["models"]:  # none pads its list with history items at -inf
+        assert len(m["items"]) == left and not set(m["items"]) & set(history), m["model"]
+
+
+def test_ui_callbacks_refuse_a_history_of_another_catalogue(service, toy, monkeypatch):
+    import gradio as gr
+
+    from app.ui import Callbacks
+
+    warned = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: warned.append(message))
+    cb = Callbacks(service, [toy])
+    n = service.get(toy).dataset.n_items
+    stale = [n + 5, 3]
+    cb.refresh(toy, stale, None, 0, "sequential", H.DEFAULT_SCORING, False, False, None)
+    cb.refresh(toy, [3], n, 0, "sequential", H.DEFAULT_SCORING, False, False, None)
+    cb.explain(toy, stale, 3)
+    cb.new_item(toy, stale, "red guitar", "", False)
+    cb.compare(toy, stale, False, progress=lambda *a, **k: None)
+    cb.open_map(toy, stale, None, [], None, progress=lambda *a, **k: None)
+    assert len(warned) == 6 and all("is not in" in w for w in warned), warned
+
+
+def test_api_endpoints_check_the_history_alike(service, toy):
+    import gradio as gr
+
+    from app.api import endpoints
+
+    recommend, search, explain, new_item, compare, recommend_catalogue = endpoints(service)
+    for call in (lambda h: recommend(toy, h), lambda h: explain(toy, h, 3), lambda h: new_item(toy, h, {"title": "x"}),
+                 lambda h: compare(toy, h), lambda h: recommend_catalogue(SHOP, h)):
+        for history, kind in ((None, "NoneType"), ("12", "str"), ("s0", "str")):
+            with pytest.raises(gr.Error, match=f"history must be a list of item ids, got {kind}"):
+                call(history)
+    with pytest.raises(gr.Error, match="k must be a whole number 1..100, got inf"):
+        recommend_catalogue(SHOP, ["s0"], None, None, float("inf"))
+    with pytest.raises(gr.Error, match="limit must be a whole number 1..100, got 2.5"):
+        search(toy, "red", 2.5)
+
+
+def test_a_map_of_one_two_or_three_items_is_drawn(service, tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from app.service import fit_map
+    from app.ui import Callbacks
+
+    for n in (0, 1, 2, 3):  # UMAP raises for these: they go on a circle
+        coords = fit_map(np.random.default_rng(n).random((n, 8), dtype=np.float32))
+        assert coords.shape == (n, 2) and np.isfinite(coords).all()
+        assert len({tuple(c) for c in coords.round(6).tolist()}) == n
+        assert (fit_map(np.zeros((n, 8), dtype=np.float32)) == coords).all()  # the same layout every time
+    f = tmp_path / "two.csv"
+    f.write_text("item_id,title\na,Red guitar\nb,Blue drum\n")
+    with caplog.at_level(logging.ERROR, logger="app.service"):
+        served = service.add_upload("visitor-small", f, label="two.csv")
+        _wait_for_background_maps()
+        assert service.embedding_map(served.name).shape == (2, 2)
+        shown, fig = Callbacks(service, []).open_map(served.name, [0], None, [1], None, progress=lambda *a, **k: None)
+        assert shown is True and len(fig.data) >= 2
+    assert not [r for r in caplog.records if "embedding map" in r.getMessage()]
+    service.drop_session("visitor-small")
+
+
 def _wait_for_background_maps():
     import threading
 
@@ -371,6 +472,11 @@ def test_gradio_client_endpoints_are_typed_and_validated(launched, served, toy):
         client.predict("title\nx\n", ["x"], None, None, 4, "csv", api_name="/recommend_catalogue")
     with pytest.raises(Exception, match="no item with id 'zz'"):
         client.predict(SHOP, ["zz"], None, None, 4, "csv", api_name="/recommend_catalogue")
+    # No history, or a string one, is refused alike by every endpoint (no TypeError, no letter-by-letter ids).
+    for args, endpoint in (((toy, None, 3), "/explain"), ((toy, "12", {"title": "x"}, None), "/new_item"),
+                           ((toy, None, None), "/compare"), ((SHOP, "s0", None, None, 4, "csv"), "/recommend_catalogue")):
+        with pytest.raises(Exception, match="history must be a list of item ids"):
+            client.predict(*args, api_name=endpoint)
     info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     params = {p["parameter_name"]: p for p in info["/recommend"]["parameters"]}
     assert params["history"]["python_type"]["type"] != "Any" and params["k"]["python_type"]["type"] == "int"
