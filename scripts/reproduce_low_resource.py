@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--finetune-config", default=None,
                    help="fine-tuning config (file or name in jepa4rec/configs; default finetune_<size> for --jepa's "
                         "model size: finetune_tiny or finetune_minilm)")
-    p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
+    p.add_argument("--set", nargs="*", action="extend", default=None, metavar="KEY=VALUE",
                    help=f"fine-tuning overrides on top of --finetune-config (default {REDUCED['finetune_set']})")
     p.add_argument("--jepa", default=TEXT_MODELS["jepa4rec"][1], help="JEPA4Rec pre-trained model directory")
     p.add_argument("--recformer", default=TEXT_MODELS["recformer"][1], help="RecFormer-style pre-trained model directory")

@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-users", type=int, default=None, help=f"test only the first N users (default {REDUCED['eval_users']})")
     p.add_argument("--config", default="pretrain_tiny",
                    help="pre-training config (pretrain_minilm: every run starts from MiniLM instead of from scratch)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra pre-training overrides")
+    p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="extra pre-training overrides")
     add_run_args(p, "runs/masking", "masking_ratio")
     args = p.parse_args(argv)
     scale = FULL if args.full else REDUCED

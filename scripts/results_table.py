@@ -102,7 +102,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--language-model", default="minilm", help="language model of the frozen rows (a name or folder)")
     p.add_argument("--config", default=None, help="fine-tuning config (file or name in jepa4rec/configs; default "
                    "finetune_<size> for --jepa's model size: finetune_tiny or finetune_minilm)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides, e.g. max_minutes=10")
+    p.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="fine-tuning overrides, e.g. max_minutes=10")
     p.add_argument("--sasrec-epochs", type=int, default=SASRecConfig.epochs, help="SASRec's maximum epochs (early stopping ends sooner)")
     p.add_argument("--seed", type=int, default=42, help="seed of every model")
     p.add_threads_argument()
