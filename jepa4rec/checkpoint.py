@@ -302,11 +302,12 @@ def check_text_config(text_path: Path, saved: dict) -> None:
         value = data.get(key, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise CheckpointError(f"{text_path}: {key} must be a whole number ≥ 1, got {value!r}")
-    # Longer histories than the position tables hold would fail (or index out of range) at the first long one.
-    for key, table, room in (("max_tokens", "max_position_embeddings", 0), ("max_items", "max_item_positions", 1)):
-        rows = saved.get(table)
-        if isinstance(rows, int) and key in data and data[key] > rows - room:
-            raise CheckpointError(f"{text_path}: {key} {data[key]} does not fit config.json's {table} {rows}")
+    # More tokens than the token-position table holds would index out of range at the first long history.
+    # (Items beyond the item-position table are fine: the model clamps them to its last row by design.)
+    rows = saved.get("max_position_embeddings")
+    if isinstance(rows, int) and data.get("max_tokens", 0) > rows:
+        raise CheckpointError(f"{text_path}: max_tokens {data['max_tokens']} does not fit config.json's "
+                              f"max_position_embeddings {rows}")
 
 
 def check_saved_config(config_path: Path, saved: dict) -> None:
