@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import UserError
+from .errors import RepeatedKey, UserError, no_repeated_keys
 from .language_models import converted_weights, tensor_digest
 from .modeling import JEPA4RecModel, JepaConfig
 from .paths import CHECKPOINTS_DIR
@@ -46,28 +46,18 @@ class CheckpointError(UserError, ValueError):
 RESUME_HINT = "resume with the options the run started with, or use a new output_dir"
 
 
-def _unique_keys(pairs: list) -> dict:
-    """json's default keeps the last of two equal keys silently; in a model folder that hides damage."""
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise CheckpointError(f"key {key!r} appears twice")
-        out[key] = value
-    return out
-
-
 def read_json_object(path: str | Path) -> dict:
     """A model folder's JSON file as a dict; a damaged one is a CheckpointError naming the file rather than
     a JSONDecodeError traceback (or a list silently read as a config)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=no_repeated_keys)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: not valid JSON (line {err.lineno})") from None
     except UnicodeDecodeError:
         raise CheckpointError(f"{path}: not valid JSON (not UTF-8 text)") from None
-    except CheckpointError as err:
-        raise CheckpointError(f"{path}: {err.message}") from None
+    except RepeatedKey as err:  # json keeps the last of two equal keys silently; in a model folder that hides damage
+        raise CheckpointError(f"{path}: key {err.key!r} appears twice") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
@@ -209,7 +199,7 @@ def load_weights(path: str | Path, model, device: str | torch.device = "cpu", hi
     source: dict[str, Path] = {}  # tensor -> the file it came from, to name it in an error
     indexed = (path / WEIGHTS_INDEX).exists()
     listed = _weight_map(path) if indexed else {}
-    for f in weight_files(path):
+    for f in [path / name for name in sorted(set(listed.values()))] if indexed else weight_files(path):
         if indexed and not f.is_file():
             raise CheckpointError(f"{path}: shard {f.name} listed in {WEIGHTS_INDEX} is missing")
         try:
@@ -266,14 +256,14 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu", **confi
         raise FileNotFoundError(f"{path} is not a JEPA4Rec model directory (needs config.json and "
                                 "model.safetensors or its shards)")
     # Every JSON file first, so a damaged one is named rather than failing deep inside transformers.
-    config_path = path / "config.json"
+    config_path, card_path = path / "config.json", path / "training_card.json"
     saved = read_json_object(config_path)
-    for name in ("text_config.json", "tokenizer_config.json", "training_card.json"):
-        if (path / name).exists():
-            read_json_object(path / name)
     check_saved_config(config_path, saved)
     if (path / "text_config.json").exists():
         check_text_config(path / "text_config.json", saved)
+    if (path / "tokenizer_config.json").exists():
+        read_json_object(path / "tokenizer_config.json")
+    card = read_json_object(card_path) if card_path.exists() else {}
     try:
         config = JepaConfig.from_pretrained(str(path), **config_overrides)
         model = JEPA4RecModel(config)
@@ -281,8 +271,6 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu", **confi
         raise CheckpointError(f"{config_path}: does not describe a model ({' '.join(str(err).split())})") from None
     load_weights(path, model)
     model.to(device).eval()
-    card_path = path / "training_card.json"
-    card = read_json_object(card_path) if card_path.exists() else {}
     return model, ItemTokenizer.from_pretrained(path), card
 
 

@@ -37,3 +37,26 @@ class TrainingDiverged(UserError, FloatingPointError):
     """The loss became NaN or infinite; the message names the step and the checkpoint to resume from."""
 
     hint = "lower optim.lr or check the data, then --resume"
+
+
+class RepeatedKey(UserError, KeyError):
+    """A key given twice in one JSON object; callers name the file (and line) around it."""
+
+    def __init__(self, key: str):
+        super().__init__(f"key {key!r} repeats")
+        self.key = key
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return self.message
+
+
+def no_repeated_keys(pairs: list) -> dict:
+    """``object_pairs_hook`` for :func:`json.loads`, which otherwise keeps the last of two equal keys silently
+    and so loses the first one's value."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise RepeatedKey(key)
+        out[key] = value
+    return out
+

@@ -26,6 +26,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from ..errors import RepeatedKey, no_repeated_keys
 from .dataset import DataFormatError, SeqRecDataset, clean_attributes
 
 MAX_BYTES = 200 * 1024 * 1024
@@ -76,16 +77,6 @@ def _key(value, path: Path, line: int, column: str) -> str:
         return str(int(value))
     raise DataFormatError(f"{path}:{line}: field '{column}' is not an id ({value!r})",
                           hint="ids must be strings or whole numbers")
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
-    # json.loads keeps the last of repeated keys: refuse instead of losing the first one's text.
-    row = {}
-    for k, v in pairs:
-        if k in row:
-            raise KeyError(k)
-        row[k] = v
-    return row
 
 
 def _csv_rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict]]]:
@@ -139,12 +130,11 @@ def _rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict]]]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line, object_pairs_hook=_unique_keys)
+                row = json.loads(line, object_pairs_hook=no_repeated_keys)
             except json.JSONDecodeError as err:
                 raise DataFormatError(f"{path}:{line_no}: not valid JSON ({err.msg})", hint=HINT) from None
-            except KeyError as err:
-                raise DataFormatError(f"{path}:{line_no}: key '{err.args[0]}' repeats", hint="give each key once") \
-                    from None
+            except RepeatedKey as err:
+                raise DataFormatError(f"{path}:{line_no}: key '{err.key}' repeats", hint="give each key once") from None
             if not isinstance(row, dict):
                 raise DataFormatError(f"{path}:{line_no}: a line must be one JSON object, got {type(row).__name__}",
                                       hint=HINT)
