@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -225,7 +226,9 @@ class PretrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)  # (section) loss.*: τ, λ1, λ2 and the masking ratios
     ema_momentum_start: float = 0.996  # (float) EMA momentum of the target encoder at step 0 ...
     ema_momentum_end: float = 1.0  # (float) ... rising linearly to this at the end of the schedule
-    mixed_precision: str = "auto"  # (str) auto (bf16 on a GPU that has it, else fp32) | no | bf16 | fp16
+    # (str) auto (bf16 where the device computes it natively: a GPU that has it, a CPU with AMX-BF16 or
+    # AVX512-BF16; else fp32) | no (fp32) | bf16 | fp16
+    mixed_precision: str = "auto"
     seed: int = 42  # (int) model initialisation, pairs, masking and dropout
     log_every: int = 10  # (int) steps between rows of train_log.csv (step 1 is always logged)
     save_every: int = 500  # (int) steps between checkpoints (one is also saved at the end)
@@ -303,7 +306,7 @@ class FinetuneConfig:
     select_metric: str = "NDCG@10"  # (str) the validation metric that picks the best epoch
     max_valid_users: int | None = None  # (int | None) validate on a fixed random subset (speed); None = all users
     eval_batch_size: int = 128  # (int) users (and items) per forward pass when encoding and evaluating
-    mixed_precision: str = "auto"  # (str) as in pre-training (applies on a GPU only)
+    mixed_precision: str = "auto"  # (str) as in pre-training: auto | no | bf16 | fp16
     device: str | None = None  # (str | None) cpu, cuda, cuda:1 ...; None = cuda when present
     seed: int = 42  # (int) initialisation from scratch, pairs, masking, dropout and the validation subset
     progress: bool = True  # (bool) show progress bars
@@ -445,6 +448,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                                   hint="keep only one")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 reads yes / no / on / off as booleans, so `--set mixed_precision=no` arrived as False; options
+# read booleans as YAML 1.2 does: true and false only (any case), every other word stays a string.
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                       list("tTfF"))
 
 
 def _yaml_load(text: str):

@@ -6,6 +6,8 @@ torch's assertion from deep inside the first ``.to()``).
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .errors import UserError
@@ -34,4 +36,23 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
     return device
 
 
-__all__ = ["AUTO", "resolve_device"]
+@functools.lru_cache(maxsize=None)
+def _cpu_flags() -> frozenset:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return frozenset(next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), []))
+    except OSError:  # not Linux: no native bf16 assumed
+        return frozenset()
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bf16 natively, so that autocasting to it is faster rather than emulated:
+    a GPU that has it, or a CPU with AVX512-BF16 or AMX-BF16 (measured on such a CPU: pre-training 1.4x,
+    encoding 2.5x the fp32 speed; docs/speed.md)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+__all__ = ["AUTO", "native_bf16", "resolve_device"]

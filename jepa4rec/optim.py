@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .devices import native_bf16
+
 if TYPE_CHECKING:  # annotations only: this module sits below the configs
     from .config import OptimConfig
 
@@ -73,13 +75,12 @@ def build_scheduler(optimizer, optim_cfg: OptimConfig, total_steps: int):
     return get_scheduler(name, optimizer, num_warmup_steps=optim_cfg.warmup_steps, num_training_steps=total_steps)
 
 
-def resolve_mixed_precision(choice: str) -> str:
-    """``auto`` → ``bf16`` on a GPU that computes it, else ``no``; any other choice is kept."""
+def resolve_mixed_precision(choice: str, device: torch.device | str) -> str:
+    """``auto`` → ``bf16`` where ``device`` computes it natively (a GPU that has it, a CPU with AMX-BF16 or
+    AVX512-BF16: :func:`jepa4rec.devices.native_bf16`), else ``no``; any other choice is kept."""
     if choice != "auto":
         return choice
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
+    return "bf16" if native_bf16(device) else "no"
 
 
 @dataclass

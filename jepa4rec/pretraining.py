@@ -285,7 +285,7 @@ def _accelerator(cfg: PretrainConfig):
     from accelerate.utils import DistributedDataParallelKwargs
 
     return Accelerator(
-        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+        mixed_precision=resolve_mixed_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu"),
         gradient_accumulation_steps=cfg.optim.grad_accum,
         cpu=not torch.cuda.is_available(),
         # Unused parameters are expected in ablations (λ_map = 0 leaves the predictors idle).
