@@ -4,9 +4,11 @@ A text model's history vector is built from the history's own words, so the item
 are the ones most like it; and text says nothing of how often an item sells. The repeat bias is one
 number added to the score of every item already in the history; the popularity bias (--popularity) is
 one weight on each item's log(1 + training-split count). Both are 0 in the paper's model; they are
-fitted by minimising the fine-tuning loss on the validation split (never the test) and stored in the
-model's ``config.json``; history items still compete and every item is ranked. The library behind this
-command is :mod:`jepa4rec.calibration`.
+fitted by minimising the full-softmax cross-entropy on the validation split (never the test), the scores'
+scale fitted with them, and stored in the model's ``config.json``. This is the "history kept" protocol's
+fit (history items still compete, every item is ranked); ``python -m jepa4rec.evaluate --priors fit``
+fits and reports both protocols for any model without writing anything. The library behind this command
+is :mod:`jepa4rec.calibration` (the fit itself: :mod:`jepa4rec.priors`).
 
 Examples:
   python -m jepa4rec.calibrate --checkpoint runs/finetune_minilm/best --dataset Scientific_UniSRec \\
@@ -23,7 +25,6 @@ import sys
 from .calibration import calibrate
 from .checkpoint import CheckpointError, is_model_dir, recover_dir
 from .cli import ArgumentParser, command
-from .config import FinetuneLossConfig
 from .data import load_dataset
 from .evaluation import format_metrics
 
@@ -42,8 +43,6 @@ def main(argv=None) -> int:
                         "learned with the loss) instead of fitting it")
     parser.add_data_root_argument()
     parser.add_argument("--max-users", type=int, default=None, help="fit on a random sample of this many validation users (default: all)")
-    parser.add_argument("--temperature", type=float, default=FinetuneLossConfig.temperature,
-                        help=f"τ of the cross-entropy that is minimised (default: the fine-tuning loss's, {FinetuneLossConfig.temperature})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-users sample")
     parser.add_argument("--batch-size", type=int, default=128, help="users (and items) per forward pass")
     parser.add_device_argument()
@@ -57,7 +56,7 @@ def main(argv=None) -> int:
     dataset = load_dataset(args.dataset, root=args.data_root)
     fit, _ = calibrate(checkpoint, dataset, args.output, popularity=args.popularity,
                        keep_repeat_bias=args.keep_repeat_bias, max_users=args.max_users,
-                       temperature=args.temperature, seed=args.seed, device=args.device, batch_size=args.batch_size)
+                       seed=args.seed, device=args.device, batch_size=args.batch_size)
     print(f"{dataset.name} valid, {fit['users']:,} users ({fit['repeat_share']:.1%} of next purchases repeat one): "
           f"repeat bias {fit['repeat_bias']:+.4f}"
           f"{'' if 'repeat_bias' in fit['fitted'] else ' (kept)'}, popularity bias {fit['popularity_bias']:+.4f}, loss {fit['loss_before']:.4f} -> {fit['loss_after']:.4f}")

@@ -1,5 +1,11 @@
 """``python -m jepa4rec.evaluate``: full-ranking evaluation of a JEPA4Rec model directory on a dataset.
 
+Every result is given under both protocols, ranked from one scoring pass: *history kept* (every item
+competes, as in the paper's code) and *history excluded* (the user's history items do not compete, as in
+RecBole, where the paper's baselines come from). ``--priors fit`` adds the score priors fitted on the
+validation split (a repeat bias and a popularity bias; only the popularity bias under exclusion), the same
+fit every model of a comparison gets (``scripts/results_table.py`` does this for every row).
+
 Zero-shot transfer is simply this command on a domain the model never saw: items are text, so a new
 catalogue needs no ID table. ``--random-init`` evaluates an untrained model with the same config and
 tokenizer (the floor a pre-training run must beat).
@@ -8,6 +14,7 @@ Examples:
   python -m jepa4rec.evaluate --checkpoint runs/pretrain_tiny/final --dataset Scientific_UniSRec
   python -m jepa4rec.evaluate --checkpoint runs/pretrain_tiny/final --dataset Scientific_UniSRec --random-init
   python -m jepa4rec.evaluate --checkpoint minilm --pooling mean --dataset Scientific_UniSRec --save-ranks step0.csv
+  python -m jepa4rec.evaluate --checkpoint checkpoints/jepa4rec-minilm-ml100k --dataset ml-100k --priors fit
 """
 from __future__ import annotations
 
@@ -20,9 +27,9 @@ from pathlib import Path
 from .checkpoint import CheckpointError, is_model_dir
 from .cli import ArgumentParser, command
 from .data import load_dataset
-from .evaluation import format_metrics
+from .evaluation import format_cells
 from .language_models import is_language_model
-from .recommender import evaluate_checkpoint
+from .recommender import PRIOR_CHOICES, evaluate_checkpoint
 
 
 @command
@@ -36,7 +43,10 @@ def main(argv=None) -> int:
     parser.add_data_root_argument()
     parser.add_argument("--split", choices=["test", "valid"], default="test", help="leave-one-out split to rank (default: test)")
     parser.add_argument("--random-init", action="store_true", help="evaluate an untrained model with the same config and tokenizer")
-    parser.add_argument("--exclude-history", action="store_true", help="do not let history items compete (default: they do, as in the paper)")
+    parser.add_argument("--priors", choices=PRIOR_CHOICES, default="own",
+                        help="score priors: own (default: as the model directory's config says; 0 for the paper's "
+                             "model), none (scored raw), or fit (raw, and with the priors fitted on the validation "
+                             "split under each protocol: four cells)")
     parser.add_argument("--batch-size", type=int, default=128, help="users (and items) per forward pass")
     parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first N users")
     parser.add_device_argument()
@@ -48,8 +58,8 @@ def main(argv=None) -> int:
                         help="language model only: pool token states by [CLS] (default) or their mean")
     parser.add_argument("--out", default=None, help="append the result as one JSON line to this file")
     parser.add_argument("--save-ranks", default=None, metavar="FILE",
-                        help="also write each user's rank of the target (CSV user,target,rank), the input of "
-                             "python -m jepa4rec.compare")
+                        help="also write each user's rank of the target in every cell (CSV user,target,rank_kept,"
+                             "rank_excluded[,rank_kept_priors,rank_excluded_priors]), the input of python -m jepa4rec.compare")
     args = parser.parse_args(argv)
     if not (is_language_model(args.checkpoint) or is_model_dir(args.checkpoint)):
         raise CheckpointError(f"--checkpoint {args.checkpoint!r} is neither a JEPA4Rec model directory (config.json + "
@@ -58,12 +68,16 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     dataset = load_dataset(args.dataset, root=args.data_root)
     result = evaluate_checkpoint(args.checkpoint, dataset, args.split, random_init=args.random_init,
-                                 exclude_history=args.exclude_history, batch_size=args.batch_size,
+                                 priors=args.priors, batch_size=args.batch_size,
                                  device=args.device, max_users=args.max_users, seed=args.seed,
                                  pooling=args.pooling, precision=args.precision,
                                  ranks_path=args.save_ranks)
-    print(f"{dataset.name} {args.split} ({'random init' if args.random_init else args.checkpoint}): "
-          f"{format_metrics(result)}  [{result.get('users_per_s', 0):.1f} users/s]")
+    print(f"{dataset.name} {args.split}, {result['users']:,} users, all {result['items']:,} items ranked "
+          f"({'random init' if args.random_init else args.checkpoint}, priors: {args.priors}) "
+          f"[{result['users_per_s']:.1f} users/s]:\n{format_cells(result['cells'])}")
+    for protocol, fit in result["fits"].items():
+        print(f"  priors fitted on {fit['users']:,} validation users, {protocol}: repeat bias {fit['repeat_bias']:+.4f}, "
+              f"popularity bias {fit['popularity_bias']:+.4f} (score units)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a") as fh:

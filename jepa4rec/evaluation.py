@@ -12,10 +12,14 @@ rest it leaves open, so they are fixed here and apply to every model alike):
   A model that gives many items the same score (e.g. popularity, or a collapsed encoder) is
   therefore ranked pessimistically; breaking ties in the target's favour, or by item id, would
   reward degenerate scores.
-* **History items are NOT excluded by default**, as in the paper (items may be bought again, and
-  the published baselines rank against the full catalogue). ``exclude_history=True`` removes the
-  history items from the competition (as if their scores were ``-inf``), but never the target
-  itself, even when the target also occurs in the history.
+* **Two protocols, both reported** (:data:`PROTOCOLS`): *history kept* (the paper's code, RecFormer's:
+  items may be bought again, every item competes) and *history excluded* (RecBole's, which the paper's
+  baselines come from: the user's history items do not compete, as if their scores were ``-inf``, but the
+  target itself always does, even when it also occurs in the history). Both are legitimate; comparing a
+  model under one with a model under the other is not. One scoring pass ranks both
+  (:func:`compute_cell_ranks`), and an excluded rank never exceeds the kept rank of the same scores.
+* **Score priors are a cell of the comparison, not part of a model** (:class:`ScorePriors`; fitted on the
+  validation split for any scorer by :mod:`jepa4rec.priors`).
 * **MRR is the full reciprocal rank** (``1 / rank``, not truncated at any cut-off).
 * With a single target per case, Recall@k equals HR@k.
 * NaN scores are an error, not a silent rank: a NaN compares false with everything, which would
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict, dataclass
 from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -34,6 +39,8 @@ from tqdm.auto import tqdm
 from .data.dataset import EvalCase, item_counts
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
+# The two evaluation protocols, as a reader says them.
+PROTOCOLS: dict[str, str] = {"kept": "history kept", "excluded": "history excluded"}
 
 
 @runtime_checkable
@@ -102,6 +109,51 @@ def add_score_priors(scores: torch.Tensor, mask: torch.Tensor | None, repeat_bia
     if weight is not None:
         prior = prior * weight.to(scores.device, scores.dtype)[:, None]
     return scores + prior
+
+
+@dataclass(frozen=True)
+class ScorePriors:
+    """The two score priors, in the units of the scores they are added to: ``repeat_bias`` on each row's
+    history items, ``popularity_bias`` times each item's ``log(1 + training-split count)``. Zero is no prior
+    (the paper's model); :mod:`jepa4rec.priors` fits them."""
+
+    repeat_bias: float = 0.0
+    popularity_bias: float = 0.0
+
+    def apply(self, scores: torch.Tensor, mask: torch.Tensor | None,
+              log_popularity: torch.Tensor | None = None) -> torch.Tensor:
+        """``scores`` [B, n_items] plus the priors (``mask``: each row's history, [B, n_items])."""
+        return add_score_priors(scores, mask, self.repeat_bias, self.popularity_bias,
+                                log_popularity if self.popularity_bias else None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a comparison: a protocol (``kept`` | ``excluded``) and the priors added to the raw scores
+    (None: none). Its name, ``kept`` / ``excluded`` / ``kept_priors`` / ``excluded_priors``, keys the
+    metrics, the rank-file columns and the results tables."""
+
+    protocol: str
+    priors: ScorePriors | None = None
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {self.protocol!r}")
+
+    @property
+    def name(self) -> str:
+        return self.protocol if self.priors is None else f"{self.protocol}_priors"
+
+
+CELLS = ("kept", "excluded", "kept_priors", "excluded_priors")
+# How a reader is told each cell; under history exclusion the repeat bias cannot apply, so only the popularity
+# prior is fitted there.
+CELL_LABELS = {"kept": "history kept", "excluded": "history excluded",
+               "kept_priors": "history kept + repeat & popularity priors",
+               "excluded_priors": "history excluded + popularity prior (a repeat bias cannot apply)"}
 
 
 def rank_of_targets(
@@ -202,20 +254,22 @@ def batches_by_history_length(cases: Sequence[EvalCase], batch_size: int) -> lis
     return [order[start:start + batch_size] for start in range(0, len(cases), batch_size)]
 
 
-def compute_ranks(
+def compute_cell_ranks(
     scorer: Scorer,
     cases: Sequence[EvalCase],
+    cells: Sequence[Cell] = (Cell("kept"), Cell("excluded")),
     batch_size: int = 256,
-    exclude_history: bool = False,
+    log_popularity: torch.Tensor | None = None,
     progress: bool = True,
     desc: str = "evaluate",
-) -> torch.Tensor:
-    """Rank every case's target (batched); returns ``[len(cases)]`` int64 ranks on the CPU.
-
-    Kept separate from :func:`evaluate` so that per-user ranks are available for significance
-    tests or per-group breakdowns.
-    """
-    ranks_out = torch.zeros(len(cases), dtype=torch.long)
+) -> dict[str, torch.Tensor]:
+    """Each case's target rank in every cell, from one scoring pass: ``{cell.name: [len(cases)] int64}`` on the
+    CPU, in ``cases``' order. The scorer's scores are taken as they come (a Recommender adds its own priors
+    unless it is wrapped in :func:`jepa4rec.priors.without_priors`); a cell's priors are added on top."""
+    names = [c.name for c in cells]
+    if len(set(names)) != len(names):
+        raise ValueError(f"cells named twice: {names}")
+    out = {name: torch.zeros(len(cases), dtype=torch.long) for name in names}
     with torch.no_grad(), tqdm(total=len(cases), desc=desc, unit="user", disable=not progress, leave=False) as bar:
         for idx in batches_by_history_length(cases, batch_size):
             chunk = [cases[i] for i in idx]
@@ -224,10 +278,31 @@ def compute_ranks(
             if scores.shape[0] != len(chunk):
                 raise ValueError(f"scorer returned {scores.shape[0]} rows for {len(chunk)} histories")
             targets = [c.target for c in chunk]
-            ranks = rank_of_targets(scores, targets, exclude=histories if exclude_history else None)
-            ranks_out[torch.as_tensor(idx)] = ranks.cpu()
+            mask = history_mask(histories, scores.shape[1], device=scores.device)
+            where = torch.as_tensor(idx)
+            for cell in cells:
+                scored = scores if cell.priors is None else cell.priors.apply(scores, mask, log_popularity)
+                ranks = rank_of_targets(scored, targets, exclude=mask if cell.protocol == "excluded" else None)
+                out[cell.name][where] = ranks.cpu()
             bar.update(len(chunk))
-    return ranks_out
+    return out
+
+
+def compute_ranks(
+    scorer: Scorer,
+    cases: Sequence[EvalCase],
+    batch_size: int = 256,
+    exclude_history: bool = False,
+    progress: bool = True,
+    desc: str = "evaluate",
+) -> torch.Tensor:
+    """Rank every case's target (batched) under one protocol; returns ``[len(cases)]`` int64 ranks on the CPU.
+
+    Kept separate from :func:`evaluate` so that per-user ranks are available for significance
+    tests or per-group breakdowns.
+    """
+    cell = Cell("excluded" if exclude_history else "kept")
+    return compute_cell_ranks(scorer, cases, [cell], batch_size, progress=progress, desc=desc)[cell.name]
 
 
 def evaluate(
@@ -262,3 +337,10 @@ def evaluate(
 def format_metrics(metrics: dict[str, float], keys: Sequence[str] = ("NDCG@10", "Recall@10", "MRR")) -> str:
     """One-line summary, e.g. ``NDCG@10 0.0712  Recall@10 0.1203  MRR 0.0650``."""
     return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
+
+
+def format_cells(cells: dict[str, dict], indent: str = "  ") -> str:
+    """One line per cell of a comparison, labelled as :data:`CELL_LABELS` says it."""
+    width = max(len(CELL_LABELS.get(name, name)) for name in cells)
+    return "\n".join(f"{indent}{CELL_LABELS.get(name, name) + ':':<{width + 1}}  {format_metrics(m)}"
+                     for name, m in cells.items())

@@ -14,7 +14,7 @@ Mixed precision is ``torch.autocast`` around the encoder calls (:func:`jepa4rec.
 Accelerate as in pre-training: Accelerate's state is one per process and cannot change its precision
 once set (the experiment commands pre-train and fine-tune in one process), it picks the device itself
 where fine-tuning takes ``device`` (``cuda:1``), and its fp16 path adds a loss scaler that changes the
-numbers. On the CPU the two paths compute the same.
+numbers. ``auto`` autocasts to bf16 wherever the device computes it natively, a CPU with AMX-BF16 included.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint,
                          save_training_checkpoint)
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
-from .evaluation import evaluate, with_score_priors
+from .evaluation import Cell, compute_cell_ranks, evaluate, metrics_from_ranks, with_score_priors
 from .language_models import LANGUAGE_MODELS, is_language_model
 from .losses import contrastive_loss, mapping_loss
 from .masking import bert_mask
@@ -46,7 +46,8 @@ from .text import ItemTokenizer, TextConfig, sentence_text
 
 logger = logging.getLogger(__name__)
 
-TEST_RANKS_FILE = "test_ranks.csv"  # in output_dir: user,target,rank of the best model on the test split
+# in output_dir: user,target,rank_kept,rank_excluded of the best model on the test split
+TEST_RANKS_FILE = "test_ranks.csv"
 
 
 def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset) -> tuple:
@@ -179,7 +180,7 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     rec = Recommender(model, tok, dataset, device=cfg.device, batch_size=cfg.eval_batch_size, use_cache=False)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-    precision = resolve_mixed_precision(cfg.mixed_precision) if rec.device.type == "cuda" else "no"
+    precision = resolve_mixed_precision(cfg.mixed_precision, rec.device)
     valid_cases = validation_cases(dataset, cfg)
     train_lengths = [len(seq) for seq in dataset.train_sequences() if len(seq) >= 2]
     n_pairs = sum(n - 1 for n in train_lengths) if cfg.pairs == "all" else len(train_lengths)
@@ -270,19 +271,21 @@ def test_best(cfg: FinetuneConfig, dataset: SeqRecDataset, history: list[dict], 
     best = best or Recommender.from_pretrained(best_dir, dataset, device=cfg.device, batch_size=cfg.eval_batch_size,
                                                use_cache=False)
     cases = dataset.test_cases()
-    test, ranks = evaluate(best, cases, batch_size=cfg.eval_batch_size, progress=cfg.progress, desc="test",
-                           return_ranks=True)
-    # Each user's rank of the target, so that two finished runs can be compared user by user
-    # (python -m jepa4rec.compare) without testing them again.
+    # Both protocols from one scoring pass; each user's rank in both is kept, so that two finished runs can be
+    # compared user by user (python -m jepa4rec.compare) without testing them again.
+    ranks = compute_cell_ranks(best, cases, [Cell("kept"), Cell("excluded")], batch_size=cfg.eval_batch_size,
+                               progress=cfg.progress, desc="test")
     write_case_ranks(out / TEST_RANKS_FILE, dataset, cases, ranks)
+    test, test_excluded = ({**metrics_from_ranks(ranks[cell]), "users": len(cases)} for cell in ("kept", "excluded"))
     result = {"dataset": dataset.name, "init_from": cfg.init_from, "best_epoch": best_epoch,
-              "valid_before": history[0]["valid"], "history": history, "test": test,
+              "valid_before": history[0]["valid"], "history": history, "test": test, "test_excluded": test_excluded,
+              "precision": resolve_mixed_precision(cfg.mixed_precision, best.device),
               "train_seconds": round(train_seconds, 1), "seed": cfg.seed, "threads": torch.get_num_threads(),
               "repeat_bias": best.repeat_bias, "popularity_bias": best.popularity_bias, "config": to_dict(cfg)}
     if repeat_fit is not None:
         result["repeat_bias_fit"] = repeat_fit
     card = json.loads((best_dir / "training_card.json").read_text())
-    card.update(test=test, train_seconds=round(train_seconds, 1))
+    card.update(test=test, test_excluded=test_excluded, train_seconds=round(train_seconds, 1))
     (best_dir / "training_card.json").write_text(json.dumps(card, indent=2, default=str))
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str))
     shutil.rmtree(out / "last", ignore_errors=True)  # the resume state of a finished run is no longer needed

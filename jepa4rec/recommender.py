@@ -44,9 +44,10 @@ from safetensors.torch import load_file, save_file
 from .builder import item_tokenizer, new_model
 from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
-from .devices import resolve_device
+from .devices import native_bf16, resolve_device
 from .errors import ConfigError
-from .evaluation import evaluate, item_log_popularity, rank_of_targets, with_score_priors
+from .evaluation import (Cell, compute_cell_ranks, evaluate, item_log_popularity, metrics_from_ranks, rank_of_targets,
+                         with_score_priors)
 from .language_models import is_language_model, matching_model_size, source_description
 from .paths import cache_dir
 from .ranking import ItemIndex
@@ -90,22 +91,6 @@ def _bounded_put(cache: dict, key, value, limit: int = 256) -> None:
     if key not in cache and len(cache) >= limit:
         cache.pop(next(iter(cache)))
     cache[key] = value
-
-
-@functools.lru_cache(maxsize=None)
-def _cpu_flags() -> frozenset:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return frozenset(next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), []))
-    except OSError:  # not Linux: no native bf16 assumed
-        return frozenset()
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 natively (so autocast to it is faster, not emulated)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 class Recommender:
@@ -493,16 +478,34 @@ class Recommender:
         return Recommendation(items, rank, revealed)
 
 
+PRIOR_CHOICES = ("own", "none", "fit")
+
+
 def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: str = "test", *, random_init: bool = False,
-                        exclude_history: bool = False, batch_size: int = 128, device: str | None = None,
+                        priors: str = "own", batch_size: int = 128, device: str | None = None,
                         max_users: int | None = None, seed: int = 0, pooling: str | None = None,
                         precision: str = "auto", progress: bool = True, ranks_path: str | Path | None = None) -> dict:
-    """Metrics (and timing) of one model directory on one dataset's leave-one-out split, through a
-    Recommender and :func:`jepa4rec.evaluation.evaluate`. ``checkpoint`` may also name a language model
-    (``minilm``): its converted encoder with no training at all, pooled by ``pooling`` (default cls); a
-    model directory pools as it was trained. ``random_init``: an untrained model with the same config and
-    tokenizer (seeded by ``seed``), the floor a pre-training run must beat. ``ranks_path``: also write each
-    case's rank there (``user,target,rank``), the input of :mod:`jepa4rec.significance`."""
+    """Metrics (and timing) of one model directory on one dataset's leave-one-out split under both protocols,
+    through a Recommender and one scoring pass (:func:`jepa4rec.evaluation.compute_cell_ranks`).
+
+    ``priors``: ``own`` scores as the model directory says (the score priors in its config, 0 for the paper's
+    model); ``none`` scores raw; ``fit`` scores raw and also with the priors fitted on the validation split
+    under each protocol, as every model of a comparison gets them (:mod:`jepa4rec.priors`; never with
+    ``split="valid"``). The record's top-level metrics are the ``kept`` cell's; ``cells`` holds every cell
+    (``kept``, ``excluded``, and with ``fit`` ``kept_priors`` and ``excluded_priors``).
+
+    ``checkpoint`` may also name a language model (``minilm``): its converted encoder with no training at all,
+    pooled by ``pooling`` (default cls); a model directory pools as it was trained. ``random_init``: an
+    untrained model with the same config and tokenizer (seeded by ``seed``), the floor a pre-training run must
+    beat. ``ranks_path``: also write each case's rank in every cell there (``user,target,rank_<cell>...``), the
+    input of :mod:`jepa4rec.significance`."""
+    from .priors import evaluate_on_equal_terms
+
+    if priors not in PRIOR_CHOICES:
+        raise ConfigError(f"priors must be one of {list(PRIOR_CHOICES)}, got {priors!r}")
+    if priors == "fit" and split != "test":
+        raise ConfigError("priors are fitted on the validation split, so they cannot be evaluated on it",
+                          hint="use --split test with --priors fit")
     dataset.require_text()  # before a model is loaded: a text model cannot rank items without text
     if is_language_model(checkpoint):
         rec = Recommender.from_language_model(str(checkpoint), dataset, device=device, batch_size=batch_size,
@@ -517,19 +520,32 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: s
         fresh = type(rec.model)(rec.model.config)
         rec.model = fresh.to(rec.device).eval()
         rec.use_cache = False
+    own = {"repeat_bias": rec.repeat_bias, "popularity_bias": rec.popularity_bias}
     cases = dataset.test_cases() if split == "test" else dataset.valid_cases()
     if max_users:
         cases = cases[:max_users]
     t0 = time.time()
     _ = rec.item_vectors
     encode_s = time.time() - t0
-    metrics, ranks = evaluate(rec, cases, batch_size=batch_size, exclude_history=exclude_history, progress=progress,
-                              desc=f"{dataset.name} {split}", return_ranks=True)
+    t0 = time.time()
+    desc = f"{dataset.name} {split}"
+    if priors == "own":
+        ranks = compute_cell_ranks(rec, cases, [Cell("kept"), Cell("excluded")], batch_size=batch_size,
+                                   progress=progress, desc=desc)
+        result = {"cells": {name: metrics_from_ranks(r) for name, r in ranks.items()}, "ranks": ranks, "fits": {}}
+    else:
+        fit = priors == "fit"
+        result = evaluate_on_equal_terms(rec, cases, dataset.valid_cases() if fit else None,
+                                         rec.log_popularity if fit else None, batch_size=batch_size,
+                                         progress=progress, desc=desc)
+    elapsed = time.time() - t0
     if ranks_path is not None:
-        write_case_ranks(ranks_path, dataset, cases, ranks)
+        write_case_ranks(ranks_path, dataset, cases, result["ranks"])
     # Every option that can change a number goes into the record.
     return {"dataset": dataset.name, "checkpoint": str(checkpoint), "split": split, "random_init": random_init,
-            "exclude_history": exclude_history, "seed": seed, "pooling": rec.model.config.pooling,
+            "priors": priors, "model_priors": own, "seed": seed, "pooling": rec.model.config.pooling,
             "precision": rec.precision, "device": str(rec.device), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "transformers": transformers.__version__,
-            "users": len(cases), "items": dataset.n_items, "item_encoding_s": round(encode_s, 2), **metrics}
+            "users": len(cases), "items": dataset.n_items, "item_encoding_s": round(encode_s, 2),
+            "seconds": round(elapsed, 1), "users_per_s": round(len(cases) / max(elapsed, 1e-9), 1),
+            **result["cells"]["kept"], "cells": result["cells"], "fits": result["fits"]}

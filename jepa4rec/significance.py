@@ -8,9 +8,13 @@ paired bootstrap over users (users resampled with replacement, the same users fo
 two-sided p-value of a paired sign-flip randomisation test (the null: which model gave which of a user's
 two values is a coin toss).
 
-The inputs are rank files, one row per case (``user,target,rank``), written by
-``python -m jepa4rec.evaluate ... --save-ranks FILE`` (:func:`write_ranks`). Two files must rank the same
-users' same targets: a pair from different splits or datasets is refused, naming the first user that differs.
+The inputs are rank files, one row per case: ``user,target`` and one ``rank_<cell>`` column per cell of the
+comparison that was ranked (``rank_kept``, ``rank_excluded``, and with fitted priors ``rank_kept_priors``,
+``rank_excluded_priors``: :data:`jepa4rec.evaluation.CELLS`), written by ``python -m jepa4rec.evaluate ...
+--save-ranks FILE`` (:func:`write_ranks`). Both files are read in the same cell, so a comparison is always
+like with like. Files written before the protocols were split have one ``rank`` column: history kept. Two
+files must rank the same users' same targets: a pair from different splits or datasets is refused, naming
+the first user that differs.
 """
 from __future__ import annotations
 
@@ -23,9 +27,10 @@ import numpy as np
 import torch
 
 from .data.dataset import DataFormatError
-from .evaluation import per_case_metric
+from .evaluation import CELLS, per_case_metric
 
-RANK_COLUMNS = ("user", "target", "rank")
+RANK_COLUMNS = ("user", "target")
+LEGACY_RANK_COLUMN = "rank"  # files written before the two protocols: history kept
 CHUNK = 500  # resamples drawn at once: bounds memory at CHUNK × users indexes
 RANK_FILE_HINT = "write rank files with python -m jepa4rec.evaluate --save-ranks"
 
@@ -39,29 +44,44 @@ class RankFile:
     ranks: np.ndarray
 
 
-def write_ranks(path: str | Path, users: Sequence[str], targets: Sequence[str], ranks: torch.Tensor | Sequence[int]) -> Path:
-    """Write ``user,target,rank`` rows (the format :func:`read_ranks` reads)."""
-    ranks = torch.as_tensor(ranks).reshape(-1).tolist()
-    if not len(users) == len(targets) == len(ranks):
-        raise ValueError(f"{len(users)} users, {len(targets)} targets and {len(ranks)} ranks: one of each per case")
+def rank_column(cell: str) -> str:
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {list(CELLS)}, got {cell!r}")
+    return f"rank_{cell}"
+
+
+def write_ranks(path: str | Path, users: Sequence[str], targets: Sequence[str],
+                ranks: dict[str, torch.Tensor | Sequence[int]] | torch.Tensor | Sequence[int]) -> Path:
+    """Write ``user,target,rank_<cell>...`` rows, one column per cell of ``ranks`` ({cell: ranks}, or one
+    sequence of ranks: history kept; the format :func:`read_ranks` reads)."""
+    if not isinstance(ranks, dict):
+        ranks = {"kept": ranks}
+    columns = {rank_column(cell): torch.as_tensor(r).reshape(-1).tolist() for cell, r in ranks.items()}
+    if not columns:
+        raise ValueError("no ranks to write")
+    for name, values in columns.items():
+        if not len(users) == len(targets) == len(values):
+            raise ValueError(f"{len(users)} users, {len(targets)} targets and {len(values)} {name}: one of each per case")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(RANK_COLUMNS)
-        writer.writerows(zip(users, targets, ranks))
+        writer.writerow([*RANK_COLUMNS, *columns])
+        writer.writerows(zip(users, targets, *columns.values()))
     return path
 
 
-def write_case_ranks(path: str | Path, dataset, cases: Sequence, ranks: torch.Tensor | Sequence[int]) -> Path:
+def write_case_ranks(path: str | Path, dataset, cases: Sequence,
+                     ranks: dict[str, torch.Tensor | Sequence[int]] | torch.Tensor | Sequence[int]) -> Path:
     """Write the ranks of ``dataset``'s evaluation ``cases`` under the dataset's own user and item keys, so
     that files from two models (or two commands) pair by user."""
     return write_ranks(path, [dataset.user_keys[c.user] for c in cases], [dataset.item_keys[c.target] for c in cases],
                        ranks)
 
 
-def read_ranks(path: str | Path) -> RankFile:
-    """Read a rank file, refusing by file and line a missing column, a rank that is not a positive
+def read_ranks(path: str | Path, cell: str = "kept") -> RankFile:
+    """Read one cell's ranks from a rank file (``rank_<cell>``; a file of the old one-column format has
+    ``rank``, history kept), refusing by file and line a missing column, a rank that is not a positive
     integer, or a user listed twice."""
     path = Path(path)
     users: list[str] = []
@@ -70,12 +90,19 @@ def read_ranks(path: str | Path) -> RankFile:
     seen: dict[str, int] = {}
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in RANK_COLUMNS if c not in (reader.fieldnames or [])]
+        header = reader.fieldnames or []
+        column = rank_column(cell)
+        if column not in header and cell == "kept" and LEGACY_RANK_COLUMN in header:
+            column = LEGACY_RANK_COLUMN
+        missing = [c for c in (*RANK_COLUMNS, column) if c not in header]
         if missing:
-            raise DataFormatError(f"{path}: line 1: missing column(s) {', '.join(missing)} (has {reader.fieldnames})",
-                                  hint=RANK_FILE_HINT)
+            has = [c.removeprefix("rank_") for c in header if c.startswith("rank_")]
+            hint = (f"it ranks the cells {has}; choose one with --cell" if has else RANK_FILE_HINT)
+            if column.endswith("_priors") and has:
+                hint += " (cells with priors: evaluate with --priors fit)"
+            raise DataFormatError(f"{path}: line 1: missing column(s) {', '.join(missing)} (has {header})", hint=hint)
         for line, row in enumerate(reader, start=2):
-            user, raw = row["user"], row["rank"]
+            user, raw = row["user"], row[column]
             try:
                 rank = int(raw)
             except (TypeError, ValueError):

@@ -2,8 +2,9 @@
 """Train the ID-only SASRec baseline on a named dataset and report full-ranking test metrics.
 
 Also scores the most-popular baseline (seconds), so every result file carries a floor. Metrics
-follow :mod:`jepa4rec.evaluation`: leave-one-out, all items ranked, ties against the target,
-history items not excluded.
+follow :mod:`jepa4rec.evaluation`: leave-one-out, all items ranked, ties against the target, under both
+protocols from one scoring pass (history kept, history excluded). For the score priors fitted on
+validation beside every other model, use scripts/results_table.py --models sasrec popularity.
 
     python scripts/train_sasrec.py --dataset Scientific_UniSRec --epochs 200 --out runs/sasrec_scientific.json
 """
@@ -23,7 +24,7 @@ import torch
 from jepa4rec.baselines import PopularityScorer, SASRecConfig, save_sasrec, train_sasrec
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
-from jepa4rec.evaluation import evaluate, format_metrics
+from jepa4rec.evaluation import compute_cell_ranks, format_cells, format_metrics, metrics_from_ranks
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,7 +44,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-len", type=int, default=defaults.max_len, help="most recent history items kept")
     p.add_argument("--dropout", type=float, default=defaults.dropout, help="dropout of embeddings and blocks")
     p.add_argument("--eval-every", type=int, default=defaults.eval_every, help="epochs between validation runs (early stopping)")
-    p.add_argument("--exclude-history", action="store_true", help="also report metrics with history items excluded")
     p.add_threads_argument()
     p.add_argument("--out", default=None, help="write a JSON results file here")
     p.add_argument("--save", default=None,
@@ -65,22 +65,27 @@ def main(argv=None) -> dict:
     print(f"dataset {dataset.name}: {dataset.stats()}  ({time.perf_counter() - t0:.1f}s)")
     test_cases = dataset.test_cases()
 
+    def both_protocols(scorer, desc: str, batch_size: int = 256) -> dict:
+        ranks = compute_cell_ranks(scorer, test_cases, batch_size=batch_size, progress=not args.quiet, desc=desc)
+        return {cell: {**metrics_from_ranks(r), "users": len(test_cases)} for cell, r in ranks.items()}
+
     pop = PopularityScorer.from_dataset(dataset)
-    pop_test = evaluate(pop, test_cases, progress=not args.quiet, desc="popularity test")
-    print(f"popularity test: {format_metrics(pop_test)}  ({pop_test['users_per_s']:.0f} users/s)")
+    pop_test = both_protocols(pop, "popularity test")
+    print(f"popularity test:\n{format_cells(pop_test)}")
 
     model, log = train_sasrec(dataset, config, progress=not args.quiet)
-    test = evaluate(model, test_cases, batch_size=config.eval_batch_size, progress=not args.quiet, desc="SASRec test")
+    test = both_protocols(model, "SASRec test", config.eval_batch_size)
     print(
         f"SASRec best epoch {log['best_epoch']} of {len(log['epochs'])} ({log['train_seconds']:.0f}s on {log['device']}); "
         f"valid {format_metrics(log['best_valid'])}"
     )
-    print(f"SASRec test: {format_metrics(test)}  ({test['users_per_s']:.0f} users/s)")
+    print(f"SASRec test:\n{format_cells(test)}")
 
     results = {
         "dataset": dataset.name,
         "stats": dataset.stats(),
-        "protocol": "leave-one-out; all items ranked; ties count against the target; history items not excluded",
+        "protocol": "leave-one-out; all items ranked; ties count against the target; test: {kept, excluded}: history "
+                    "items compete / do not compete (the target always does)",
         "popularity": {"test": pop_test},
         "sasrec": {"test": test, **log},
         "command": " ".join(sys.argv),
@@ -88,15 +93,12 @@ def main(argv=None) -> dict:
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
     }
-    if args.exclude_history:
-        results["popularity"]["test_exclude_history"] = evaluate(pop, test_cases, exclude_history=True, progress=False)
-        results["sasrec"]["test_exclude_history"] = evaluate(model, test_cases, exclude_history=True, progress=False)
-        print(f"SASRec test, history excluded: {format_metrics(results['sasrec']['test_exclude_history'])}")
     if args.save:
         from jepa4rec.recommender import catalogue_digest
 
         saved = save_sasrec(model, args.save, card={
-            "dataset": dataset.name, "catalogue_digest": catalogue_digest(dataset.items), "test": test,
+            "dataset": dataset.name, "catalogue_digest": catalogue_digest(dataset.items), "test": test["kept"],
+            "test_excluded": test["excluded"],
             "best_epoch": log["best_epoch"], "train_seconds": round(log["train_seconds"], 1), "command": " ".join(sys.argv)})
         print(f"saved the model to {saved}")
     if args.out:

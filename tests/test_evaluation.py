@@ -233,3 +233,58 @@ def test_recency_cosine_weights_recent_items_more():
     assert scores[1].argmax() == 2 and torch.equal(scores[2], torch.zeros(4))  # an empty history scores 0
     with pytest.raises(ValueError, match="decay"):
         RecencyCosine(items, decay=0.0)
+
+
+# ---------------------------------------------------------------- the two protocols, on equal terms
+
+
+class CountingScorer:
+    """A real scorer that counts the histories it is asked to score."""
+
+    def __init__(self, scorer):
+        self.scorer, self.scored = scorer, 0
+
+    def score_all(self, histories):
+        self.scored += len(histories)
+        return self.scorer.score_all(histories)
+
+
+def test_both_protocols_come_from_one_scoring_pass_and_excluded_ranks_never_exceed_kept(rec):
+    """Issue 38: one model's metrics under both protocols (and with fitted priors) come from one scoring pass of
+    the test split, and for the same scores an excluded rank is never above the kept rank."""
+    from jepa4rec.evaluation import CELLS
+    from jepa4rec.priors import evaluate_on_equal_terms
+
+    ds = rec.dataset
+    test, valid = ds.test_cases(), ds.valid_cases()
+    counting = CountingScorer(rec)
+    result = evaluate_on_equal_terms(counting, test, valid, rec.log_popularity, batch_size=7, progress=False)
+    assert counting.scored == len(valid) + len(test)  # the validation split once (both fits), the test split once
+    assert set(result["cells"]) == set(CELLS)
+    ranks = result["ranks"]
+    assert (ranks["excluded"] <= ranks["kept"]).all() and (ranks["excluded"] < ranks["kept"]).any()
+    # With the priors, each protocol's ranks come from its own fit (a repeat bias cannot apply under exclusion).
+    # Each protocol's ranks equal those of a separate one-protocol pass over the same scorer.
+    for cell, exclude in (("kept", False), ("excluded", True)):
+        alone = compute_ranks(rec, test, batch_size=7, exclude_history=exclude, progress=False)
+        assert torch.equal(result["ranks"][cell], alone)
+        assert result["cells"][cell] == metrics_from_ranks(alone)
+    assert result["fits"]["excluded"]["repeat_bias"] == 0.0 and result["fits"]["excluded"]["fitted"] == ["popularity_bias"]
+
+
+def test_priors_fit_is_the_same_whatever_the_scale_of_the_scores(rec):
+    """The priors are a property of the comparison: a scorer whose scores are 10x and shifted ranks the same
+    with the priors fitted to it (they come out in its own units)."""
+    from jepa4rec.priors import fit_score_priors
+
+    class Scaled:
+        def score_all(self, histories):
+            return 10 * rec.score_all(histories) + 3
+
+    valid = rec.dataset.valid_cases()
+    a = fit_score_priors(rec, valid, rec.log_popularity, ("kept", "excluded"))
+    b = fit_score_priors(Scaled(), valid, rec.log_popularity, ("kept", "excluded"))
+    for protocol in ("kept", "excluded"):
+        assert b[protocol]["priors"].repeat_bias == pytest.approx(10 * a[protocol]["priors"].repeat_bias, rel=1e-3, abs=1e-6)
+        assert b[protocol]["priors"].popularity_bias == pytest.approx(10 * a[protocol]["priors"].popularity_bias, rel=1e-3, abs=1e-6)
+        assert b[protocol]["after"]["NDCG@10"] == pytest.approx(a[protocol]["after"]["NDCG@10"], abs=1e-9)

@@ -369,9 +369,17 @@ def test_repeat_bias_moves_only_history_items_on_every_path(finetuned, toy, bias
     assert biased.recommend(history, k=k, target=case.target, reveal=0.0).target_rank == rank
 
 
+def _kept_fit(*args, **kwargs) -> dict:
+    """The history-kept fit of jepa4rec.priors, its priors spelled out."""
+    from jepa4rec.priors import fit_score_priors, fit_summary
+
+    return fit_summary(fit_score_priors(*args, **kwargs)["kept"])
+
+
 def test_fit_repeat_bias_learns_from_held_out_purchases_whether_people_rebuy(rec):
-    from jepa4rec.calibration import fit_score_priors as fit_repeat_bias
     from jepa4rec.data.dataset import EvalCase
+
+    fit_repeat_bias = _kept_fit
 
     cases = rec.dataset.valid_cases()
     never = [c for c in cases if c.target not in c.history]
@@ -424,8 +432,9 @@ def test_popularity_bias_adds_weighted_log_counts_on_every_path(finetuned, toy):
 
 
 def test_fit_score_priors_weighs_popularity_as_held_out_purchases_do(rec):
-    from jepa4rec.calibration import fit_score_priors
     from jepa4rec.data.dataset import EvalCase
+
+    fit_score_priors = _kept_fit
 
     cases = rec.dataset.valid_cases()
     pop = rec.log_popularity.cpu()

@@ -16,7 +16,12 @@ TINY_FINETUNE = ["model.hidden_size=32", "model.num_hidden_layers=1", "model.num
                  "optim.lr=0.003", "optim.warmup_steps=5"]
 
 
-def test_results_table_runs_every_kind_and_reuses_records(toy, finetuned, tmp_path, capsys):
+def test_results_table_runs_every_kind_in_every_cell_and_reuses_records(toy, finetuned, tmp_path, capsys):
+    from jepa4rec.data import load_dataset
+    from jepa4rec.evaluation import CELLS
+    from jepa4rec.recommender import evaluate_checkpoint
+    from jepa4rec.significance import read_ranks
+
     script = load_script("results_table")
     pretrained = f"{finetuned[0].output_dir}/best"  # any model directory serves as "pre-trained" here
     args = ["--dataset", toy, "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"),
@@ -25,21 +30,29 @@ def test_results_table_runs_every_kind_and_reuses_records(toy, finetuned, tmp_pa
     assert script.main(args) == 0
 
     long = pd.read_csv(tmp_path / "out" / "results_table.csv")
-    assert list(long.columns) == ["dataset", "model", "metric", "value"]
-    assert set(long["model"]) == {"Popularity", "SASRec", "JEPA4Rec, zero-shot", "JEPA4Rec w/o pre-training"}
-    assert len(long) == 4 * 3 and long["value"].between(0, 1).all()
+    assert list(long.columns) == ["dataset", "model", "priors", "protocol", "cell", "metric", "value"]
+    labels = {script.MODELS[k].label for k in ("popularity", "sasrec", "zeroshot_jepa4rec", "scratch")}
+    assert set(long["model"]) == labels
+    assert set(long["protocol"]) == {"history kept", "history excluded"}
+    assert len(long) == 4 * 4 * 3 and long["value"].between(0, 1).all()  # 4 models x 4 cells x 3 metrics
     records = {r["model_key"]: r for r in json.loads((tmp_path / "out" / "results_table.json").read_text())["records"]}
     assert records["scratch"]["seed"] == 42 and records["scratch"]["config"]["epochs"] == 2
     assert records["scratch"]["train_seconds"] > 0 and records["sasrec"]["best_epoch"] >= 1
     assert records["zeroshot_jepa4rec"]["checkpoint"] == pretrained
-    # The zero-shot row is the same model the evaluator scores directly.
-    from jepa4rec.data import load_dataset
-    from jepa4rec.recommender import evaluate_checkpoint
-
-    direct = evaluate_checkpoint(pretrained, load_dataset(toy), progress=False)
-    assert records["zeroshot_jepa4rec"]["NDCG@10"] == pytest.approx(direct["NDCG@10"])
-    md = (tmp_path / "out" / "results_table.md").read_text().splitlines()
-    assert len(md) == 2 + 4 and "JEPA4Rec w/o pre-training" in md[-1]
+    for r in records.values():
+        assert set(r["cells"]) == set(CELLS) and set(r["fits"]) == {"kept", "excluded"}
+        assert r["fits"]["excluded"]["repeat_bias"] == 0.0  # a repeat bias cannot apply under exclusion
+        # Each row's per-user ranks in every cell, for python -m jepa4rec.compare --cell
+        kept, excluded = (read_ranks(tmp_path / "runs" / "Toy" / f"{r['model_key']}.ranks.csv", c).ranks
+                          for c in ("kept", "excluded"))
+        assert (excluded <= kept).all()
+    # The zero-shot row is the same model the evaluator scores directly, priors fitted alike.
+    direct = evaluate_checkpoint(pretrained, load_dataset(toy), priors="fit", progress=False)
+    for cell in CELLS:
+        assert records["zeroshot_jepa4rec"]["cells"][cell]["NDCG@10"] == pytest.approx(direct["cells"][cell]["NDCG@10"])
+    md = (tmp_path / "out" / "results_table.md").read_text()
+    assert md.count("| model | history kept: NDCG@10") == 2 and "With score priors fitted on the validation split" in md
+    assert "JEPA4Rec w/o pre-training" in md
 
     capsys.readouterr()
     assert script.main(args) == 0  # records exist: nothing is trained again
@@ -48,11 +61,10 @@ def test_results_table_runs_every_kind_and_reuses_records(toy, finetuned, tmp_pa
 
     # A run with other records (a fresh clone, another dataset) adds its rows; the committed ones stay.
     other = json.loads((tmp_path / "out" / "results_table.json").read_text())["records"][0]
-    other = {**other, "dataset": "Elsewhere", "NDCG@10": 0.5}
+    other = {**other, "dataset": "Elsewhere"}
     (tmp_path / "runs2" / "Elsewhere").mkdir(parents=True)
     (tmp_path / "runs2" / "Elsewhere" / f"{other['model_key']}.json").write_text(json.dumps(other))
-    assert script.main(["--table-only", "--dataset", toy, "--runs-dir", str(tmp_path / "runs2"),
-                        "--out-dir", str(tmp_path / "out")]) == 0
+    assert script.main(["--table-only", "--runs-dir", str(tmp_path / "runs2"), "--out-dir", str(tmp_path / "out")]) == 0
     merged = json.loads((tmp_path / "out" / "results_table.json").read_text())["records"]
     assert len(merged) == 5 and {r["dataset"] for r in merged} == {"Elsewhere", records["scratch"]["dataset"]}
     assert not list((tmp_path / "out").glob("*.tmp"))
@@ -60,26 +72,28 @@ def test_results_table_runs_every_kind_and_reuses_records(toy, finetuned, tmp_pa
 
 def test_results_table_table_only_without_records_is_a_clear_error(tmp_path, capsys):
     script = load_script("results_table")
-    line = one_line_error(capsys, script.main, ["--dataset", "x", "--table-only", "--runs-dir", str(tmp_path),
+    line = one_line_error(capsys, script.main, ["--table-only", "--runs-dir", str(tmp_path),
                                                 "--out-dir", str(tmp_path / "out")])
-    assert line == f"error: no model records under {tmp_path} — run without --table-only first"
+    assert line == (f"error: no model records under {tmp_path} or in {tmp_path / 'out' / 'results_table.json'} — "
+                    "run without --table-only first")
     assert not (tmp_path / "out").exists()
 
 
-def test_results_table_force_never_trains_over_a_finished_run(toy, tmp_path, capsys):
+def test_results_table_never_trains_over_a_run_without_best(toy, tmp_path, capsys):
     script = load_script("results_table")
     run = tmp_path / "runs" / "Toy" / "jepa4rec"
     run.mkdir(parents=True)
     (run / "results.json").write_text('{"made": "elsewhere"}')
     line = one_line_error(capsys, script.main, ["--dataset", toy, "--models", "jepa4rec", "--force", "--runs-dir",
                                                 str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")])
-    assert line.startswith(f"error: {run} holds a finished fine-tuning run; --force would train over it")
+    assert line.startswith(f"error: {run} holds a fine-tuning run without best/; this command would train over it")
     assert (run / "results.json").read_text() == '{"made": "elsewhere"}' and not (tmp_path / "out").exists()
 
 
-def test_results_table_repeat_bias_rows_calibrate_the_fine_tuned_run(toy, finetuned, tmp_path, capsys):
+def test_results_table_scores_a_linked_run_with_the_priors_calibrate_writes(toy, finetuned, tmp_path):
     import shutil
 
+    from jepa4rec.calibration import calibrate
     from jepa4rec.data import load_dataset
     from jepa4rec.recommender import evaluate_checkpoint
 
@@ -87,32 +101,19 @@ def test_results_table_repeat_bias_rows_calibrate_the_fine_tuned_run(toy, finetu
     ds = load_dataset(toy)
     shutil.copytree(finetuned[0].output_dir, tmp_path / "runs" / ds.name / "jepa4rec")  # a finished run linked in
     args = ["--dataset", toy, "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"), "--threads", "1"]
-    assert script.main(args + ["--models", "jepa4rec", "jepa4rec_rb"]) == 0
+    assert script.main(args + ["--models", "jepa4rec", "frozen_last_items"]) == 0
     records = {r["model_key"]: r for r in json.loads((tmp_path / "out" / "results_table.json").read_text())["records"]}
-    fit = records["jepa4rec_rb"]["config"]["repeat_bias_fit"]
-    assert records["jepa4rec_rb"]["model"] == "JEPA4Rec + repeat bias" and fit["split"] == "valid"
-    calibrated = tmp_path / "runs" / ds.name / "jepa4rec" / "best_repeat_bias"
-    assert json.loads((calibrated / "config.json").read_text())["repeat_bias"] == fit["repeat_bias"]
-    assert records["jepa4rec_rb"]["NDCG@10"] == pytest.approx(evaluate_checkpoint(calibrated, ds, progress=False)["NDCG@10"])
-    assert records["jepa4rec_rb"]["train_seconds"] >= records["jepa4rec"]["train_seconds"]
-    # A popularity row fits both priors on the same run, into its own copy.
-    assert script.main(args + ["--models", "jepa4rec_rbp", "frozen_last_items_rbp"]) == 0
-    records = {r["model_key"]: r for r in json.loads((tmp_path / "out" / "results_table.json").read_text())["records"]}
-    for key in ("jepa4rec_rbp", "frozen_last_items_rbp"):
-        fit = records[key]["config"]["repeat_bias_fit"]
-        assert fit["fitted"] == ["repeat_bias", "popularity_bias"] and fit["popularity_bias"] != 0
-        assert "repeat & popularity bias" in records[key]["model"]
-    priors = tmp_path / "runs" / ds.name / "jepa4rec" / "best_priors"
-    assert json.loads((priors / "config.json").read_text())["popularity_bias"] == records["jepa4rec_rbp"]["config"]["repeat_bias_fit"]["popularity_bias"]
-    assert records["jepa4rec_rbp"]["NDCG@10"] == pytest.approx(evaluate_checkpoint(priors, ds, progress=False)["NDCG@10"])
-    # A learned-bias row fine-tunes with repeat_bias=learn.
-    assert script.main(args + ["--models", "jepa4rec_rbl", "--jepa", f"{finetuned[0].output_dir}/best",
-                               "--set", *[o for o in TINY_FINETUNE if not o.startswith(("model", "vocab"))]]) == 0
-    learned = json.loads((tmp_path / "runs" / ds.name / "jepa4rec_rbl.json").read_text())
-    assert learned["config"]["repeat_bias"] == "learn" and learned["model"] == "JEPA4Rec, repeat bias learned"
-    # Without its fine-tuned run, a repeat-bias row says which run it needs.
-    line = one_line_error(capsys, script.main, args + ["--models", "recformer_rb"])
-    assert "recformer_rb calibrates the fine-tuned run in" in line and "--models recformer first" in line
+    row = records["jepa4rec"]
+    assert row["train_seconds"] > 0 and row["config"]["dataset"] == finetuned[0].dataset
+    # The kept-protocol fit is the one python -m jepa4rec.calibrate writes into a model directory ...
+    fit, _ = calibrate(f"{finetuned[0].output_dir}/best", ds, tmp_path / "calibrated", popularity=True)
+    assert row["fits"]["kept"]["repeat_bias"] == pytest.approx(fit["repeat_bias"], rel=1e-6, abs=1e-9)
+    assert row["fits"]["kept"]["popularity_bias"] == pytest.approx(fit["popularity_bias"], rel=1e-6, abs=1e-9)
+    # ... and that directory, scored with its own priors, ranks as the table's kept-with-priors cell.
+    own = evaluate_checkpoint(tmp_path / "calibrated", ds, progress=False)
+    assert own["NDCG@10"] == pytest.approx(row["cells"]["kept_priors"]["NDCG@10"], abs=1e-9)
+    # A frozen row gets the same fit (in its own units) as every other scorer.
+    assert records["frozen_last_items"]["fits"]["kept"]["fitted"] == ["repeat_bias", "popularity_bias"]
 
 
 def test_low_resource_trains_on_a_subset_and_tests_every_user(toy, finetuned, tmp_path):
