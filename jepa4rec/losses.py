@@ -1,7 +1,7 @@
 """The losses both trainings share: the sequence-item contrastive loss (cosine / τ, negatives gathered
 across processes) and the mapping loss (squared L2, optionally on unit vectors).
 
-Pre-training combines them with MLM in one step (:func:`jepa4rec.pretraining.pretrain_losses`);
+Pre-training combines them with MLM in one step (:meth:`jepa4rec.modeling.JEPA4RecForPreTraining.forward`);
 fine-tuning adds them to its full-softmax loss (:mod:`jepa4rec.finetuning`).
 """
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+IGNORE_INDEX = -100  # a label position that is not predicted (torch's cross-entropy and transformers' convention)
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:

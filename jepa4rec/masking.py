@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .losses import IGNORE_INDEX
 from .text import TYPE_ATTR, TYPE_VALUE
-
-IGNORE_INDEX = -100
 
 
 def maskable(input_ids: torch.Tensor, token_type_ids: torch.Tensor, special_ids: list[int]) -> torch.Tensor:

