@@ -299,6 +299,10 @@ def badge_markdown(served: Served) -> str:
                 f"held for this visit only · {served.dataset.n_items:,} items · {users}{notes}")
     metrics = served.model_test_metrics()
     pop = served.popularity.get("NDCG@10")
+    # Both figures under the model's own protocol: history kept, with score priors only if the model has them
+    # (popularity's then fitted the same way on validation), so the two compare like with like.
+    protocol = ("history kept, with score priors fitted on validation" if served.popularity.get("priors")
+                else "history kept, no score priors")
     pop_text = f"popularity {pop:.4f}" if pop is not None else "popularity not measured"
     if served.mode == "fine-tuned":
         kind = f"**Fine-tuned on {served.name}**"
@@ -306,7 +310,8 @@ def badge_markdown(served: Served) -> str:
         kind = f"**Zero-shot**: the pre-trained model never saw {served.name}'s interactions"
     score = (f"test NDCG@10 **{metrics['NDCG@10']:.4f}**" if metrics and "NDCG@10" in metrics
              else "test NDCG@10 not measured for this dataset")
-    return f"{kind} · {score} ({pop_text}, all users, every item ranked) · {served.dataset.n_items:,} items"
+    return (f"{kind} · {score} ({pop_text}; both {protocol}; all users, every item ranked) · "
+            f"{served.dataset.n_items:,} items")
 
 
 # --- embedding map colours --------------------------------------------------------------------------

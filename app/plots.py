@@ -101,7 +101,7 @@ def explanation_figure(explained: dict) -> go.Figure:
 
 AXIS_LABELS = {"value": "metric value", "reveal": "share of target words revealed", "ratio": "masking ratio",
                "fraction": "share of training users kept", "variant": "", "pretraining": "pre-training data",
-               "dataset": "", "model": "model", "metric": "metric"}
+               "dataset": "", "model": "model", "metric": "metric", "cell": "protocol and priors"}
 
 
 def read_result(path: Path) -> pd.DataFrame:
@@ -122,6 +122,9 @@ def _span_references(df: pd.DataFrame, x: str) -> pd.DataFrame:
 
 
 def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
+    for column, value in exp.only:  # a file written before the column existed is charted whole
+        if column in df.columns:
+            df = df[df[column] == value]
     # Files written before the dash column existed draw as plain lines.
     dash = exp.dash if exp.kind == "line" and exp.dash in df.columns else None
     if dash:

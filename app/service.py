@@ -27,8 +27,9 @@ import numpy as np
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 
 from jepa4rec.baselines.popularity import PopularityScorer
+from jepa4rec.priors import evaluate_on_equal_terms
 from jepa4rec.data import DataFormatError, SeqRecDataset, available_datasets, load_dataset
-from jepa4rec.evaluation import evaluate
+from jepa4rec.evaluation import evaluate, item_log_popularity
 from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR, cache_dir
 from jepa4rec.checkpoint import checkpoint_index, compare_index, load_model_dir, weights_digest
 from jepa4rec.recommender import Recommender
@@ -53,7 +54,9 @@ class Served:
     recommender: Recommender
     checkpoint: Path
     mode: str  # "fine-tuned" or "zero-shot"
-    popularity: dict = field(default_factory=dict)  # test metrics of the popularity baseline
+    # test metrics of the popularity baseline under the served model's own protocol: history kept, and with the
+    # score priors fitted on validation (the same fit, jepa4rec.priors) when the model carries priors
+    popularity: dict = field(default_factory=dict)
     uploaded: bool = False  # a visitor's own catalogue: held in memory only, dropped when they leave
     extends: str | None = None  # the dataset this one is, plus items a visitor typed (same ids for the rest)
 
@@ -74,6 +77,11 @@ class Served:
                 return shipped
             return card.get("test")
         return (card.get("zero_shot") or {}).get(self.name)
+
+
+def has_priors(rec: Recommender) -> bool:
+    """Whether a model scores with score priors of its own (a repeat or a popularity bias)."""
+    return bool(rec.repeat_bias or rec.popularity_bias)
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -193,16 +201,25 @@ class AppService:
                                                     f"encoding {dataset.n_items:,} items ({done}/{total} batches)")
         _ = rec.item_vectors  # encode (or read from the cache) once, up front
         rec.progress = None
-        popularity = self._popularity(dataset, progress)
+        popularity = self._popularity(dataset, progress, with_priors=has_priors(rec))
         progress(1.0, "ready")
         return Served(name, dataset, rec, path, mode, popularity)
 
     @staticmethod
-    def _popularity(dataset: SeqRecDataset, progress: Callable[[float, str], None]) -> dict:
+    def _popularity(dataset: SeqRecDataset, progress: Callable[[float, str], None], with_priors: bool = False) -> dict:
+        """Popularity's test metrics under the served model's protocol (history kept; with priors fitted the way
+        every model of the results table gets them when the model has priors), so the badge compares like
+        with like."""
         if not dataset.sequences:  # a catalogue without interactions has no test split
             return {}
         progress(0.9, "measuring the popularity baseline")
-        return evaluate(PopularityScorer.from_dataset(dataset), dataset.test_cases(), progress=False)
+        scorer = PopularityScorer.from_dataset(dataset)
+        if not with_priors:
+            return {**evaluate(scorer, dataset.test_cases(), progress=False), "priors": False}
+        log_popularity = item_log_popularity(dataset.train_sequences(), dataset.n_items)
+        result = evaluate_on_equal_terms(scorer, dataset.test_cases(), dataset.valid_cases(), log_popularity,
+                                         progress=False)
+        return {**result["cells"]["kept_priors"], "priors": True}
 
     # --- catalogues visitors bring ---------------------------------------------------------------
 

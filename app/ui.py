@@ -50,7 +50,7 @@ POOLING_WORDS = {"cls": "their [CLS] state", "mean": "the mean of their token st
 
 HOW_TO = """## How to use the app
 1. **Choose a dataset.** The badge says whether its model was fine-tuned on it or serves it zero-shot,
-   with the model's measured test NDCG@10 beside the popularity baseline's.
+   with the model's measured test NDCG@10 beside the popularity baseline's under the same protocol.
 2. **Build a history**: type words of a title under *Search the catalogue*, pick a match, press
    *Add to history*; or enter a test user's number and press *Load this user* (their history and the
    item they really chose next).
@@ -131,8 +131,11 @@ def about_markdown(service: AppService, name: str) -> str:
                      f"`{card.get('init_from') or 'scratch'}`.")
     metrics = served.model_test_metrics()
     if metrics:
-        lines.append(f"Measured on {name}'s test split (every user, every item ranked): {format_metrics(metrics)}; "
-                     f"popularity: {format_metrics(served.popularity)}.")
+        protocol = ("history kept, each with its score priors fitted on validation" if served.popularity.get("priors")
+                    else "history kept, no score priors")
+        lines.append(f"Measured on {name}'s test split (every user, every item ranked; {protocol}): "
+                     f"{format_metrics(metrics)}; popularity: {format_metrics(served.popularity)}. Every model under both "
+                     "protocols, with and without priors: the Experiments tab's Table 2 and docs/results.md.")
     model_card = served.checkpoint / "README.md"
     if model_card.exists():
         lines.append("## Model card\n" + model_card.read_text().split("\n", 1)[-1])

@@ -60,7 +60,7 @@ from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.config import FinetuneConfig, load_config
 from jepa4rec.data import load_dataset
 from jepa4rec.errors import UserError
-from jepa4rec.evaluation import CELL_LABELS, PROTOCOLS, format_cells, item_log_popularity
+from jepa4rec.evaluation import CELL_LABELS, CELLS, PROTOCOLS, format_cells, item_log_popularity
 from jepa4rec.experiments import config_for, write_atomic
 from jepa4rec.paths import RESULTS_DIR
 from jepa4rec.priors import evaluate_on_equal_terms
@@ -88,6 +88,11 @@ MODELS = {
 }
 METRICS = ("NDCG@10", "Recall@10", "MRR", "NDCG@5", "Recall@5", "NDCG@20", "Recall@20")
 HEADLINE = ("NDCG@10", "Recall@10", "MRR")
+# (A, B) pairs whose paired test (B / A, per cell) the table carries when both rows have ranks: the claims the
+# README makes between two models come from here.
+PAIRS = (("sasrec", "jepa4rec"), ("recformer", "jepa4rec"), ("zeroshot_recformer", "zeroshot_jepa4rec"),
+         ("frozen_history_text", "zeroshot_jepa4rec"), ("popularity", "jepa4rec"), ("sasrec", "scratch"),
+         ("popularity", "scratch"), ("zeroshot_jepa4rec", "jepa4rec"))
 PRIOR_LABELS = {False: "no score priors", True: "score priors fitted on validation"}
 PROTOCOL_NOTE = ("leave-one-out; all items ranked; ties count against the target; each model under history kept and "
                  "history excluded, raw and with score priors fitted on the validation split (repeat & popularity "
@@ -120,6 +125,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--force", action="store_true", help="re-evaluate models whose record exists (a fine-tuned run's "
                    "best/ is re-scored, never trained over)")
     p.add_argument("--table-only", action="store_true", help="run nothing; rebuild the table from the records present")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples of each paired test (default 10000)")
     args = p.parse_args(argv)
     if not args.table_only and not args.dataset:
         p.error("--dataset is required unless --table-only")
@@ -261,7 +267,45 @@ def markdown(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_tables(runs_dir: Path, out_dir: Path) -> list[dict]:
+def paired_tests(runs_dir: Path, resamples: int = 10_000) -> list[dict]:
+    """B / A on NDCG@10 with its 95% paired-bootstrap interval and sign-flip p-value, for every pair of
+    :data:`PAIRS` whose two rank files exist under a dataset of ``runs_dir``, in every cell both have (what
+    ``python -m jepa4rec.compare A.ranks.csv B.ranks.csv --cell CELL --metrics NDCG@10`` prints)."""
+    from jepa4rec.significance import compare, paired_ranks, read_ranks
+
+    out = []
+    for folder in sorted(p for p in runs_dir.glob("*") if p.is_dir()):
+        for a_key, b_key in PAIRS:
+            a_path, b_path = folder / f"{a_key}.ranks.csv", folder / f"{b_key}.ranks.csv"
+            if not (a_path.exists() and b_path.exists()):
+                continue
+            for cell in CELLS:
+                try:
+                    ra, rb = paired_ranks(read_ranks(a_path, cell), read_ranks(b_path, cell))
+                except UserError:  # a file without this cell
+                    continue
+                c = compare(ra, rb, "NDCG@10", resamples=resamples)
+                out.append({"dataset": folder.name, "a": a_key, "b": b_key, "cell": cell, "metric": c.metric,
+                            "users": c.users, "a_value": c.a, "b_value": c.b, "ratio": c.ratio, "ratio_low": c.ratio_low,
+                            "ratio_high": c.ratio_high, "diff": c.diff, "diff_low": c.diff_low, "diff_high": c.diff_high,
+                            "p_value": c.p_value, "command": f"python -m jepa4rec.compare {a_path} {b_path} --cell {cell} "
+                                                            f"--metrics NDCG@10 --resamples {resamples}"})
+    return out
+
+
+def paired_markdown(pairs: list[dict]) -> str:
+    if not pairs:
+        return ""
+    lines = ["### Paired tests (B / A on test NDCG@10, 95% paired-bootstrap interval, sign-flip p)", "",
+             "| dataset | A | B | cell | A | B | B / A [95% interval] | p |", "|---|---|---|---|---|---|---|---|"]
+    for r in pairs:
+        lines.append(f"| {r['dataset']} | {MODELS[r['a']].label} | {MODELS[r['b']].label} | {CELL_LABELS[r['cell']]} | "
+                     f"{r['a_value']:.4f} | {r['b_value']:.4f} | {r['ratio']:.3f}× [{r['ratio_low']:.3f}, "
+                     f"{r['ratio_high']:.3f}] | {r['p_value']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(runs_dir: Path, out_dir: Path, resamples: int = 10_000) -> list[dict]:
     """Merge the records under ``runs_dir`` into the tables already in ``out_dir`` (a record replaces only the
     row of its own dataset and model, so a fresh clone's run never drops committed rows; rows of the format
     before the two protocols are dropped) and write the CSV / JSON / markdown outputs atomically."""
@@ -279,7 +323,15 @@ def write_tables(runs_dir: Path, out_dir: Path) -> list[dict]:
     write_atomic(existing, json.dumps({"protocol": PROTOCOL_NOTE, "cells": CELL_LABELS, "records": records},
                                       indent=2, default=str))
     write_atomic(out_dir / "results_table.csv", _cell_frame(records).to_csv(index=False))
-    text = markdown(records)
+    pairs_path = out_dir / "results_table_paired.json"
+    fresh_pairs = paired_tests(runs_dir, resamples)
+    old_pairs = json.loads(pairs_path.read_text())["pairs"] if pairs_path.exists() else []
+    pairs = {(r["dataset"], r["a"], r["b"], r["cell"]): r for r in old_pairs + fresh_pairs}  # fresh ones win
+    pairs = sorted(pairs.values(), key=lambda r: (r["dataset"], PAIRS.index((r["a"], r["b"])) if (r["a"], r["b"]) in PAIRS
+                                                   else len(PAIRS), CELLS.index(r["cell"])))
+    if pairs:
+        write_atomic(pairs_path, json.dumps({"resamples": resamples, "pairs": pairs}, indent=2))
+    text = markdown(records) + "\n" + paired_markdown(pairs)
     write_atomic(out_dir / "results_table.md", text)
     print(text)
     return records
@@ -305,7 +357,7 @@ def main(argv=None) -> int:
             row.update(torch=torch.__version__, python=platform.python_version())
             rec_path.write_text(json.dumps(row, indent=2, default=str))
             print(f"{key} ({row['evaluate_seconds']:.0f} s):\n{format_cells(row['cells'])}")
-    write_tables(runs_dir, Path(args.out_dir))
+    write_tables(runs_dir, Path(args.out_dir), args.resamples)
     return 0
 
 
