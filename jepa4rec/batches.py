@@ -17,7 +17,7 @@ every prefix, or one random cut per user per epoch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +50,10 @@ class EncodedCorpus:
     def uid(self, domain: int, item: int) -> int:
         return self.offsets[domain] + item
 
+    def history_length(self, pair: Pair) -> int:
+        """The tokens ``pair``'s history takes as the model reads it (capped at the tokenizer's max_tokens)."""
+        return self.tok.history_length([self.items[pair.domain][i] for i in pair.history])
+
     def collate_pairs(self, pairs: Sequence[Pair]) -> dict:
         items = self.items
         return {
@@ -60,7 +64,12 @@ class EncodedCorpus:
 
 
 def pretraining_pairs(sequences_per_domain: Sequence[Sequence[Sequence[int]]], epoch: int, seed: int, max_items: int = 50,
-                      group: int | None = None) -> list[Pair]:
+                      group: int | None = None, length: Callable[[Pair], int] | None = None,
+                      batch_size: int | None = None) -> list[Pair]:
+    """One epoch's pairs in batch order (see the module docstring). With ``length`` (a pair's history length
+    in tokens), each domain's pairs (single-domain batches) or all pairs (mixed) are grouped by that length
+    (:func:`group_by_length`, batches of ``group`` or ``batch_size``) before the batches are shuffled: far
+    less padding to compute, the same pairs."""
     rng = np.random.default_rng([seed, epoch])
     pairs: list[Pair] = []
     groups: list[list[Pair]] = []
@@ -71,12 +80,19 @@ def pretraining_pairs(sequences_per_domain: Sequence[Sequence[Sequence[int]]], e
         pairs += [cut(d, sequences[u], t, max_items) for u, t in zip(valid, cuts)]
         if group:
             mine = [pairs[i] for i in rng.permutation(len(pairs))]
+            if length is not None:
+                mine = group_by_length(mine, [length(p) for p in mine], group, rng, shuffle=False)
             groups += [mine[g:g + group] for g in range(0, len(mine) - group + 1, group)]
             pairs = []
     if group:
         return [p for g in rng.permutation(len(groups)) for p in groups[g]]
     order = rng.permutation(len(pairs))
-    return [pairs[i] for i in order]
+    pairs = [pairs[i] for i in order]
+    if length is not None:
+        if not batch_size:
+            raise ValueError("grouping mixed batches by length needs their batch_size")
+        pairs = group_by_length(pairs, [length(p) for p in pairs], batch_size, rng)
+    return pairs
 
 
 def finetuning_pairs(dataset: SeqRecDataset, mode: str, max_items: int, rng: np.random.Generator) -> list[Pair]:
@@ -110,11 +126,12 @@ def batches_per_epoch(n_pairs: int, batch_size: int, world: int = 1) -> int:
     return n_pairs // (batch_size * world)
 
 
-def group_by_length(pairs: Sequence[Pair], lengths: Sequence[int], batch_size: int, rng: np.random.Generator,
-                    window: int = 64) -> list[Pair]:
+def group_by_length(pairs: Sequence[Pair], lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None,
+                    window: int = 64, shuffle: bool = True) -> list[Pair]:
     """Reorder shuffled pairs so that each batch holds histories of similar length (little padding to
     compute), as transformers' ``group_by_length`` does: pairs are sorted by length within windows of
-    ``window`` batches, cut into batches, and the batches shuffled. ``lengths[i]`` is pair i's length."""
+    ``window`` batches, cut into batches, and the batches shuffled (unless ``shuffle`` is off: the caller
+    shuffles them). ``lengths[i]`` is pair i's length."""
     if len(lengths) != len(pairs):
         raise ValueError(f"{len(lengths)} lengths for {len(pairs)} pairs")
     span = window * batch_size
@@ -125,4 +142,5 @@ def group_by_length(pairs: Sequence[Pair], lengths: Sequence[int], batch_size: i
     # The incomplete batch stays last, where the epoch loop drops it.
     full = [b for b in batches if len(b) == batch_size]
     rest = [i for b in batches if len(b) < batch_size for i in b]
-    return [pairs[i] for g in rng.permutation(len(full)) for i in full[g]] + [pairs[i] for i in rest]
+    order = rng.permutation(len(full)) if shuffle else range(len(full))
+    return [pairs[i] for g in order for i in full[g]] + [pairs[i] for i in rest]

@@ -217,6 +217,10 @@ class PretrainConfig:
     # (str) mixed: every batch draws from all domains (the paper); single: each batch comes from one domain,
     # so its in-batch negatives are the same catalogue's items (harder; see jepa4rec.batches)
     batch_domains: str = "mixed"
+    # (bool) batches of histories of similar token length (sorted within windows of 64 batches of one domain,
+    # batch order shuffled): the same pairs with far less padding to compute; in-batch negatives then share a
+    # length as well as a domain.
+    group_by_length: bool = False
     max_steps: int = 2000  # (int) optimizer steps, whatever the number of processes
     max_minutes: float | None = None  # (float | None) stop (and save) after this wall time
     # (int | None) length of the LR and EMA-momentum schedules (None = max_steps): lets a run stop where
@@ -232,6 +236,9 @@ class PretrainConfig:
     seed: int = 42  # (int) model initialisation, pairs, masking and dropout
     log_every: int = 10  # (int) steps between rows of train_log.csv (step 1 is always logged)
     save_every: int = 500  # (int) steps between checkpoints (one is also saved at the end)
+    # (list) steps at which the model is also exported as a model directory <output_dir>/step-<n>/ that is never
+    # pruned (a zero-shot curve over training reads them)
+    export_steps: list[int] = field(default_factory=list)
     keep_checkpoints: int = 2  # (int) checkpoints kept (the oldest are deleted)
     collapse_threshold: float = 0.005  # (float) after warm-up, warn when the item-vector spread falls below it
     progress: bool = True  # (bool) show the progress bar
@@ -254,6 +261,8 @@ class PretrainConfig:
         check_range("max_steps", self.max_steps, low=1)
         if self.schedule_steps is not None:
             check_range("schedule_steps", self.schedule_steps, low=1)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.export_steps):
+            raise ConfigError(f"option 'export_steps' must list whole step numbers ≥ 1, got {self.export_steps!r}")
         if isinstance(self.domains, list) and not self.domains:
             raise ConfigError("option 'domains' of PretrainConfig is empty: pre-training needs at least one dataset")
 

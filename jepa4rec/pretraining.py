@@ -179,12 +179,16 @@ def build_item_tokenizer(cfg: PretrainConfig, datasets, output_dir: Path, is_mai
 
 
 def batch_stream(sequences, cfg: PretrainConfig, epoch: int, batch_start: int, rank: int = 0,
-                 world: int = 1) -> Iterator[tuple[int, int, list[Pair]]]:
+                 world: int = 1, corpus: EncodedCorpus | None = None) -> Iterator[tuple[int, int, list[Pair]]]:
     """(epoch, batch index, this process's pairs) from batch ``batch_start`` of ``epoch`` on, epoch after
-    epoch without end: each epoch draws its pairs anew (:func:`jepa4rec.batches.pretraining_pairs`)."""
+    epoch without end: each epoch draws its pairs anew (:func:`jepa4rec.batches.pretraining_pairs`), grouped
+    by history length when ``cfg.group_by_length`` (``corpus`` measures them)."""
     group = cfg.batch_size * world if cfg.batch_domains == "single" else None
+    if cfg.group_by_length and corpus is None:
+        raise ValueError("group_by_length needs the encoded corpus to measure histories")
+    length = corpus.history_length if cfg.group_by_length else None
     while True:
-        pairs = pretraining_pairs(sequences, epoch, cfg.seed, cfg.max_items, group)
+        pairs = pretraining_pairs(sequences, epoch, cfg.seed, cfg.max_items, group, length, cfg.batch_size * world)
         for b, chunk in iterate_batches(pairs, cfg.batch_size, batch_start, rank, world):
             yield epoch, b, chunk
         epoch, batch_start = epoch + 1, 0
@@ -289,13 +293,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     scheduler = build_scheduler(optimizer, cfg.optim, schedule_steps)
     losses_kw = loss_options(cfg.loss)
 
-    step, epoch, batch_start = 0, 0, 0
+    step, epoch, batch_start, earlier_seconds = 0, 0, 0, 0.0
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
         state = load_training_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler,
                                          target_encoder=target, device="cpu")
         target.to(accelerator.device)
         step, epoch, batch_start = state["step"], state["epoch"], state["next_batch"]
+        earlier_seconds = state.get("train_seconds", 0.0)  # the sessions before this one (absent in old runs)
         accelerator.print(f"resumed from {ckpt} at step {step} (epoch {epoch}, batch {batch_start})")
     module, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)  # DDP-wrapped with several processes
     log = TrainLog(out / "train_log.csv", step if ckpt is not None else None, enabled=is_main)
@@ -307,7 +312,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             save_training_checkpoint(
                 out / f"checkpoint-{step}", model=model, item_tokenizer=item_tok, optimizer=optimizer,
                 scheduler=scheduler, target_encoder=target,
-                trainer_state={"step": step, "epoch": epoch, "next_batch": next_batch, "config": to_dict(cfg)},
+                trainer_state={"step": step, "epoch": epoch, "next_batch": next_batch, "config": to_dict(cfg),
+                               "train_seconds": round(earlier_seconds + time.time() - start, 1)},
                 card={**card, "step": step})
             prune_checkpoints(out, cfg.keep_checkpoints)
 
@@ -315,7 +321,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     start, tokens, last = time.time(), 0, {}
     module.train()
     # A resumed run that had already reached max_steps draws no batch.
-    batches = batch_stream(sequences, cfg, epoch, batch_start, rank, world) if step < cfg.max_steps else iter(())
+    batches = batch_stream(sequences, cfg, epoch, batch_start, rank, world, corpus) if step < cfg.max_steps else iter(())
     for epoch, b, chunk in batches:
         # batch
         batch = _to_device(corpus.collate_pairs(chunk), accelerator.device)
@@ -355,12 +361,15 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
             break
         if step % cfg.save_every == 0:
             save(epoch, b + 1)
+        if step in cfg.export_steps and is_main:
+            save_model_dir(out / f"step-{step}", model, item_tok, {**card, "step": step,
+                                                                    "train_seconds": round(earlier_seconds + time.time() - start, 1)})
     bar.close()
     accelerator.wait_for_everyone()
     final = out / "final"
     if is_main:
         elapsed = time.time() - start
-        card.update(step=step, last_losses=last, train_seconds=round(elapsed, 1),
+        card.update(step=step, last_losses=last, train_seconds=round(earlier_seconds + elapsed, 1),
                     tokens_per_s=round(tokens * world / max(elapsed, 1e-9), 1))
         save_model_dir(final, model, item_tok, card)
     accelerator.end_training()

@@ -92,6 +92,14 @@ def main(argv=None) -> int:
     if args.phase:
         print(json.dumps(run_one(args)))
         return 0
+    # Mistakes are reported here, in one line, before any subprocess starts.
+    from jepa4rec.checkpoint import CheckpointError, is_model_dir
+    from jepa4rec.data import load_dataset
+    from jepa4rec.language_models import is_language_model
+
+    if not (is_model_dir(args.init_from) or is_language_model(args.init_from)):
+        raise CheckpointError(f"--init-from {args.init_from!r} is neither a JEPA4Rec model directory nor a language model")
+    load_dataset(args.dataset, root=args.data_root)
     results = []
     own = [a for a in (argv if argv is not None else sys.argv[1:])]
     for precision in args.precision:

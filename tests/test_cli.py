@@ -78,6 +78,8 @@ CASES = [
     ("gpu_scale_run", ["run", "--prepared", "{missing}", "--work-dir", "{out}"], "{missing}/prepared.json not found"),
     ("gpu_scale_run", ["prepare", "--prepared", "{out}", "--data-root", "{missing}"], "not found in {missing}"),
     ("check_python_support", ["--requirements", "{missing}"], "No such file ({missing})"),
+    ("benchmark_finetune", ["--init-from", "{missing}", "--out", "{out}/b.jsonl"], "is neither a JEPA4Rec model directory"),
+    ("check_bf16_pretraining", ["--datasets", "{bad}", "--runs-dir", "{out}/runs", "--out", "{out}/c.json"], BAD_ID),
 ]
 
 

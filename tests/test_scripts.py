@@ -293,15 +293,19 @@ def test_table2_chart_lists_each_datasets_models_down_the_side():
     from jepa4rec.experiments import EXPERIMENTS
 
     exp = next(e for e in EXPERIMENTS if e.stem == "results_table")
-    df = pd.DataFrame([{"dataset": d, "model": m, "metric": k, "value": v}
-                       for d, models in (("A", ["Popularity", "JEPA4Rec + repeat & popularity bias"]), ("B", ["SASRec"]))
-                       for i, m in enumerate(models) for k, v in (("NDCG@10", 0.01 * (i + 1)), ("Recall@10", 0.02))])
+    cells = ("history kept", "history excluded")
+    df = pd.DataFrame([{"dataset": d, "model": m, "cell": c, "metric": k, "value": v}
+                       for d, models in (("A", ["Popularity", "JEPA4Rec, pre-trained, fine-tuned"]), ("B", ["SASRec"]))
+                       for i, m in enumerate(models) for c in cells
+                       for k, v in (("NDCG@10", 0.01 * (i + 1)), ("Recall@10", 0.02))])
     fig = experiment_figure(exp, df)
-    assert {t.orientation for t in fig.data} == {"h"} and len(fig.data) == 2 * 2  # a trace per metric per panel
+    # NDCG@10 only (the file holds more metrics), a trace per cell per panel
+    assert {t.orientation for t in fig.data} == {"h"} and len(fig.data) == 2 * 2
+    assert {t.name for t in fig.data} == set(cells) and max(max(t.x) for t in fig.data) == pytest.approx(0.02)
     panels = {}
     for t in fig.data:
         panels.setdefault(t.yaxis, set()).update(t.y)
-    assert sorted(map(sorted, panels.values())) == [["JEPA4Rec + repeat & popularity bias", "Popularity"], ["SASRec"]]
+    assert sorted(map(sorted, panels.values())) == [["JEPA4Rec, pre-trained, fine-tuned", "Popularity"], ["SASRec"]]
     assert fig.layout.yaxis.autorange == "reversed" and fig.layout.height > 200
 
 
