@@ -115,12 +115,13 @@ def about_markdown(service: AppService, name: str) -> str:
     if base:
         lines.append(f"Language prior: the encoder started from `{base.get('name')}` ({base.get('package')} "
                      f"{base.get('version')}), whose word meanings it keeps.")
-    if getattr(cfg, "repeat_bias", 0.0):
-        lines.append(f"Repeat bias: {cfg.repeat_bias:+.3f} is added to the score of every item already in the history "
-                     f"({'people here seldom choose the same item again' if cfg.repeat_bias < 0 else 'people here often buy again'}"
+    priors = served.recommender.priors
+    if priors.repeat_bias:
+        lines.append(f"Repeat bias: {priors.repeat_bias:+.3f} is added to the score of every item already in the history "
+                     f"({'people here seldom choose the same item again' if priors.repeat_bias < 0 else 'people here often buy again'}"
                      "; fitted on the validation split, never the test; the paper's model has none).")
-    if getattr(cfg, "popularity_bias", 0.0):
-        lines.append(f"Popularity bias: {cfg.popularity_bias:+.3f} × log(1 + times bought in the training split) is added "
+    if priors.popularity_bias:
+        lines.append(f"Popularity bias: {priors.popularity_bias:+.3f} × log(1 + times bought in the training split) is added "
                      "to every item's score (text alone cannot tell a best-seller from an item bought once; fitted on the "
                      "validation split; the paper's model has none).")
     if card.get("kind") == "pretrain":

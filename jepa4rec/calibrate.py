@@ -5,7 +5,7 @@ are the ones most like it; and text says nothing of how often an item sells. The
 number added to the score of every item already in the history; the popularity bias (--popularity) is
 one weight on each item's log(1 + training-split count). Both are 0 in the paper's model; they are
 fitted by minimising the full-softmax cross-entropy on the validation split (never the test), the scores'
-scale fitted with them, and stored in the model's ``config.json``. This is the "history kept" protocol's
+scale fitted with them, and stored in the model's weights (its ``score_priors``). This is the "history kept" protocol's
 fit (history items still compete, every item is ranked); ``python -m jepa4rec.evaluate --priors fit``
 fits and reports both protocols for any model without writing anything. The library behind this command
 is :mod:`jepa4rec.calibration` (the fit itself: :mod:`jepa4rec.priors`).

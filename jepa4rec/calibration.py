@@ -11,7 +11,7 @@ A text model scores items by what they say, which leaves out two things a shop's
 
 Both are fitted after fine-tuning by minimising the full-softmax cross-entropy on the validation split, whose
 targets the counts never include (:mod:`jepa4rec.priors`: the same fit every scorer of a comparison gets,
-the scores' scale fitted with them), and stored in the model's ``config.json``. The fit is the *history
+the scores' scale fitted with them), and stored in the model's weights (its ``score_priors`` module). The fit is the *history
 kept* protocol's: history items still compete and every item is ranked. 0 is the paper's model. The test
 split is never read.
 
@@ -21,33 +21,26 @@ split is never read.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import save_model_dir, stored_dtype
 from .data import SeqRecDataset
 from .priors import fit_score_priors, fit_summary
 from .recommender import Recommender
 
 
-def write_calibrated(checkpoint: str | Path, output: str | Path, fit: dict) -> Path:
-    """A copy of ``checkpoint`` at ``output`` (or itself, updated) whose config carries the fitted priors and
-    whose training card records the fit."""
-    src, out = Path(checkpoint), Path(output)
-    if out.resolve() != src.resolve():
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.copytree(src, out)
-    config_path, card_path = out / "config.json", out / "training_card.json"
-    config = json.loads(config_path.read_text())
-    config["repeat_bias"] = fit["repeat_bias"]
-    config["popularity_bias"] = fit.get("popularity_bias", 0.0)
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+def write_calibrated(checkpoint: str | Path, output: str | Path, fit: dict, rec: Recommender) -> Path:
+    """The model of ``rec`` (loaded from ``checkpoint``), with the fitted priors in its ``score_priors``, saved at
+    ``output`` (or over ``checkpoint`` itself) in the precision ``checkpoint`` stores, its training card
+    recording the fit."""
+    src = Path(checkpoint)
+    card_path = src / "training_card.json"
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     card["repeat_bias_fit"] = {**fit, "source": str(src)}
-    card_path.write_text(json.dumps(card, indent=2, default=str))
-    return out
+    rec.repeat_bias, rec.popularity_bias = fit["repeat_bias"], fit.get("popularity_bias", 0.0)
+    return save_model_dir(output, rec.model, rec.tok, card, dtype=stored_dtype(src))
 
 
 def calibrate(checkpoint: str | Path, dataset: SeqRecDataset, output: str | Path, *, popularity: bool = False,
@@ -67,7 +60,5 @@ def calibrate(checkpoint: str | Path, dataset: SeqRecDataset, output: str | Path
     fit = fit_score_priors(rec, cases, rec.log_popularity if popularity else None, ("kept",),
                            repeat_bias=rec.repeat_bias if keep_repeat_bias else None, batch_size=batch_size)["kept"]
     fit = {**fit_summary(fit), "split": "valid"}
-    write_calibrated(checkpoint, output, fit)
-    rec.repeat_bias = rec.model.config.repeat_bias = fit["repeat_bias"]
-    rec.popularity_bias = rec.model.config.popularity_bias = fit["popularity_bias"]
+    write_calibrated(checkpoint, output, fit, rec)
     return fit, rec

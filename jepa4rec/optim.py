@@ -21,11 +21,11 @@ if TYPE_CHECKING:  # annotations only: this module sits below the configs
 def build_optimizer(model: nn.Module, optim_cfg: OptimConfig) -> torch.optim.Optimizer:
     """AdamW over the groups the model declares (:meth:`jepa4rec.modeling.JepaPreTrainedModel.optimizer_groups`):
     the encoder's weights take ``optim.encoder_lr``, the recency pooling's ``optim.pooling_lr`` and the item
-    positions ``optim.item_position_lr`` when they are set, everything new ``optim.lr``; biases and LayerNorm
-    weights get no weight decay; frozen weights are left out."""
+    positions ``optim.item_position_lr`` when they are set, everything new (and a score prior being learned)
+    ``optim.lr``; biases and LayerNorm weights get no weight decay; frozen weights are left out."""
     rates = {"new": optim_cfg.lr, "encoder": optim_cfg.lr if optim_cfg.encoder_lr is None else optim_cfg.encoder_lr,
              "pooling": optim_cfg.lr if optim_cfg.pooling_lr is None else optim_cfg.pooling_lr,
-             "item_positions": optim_cfg.item_position_lr}
+             "item_positions": optim_cfg.item_position_lr, "priors": optim_cfg.lr}
     if hasattr(model, "optimizer_groups"):
         groups = model.optimizer_groups(rates, optim_cfg.weight_decay)
     else:  # any other module: every trainable weight is new

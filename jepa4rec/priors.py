@@ -61,7 +61,7 @@ class WithPriors:
     def score_all(self, histories: list[list[int]]) -> torch.Tensor:
         scores = self.scorer.score_all(histories)
         mask = history_mask(histories, scores.shape[1], device=scores.device) if self.priors.repeat_bias else None
-        return self.priors.apply(scores, mask, self.log_popularity)
+        return self.priors(scores, mask, self.log_popularity)
 
 
 def score_cases(scorer, cases: Sequence[EvalCase], batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -150,7 +150,7 @@ def fit_priors_on_scores(scores: torch.Tensor, masks: torch.Tensor, targets: tor
                          popularity_bias=beta / alpha if free_popularity else 0.0)
     exclude = M if protocol == "excluded" else None
     raw = scores.float()
-    fitted_scores = priors.apply(raw, M, log_popularity.float().cpu() if log_popularity is not None else None)
+    fitted_scores = priors(raw, M, log_popularity.float().cpu() if log_popularity is not None else None)
     return {"protocol": protocol, "priors": priors, "scale": alpha,
             "fitted": [n for n, free in (("repeat_bias", free_repeat), ("popularity_bias", free_popularity)) if free],
             "users": int(S.shape[0]), "repeat_share": float(M[rows, targets].double().mean()),

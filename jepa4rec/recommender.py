@@ -46,7 +46,7 @@ from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
 from .devices import native_bf16, resolve_device
 from .errors import ConfigError
-from .evaluation import (Cell, compute_cell_ranks, evaluate, item_log_popularity, metrics_from_ranks, rank_of_targets,
+from .evaluation import (Cell, ScorePriors, compute_cell_ranks, evaluate, item_log_popularity, metrics_from_ranks, rank_of_targets,
                          with_score_priors)
 from .language_models import is_language_model, matching_model_size, source_description
 from .paths import cache_dir
@@ -106,10 +106,6 @@ class Recommender:
         # AMX, where it encodes about 2.5x faster), else fp32. Vectors are returned in fp32 either way.
         self.precision = precision if precision != "auto" else ("bf16" if native_bf16(self.device) else "fp32")
         self.model = model.to(self.device).eval()
-        # The score priors (fitted by jepa4rec.calibrate; 0 = the paper's model): an offset for items already
-        # in the history, and a weight on each item's log training-split popularity.
-        self.repeat_bias = float(getattr(model.config, "repeat_bias", 0.0) or 0.0)
-        self.popularity_bias = float(getattr(model.config, "popularity_bias", 0.0) or 0.0)
         self._log_popularity: torch.Tensor | None = None
         self.tok = item_tokenizer
         self.dataset = dataset
@@ -133,6 +129,28 @@ class Recommender:
         self._quantized = False
         # Called as progress(batches_done, batches_total) while the catalogue is encoded (the app's bar).
         self.progress: Callable[[int, int], None] | None = None
+
+    # The score priors are the model's (its score_priors module, fitted by jepa4rec.calibrate; 0 = the paper's
+    # model): an offset for items already in the history, and a weight on each item's log training popularity.
+    @property
+    def priors(self) -> ScorePriors:
+        return self.model.score_priors
+
+    @property
+    def repeat_bias(self) -> float:
+        return self.priors.repeat_bias
+
+    @repeat_bias.setter
+    def repeat_bias(self, value: float) -> None:
+        self.priors.repeat_bias = value
+
+    @property
+    def popularity_bias(self) -> float:
+        return self.priors.popularity_bias
+
+    @popularity_bias.setter
+    def popularity_bias(self, value: float) -> None:
+        self.priors.popularity_bias = value
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dataset: SeqRecDataset, device=None, **kwargs) -> "Recommender":

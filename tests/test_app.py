@@ -158,14 +158,14 @@ def test_rank_view_shows_history_only_beside_revealed(served):
 def test_about_tab_states_the_model_and_its_repeat_bias(service, served):
     from app.ui import about_markdown
 
-    cfg = served.recommender.model.config
+    priors = served.recommender.priors  # the model's score_priors, in its weights
     assert "Repeat bias" not in about_markdown(service, served.name) and "Encoder: Longformer-style" in about_markdown(service, served.name)
-    saved = cfg.repeat_bias, cfg.popularity_bias
-    cfg.repeat_bias, cfg.popularity_bias = -0.25, 0.03
+    saved = priors.repeat_bias, priors.popularity_bias
+    priors.repeat_bias, priors.popularity_bias = -0.25, 0.03
     try:
         text = about_markdown(service, served.name)
     finally:
-        cfg.repeat_bias, cfg.popularity_bias = saved
+        priors.repeat_bias, priors.popularity_bias = saved
     assert "Repeat bias: -0.250 is added to the score of every item already in the history" in text
     assert "seldom choose the same item again" in text
     assert "Popularity bias: +0.030 × log(1 + times bought in the training split)" in text

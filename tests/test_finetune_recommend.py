@@ -446,8 +446,15 @@ def test_fit_score_priors_weighs_popularity_as_held_out_purchases_do(rec):
     assert high["fitted"] == ["repeat_bias", "popularity_bias"] and high["loss_after"] < high["loss_before"]
     # A repeat bias given is held (a learned one), and only the popularity bias is fitted.
     held = fit_score_priors(rec, best_sellers, log_popularity=pop, repeat_bias=0.3)
-    assert held["repeat_bias"] == 0.3 and held["fitted"] == ["popularity_bias"] and held["popularity_bias"] > 0
+    assert held["repeat_bias"] == pytest.approx(0.3) and held["fitted"] == ["popularity_bias"] and held["popularity_bias"] > 0
     assert rec.repeat_bias == rec.popularity_bias == 0.0  # fitting leaves the model's own priors alone
+
+
+def _stored_priors(folder) -> dict:
+    """The score priors a model directory stores (in its weights, the model's score_priors)."""
+    from jepa4rec.checkpoint import load_model_dir
+
+    return load_model_dir(folder)[0].score_priors.to_dict()
 
 
 def test_calibrate_popularity_writes_both_priors(finetuned, toy, tmp_path, capsys, monkeypatch):
@@ -461,8 +468,9 @@ def test_calibrate_popularity_writes_both_priors(finetuned, toy, tmp_path, capsy
     assert main(["--checkpoint", f"{cfg.output_dir}/best", "--dataset", toy, "--output", str(out), "--popularity"]) == 0
     assert "popularity bias" in capsys.readouterr().out
     fit = json.loads((out / "training_card.json").read_text())["repeat_bias_fit"]
-    config = json.loads((out / "config.json").read_text())
-    assert config["popularity_bias"] == fit["popularity_bias"] != 0 and config["repeat_bias"] == fit["repeat_bias"]
+    stored = _stored_priors(out)  # in the weights: the config holds the architecture only
+    assert stored["popularity_bias"] == fit["popularity_bias"] != 0 and stored["repeat_bias"] == fit["repeat_bias"]
+    assert "repeat_bias" not in json.loads((out / "config.json").read_text())
     ds = load_dataset(toy)
     calibrated = Recommender.from_pretrained(out, ds, use_cache=False)
     assert calibrated.popularity_bias == fit["popularity_bias"]
@@ -487,9 +495,9 @@ def test_calibrate_writes_a_model_directory_that_scores_with_its_bias(finetuned,
     card = json.loads((out / "training_card.json").read_text())
     fit = card["repeat_bias_fit"]
     assert fit["split"] == "valid" and fit["users"] == len(load_dataset(toy).valid_cases())
-    assert json.loads((out / "config.json").read_text())["repeat_bias"] == fit["repeat_bias"] != 0
+    assert _stored_priors(out)["repeat_bias"] == fit["repeat_bias"] != 0
     assert is_model_dir(f"{cfg.output_dir}/best")  # the source is left as it was
-    assert json.loads(open(f"{cfg.output_dir}/best/config.json").read())["repeat_bias"] == 0.0
+    assert _stored_priors(f"{cfg.output_dir}/best")["repeat_bias"] == 0.0
     ds = load_dataset(toy)
     calibrated = Recommender.from_pretrained(out, ds, use_cache=False)
     assert calibrated.repeat_bias == fit["repeat_bias"]
@@ -504,10 +512,10 @@ def test_finetuning_learns_or_fits_the_repeat_bias_and_tests_with_it(finetuned, 
 
     cfg = replace(finetuned[0], output_dir=str(tmp_path / mode), epochs=2, repeat_bias=mode, popularity_bias=popularity)
     result = finetune(cfg)
-    config = json.loads((tmp_path / mode / "best" / "config.json").read_text())
-    stored = config["repeat_bias"]
+    priors = _stored_priors(tmp_path / mode / "best")
+    stored = priors["repeat_bias"]
     assert result["repeat_bias"] == stored != 0.0
-    assert result["popularity_bias"] == config.get("popularity_bias", 0.0)
+    assert result["popularity_bias"] == priors["popularity_bias"]
     assert (result["popularity_bias"] != 0.0) == (popularity == "fit")
     if mode == "fit":
         assert result["repeat_bias_fit"]["repeat_bias"] == stored and result["repeat_bias_fit"]["split"] == "valid"
