@@ -11,10 +11,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from .service import Served, import_library
+from .boundary import UserInputError  # noqa: F401 -- the handlers' mistakes, H.UserInputError to callers
+from .service import Served
 
 REVEAL_STEPS = [i / 10 for i in range(11)]
 MAX_HISTORY = 50  # items a visitor's history may hold (the models read at most their max_items of them)
@@ -24,10 +24,6 @@ SCORINGS = {  # label shown in the app -> Recommender reveal_mode
     "next-item predictor (paper's FFN2)": "predictor",
 }
 DEFAULT_SCORING = "history + revealed words"
-
-
-class UserInputError(ValueError):
-    """A visitor's mistake (an out-of-range number, nothing selected): shown to them, never a traceback."""
 
 
 # --- catalogue and history --------------------------------------------------------------------------
@@ -312,73 +308,6 @@ def badge_markdown(served: Served) -> str:
              else "test NDCG@10 not measured for this dataset")
     return (f"{kind} · {score} ({pop_text}; both {protocol}; all users, every item ranked) · "
             f"{served.dataset.n_items:,} items")
-
-
-# --- embedding map colours --------------------------------------------------------------------------
-
-def item_groups(items: list[dict], top: int = 20, max_label: int = 40) -> list[str] | None:
-    """A colour group per item: its first genre, or the first category level that tells items apart;
-    None when the catalogue has neither (the map then colours by clusters of the item vectors).
-
-    Where most category strings hold commas, commas separate levels (LC-Rec's "A,B,C") and a group is
-    one level; otherwise categories are a run of words (UniSRec's text, whose names may hold ", ") and a
-    group is two words. Leading levels or words that nearly every item shares (e.g. "Industrial &
-    Scientific") are skipped; groups beyond the ``top`` most frequent become "other".
-    """
-    if not any(a.get("genres") or a.get("categories") for a in items):
-        return None
-    cats = [a.get("categories", "") if not a.get("genres") else "" for a in items]
-    with_cats = [c for c in cats if c]
-    by_level = sum("," in c for c in with_cats) >= 0.5 * max(1, len(with_cats))
-    width = 1 if by_level else 2
-
-    def parts(text: str) -> list[str]:
-        if by_level:
-            return [p.strip() for p in text.split(",") if p.strip()]
-        return [w.strip(",") for w in text.split() if w.strip(",") and w != "&"]
-
-    paths = [parts(c) if c else None for c in cats]
-    with_path = [p for p in paths if p]
-    depth = 0
-    while with_path:
-        heads = Counter(tuple(p[:depth + 1]) for p in with_path if len(p) > depth)
-        if not heads or heads.most_common(1)[0][1] < 0.8 * len(with_path):
-            break
-        depth += 1
-    raw = []
-    for attrs, path in zip(items, paths):
-        if attrs.get("genres"):
-            label = attrs["genres"].split(",")[0].strip()
-        elif path:
-            label = " ".join(path[depth:depth + width]) or " ".join(path[-width:])
-        else:
-            label = ""
-        raw.append(label if len(label) <= max_label else label[:max_label - 1].rstrip() + "…")
-    keep = {g for g, _ in Counter(raw).most_common(top) if g}
-    return [g if g in keep else "other" for g in raw]
-
-
-_WORD = re.compile(r"[a-z][a-z]+")
-_STOP = {"the", "and", "for", "with", "of", "in", "to", "set", "pack", "size", "new", "a", "an", "by", "on", "x"}
-
-
-def cluster_groups(vectors: np.ndarray, titles: list[str], n_clusters: int = 12, seed: int = 0) -> list[str]:
-    """Groups for a catalogue with no category: k-means clusters of the item vectors, each named by the
-    two title words most over-represented in it."""
-    KMeans = import_library("sklearn.cluster").KMeans
-    # Items with the same text share a vector; k-means cannot make more clusters than distinct points.
-    n_clusters = max(1, min(n_clusters, len(np.unique(vectors, axis=0))))
-    labels = KMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit_predict(vectors)
-    docs = [set(_WORD.findall(t.lower())) - _STOP for t in titles]
-    overall = Counter(w for d in docs for w in d)
-    names = {}
-    for c in range(n_clusters):
-        members = [docs[i] for i in np.flatnonzero(labels == c)]
-        inside = Counter(w for d in members for w in d)
-        # Frequent in the cluster, and more so than in the whole catalogue.
-        ranked = sorted(inside, key=lambda w: -(inside[w] / len(members)) * (inside[w] / overall[w]))
-        names[c] = " ".join(ranked[:2]) or f"cluster {c + 1}"
-    return [f"≈ {names[c]}" for c in labels]
 
 
 # --- why this item, and a brand-new item -------------------------------------------------------------

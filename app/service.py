@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import gc
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -35,6 +34,8 @@ from jepa4rec.checkpoint import checkpoint_index, compare_index, load_model_dir,
 from jepa4rec.recommender import Recommender
 from jepa4rec.text import ItemTokenizer
 
+from .maps import MAP_NEIGHBOURS, MAP_SEED, cluster_groups, fit_map, item_groups
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "ml-100k"
@@ -43,7 +44,6 @@ DEFAULT_DATASET = "ml-100k"
 APP_DATASETS = ("ml-100k", "Scientific_UniSRec", "Instruments_IISAN", "OnlineRetail", "Scientific_LCRec")
 # Where people buy the same thing again (a shop's re-orders), history items stay recommendable by default.
 REPEAT_PURCHASE_DATASETS = ("OnlineRetail",)
-MAP_NEIGHBOURS, MAP_SEED = 15, 0
 MAP_FILE = "embedding_map_{digest}.safetensors"  # shipped beside a checkpoint, keyed by the catalogue
 
 
@@ -362,8 +362,6 @@ class AppService:
         return self._groups_for(self.get(name))
 
     def _groups_for(self, served: Served) -> list[str]:
-        from .handlers import cluster_groups, item_groups
-
         name = served.name
         with self._lock:
             if name in self._groups:
@@ -476,50 +474,3 @@ class AppService:
         return p if p.exists() else None
 
 
-def exact_neighbours(vectors: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, cosine distances) of each vector's k nearest, itself included, by exact matrix products:
-    on a few thousand items this is far faster than UMAP's own approximate search, which compiles
-    pynndescent (about 30 s) the first time a catalogue reaches 4,096 items."""
-    import torch
-
-    x = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)), dim=-1)
-    indices, distances = [], []
-    for start in range(0, len(x), chunk):
-        top = torch.topk(x[start:start + chunk] @ x.T, k, dim=1)
-        indices.append(top.indices)
-        distances.append((1 - top.values).clamp(min=0))
-    return torch.cat(indices).numpy(), torch.cat(distances).numpy()
-
-
-# umap imports scikit-learn, whose modules import one another: two threads importing them for the first time
-# at once (the background map, the UMAP warm-up, a visitor's map tab) can be handed a half-initialised module
-# ("cannot import name 'clone' from partially initialized module 'sklearn.base'"). One lock for these imports.
-_LIBRARY_IMPORT = threading.Lock()
-
-
-def import_library(name: str):
-    """``importlib.import_module(name)`` for the app's late-imported libraries, one thread at a time."""
-    with _LIBRARY_IMPORT:
-        return importlib.import_module(name)
-
-
-MAP_MIN_ITEMS = 4  # UMAP needs n_neighbors > 1 and, for its spectral start, more items than 3
-
-
-def fit_map(vectors: np.ndarray) -> np.ndarray:
-    import warnings
-
-    if len(vectors) < MAP_MIN_ITEMS:
-        # Too few items for UMAP (it raises for 1, 2 and 3): they are drawn evenly on a circle, in catalogue
-        # order, the same every time; with so few points the distances would say little anyway.
-        angles = 2 * np.pi * np.arange(len(vectors)) / max(len(vectors), 1)
-        return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32).reshape(len(vectors), 2)
-    umap = import_library("umap")
-
-    k = min(MAP_NEIGHBOURS, len(vectors) - 1)
-    knn_indices, knn_distances = exact_neighbours(vectors, k)
-    reducer = umap.UMAP(n_neighbors=k, min_dist=0.1, metric="cosine", random_state=MAP_SEED,
-                        precomputed_knn=(knn_indices, knn_distances, None))
-    with warnings.catch_warnings():  # "n_jobs overridden by random_state": a fixed seed is the point
-        warnings.simplefilter("ignore", UserWarning)
-        return reducer.fit_transform(vectors).astype(np.float32)

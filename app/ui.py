@@ -1,8 +1,8 @@
 """The Gradio layout. Callbacks are thin: they unpack components and call :mod:`app.handlers`; a
-visitor's mistake (:class:`app.handlers.UserInputError`) becomes a warning toast, never a traceback."""
+visitor's mistake (:class:`app.boundary.UserInputError`) becomes a warning toast (:func:`app.boundary.ui_boundary`),
+never a traceback."""
 from __future__ import annotations
 
-import functools
 import html
 import math
 from pathlib import Path
@@ -17,6 +17,7 @@ from jepa4rec.experiments import EXPERIMENTS, measured_with, recorded_command
 
 from . import handlers as H
 from .api import endpoints
+from .boundary import ui_boundary
 from .plots import (embedding_figure, experiment_figure, explanation_figure, finetune_curve_figure, read_result,
                     reveal_curve_figure, training_curve_figure)
 from .service import DEFAULT_DATASET, AppService
@@ -143,18 +144,6 @@ def about_markdown(service: AppService, name: str) -> str:
     return "\n\n".join(lines)
 
 
-def _friendly(fn):
-    """Run a callback; a visitor's mistake becomes a warning toast and leaves every output as it was."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except H.UserInputError as err:
-            gr.Warning(str(err))
-            return gr.skip()
-    return wrapper
-
-
 def _recommend_tab(ui: SimpleNamespace) -> None:
     with gr.Tab("Recommend & reveal") as ui.rec_tab:
         with gr.Row():
@@ -271,7 +260,7 @@ class Callbacks:
                                 self.service.map_groups(name), hist, tgt, top_ids,
                                 f"{served.display_name}: {served.dataset.n_items:,} items", new)
 
-    @_friendly
+    @ui_boundary
     def refresh(self, name, hist, tgt, pct, order, scoring, repeats, map_on, new):
         """Both top-10 lists, the summary, the reveal chart, the map (when open) and the items to explain."""
         served = self.service.get(name)
@@ -296,28 +285,28 @@ class Callbacks:
             gr.Warning(f"No title in {served.display_name} contains every word of '{q.strip()}'.")
         return gr.update(choices=H.item_choices(served, ids), value=None)
 
-    @_friendly
+    @ui_boundary
     def add(self, name, hist, item):
         new, note = H.add_item(self.service.get(name), hist, item)
         if note:
             gr.Info(note)
         return new
 
-    @_friendly
+    @ui_boundary
     def use_as_target(self, name, item):
         if item is None or item == "":
             raise H.UserInputError("Nothing is selected: search the catalogue and pick an item under Matches first.")
         return H.check_item(self.service.get(name), item)
 
-    @_friendly
+    @ui_boundary
     def load_user(self, name, user):
         return H.load_user(self.service.get(name), user)
 
-    @_friendly
+    @ui_boundary
     def move(self, hist, pos, delta):
         return H.move_item(hist, pos, delta)
 
-    @_friendly
+    @ui_boundary
     def remove(self, hist, pos):
         return H.remove_item(hist, pos)
 
@@ -341,7 +330,7 @@ class Callbacks:
         fig = training_curve_figure(ckpt / "train_log.csv") or finetune_curve_figure(ckpt / "finetune_results.json")
         return H.badge_markdown(served), about_markdown(self.service, name), fig, served.repeats_by_default
 
-    @_friendly
+    @ui_boundary
     def open_map(self, name, hist, tgt, top_ids, new, progress=gr.Progress()):
         H.check_history(self.service.get(name), hist)  # the map marks the history by id
         if not self.service.has_map(name):
@@ -349,13 +338,13 @@ class Callbacks:
                                "model and catalogue, then cached)")
         return True, self.draw_map(name, hist, tgt, top_ids, new)
 
-    @_friendly
+    @ui_boundary
     def explain(self, name, hist, item):
         if item is None or item == "":
             raise H.UserInputError("Pick an item to explain (from the lists above, or the target).")
         return explanation_figure(H.explain_item(self.service.get(name), hist, item))
 
-    @_friendly
+    @ui_boundary
     def new_item(self, name, hist, title, extra, repeats):
         served = self.service.get(name)
         attrs = H.parse_attributes(title, extra)
@@ -377,14 +366,14 @@ class Callbacks:
             text += " It is marked ✕ on the embedding map, among its nearest items."
         return text, H.neighbours_html(view), point
 
-    @_friendly
+    @ui_boundary
     def compare(self, name, hist, repeats, progress=gr.Progress()):
         if not hist:
             raise H.UserInputError("The history is empty: build one on Recommend & reveal first.")
         return H.compare_html(H.compare_view(self.service, name, hist, repeats,
                                              progress=lambda f, what: progress(f, desc=what)))
 
-    @_friendly
+    @ui_boundary
     def upload(self, items_path, inter_path, request: gr.Request, progress=gr.Progress()):
         if not items_path:
             raise H.UserInputError("Choose an item file first (CSV or JSON lines with an id column and text columns).")
@@ -402,7 +391,7 @@ class Callbacks:
         return (gr.update(choices=choices, value=served.name),
                 f"Loaded **{served.display_name}**: {served.dataset.n_items:,} items. Switch to *Recommend & reveal*.")
 
-    @_friendly
+    @ui_boundary
     def add_new_item(self, name, title, extra, request: gr.Request):
         served = self.service.add_visitor_item(request.session_hash, name, H.parse_attributes(title, extra))
         gr.Info(f"Added to {served.display_name}: it can now be recommended, for you only.")

@@ -30,14 +30,12 @@ import math
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from .batches import EncodedCorpus, Pair, batches_per_epoch, iterate_batches, pretraining_pairs

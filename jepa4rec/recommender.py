@@ -46,7 +46,7 @@ from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
 from .devices import native_bf16, resolve_device
 from .errors import ConfigError
-from .evaluation import (Cell, ScorePriors, compute_cell_ranks, evaluate, item_log_popularity, metrics_from_ranks, rank_of_targets,
+from .evaluation import (Cell, ScorePriors, compute_cell_ranks, item_log_popularity, metrics_from_ranks, rank_of_targets,
                          with_score_priors)
 from .language_models import is_language_model, matching_model_size, source_description
 from .paths import cache_dir

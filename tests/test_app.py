@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from app import handlers as H
+from app import maps
 from app.service import AppService
 from commands import ROOT, command_env
 
@@ -201,20 +202,20 @@ def test_movement_labels():
 
 def test_item_groups_skip_shared_prefix_and_fall_back_to_clusters(served):
     items = [{"categories": f"Shop, Top, Kind{i % 3}, Leaf{i}"} for i in range(30)] + [{"genres": "Drama, War"}]
-    groups = H.item_groups(items)
+    groups = maps.item_groups(items)
     assert groups[:4] == ["Kind0", "Kind1", "Kind2", "Kind0"] and groups[-1] == "Drama"
     words = [{"categories": f"Industrial & Scientific Lab Tools {'Glass' if i % 2 else 'Metal'} x{i}"} for i in range(10)]
-    assert H.item_groups(words)[:2] == ["Metal x0", "Glass x1"] or set(H.item_groups(words)) <= {"other"} | {
+    assert maps.item_groups(words)[:2] == ["Metal x0", "Glass x1"] or set(maps.item_groups(words)) <= {"other"} | {
         f"{'Glass' if i % 2 else 'Metal'} x{i}" for i in range(10)}
-    assert H.item_groups([{"title": "a"}, {"title": "b"}]) is None  # titles only: the map uses clusters
+    assert maps.item_groups([{"title": "a"}, {"title": "b"}]) is None  # titles only: the map uses clusters
     vectors = served.recommender.unit_item_vectors.numpy()
-    clusters = H.cluster_groups(vectors, served.recommender.titles, n_clusters=4)
+    clusters = maps.cluster_groups(vectors, served.recommender.titles, n_clusters=4)
     assert len(clusters) == len(vectors) and 1 < len(set(clusters)) <= 4 and all(c.startswith("≈ ") for c in clusters)
 
 
 RACE = """
 import threading, traceback
-from app.service import import_library  # loads what the app has loaded when a map is first asked for
+from app.maps import import_library  # loads what the app has loaded when a map is first asked for
 errors = []
 def run(name):
     try:
@@ -248,7 +249,7 @@ def test_clusters_of_items_sharing_a_text_stay_quiet():
     titles = [f"{w} item" for w in ("red", "green", "blue") for _ in range(4)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        clusters = H.cluster_groups(vectors, titles, n_clusters=12)
+        clusters = maps.cluster_groups(vectors, titles, n_clusters=12)
     assert sorted(set(clusters)) == ["≈ blue item", "≈ green item", "≈ red item"]
 
 
@@ -372,7 +373,7 @@ def test_a_map_of_one_two_or_three_items_is_drawn(service, tmp_path, caplog):
 
     import numpy as np
 
-    from app.service import fit_map
+    from app.maps import fit_map
     from app.ui import Callbacks
 
     for n in (0, 1, 2, 3):  # UMAP raises for these: they go on a circle

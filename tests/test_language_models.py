@@ -329,6 +329,9 @@ def test_recency_pooling_trains_at_its_own_learning_rate():
     assert lr_of[id(model.encoder.embeddings.item_position_embeddings.weight)] == 2e-6
     assert lr_of[id(model.encoder.recency_decay)] == 0.05
     assert len(lr_of) == sum(1 for p in model.parameters() if p.requires_grad)
+    # The model declares its groups by name, in the order saved optimizer states were written in.
+    assert opt.group_names == ["new/decay", "new/no_decay", "encoder/decay", "encoder/no_decay", "pooling/no_decay",
+                               "item_positions/decay"]
 
 
 def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_slice):
@@ -418,6 +421,3 @@ def test_masking_sweep_from_minilm_starts_every_run_from_minilm(toy, tmp_path):
     fig = experiment_figure(next(e for e in EXPERIMENTS if e.stem == "masking_ratio"), df)
     dashed = [t for t in fig.data if t.line.dash == "dash"]
     assert len(dashed) == 3 and all(list(t.x) == [0.3, 0.7] and t.y[0] == t.y[1] for t in dashed)
-    # The model declares its groups by name, in the order saved optimizer states were written in.
-    assert opt.group_names == ["new/decay", "new/no_decay", "encoder/decay", "encoder/no_decay", "pooling/no_decay",
-                               "item_positions/decay"]

@@ -13,7 +13,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import csv
 import json
 import math
-import random
 import socket
 import subprocess
 import sys
