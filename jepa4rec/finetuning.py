@@ -40,7 +40,7 @@ from .evaluation import Cell, compute_cell_ranks, evaluate, history_mask, metric
 from .language_models import LANGUAGE_MODELS, is_language_model
 from .masking import bert_mask
 from .modeling import JEPA4RecForSequentialRecommendation
-from .optim import EarlyStopping, autocast, build_optimizer, build_scheduler, resolve_mixed_precision
+from .optim import EarlyStopping, FitState, autocast, build_optimizer, build_scheduler, fit_epochs, resolve_mixed_precision
 from .recommender import Recommender
 from .significance import write_case_ranks
 from .text import ItemTokenizer, TextConfig, sentence_text
@@ -199,42 +199,45 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         rec.refresh_item_vectors()
         return evaluate(rec, valid_cases, batch_size=cfg.eval_batch_size, progress=False)
 
-    history: list[dict] = []
-    stopper = EarlyStopping(cfg.patience)
+    state = FitState(EarlyStopping(cfg.patience), [])
     started = time.time()
-    step, first_epoch, earlier_seconds = 0, 1, 0.0
+    step, earlier_seconds = 0, 0.0
     if resume and (last_dir / "trainer_state.json").exists():
-        state = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=rec.device)
-        rng.bit_generator.state = state["np_generator"]
-        history, step, earlier_seconds = state["history"], state["step"], state["train_seconds"]
-        stopper = EarlyStopping(cfg.patience, state["best_score"], state["best_epoch"], state["stale"])
-        # It had early-stopped: only the test is left.
-        first_epoch = cfg.epochs + 1 if stopper.should_stop else state["epoch"] + 1
-        logger.info("resumed from %s after epoch %d", last_dir, state["epoch"])
+        saved = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=rec.device)
+        rng.bit_generator.state = saved["np_generator"]
+        step, earlier_seconds = saved["step"], saved["train_seconds"]
+        # A run that had early-stopped trains no more: only the test is left.
+        state = FitState(EarlyStopping(cfg.patience, saved["best_score"], saved["best_epoch"], saved["stale"]),
+                         saved["history"], saved["epoch"])
+        logger.info("resumed from %s after epoch %d", last_dir, saved["epoch"])
     else:
-        history.append({"epoch": 0, "valid": validate()})
-        logger.info("epoch 0 (before fine-tuning): %s", history[0]["valid"])
-    for epoch in range(first_epoch, cfg.epochs + 1):
+        state.history.append({"epoch": 0, "valid": validate()})
+        logger.info("epoch 0 (before fine-tuning): %s", state.history[0]["valid"])
+
+    def one_epoch(epoch: int) -> dict:
+        nonlocal step
         loss, done, step = train_epoch(epoch, model, tok, rec, cfg, rng, optimizer, scheduler, step, started, precision)
-        valid = validate()
-        history.append({"epoch": epoch, "loss": loss, "steps": done, "valid": valid,
-                        "elapsed_s": round(time.time() - started, 1)})
+        row = {"loss": loss, "steps": done, "elapsed_s": round(time.time() - started, 1)}
         if learn_repeat:
-            history[-1]["repeat_bias"] = model.score_priors.repeat_bias
-        logger.info("epoch %d: loss %.4f valid %s%s", epoch, loss, valid,
-                    f" repeat bias {model.score_priors.repeat_bias:+.4f}" if learn_repeat else "")
-        if stopper.update(valid[cfg.select_metric], epoch):
-            save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": epoch,
-                                                  "valid": valid, "init_from": cfg.init_from, "config": to_dict(cfg),
-                                                  "source": source_card})
+            row["repeat_bias"] = model.score_priors.repeat_bias
+        return row
+
+    def keep_best(epoch: int, valid: dict) -> None:
+        save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": epoch, "valid": valid,
+                                              "init_from": cfg.init_from, "config": to_dict(cfg), "source": source_card})
+
+    def save_last(state: FitState) -> None:
         save_training_checkpoint(
             last_dir, model=model, item_tokenizer=tok, optimizer=optimizer, scheduler=scheduler,
-            trainer_state={"epoch": epoch, "step": step, "history": history, "best_score": stopper.best_score,
-                           "best_epoch": stopper.best_epoch, "stale": stopper.stale,
-                           "np_generator": rng.bit_generator.state,
+            trainer_state={"epoch": state.epoch, "step": step, "history": state.history,
+                           "best_score": state.stopper.best_score, "best_epoch": state.stopper.best_epoch,
+                           "stale": state.stopper.stale, "np_generator": rng.bit_generator.state,
                            "train_seconds": earlier_seconds + time.time() - started})
-        if stopper.should_stop or out_of_time(cfg, started):
-            break
+
+    state = fit_epochs(state, cfg.epochs, one_epoch, validate, cfg.select_metric, on_best=keep_best,
+                       on_epoch_end=save_last, stop_early=lambda: out_of_time(cfg, started),
+                       log=lambda row: logger.info("epoch %d: %s", row["epoch"], row))
+    history, stopper = state.history, state.stopper
     train_seconds = earlier_seconds + time.time() - started
     if stopper.best_epoch is None:  # fine-tuning never beat epoch 0 is still a result: keep the initial weights
         save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": 0})

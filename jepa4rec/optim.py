@@ -1,4 +1,5 @@
-"""What every training loop shares: AdamW and its schedule, the mixed-precision choice, early stopping.
+"""What every training loop shares: AdamW and its schedule, the mixed-precision choice, early stopping, and the
+epoch loop of the trainings that validate (:func:`fit_epochs`).
 
 Pre-training (:mod:`jepa4rec.pretraining`), fine-tuning (:mod:`jepa4rec.finetuning`) and the SASRec
 baseline (:mod:`jepa4rec.baselines.sasrec`) build on these; none of them imports another training.
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
@@ -84,3 +85,43 @@ def autocast(device: torch.device, mixed_precision: str):
     Fine-tuning and the benchmarks autocast with it; pre-training through Accelerate, which does the same."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+@dataclass
+class FitState:
+    """Where an epoch loop stands: the epochs done (each a dict row of :func:`fit_epochs`' history) and the
+    early stopping; with the model's and optimizer's own state, what a resumed run needs."""
+
+    stopper: EarlyStopping
+    history: list[dict]
+    epoch: int = 0  # the last epoch finished
+
+
+def fit_epochs(state: FitState, epochs: int, train_epoch: Callable[[int], dict], validate: Callable[[], dict],
+               select_metric: str, on_best: Callable[[int, dict], None] | None = None,
+               on_epoch_end: Callable[[FitState], None] | None = None, stop_early: Callable[[], bool] = lambda: False,
+               validate_every: int = 1, log: Callable[[dict], None] | None = None) -> FitState:
+    """The one epoch loop of the trainings that validate (fine-tuning, SASRec): for each epoch after
+    ``state.epoch``, ``train_epoch(epoch)`` (a dict row: loss, steps, ...), then every ``validate_every`` epochs
+    (and at the last) ``validate()`` under the row's ``valid``; a better ``select_metric`` calls
+    ``on_best(epoch, valid)`` (keep that model); ``on_epoch_end(state)`` saves what a resume needs; the loop
+    stops after ``epochs``, when early stopping says so, or when ``stop_early()`` (a time budget).
+
+    A state that had already stopped early trains nothing more."""
+    if state.stopper.should_stop:
+        return state
+    for epoch in range(state.epoch + 1, epochs + 1):
+        row = {"epoch": epoch, **train_epoch(epoch)}
+        if epoch % validate_every == 0 or epoch == epochs:
+            row["valid"] = validate()
+            if state.stopper.update(row["valid"][select_metric], epoch) and on_best is not None:
+                on_best(epoch, row["valid"])
+        state.history.append(row)
+        state.epoch = epoch
+        if log is not None:
+            log(row)
+        if on_epoch_end is not None:
+            on_epoch_end(state)
+        if state.stopper.should_stop or stop_early():
+            break
+    return state

@@ -193,7 +193,7 @@ def batch_stream(sequences, cfg: PretrainConfig, epoch: int, batch_start: int, r
 
 
 class TrainLog:
-    """``train_log.csv``, one row of :data:`LOG_FIELDS` per logged step, written by the main process only.
+    """``train_log.csv``, one row of :data:`LOG_FIELDS` (a dict) per logged step, written by the main process only.
     A resumed run first drops the rows logged after its checkpoint (a run killed between two saves redoes
     those steps), so the log holds every step once."""
 
@@ -210,10 +210,11 @@ class TrainLog:
             with open(path, "w", newline="") as fh:
                 csv.writer(fh).writerow(LOG_FIELDS)
 
-    def append(self, row: list) -> None:
+    def append(self, row: dict) -> None:
+        """One step's row, by column name (an unknown or missing column is an error, not a shifted row)."""
         if self.enabled:
             with open(self.path, "a", newline="") as fh:
-                csv.writer(fh).writerow(row)
+                csv.DictWriter(fh, LOG_FIELDS, extrasaction="raise").writerow(row)
 
 
 def prune_checkpoints(output_dir: Path, keep: int) -> None:
@@ -349,9 +350,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         bar.set_postfix(si=f"{last['loss_si']:.3f}", mlm=f"{last['loss_mlm']:.3f}", map=f"{last['loss_map']:.3f}",
                         spread=f"{last['item_spread']:.3f}")
         if step % cfg.log_every == 0 or step == 1:
-            log.append([step, epoch, scheduler.get_last_lr()[0], last["loss"], last["loss_si"], last["loss_mlm"],
-                        last["loss_map"], last["item_spread"], momentum, cfg.batch_size * world, tokens,
-                        round(time.time() - start, 2)])
+            log.append({"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0], **last, "momentum": momentum,
+                        "negatives": cfg.batch_size * world, "tokens": tokens, "elapsed_s": round(time.time() - start, 2)})
         # save / stop
         out_of_time = cfg.max_minutes is not None and time.time() - start > cfg.max_minutes * 60
         if step >= cfg.max_steps or out_of_time:

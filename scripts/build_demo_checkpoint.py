@@ -47,7 +47,7 @@ def model_card(folder: Path, card: dict, command: str) -> str:
         lines += [f"Pre-trained for {card.get('step')} steps ({card.get('train_seconds', 0) / 60:.0f} min on the 2-core CPU machine, "
                   f"{card.get('tokens_per_s', 0):.0f} tokens/s) on {', '.join(card.get('domains', []))}: "
                   f"{card.get('users', 0):,} users, {card.get('items', 0):,} items.",
-                  f"Last logged losses: " + ", ".join(f"{k} {v:.3f}" for k, v in (card.get('last_losses') or {}).items()), ""]
+                  "Last logged losses: " + ", ".join(f"{k} {v:.3f}" for k, v in (card.get('last_losses') or {}).items()), ""]
     if card.get("kind") == "finetune":
         lines += [f"Fine-tuned on {card.get('dataset')} from `{card.get('init_from') or 'scratch'}`; "
                   f"best validation epoch {card.get('epoch')} ({card.get('train_seconds', 0) / 60:.0f} min).", ""]

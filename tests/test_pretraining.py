@@ -363,7 +363,7 @@ def test_cli_rejects_unknown_keys(override, unknown, capsys):
 
 
 @pytest.mark.parametrize("module", ["jepa4rec.pretrain", "jepa4rec.finetune"])
-@pytest.mark.parametrize("override,named", [("batch_size=abc", "'batch_size'"), ("optim.lr=fast", "'lr'"),
+@pytest.mark.parametrize("override,named", [("batch_size=abc", "'batch_size'"), ("optim.lr=fast", "'optim.lr'"),
                                             ("max_minutes=true", "'max_minutes'"), ("seed=1.5", "'seed'")])
 def test_cli_rejects_values_of_the_wrong_type_before_writing(module, override, named, tmp_path, capsys):
     import importlib

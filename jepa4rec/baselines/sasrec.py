@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from ..data.dataset import SeqRecDataset
 from ..devices import resolve_device
 from ..evaluation import evaluate
-from ..optim import EarlyStopping
+from ..optim import EarlyStopping, FitState, fit_epochs
 
 logger = logging.getLogger(__name__)
 
@@ -286,10 +286,11 @@ def train_sasrec(
         "best_epoch": None,
         "best_valid": None,
     }
-    stopper, best_state = EarlyStopping(cfg.patience), None
+    best_state = None
     t_start = time.perf_counter()
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"SASRec {dataset.name}", unit="epoch", disable=not progress)
-    for epoch in bar:
+    bar = tqdm(total=cfg.epochs, desc=f"SASRec {dataset.name}", unit="epoch", disable=not progress)
+
+    def train_epoch(epoch: int) -> dict:
         t0 = time.perf_counter()
         model.train()
         total, count = 0.0, 0
@@ -304,22 +305,26 @@ def train_sasrec(
             n_pred = int(lengths[idx].sum())
             total += loss.item() * n_pred
             count += n_pred
-        entry = {"epoch": epoch, "loss": total / max(count, 1)}
+        return {"loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
 
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            valid = evaluate(model, valid_cases, batch_size=cfg.eval_batch_size, progress=False)
-            entry["valid"] = valid
-            score = valid[cfg.select_metric]
-            if stopper.update(score, epoch):
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                log["best_epoch"], log["best_valid"] = epoch, valid
-            bar.set_postfix(loss=f"{entry['loss']:.3f}", valid=f"{score:.4f}", best=f"{stopper.best_score:.4f}")
-        entry["seconds"] = time.perf_counter() - t0
-        log["epochs"].append(entry)
-        logger.info("epoch %d: %s", epoch, entry)
-        if stopper.should_stop:
-            logger.info("early stop at epoch %d (best %d)", epoch, log["best_epoch"])
-            break
+    def keep_best(epoch: int, valid: dict) -> None:
+        nonlocal best_state
+        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        log["best_epoch"], log["best_valid"] = epoch, valid
+
+    def show(row: dict) -> None:
+        bar.update(1)
+        if "valid" in row:
+            bar.set_postfix(loss=f"{row['loss']:.3f}", valid=f"{row['valid'][cfg.select_metric]:.4f}",
+                            best=f"{state.stopper.best_score:.4f}")
+        logger.info("epoch %d: %s", row["epoch"], row)
+
+    state = FitState(EarlyStopping(cfg.patience), log["epochs"])
+    fit_epochs(state, cfg.epochs, train_epoch,
+               lambda: evaluate(model, valid_cases, batch_size=cfg.eval_batch_size, progress=False),
+               cfg.select_metric, on_best=keep_best, validate_every=cfg.eval_every, log=show)
+    if state.stopper.should_stop:
+        logger.info("early stop at epoch %d (best %d)", state.epoch, log["best_epoch"])
     bar.close()
     log["train_seconds"] = time.perf_counter() - t_start
     if best_state is not None:
