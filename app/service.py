@@ -79,6 +79,35 @@ class Served:
         return (card.get("zero_shot") or {}).get(self.name)
 
 
+class BoundedMemo:
+    """The app's memo of a served Recommender (its history vectors and reveal curves): a visitor's slider asks
+    for the same ones again and again; it forgets its oldest entry beyond ``limit`` (a session touches a few
+    histories, a long-running server many)."""
+
+    def __init__(self, limit: int = 256):
+        self.limit = limit
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key, compute):
+        with self._lock:
+            if key in self._entries:
+                return self._entries[key]
+        value = compute()
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self.limit:
+                self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 def has_priors(rec: Recommender) -> bool:
     """Whether a model scores with score priors of its own (a repeat or a popularity bias)."""
     return bool(rec.repeat_bias or rec.popularity_bias)
@@ -196,7 +225,7 @@ class AppService:
         dataset = load_dataset(name, root=self.data_root)
         path, mode = self.checkpoint_for(name)
         progress(0.1, f"loading the model {path.name}")
-        rec = Recommender.from_pretrained(path, dataset, device=self.device)
+        rec = Recommender.from_pretrained(path, dataset, device=self.device, memo=BoundedMemo())
         rec.progress = lambda done, total: progress(0.1 + 0.8 * done / max(total, 1),
                                                     f"encoding {dataset.n_items:,} items ({done}/{total} batches)")
         _ = rec.item_vectors  # encode (or read from the cache) once, up front
@@ -243,7 +272,8 @@ class AppService:
         progress(0.0, "reading the file")
         base = self._base_recommender()
         rec = Recommender.from_catalogue(base, items, interactions, name=label or Path(items).name,
-                                         items_text=items_text, interactions_text=interactions_text)
+                                         items_text=items_text, interactions_text=interactions_text,
+                                         memo=BoundedMemo())
         rec.progress = lambda done, total: progress(0.05 + 0.85 * done / max(total, 1),
                                                     f"encoding {rec.dataset.n_items:,} items ({done}/{total} batches)")
         _ = rec.item_vectors
@@ -273,8 +303,9 @@ class AppService:
         dataset = dataclasses.replace(
             served.dataset, name=served.display_name if served.extends else f"{served.display_name} + your items",
             item_keys=served.dataset.item_keys + [f"yours-{n}"], items=served.dataset.items + [dict(attrs)], report=[])
-        extended = Recommender(rec.model, rec.tok, dataset, device=rec.device, card=rec.card, precision=rec.precision)
-        extended._item_vectors = torch.cat([rec.item_vectors, rec.embed_items([attrs])])
+        extended = Recommender(rec.model, rec.tok, dataset, device=rec.device, card=rec.card, precision=rec.precision,
+                               memo=BoundedMemo())
+        extended.item_vectors = torch.cat([rec.item_vectors, rec.embed_items([attrs])])
         key = f"upload:{session}:{hashlib.sha256(json.dumps([name, attrs]).encode()).hexdigest()[:16]}"
         added = Served(key, dataset, extended, served.checkpoint, served.mode, served.popularity, uploaded=True,
                        extends=served.extends or served.name)

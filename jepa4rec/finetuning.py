@@ -1,6 +1,7 @@
 """Fine-tuning (paper Sec. 3.4): full softmax over every catalogue item, cosine / τ.
 
-The item matrix I (every item sentence encoded alone) is re-encoded at the start of every epoch
+The item matrix I (every item sentence encoded alone, :class:`jepa4rec.encoding.CatalogueVectors`) is re-encoded at
+the start of every epoch
 (or every ``refresh_every`` steps) and held fixed in between, as the paper does to save compute;
 gradients reach the shared encoder through the history side. Early stopping on validation
 NDCG@10 keeps the best model directory.
@@ -41,6 +42,7 @@ from .language_models import LANGUAGE_MODELS, is_language_model
 from .masking import bert_mask
 from .modeling import JEPA4RecForSequentialRecommendation
 from .optim import EarlyStopping, FitState, autocast, build_optimizer, build_scheduler, fit_epochs, resolve_mixed_precision
+from .encoding import CatalogueScorer, CatalogueVectors, ItemEncoder
 from .recommender import Recommender
 from .significance import write_case_ranks
 from .text import ItemTokenizer, TextConfig, sentence_text
@@ -76,54 +78,54 @@ def build_model(cfg: FinetuneConfig, dataset: SeqRecDataset) -> tuple:
     return model, tok, {"source": model.config.base_model} if cfg.init_from else {}
 
 
-def batch_loss(model: JEPA4RecForSequentialRecommendation, tok: ItemTokenizer, rec: Recommender, chunk: list[Pair],
+def batch_loss(model: JEPA4RecForSequentialRecommendation, tok: ItemTokenizer, items: CatalogueVectors, chunk: list[Pair],
                item_matrix: torch.Tensor, cfg: FinetuneConfig, precision: str,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """L_FT of one batch (the model's forward): cross-entropy of cos(h_CLS, I) / τ against the fixed unit item
     matrix I (plus the model's repeat bias on each history's own items, when it is learned), the in-batch loss
     of ``item_grad: batch`` and λ2·L_map when set. This function only collates and masks."""
-    device, loss_cfg = rec.device, cfg.loss
-    hist = {k: v.to(device) for k, v in tok.collate([[rec.encoded[i] for i in p.history] for p in chunk]).items()}
+    device, loss_cfg, encoded = items.encoder.device, cfg.loss, items.encoded
+    hist = {k: v.to(device) for k, v in tok.collate([[encoded[i] for i in p.history] for p in chunk]).items()}
     targets = torch.tensor([p.target for p in chunk], device=device)
     mask = None
     if model.score_priors.repeat.requires_grad:  # a repeat bias being learned
         mask = history_mask([p.history for p in chunk], item_matrix.shape[0], device=device)
     extra = {}
     if cfg.item_grad == "batch" or loss_cfg.lambda_map > 0:
-        items = tok.collate_items([rec.encoded[p.target] for p in chunk])
+        targets_alone = tok.collate_items([encoded[p.target] for p in chunk])
     if cfg.item_grad == "batch":
         # In-batch sequence-item contrastive loss on freshly encoded targets. Fresh vectors are not
         # mixed into the stale matrix: "the fresh column" would itself give the answer away.
-        extra["target_items"] = {k: v.to(device) for k, v in items.items()}
+        extra["target_items"] = {k: v.to(device) for k, v in targets_alone.items()}
     if loss_cfg.lambda_map > 0:
         # FFN2(h_CLS ⊕ h_{n+1,M}) → the target's vector in the (fixed) item matrix.
-        ids, _ = bert_mask(items["input_ids"], items["token_type_ids"], loss_cfg.next_item_mask_ratio,
+        ids, _ = bert_mask(targets_alone["input_ids"], targets_alone["token_type_ids"], loss_cfg.next_item_mask_ratio,
                            mask_id=tok.mask_id, vocab_size=len(tok.tokenizer), special_ids=tok.special_ids,
                            generator=generator)
-        extra["masked_target_items"] = {k: v.to(device) for k, v in {**items, "input_ids": ids}.items()}
+        extra["masked_target_items"] = {k: v.to(device) for k, v in {**targets_alone, "input_ids": ids}.items()}
     with autocast(device, precision):
         out = model(hist, targets, item_matrix, temperature=loss_cfg.temperature, history_mask=mask,
                     lambda_map=loss_cfg.lambda_map, **extra)
     return out.loss
 
 
-def train_epoch(epoch: int, model, tok: ItemTokenizer, rec: Recommender, cfg: FinetuneConfig,
+def train_epoch(epoch: int, model, tok: ItemTokenizer, items: CatalogueVectors, dataset: SeqRecDataset, cfg: FinetuneConfig,
                 rng: np.random.Generator, optimizer, scheduler, step: int, started: float,
                 precision: str) -> tuple[float, int, int]:
     """One epoch (cut short by ``max_minutes``); returns (mean loss, batches done, steps done in all)."""
-    pairs = finetuning_pairs(rec.dataset, cfg.pairs, cfg.max_items, rng)
+    pairs = finetuning_pairs(dataset, cfg.pairs, cfg.max_items, rng)
     if cfg.group_by_length:
-        pairs = group_by_length(pairs, [tok.history_length([rec.encoded[i] for i in p.history]) for p in pairs],
+        pairs = group_by_length(pairs, [tok.history_length([items.encoded[i] for i in p.history]) for p in pairs],
                                 cfg.batch_size, rng)
-    item_matrix = F.normalize(rec.refresh_item_vectors(), dim=-1).detach()
+    item_matrix = F.normalize(items.refresh(), dim=-1).detach()
     model.train()
     total, done = 0.0, 0
-    bar = tqdm(range(len(pairs) // cfg.batch_size), desc=f"fine-tune {rec.dataset.name} epoch {epoch}",
+    bar = tqdm(range(len(pairs) // cfg.batch_size), desc=f"fine-tune {dataset.name} epoch {epoch}",
                disable=not cfg.progress, dynamic_ncols=True)
     for b in bar:
         # The target's masking (λ2 > 0) draws from a generator seeded by the step: a resumed run masks identically.
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 7919)
-        loss = batch_loss(model, tok, rec, pairs[b * cfg.batch_size:(b + 1) * cfg.batch_size], item_matrix, cfg,
+        loss = batch_loss(model, tok, items, pairs[b * cfg.batch_size:(b + 1) * cfg.batch_size], item_matrix, cfg,
                           precision, gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -136,7 +138,7 @@ def train_epoch(epoch: int, model, tok: ItemTokenizer, rec: Recommender, cfg: Fi
         done += 1
         bar.set_postfix(loss=f"{total / done:.3f}")
         if cfg.refresh_every and step % cfg.refresh_every == 0:
-            item_matrix = F.normalize(rec.refresh_item_vectors(), dim=-1).detach()
+            item_matrix = F.normalize(items.refresh(), dim=-1).detach()
             model.train()
         if out_of_time(cfg, started):
             break
@@ -177,11 +179,13 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         return json.loads((out / "results.json").read_text())
     # The model (a missing or corrupt init_from) and the catalogue are checked before the output folder is made.
     model, tok, source_card = build_model(cfg, dataset)
-    # rec.encoded (the catalogue tokenized once) serves both training batches and scoring.
-    rec = Recommender(model, tok, dataset, device=cfg.device, batch_size=cfg.eval_batch_size, use_cache=False)
+    # The catalogue, tokenized once, serves both the training batches and the validation's scoring.
+    encoder = ItemEncoder(model, tok, device=cfg.device, batch_size=cfg.eval_batch_size)
+    items = CatalogueVectors(encoder, dataset.items)
+    scorer = CatalogueScorer(encoder, items, dataset.train_sequences)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-    precision = resolve_mixed_precision(cfg.mixed_precision, rec.device)
+    precision = resolve_mixed_precision(cfg.mixed_precision, encoder.device)
     valid_cases = validation_cases(dataset, cfg)
     train_lengths = [len(seq) for seq in dataset.train_sequences() if len(seq) >= 2]
     n_pairs = sum(n - 1 for n in train_lengths) if cfg.pairs == "all" else len(train_lengths)
@@ -196,14 +200,14 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     scheduler = build_scheduler(optimizer, cfg.optim, max(n_pairs // cfg.batch_size, 1) * cfg.epochs)
 
     def validate() -> dict:
-        rec.refresh_item_vectors()
-        return evaluate(rec, valid_cases, batch_size=cfg.eval_batch_size, progress=False)
+        items.refresh()
+        return evaluate(scorer, valid_cases, batch_size=cfg.eval_batch_size, progress=False)
 
     state = FitState(EarlyStopping(cfg.patience), [])
     started = time.time()
     step, earlier_seconds = 0, 0.0
     if resume and (last_dir / "trainer_state.json").exists():
-        saved = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=rec.device)
+        saved = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=encoder.device)
         rng.bit_generator.state = saved["np_generator"]
         step, earlier_seconds = saved["step"], saved["train_seconds"]
         # A run that had early-stopped trains no more: only the test is left.
@@ -216,7 +220,8 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
 
     def one_epoch(epoch: int) -> dict:
         nonlocal step
-        loss, done, step = train_epoch(epoch, model, tok, rec, cfg, rng, optimizer, scheduler, step, started, precision)
+        loss, done, step = train_epoch(epoch, model, tok, items, dataset, cfg, rng, optimizer, scheduler, step, started,
+                                       precision)
         row = {"loss": loss, "steps": done, "elapsed_s": round(time.time() - started, 1)}
         if learn_repeat:
             row["repeat_bias"] = model.score_priors.repeat_bias

@@ -39,17 +39,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
-from safetensors.torch import load_file, save_file
 
 from .builder import item_tokenizer, new_model
 from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
-from .devices import native_bf16, resolve_device
 from .errors import ConfigError
-from .evaluation import (Cell, ScorePriors, compute_cell_ranks, item_log_popularity, metrics_from_ranks, rank_of_targets,
-                         with_score_priors)
+from .encoding import CatalogueScorer, CatalogueVectors, ItemEncoder, catalogue_digest
+from .evaluation import (Cell, ScorePriors, compute_cell_ranks, metrics_from_ranks, rank_of_targets)
 from .language_models import is_language_model, matching_model_size, source_description
-from .paths import cache_dir
 from .ranking import ItemIndex
 from .significance import write_case_ranks
 from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, TextConfig, item_sentence
@@ -74,10 +71,6 @@ class Recommendation:
     revealed_words: list[str]
 
 
-def catalogue_digest(items: Sequence[dict]) -> str:
-    return hashlib.sha256(json.dumps(list(items), sort_keys=False, ensure_ascii=False).encode()).hexdigest()
-
-
 def item_title(attrs: dict) -> str:
     for key in ("title", "description"):
         if attrs.get(key):
@@ -85,56 +78,95 @@ def item_title(attrs: dict) -> str:
     return next(iter(attrs.values()), "")
 
 
-def _bounded_put(cache: dict, key, value, limit: int = 256) -> None:
-    """Insert into a memo that forgets its oldest entry beyond ``limit`` (the app's history and reveal
-    curve caches: a session touches a few histories, a long-running server many)."""
-    if key not in cache and len(cache) >= limit:
-        cache.pop(next(iter(cache)))
-    cache[key] = value
+class NoMemo:
+    """The Recommender's default memo: remembers nothing (every call computes). The app plugs in a bounded
+    one (``app.service.BoundedMemo``) for the history vectors and reveal curves a visitor's slider asks for again."""
+
+    def get(self, key, compute: Callable[[], object]):
+        return compute()
+
+    def clear(self) -> None:
+        pass
 
 
 class Recommender:
-    """A model, its tokenizer and one catalogue, with the catalogue's item vectors cached."""
+    """The one inference API: a model and its tokenizer (:class:`~jepa4rec.encoding.ItemEncoder`), one catalogue's
+    vectors (:class:`~jepa4rec.encoding.CatalogueVectors`), its scorer with the model's score priors
+    (:class:`~jepa4rec.encoding.CatalogueScorer`), and on top of them ranking, top-k and the reveal logic.
+    ``memo`` remembers history vectors and reveal curves where a caller wants them remembered (the app)."""
 
     def __init__(self, model, item_tokenizer: ItemTokenizer, dataset: SeqRecDataset, *, device=None,
                  batch_size: int = 128, model_digest: str | None = None, card: dict | None = None,
-                 use_cache: bool = True, precision: str = "auto"):
-        self.device = resolve_device(device)
-        if precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
-        # auto: bf16 where the hardware computes it natively (a GPU that has it; a CPU with AVX512-BF16 or
-        # AMX, where it encodes about 2.5x faster), else fp32. Vectors are returned in fp32 either way.
-        self.precision = precision if precision != "auto" else ("bf16" if native_bf16(self.device) else "fp32")
-        self.model = model.to(self.device).eval()
-        self._log_popularity: torch.Tensor | None = None
-        self.tok = item_tokenizer
+                 use_cache: bool = True, precision: str = "auto", memo=None):
+        if dataset.n_items and not any(dataset.items):
+            raise ValueError(f"dataset {dataset.name}: none of its {dataset.n_items:,} items has any text (is its "
+                             "catalogue file empty?); a text model cannot rank items it cannot read")
+        self.encoder = ItemEncoder(model, item_tokenizer, device=device, precision=precision, batch_size=batch_size)
         self.dataset = dataset
         # {id: line} of a catalogue file's rows dropped for having no text (from_catalogue), so an id asked
         # for can be told apart from one the file lacks.
         self.dropped_items: dict[str, int] = {}
-        self.batch_size = batch_size
         self.card = card or {}
         self.model_digest = model_digest
-        self.use_cache = use_cache and model_digest is not None
-        if dataset.n_items and not any(dataset.items):
-            raise ValueError(f"dataset {dataset.name}: none of its {dataset.n_items:,} items has any text (is its "
-                             "catalogue file empty?); a text model cannot rank items it cannot read")
-        self.encoded: list[EncodedItem] = item_tokenizer.encode_items(dataset.items)
         self.titles = [item_title(it) for it in dataset.items]
-        self._item_vectors: torch.Tensor | None = None
-        self._history_cache: dict[tuple, torch.Tensor] = {}
-        self._unit_items: torch.Tensor | None = None
-        self._index: ItemIndex | None = None
-        self._curve_cache: dict[tuple, list[int]] = {}
-        self._quantized = False
-        # Called as progress(batches_done, batches_total) while the catalogue is encoded (the app's bar).
-        self.progress: Callable[[int, int], None] | None = None
+        cache_key = (self._cache_key(model_digest, dataset, item_tokenizer, self.encoder.precision)
+                     if use_cache and model_digest else None)
+        self.catalogue = CatalogueVectors(self.encoder, dataset.items, cache_key)
+        self.scorer = CatalogueScorer(self.encoder, self.catalogue, dataset.train_sequences)
+        self.memo = memo or NoMemo()
+
+    # --- what it is made of ------------------------------------------------------------------------
+
+    @property
+    def model(self):
+        return self.encoder.model
+
+    @model.setter
+    def model(self, model) -> None:  # another model over the same catalogue (an untrained one, say)
+        self.encoder.model = model.to(self.device).eval()
+        self.catalogue.cache_key = None
+        self.catalogue.set_vectors(None)
+        self.memo.clear()
+
+    @property
+    def tok(self) -> ItemTokenizer:
+        return self.encoder.tok
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    @property
+    def precision(self) -> str:
+        return self.encoder.precision
+
+    @property
+    def batch_size(self) -> int:
+        return self.encoder.batch_size
+
+    @property
+    def progress(self):
+        """Called as progress(batches_done, batches_total) while the catalogue is encoded (the app's bar)."""
+        return self.encoder.progress
+
+    @progress.setter
+    def progress(self, fn) -> None:
+        self.encoder.progress = fn
+
+    @property
+    def encoded(self) -> list[EncodedItem]:
+        """The catalogue's items, tokenized once."""
+        return self.catalogue.encoded
+
+    @property
+    def use_cache(self) -> bool:
+        return self.catalogue.cache_key is not None
 
     # The score priors are the model's (its score_priors module, fitted by jepa4rec.calibrate; 0 = the paper's
     # model): an offset for items already in the history, and a weight on each item's log training popularity.
     @property
     def priors(self) -> ScorePriors:
-        return self.model.score_priors
+        return self.scorer.priors
 
     @property
     def repeat_bias(self) -> float:
@@ -151,6 +183,13 @@ class Recommender:
     @popularity_bias.setter
     def popularity_bias(self, value: float) -> None:
         self.priors.popularity_bias = value
+
+    @property
+    def log_popularity(self) -> torch.Tensor:
+        """``log(1 + count)`` of each item in the catalogue's training split (what ``popularity_bias`` weighs)."""
+        return self.scorer.log_popularity
+
+    # --- construction -----------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dataset: SeqRecDataset, device=None, **kwargs) -> "Recommender":
@@ -201,56 +240,21 @@ class Recommender:
         return cls(model, tok, dataset, device=device, card=card, **kwargs)
 
     def quantize_int8(self) -> "Recommender":
-        """Serve with int8 dynamic quantisation of every Linear layer (CPU only): weights stored as int8,
-        activations quantised on the fly. Ranking fidelity is measured by scripts/benchmark_encoder.py."""
-        if self.device.type != "cpu":
-            raise ValueError("int8 dynamic quantisation runs on the CPU only; use bf16 on a GPU")
-        import warnings
-
-        with warnings.catch_warnings():  # torch deprecates quantized tensors in favour of torchao
-            warnings.simplefilter("ignore", UserWarning)
-            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        self._quantized = True  # int8 kernels take fp32 activations: no bf16 autocast on top
+        """Serve with int8 dynamic quantisation of every Linear layer (CPU only; see ItemEncoder.quantize_int8)."""
+        self.encoder.quantize_int8()
         self.model_digest = f"{self.model_digest}:int8" if self.model_digest else None
-        self._item_vectors = self._unit_items = self._index = None
-        self._history_cache.clear()
-        self._curve_cache.clear()
+        if self.catalogue.cache_key:
+            self.catalogue.cache_key = self.cache_key()
+        self.catalogue.set_vectors(None)
+        self.memo.clear()
         return self
 
     # --- vectors ---------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def _encode(self, batches, total: int | None = None) -> torch.Tensor:
-        # Inference runs in eval mode even when called in the middle of fine-tuning.
-        was_training = self.model.training
-        self.model.eval()
-        out = []
-        bf16 = self.precision == "bf16" and not self._quantized
-        for done, batch in enumerate(batches, 1):
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                out.append(self.model.encode(batch).float())
-            if self.progress is not None and total:
-                self.progress(done, total)
-        self.model.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size, device=self.device)
-
-    def _encode_in_length_order(self, inputs: Sequence, lengths: Sequence[int], collate) -> torch.Tensor:
-        """Vectors of ``inputs`` in their own order, encoded shortest first: each batch pads only to its
-        longest member."""
-        order = np.argsort(lengths, kind="stable")
-        batches = (collate([inputs[i] for i in order[s:s + self.batch_size]]) for s in range(0, len(inputs), self.batch_size))
-        vectors = self._encode(batches, total=math.ceil(len(inputs) / self.batch_size))
-        result = torch.empty_like(vectors)
-        result[torch.as_tensor(order, device=vectors.device)] = vectors
-        return result
-
-    def embed_encoded_items(self, items: Sequence[EncodedItem]) -> torch.Tensor:
-        return self._encode_in_length_order(items, [len(it) for it in items], self.tok.collate_items)
-
-    def embed_items(self, items: Sequence[dict]) -> torch.Tensor:
-        """Item vectors h_i ([CLS] S_i → h_CLS) for arbitrary attribute dicts."""
-        return self.embed_encoded_items(self.tok.encode_items(items))
+    @staticmethod
+    def _cache_key(model_digest: str | None, dataset: SeqRecDataset, tok: ItemTokenizer, precision: str) -> str:
+        return hashlib.sha256("|".join([model_digest or "", catalogue_digest(dataset.items),
+                                        json.dumps(tok.config.to_dict()), precision]).encode()).hexdigest()[:32]
 
     @functools.cached_property
     def catalogue_digest(self) -> str:
@@ -258,87 +262,56 @@ class Recommender:
         return catalogue_digest(self.dataset.items)
 
     def cache_key(self) -> str:
-        """Identifies this checkpoint + catalogue + text config (the key of every derived cache)."""
-        return self._cache_path().stem
+        """Identifies this checkpoint + catalogue + text config + precision (the key of every derived cache)."""
+        return self._cache_key(self.model_digest, self.dataset, self.tok, self.precision)
 
-    def _cache_path(self) -> Path:
-        key = hashlib.sha256("|".join([
-            self.model_digest or "", self.catalogue_digest, json.dumps(self.tok.config.to_dict()),
-            self.precision,
-        ]).encode()).hexdigest()[:32]
-        return cache_dir() / "item_vectors" / f"{key}.safetensors"
+    def embed_encoded_items(self, items: Sequence[EncodedItem]) -> torch.Tensor:
+        return self.encoder.items(items)
+
+    def embed_items(self, items: Sequence[dict]) -> torch.Tensor:
+        """Item vectors h_i ([CLS] S_i → h_CLS) for arbitrary attribute dicts."""
+        return self.encoder.items(self.tok.encode_items(items))
 
     @property
     def item_vectors(self) -> torch.Tensor:
         """[n_items, d] vectors of the whole catalogue, cached by checkpoint + catalogue content."""
-        if self._item_vectors is None:
-            path = self._cache_path() if self.use_cache else None
-            if path is not None and path.exists():
-                self._item_vectors = load_file(str(path))["vectors"].to(self.device)
-            else:
-                self._item_vectors = self.embed_encoded_items(self.encoded)
-                if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    save_file({"vectors": self._item_vectors.cpu().contiguous()}, str(path))
-        return self._item_vectors
+        return self.catalogue.vectors
+
+    @item_vectors.setter
+    def item_vectors(self, vectors: torch.Tensor) -> None:
+        self.catalogue.set_vectors(vectors)
 
     @property
     def unit_item_vectors(self) -> torch.Tensor:
         """The catalogue's item vectors scaled to unit length (cosine = dot product)."""
-        if self._unit_items is None or self._unit_items.shape[0] != self.item_vectors.shape[0]:
-            self._unit_items = F.normalize(self.item_vectors, dim=-1)
-        return self._unit_items
+        return self.catalogue.unit
 
     @property
     def item_index(self) -> ItemIndex:
         """Top-k over the unit item vectors: exact up to ranking.EXACT_LIMIT items, faiss IVF beyond."""
-        if self._index is None or self._index.n_items != self.unit_item_vectors.shape[0]:
-            self._index = ItemIndex(self.unit_item_vectors)
-        return self._index
+        return self.catalogue.index
 
     def refresh_item_vectors(self) -> torch.Tensor:
-        """Re-encode the catalogue (during fine-tuning the weights change under the cache)."""
-        self._item_vectors = None
-        self._unit_items = None
-        self._index = None
-        self._history_cache.clear()
-        self._curve_cache.clear()
-        use, self.use_cache = self.use_cache, False
-        try:
-            return self.item_vectors
-        finally:
-            self.use_cache = use
+        """Re-encode the catalogue (the weights changed under the cache)."""
+        self.memo.clear()
+        return self.catalogue.refresh()
 
     def embed_history(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """History vectors [B, d]; encoded in order of token length so each batch pads little."""
-        seqs = [[self.encoded[i] for i in h] for h in histories]
-        return self._encode_in_length_order(seqs, [self.tok.history_length(s) for s in seqs], self.tok.collate)
+        return self.scorer.history_vectors(histories)
 
     # --- scoring ---------------------------------------------------------------------------------
-
-    @property
-    def log_popularity(self) -> torch.Tensor:
-        """``log(1 + count)`` of each item in the catalogue's training split (what ``popularity_bias``
-        weighs); all zero for a catalogue without interactions."""
-        if self._log_popularity is None:
-            self._log_popularity = item_log_popularity(self.dataset.train_sequences(), self.dataset.n_items).to(self.device)
-        return self._log_popularity
 
     def score_all(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
         """Cosine of every history vector with every catalogue item, plus the model's score priors:
         [B, n_items] (the Scorer API)."""
-        h = F.normalize(self.embed_history(histories), dim=-1)
-        return self.with_priors(h @ self.unit_item_vectors.T, histories)
+        return self.scorer.score_all(histories)
 
     def with_priors(self, scores: torch.Tensor, histories: Sequence[Sequence[int]],
                     shares: Sequence[float] | None = None) -> torch.Tensor:
-        """``scores`` [B, n_items] with the model's repeat and popularity biases (a new tensor when either
-        applies: cached products stay as they are). With ``shares`` (each row's share of the target's words
-        revealed) the priors fade by (1 - share): they stand for what is known before the target's text is
-        shown, so all of it shown leaves the text alone to rank, and 0% gives the history-only scores."""
-        weight = None if shares is None else 1.0 - torch.as_tensor(shares, dtype=torch.float32)
-        return with_score_priors(scores, histories, self.repeat_bias, self.popularity_bias,
-                                 self.log_popularity if self.popularity_bias else None, weight)
+        """``scores`` [B, n_items] with the model's score priors, faded by the revealed ``shares`` (see
+        :meth:`jepa4rec.encoding.CatalogueScorer.with_priors`)."""
+        return self.scorer.with_priors(scores, histories, shares)
 
     def masked_item(self, item: int, reveal: float, order: str = "sequential", seed: int = 0,
                     n_words: int | None = None) -> tuple[EncodedItem, list[str]]:
@@ -379,30 +352,27 @@ class Recommender:
         return shown / total if total else 0.0
 
     def history_vector(self, history: Sequence[int]) -> torch.Tensor:
-        """h_CLS of one history, memoised: moving the reveal slider re-encodes only the target."""
-        key = tuple(history)
-        vec = self._history_cache.get(key)
-        if vec is None:
-            vec = self.embed_history([list(history)])[0]
-            _bounded_put(self._history_cache, key, vec)
-        return vec
+        """h_CLS of one history (remembered by the memo: moving the reveal slider re-encodes only the target)."""
+        return self.memo.get(("history", tuple(history)), lambda: self.embed_history([list(history)])[0])
 
     @torch.no_grad()
     def reveal_curve(self, history: Sequence[int], target: int, reveals: Sequence[float], order: str = "sequential",
                      seed: int = 0, mode: str = "evidence", exclude_history: bool = False) -> list[int]:
-        """The target's rank at each reveal fraction, for one history (one batched forward), memoised:
-        it does not depend on the slider, so moving it costs nothing here."""
-        key = (tuple(history), int(target), tuple(reveals), order, seed, mode, exclude_history)
-        if key not in self._curve_cache:
+        """The target's rank at each reveal fraction, for one history (one batched forward; remembered by the
+        memo: it does not depend on the slider, so moving it costs nothing there)."""
+        key = ("curve", tuple(history), int(target), tuple(reveals), order, seed, mode, exclude_history)
+
+        def compute() -> list[int]:
             h_cls = self.history_vector(history).expand(len(reveals), -1)
             masked = [self.masked_item(target, r, order, seed)[0] for r in reveals]
             shares = [self.revealed_share(target, r) for r in reveals]
             scores = self.with_priors(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
-                                       [history] * len(reveals), shares)
+                                      [history] * len(reveals), shares)
             if exclude_history:
                 self._exclude(scores, history, [target] * len(reveals))
-            _bounded_put(self._curve_cache, key, rank_of_targets(scores, [target] * len(reveals)).tolist())
-        return list(self._curve_cache[key])
+            return rank_of_targets(scores, [target] * len(reveals)).tolist()
+
+        return list(self.memo.get(key, compute))
 
     def _query_scores(self, h_cls: torch.Tensor, h_masked: torch.Tensor, mode: str,
                       shares: Sequence[float]) -> torch.Tensor:

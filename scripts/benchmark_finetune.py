@@ -32,22 +32,22 @@ def run_one(args) -> dict:
     from jepa4rec.data import load_dataset
     from jepa4rec.finetuning import batch_loss, build_model
     from jepa4rec.optim import build_optimizer, resolve_mixed_precision
-    from jepa4rec.recommender import Recommender
+    from jepa4rec.encoding import CatalogueVectors, ItemEncoder
 
     cfg = load_config(FinetuneConfig, args.config, [f"init_from={args.init_from}", f"dataset={args.dataset}",
                                                    f"mixed_precision={args.phase}", *args.set])
     torch.manual_seed(cfg.seed)
     dataset = load_dataset(cfg.dataset, root=args.data_root)
     model, tok, _ = build_model(cfg, dataset)
-    rec = Recommender(model, tok, dataset, device=args.device, batch_size=cfg.eval_batch_size, use_cache=False)
-    precision = resolve_mixed_precision(cfg.mixed_precision, rec.device)
+    items = CatalogueVectors(ItemEncoder(model, tok, device=args.device, batch_size=cfg.eval_batch_size), dataset.items)
+    precision = resolve_mixed_precision(cfg.mixed_precision, items.encoder.device)
     rng = np.random.default_rng(cfg.seed)
     pairs = finetuning_pairs(dataset, cfg.pairs, cfg.max_items, rng)
     if cfg.group_by_length:
-        pairs = group_by_length(pairs, [tok.history_length([rec.encoded[i] for i in p.history]) for p in pairs],
+        pairs = group_by_length(pairs, [tok.history_length([items.encoded[i] for i in p.history]) for p in pairs],
                                 cfg.batch_size, rng)
     t0 = time.perf_counter()
-    item_matrix = F.normalize(rec.refresh_item_vectors(), dim=-1).detach()
+    item_matrix = F.normalize(items.refresh(), dim=-1).detach()
     refresh_s = time.perf_counter() - t0
     optimizer = build_optimizer(model, cfg.optim)
     model.train()
@@ -55,7 +55,7 @@ def run_one(args) -> dict:
     for b in range(args.warmup + args.steps):
         chunk = pairs[b * cfg.batch_size:(b + 1) * cfg.batch_size]
         t0 = time.perf_counter()
-        loss = batch_loss(model, tok, rec, chunk, item_matrix, cfg, precision)
+        loss = batch_loss(model, tok, items, chunk, item_matrix, cfg, precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -68,7 +68,7 @@ def run_one(args) -> dict:
             "item_matrix_refresh_s": round(refresh_s, 1), "n_items": dataset.n_items,
             "epoch_pairs": len(pairs), "epoch_minutes": round(len(pairs) / (timed / elapsed) / 60, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "threads": torch.get_num_threads(), "device": str(rec.device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "device": str(items.encoder.device), "torch": torch.__version__,
             "config": args.config, "overrides": args.set}
 
 

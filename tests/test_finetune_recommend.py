@@ -114,19 +114,27 @@ def test_bf16_encoding_is_close_to_fp32_and_cached_apart(finetuned, toy):
         Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, precision="fp16")
 
 
-def test_reveal_curve_is_memoised_per_history_and_target(rec):
+def test_reveal_curve_is_memoised_per_history_and_target_by_the_memo_a_caller_plugs_in(rec):
+    """The library remembers nothing by default; the app plugs in its bounded memo (app.service.BoundedMemo)."""
+    from app.service import BoundedMemo
+    from jepa4rec.recommender import NoMemo
+
     case = rec.dataset.test_cases()[4]
     steps = [0.0, 0.5, 1.0]
-    first = rec.reveal_curve(case.history, case.target, steps)
     calls = []
     original = rec.embed_encoded_items
     rec.embed_encoded_items = lambda items: calls.append(len(items)) or original(items)
     try:
-        assert rec.reveal_curve(case.history, case.target, steps) == first and calls == []
+        first = rec.reveal_curve(case.history, case.target, steps)
+        assert rec.reveal_curve(case.history, case.target, steps) == first and calls == [3, 3]  # NoMemo: computed twice
+        rec.memo, calls[:] = BoundedMemo(limit=4), []
+        assert rec.reveal_curve(case.history, case.target, steps) == first and calls == [3]
+        assert rec.reveal_curve(case.history, case.target, steps) == first and calls == [3]  # remembered
         rec.reveal_curve(case.history, case.target, [0.0, 1.0])  # other fractions: computed
-        assert calls == [2]
+        assert calls == [3, 2] and len(rec.memo) == 3  # the history vector and the two curves
     finally:
         del rec.embed_encoded_items
+        rec.memo = NoMemo()
 
 
 def test_exclude_history_never_removes_the_target(rec):
@@ -207,15 +215,15 @@ def test_item_vector_cache_is_keyed_by_checkpoint_and_catalogue(finetuned, toy, 
     ds = load_dataset(toy)
     a = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds)
     va = a.item_vectors
-    path = a._cache_path()
+    path = a.catalogue.cache_path
     assert path.exists()
     b = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds)
-    assert b._cache_path() == path and torch.equal(b.item_vectors, va)
+    assert b.catalogue.cache_path == path and torch.equal(b.item_vectors, va)
     # Same dataset name, one title changed: a different key, never the stale vectors.
     changed = replace(ds, items=[dict(it) for it in ds.items])
     changed.items[0]["title"] = "a completely different product"
     c = Recommender.from_pretrained(f"{cfg.output_dir}/best", changed)
-    assert c._cache_path() != path
+    assert c.catalogue.cache_path != path
     assert not torch.allclose(c.item_vectors[0], va[0])
     # Same catalogue, different weights: a different key.
     from jepa4rec.checkpoint import load_model_dir, save_model_dir
@@ -225,7 +233,7 @@ def test_item_vector_cache_is_keyed_by_checkpoint_and_catalogue(finetuned, toy, 
         model.encoder.embeddings.LayerNorm.bias.add_(0.5)
     save_model_dir(tmp_path / "other", model, tok, card)
     d = Recommender.from_pretrained(tmp_path / "other", ds)
-    assert d._cache_path() != path
+    assert d.catalogue.cache_path != path
 
 
 @pytest.mark.parametrize("repeat_bias", ["none", "learn"])

@@ -409,11 +409,11 @@ def test_masking_sweep_from_minilm_starts_every_run_from_minilm(toy, tmp_path):
     configs = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*/ratio*_seed0/config.json"))]
     assert len(configs) == 2 and all(c["init_from"] == "minilm" and c["tokenizer"] is None for c in configs)
     assert [c["loss"]["next_item_mask_ratio"] for c in configs] == [0.3, 0.7]
-    # the start, untrained and pooled as the runs pool ([CLS] here), is measured on the same users
+    # the start, untrained and pooled as the runs pool (the recipe's mean), is measured on the same users
     step0 = df[df["model"] == "minilm untrained (step 0)"]
     assert len(step0) == 3 and step0["ratio"].isna().all() and step0["seed"].isna().all()
-    cls = evaluate_checkpoint("minilm", load_dataset(toy), "test", max_users=8, pooling="cls", progress=False)
-    assert step0.set_index("metric")["value"]["NDCG@10"] == pytest.approx(cls["NDCG@10"], abs=1e-6)
+    mean = evaluate_checkpoint("minilm", load_dataset(toy), "test", max_users=8, pooling="mean", progress=False)
+    assert step0.set_index("metric")["value"]["NDCG@10"] == pytest.approx(mean["NDCG@10"], abs=1e-6)
     # drawn as a dashed line across the ratios, in every metric's panel
     from app.plots import experiment_figure
     from jepa4rec.experiments import EXPERIMENTS
