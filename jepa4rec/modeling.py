@@ -27,7 +27,9 @@ or WordLlama) is made by :func:`jepa4rec.builder.new_model`.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +37,9 @@ from torch import nn
 from transformers import LongformerConfig, LongformerModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .language_models import base_model_tensors
+from .errors import ConfigError
 from .evaluation import ScorePriors
+from .language_models import ARCH_FIELDS, LANGUAGE_MODELS, base_model_tensors, language_model_config
 from .losses import IGNORE_INDEX, contrastive_loss, mapping_loss
 from .text import NUM_TOKEN_TYPES, TYPE_PAD
 
@@ -53,6 +56,20 @@ MODEL_SIZES: dict[str, dict] = {
     "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
                  attention_window=512, max_position_embeddings=1024),
 }
+
+
+def matching_model_size(source: str | Path) -> str:
+    """The named size (:data:`MODEL_SIZES`) with the dimensions of ``source``'s weights:
+    a named language model's own, or the one a folder's config.json fits."""
+    if str(source) in LANGUAGE_MODELS:
+        return LANGUAGE_MODELS[str(source)].model_size
+    src = language_model_config(source)
+    for name, dims in MODEL_SIZES.items():
+        if all(dims[k] == src.get(k) for k in ARCH_FIELDS if k in dims):
+            return name
+    shown = {k: src.get(k) for k in ARCH_FIELDS if k != "hidden_act" and k != "layer_norm_eps"}
+    raise ConfigError(f"{source}: no named model size has this language model's dimensions ({shown})",
+                      hint=f"sizes: {sorted(MODEL_SIZES)}; start a training run from it with model_size and model.* set")
 
 
 POOLINGS = ("cls", "mean", "recency")
@@ -692,9 +709,6 @@ def legacy_score_priors(model: nn.Module, folder) -> dict[str, torch.Tensor]:
     """The score priors a model directory saved before they moved into the weights keeps in its config.json
     (``repeat_bias``, ``popularity_bias``), keyed as ``model``'s state dict names them; empty when the
     directory stores them as weights, has none, or ``model`` has no ``score_priors``."""
-    import json
-    from pathlib import Path
-
     config_path = Path(str(folder)) / "config.json"
     own = model.state_dict()
     if not config_path.is_file() or not any(key in own for key in LEGACY_PRIOR_KEYS.values()):

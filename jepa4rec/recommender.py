@@ -43,10 +43,11 @@ import transformers
 from .builder import item_tokenizer, new_model
 from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
+from .encoding import CatalogueScorer, CatalogueVectors, ItemEncoder, catalogue_digest  # noqa: F401 -- catalogue_digest re-exported
 from .errors import ConfigError
-from .encoding import CatalogueScorer, CatalogueVectors, ItemEncoder, catalogue_digest
-from .evaluation import (Cell, ScorePriors, compute_cell_ranks, metrics_from_ranks, rank_of_targets)
-from .language_models import is_language_model, matching_model_size, source_description
+from .evaluation import Cell, ScorePriors, compute_cell_ranks, metrics_from_ranks, rank_of_targets
+from .language_models import is_language_model, source_description
+from .modeling import matching_model_size
 from .ranking import ItemIndex
 from .significance import write_case_ranks
 from .text import TYPE_VALUE, EncodedItem, ItemTokenizer, TextConfig, item_sentence

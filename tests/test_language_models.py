@@ -356,7 +356,7 @@ def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_sl
 
 def test_a_language_model_folder_takes_the_named_size_its_config_fits(tmp_path, minilm_dir, minilm_slice):
     """A copy of MiniLM's folder (e.g. its weights cast to float16 for a device) is a minilm-sized model."""
-    from jepa4rec.language_models import matching_model_size
+    from jepa4rec.modeling import matching_model_size
 
     shutil.copy(minilm_dir / "config.json", tmp_path / "config.json")
     assert matching_model_size(tmp_path) == matching_model_size("minilm") == "minilm"

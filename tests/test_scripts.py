@@ -318,7 +318,8 @@ def test_gpu_run_prepare_packs_minilm_in_float16_and_the_datasets(tmp_path, caps
     import torch
     from safetensors.torch import load_file
 
-    from jepa4rec.language_models import language_model_dir, matching_model_size
+    from jepa4rec.language_models import language_model_dir
+    from jepa4rec.modeling import matching_model_size
     from toy_corpus import write_domain
 
     for name, seed in (("Source", 1), ("Target", 2)):

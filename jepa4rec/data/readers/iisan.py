@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import register_format
+from ._registry import register_format
 from ..dataset import DataFormatError, RawData
 from ._io import _find_one, _open_text
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import register_format
+from ._registry import register_format
 from ..dataset import DataFormatError, RawData, ordered_attributes
 from ._io import _find_one, _id, _read_text
 

@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import register_format
+from ._registry import register_format
 from ...paths import CACHE_ENV, cache_dir
 from ..dataset import DataFormatError, DataUnavailable, RawData
 from .recbole_atomic import read_recbole_atomic

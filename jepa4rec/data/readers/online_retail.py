@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import register_format
+from ._registry import register_format
 from ..dataset import DataFormatError, RawData
 from ._io import _csv_error, _first_non_utf8, _require
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from . import register_format
+from ._registry import register_format
 from ..dataset import DataFormatError, RawData, ordered_attributes
 from ._io import _is_text, _json_id, _json_lines, _read_csv, _require
 
