@@ -507,8 +507,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: s
     if random_init:
         torch.manual_seed(seed)
         fresh = type(rec.model)(rec.model.config)
-        rec.model = fresh.to(rec.device).eval()
-        rec.use_cache = False
+        rec.model = fresh  # the setter drops the cached vectors of the trained weights
     own = {"repeat_bias": rec.repeat_bias, "popularity_bias": rec.popularity_bias}
     cases = dataset.test_cases() if split == "test" else dataset.valid_cases()
     if max_users:

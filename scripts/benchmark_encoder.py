@@ -162,7 +162,7 @@ def bench_finetune(args) -> dict:
 
 
 def bench_catalogue(args) -> list[dict]:
-    from jepa4rec.recommender import native_bf16
+    from jepa4rec.devices import native_bf16
 
     import torch
 

@@ -200,6 +200,7 @@ def test_movement_labels():
     assert H.movement([3], 3, 1) == "=" and H.movement([4], 3, 1) == "new"
 
 
+@pytest.mark.slow
 def test_item_groups_skip_shared_prefix_and_fall_back_to_clusters(served):
     items = [{"categories": f"Shop, Top, Kind{i % 3}, Leaf{i}"} for i in range(30)] + [{"genres": "Drama, War"}]
     groups = maps.item_groups(items)
@@ -230,6 +231,7 @@ print(len(errors), *errors)
 """
 
 
+@pytest.mark.slow
 def test_two_threads_importing_umap_and_scikit_learn_at_once_both_succeed():
     """Fresh interpreters: without the import lock, 4 runs in 5 failed here with "cannot import name 'clone'
     from partially initialized module 'sklearn.base'" in one or both threads."""
@@ -276,6 +278,7 @@ SHOP = "id,title,colour\n" + "".join(f"s{i},{t} lamp {i},{c}\n" for i, (t, c) in
     [("brass desk", "gold"), ("paper floor", "white"), ("glass table", "clear")] * 4))
 
 
+@pytest.mark.slow
 def test_a_visitors_catalogue_is_served_to_them_and_dropped_when_they_leave(service, tmp_path):
     from jepa4rec.data import DataFormatError
 
@@ -445,6 +448,7 @@ def launched(service):
     demo.close()
 
 
+@pytest.mark.slow
 def test_gradio_client_endpoints_are_typed_and_validated(launched, served, toy):
     from gradio_client import Client
 
@@ -483,6 +487,7 @@ def test_gradio_client_endpoints_are_typed_and_validated(launched, served, toy):
     assert params["history"]["python_type"]["type"] != "Any" and params["k"]["python_type"]["type"] == "int"
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, service, toy, toy2, monkeypatch):
@@ -661,6 +666,7 @@ def test_models_side_by_side(service, toy, toy2):
     assert service.comparison_models(toy2) == ["RecFormer-style"]  # SASRec only where it was trained
 
 
+@pytest.mark.slow
 def test_a_typed_item_joins_the_catalogue_for_that_visitor_only(service, toy):
     import torch
 

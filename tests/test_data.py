@@ -73,6 +73,7 @@ def counts(ds) -> tuple[int, int, int]:
 # 1. Real shared files
 # =====================================================================================================
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_unisrec_counts_rebuild_and_text_split(shared_root):
     ds = load_dataset("Scientific_UniSRec")
@@ -141,6 +142,7 @@ def test_real_seqrecbench_beauty_counts(shared_root):
     assert not any("&amp;" in it["title"] or "&quot;" in it["title"] for it in ds.items)
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_online_retail_description_keyed(shared_root):
     ds = load_dataset("OnlineRetail_raw_BenJMcCarty")

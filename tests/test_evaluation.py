@@ -148,6 +148,7 @@ TINY = dict(hidden_size=32, n_layers=1, n_heads=1, max_len=10, dropout=0.1, lr=5
             epochs=30, patience=5, device="cpu")
 
 
+@pytest.mark.slow
 def test_sasrec_learns_cyclic_pattern():
     ds = cyclic_dataset()
     model, log = train_sasrec(ds, SASRecConfig(seed=0, **TINY), progress=False)
@@ -158,6 +159,7 @@ def test_sasrec_learns_cyclic_pattern():
     assert log["epochs"][0]["loss"] > log["epochs"][-1]["loss"]
 
 
+@pytest.mark.slow
 def test_sasrec_is_seeded():
     ds = cyclic_dataset(n_users=40)
     cfg = SASRecConfig(seed=3, **{**TINY, "epochs": 2})
@@ -208,6 +210,7 @@ def test_sasrec_restores_training_mode():
 # ---------------------------------------------------------------- frozen-text baselines
 
 
+@pytest.mark.slow
 def test_sasrec_over_item_features_learns_without_item_ids():
     """Given one feature vector per item (here: random, but distinct), SASRec learns the cycle from the
     projected features; no ID table exists, and the padding row stays zero."""
@@ -249,6 +252,7 @@ class CountingScorer:
         return self.scorer.score_all(histories)
 
 
+@pytest.mark.slow
 def test_both_protocols_come_from_one_scoring_pass_and_excluded_ranks_never_exceed_kept(rec):
     """Issue 38: one model's metrics under both protocols (and with fitted priors) come from one scoring pass of
     the test split, and for the same scores an excluded rank is never above the kept rank."""
@@ -272,6 +276,7 @@ def test_both_protocols_come_from_one_scoring_pass_and_excluded_ranks_never_exce
     assert result["fits"]["excluded"]["repeat_bias"] == 0.0 and result["fits"]["excluded"]["fitted"] == ["popularity_bias"]
 
 
+@pytest.mark.slow
 def test_priors_fit_is_the_same_whatever_the_scale_of_the_scores(rec):
     """The priors are a property of the comparison: a scorer whose scores are 10x and shifted ranks the same
     with the priors fitted to it (they come out in its own units)."""

@@ -141,6 +141,7 @@ def test_a_chart_names_the_command_line_that_wrote_it(tmp_path):
     assert recorded_command(tmp_path / "broken.json", exp) == recorded_command(tmp_path / "none.json", exp) == exp.command
 
 
+@pytest.mark.slow
 def test_an_evaluation_is_reused_until_the_checkpoint_or_the_question_changes(finetuned, toy, tmp_path, capsys):
     import shutil
 

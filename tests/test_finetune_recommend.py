@@ -236,6 +236,7 @@ def test_item_vector_cache_is_keyed_by_checkpoint_and_catalogue(finetuned, toy, 
     assert d.catalogue.cache_path != path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("repeat_bias", ["none", "learn"])
 def test_finetuning_resumes_after_an_epoch_exactly(toy, tmp_path, monkeypatch, repeat_bias):
     """A run killed after epoch 1's checkpoint and resumed gives the uninterrupted run's history and model
@@ -384,6 +385,7 @@ def _kept_fit(*args, **kwargs) -> dict:
     return fit_summary(fit_score_priors(*args, **kwargs)["kept"])
 
 
+@pytest.mark.slow
 def test_fit_repeat_bias_learns_from_held_out_purchases_whether_people_rebuy(rec):
     from jepa4rec.data.dataset import EvalCase
 
@@ -439,6 +441,7 @@ def test_popularity_bias_adds_weighted_log_counts_on_every_path(finetuned, toy):
     assert biased.reveal_curve(history, case.target, [1.0]) == plain.reveal_curve(history, case.target, [1.0])
 
 
+@pytest.mark.slow
 def test_fit_score_priors_weighs_popularity_as_held_out_purchases_do(rec):
     from jepa4rec.data.dataset import EvalCase
 
@@ -465,6 +468,7 @@ def _stored_priors(folder) -> dict:
     return load_model_dir(folder)[0].score_priors.to_dict()
 
 
+@pytest.mark.slow
 def test_calibrate_popularity_writes_both_priors(finetuned, toy, tmp_path, capsys, monkeypatch):
     from jepa4rec.calibrate import main
     from jepa4rec.evaluation import evaluate
@@ -514,6 +518,7 @@ def test_calibrate_writes_a_model_directory_that_scores_with_its_bias(finetuned,
     assert valid["NDCG@10"] == pytest.approx(fit["after"]["NDCG@10"], abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,popularity", [("learn", "none"), ("fit", "none"), ("learn", "fit")])
 def test_finetuning_learns_or_fits_the_repeat_bias_and_tests_with_it(finetuned, toy, tmp_path, mode, popularity):
     from jepa4rec.evaluation import evaluate

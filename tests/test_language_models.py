@@ -89,6 +89,7 @@ def test_minilm_is_found_in_its_wheel_without_importing_it(minilm_dir):
     assert is_language_model("minilm") and is_language_model(minilm_dir)
 
 
+@pytest.mark.slow
 def test_converted_minilm_equals_bert_token_states(minilm_dir):
     """Same weights, same short input: our encoder's token states are transformers' BertModel's."""
     from transformers import BertModel
@@ -104,6 +105,7 @@ def test_converted_minilm_equals_bert_token_states(minilm_dir):
     assert torch.equal(ours.mlm_head.decoder.weight, bert.embeddings.word_embeddings.weight)
 
 
+@pytest.mark.slow
 def test_without_token_type_table_the_converted_encoder_is_still_minilm(minilm_dir):
     """The Table 3 ablation starts from MiniLM too: its type-0 vector rides on the position table."""
     from transformers import BertModel
@@ -118,6 +120,7 @@ def test_without_token_type_table_the_converted_encoder_is_still_minilm(minilm_d
     (64, [7, 20, 33]), (256, [129, 60, 9]), (512, [257, 200, 31]),  # fit the window: full attention
     (64, [34, 100, 7]), (64, [200, 199, 64]), (256, [1024, 700, 130]), (512, [1024, 258, 600]),  # block-local
 ])
+@pytest.mark.slow
 def test_sdpa_attention_equals_longformer(window, lengths):
     """The project's attention (full when the input fits the window, block-local beyond it) gives
     transformers' Longformer outputs and gradients with the same weights, padding included."""
@@ -154,6 +157,7 @@ def test_sdpa_attention_equals_longformer(window, lengths):
         assert ((g - slow_grads[name]).abs().max() / scale) < 1e-4, name
 
 
+@pytest.mark.slow
 def test_checkpoint_leaves_frozen_wheel_tensors_to_the_wheel(tmp_path, minilm_dir):
     from jepa4rec.checkpoint import WEIGHTS_INDEX, CheckpointError, load_model_dir, save_model_dir, weight_files
 
@@ -233,6 +237,7 @@ def test_minilm_tokenizer_reads_item_sentences_as_english():
     assert pieces == ["title", "fender", "mustang", "guitar", "amplifier", "brand", "fender"]
 
 
+@pytest.mark.slow
 def test_finetuning_from_a_language_model_folder(toy, tmp_path, minilm_slice):
     """Fine-tuning straight from a (1-layer) MiniLM folder, word embeddings frozen and not stored again."""
     from jepa4rec.checkpoint import load_model_dir
@@ -334,6 +339,7 @@ def test_recency_pooling_trains_at_its_own_learning_rate():
                                "item_positions/decay"]
 
 
+@pytest.mark.slow
 def test_evaluate_names_a_language_model_as_its_untrained_encoder(toy, minilm_slice):
     """``evaluate --checkpoint minilm``: step 0 of a MiniLM run, ranked like every JEPA4Rec model."""
     from jepa4rec.data import load_dataset
@@ -364,6 +370,7 @@ def test_a_language_model_folder_takes_the_named_size_its_config_fits(tmp_path, 
         matching_model_size(minilm_slice)
 
 
+@pytest.mark.slow
 def test_zero_shot_chart_of_a_minilm_run_has_its_step_0_beside_it(toy, tmp_path):
     """Fig. 4 of a model pre-trained from MiniLM puts MiniLM untrained, pooled as the model pools, beside
     it: the floor its pre-training must add to. A real (one-step) MiniLM pre-training, a real evaluation."""
@@ -389,6 +396,7 @@ def test_zero_shot_chart_of_a_minilm_run_has_its_step_0_beside_it(toy, tmp_path)
     assert step0 == pytest.approx(mean["NDCG@10"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_masking_sweep_from_minilm_starts_every_run_from_minilm(toy, tmp_path):
     """``reproduce_masking.py --config pretrain_minilm``: every ratio's run starts from MiniLM, reads with its
     tokenizer (no vocabulary is trained or shared) and is evaluated zero-shot."""

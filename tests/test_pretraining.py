@@ -78,6 +78,7 @@ def mean(xs) -> float:
 
 # ------------------------------------------------------------------------------------------ learning
 
+@pytest.mark.slow
 def test_loss_falls_and_log_has_every_column(corpus, tmp_path):
     from jepa4rec.checkpoint import is_model_dir, load_model_dir
 
@@ -102,6 +103,7 @@ def test_loss_falls_and_log_has_every_column(corpus, tmp_path):
     assert card["step"] == 50 and item_tok.vocab_size == model.config.vocab_size
 
 
+@pytest.mark.slow
 def test_contrastive_loss_learns_without_dropout(corpus, tmp_path):
     """L_SI leaves log(batch) once the model reads the history: a regression test of the S-I path.
 
@@ -187,6 +189,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n, killed", [(4, "at-save"), (15, "at-save"), (4, "between-saves"), (4, "during-save")],
                          ids=["mid-epoch", "end-of-epoch", "killed-between-saves", "killed-during-save"])
 def test_resume_continues_exactly(corpus, tokenizer_dir, tmp_path, monkeypatch, n, killed):
@@ -301,6 +304,7 @@ def _env() -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_gathers_negatives(corpus, tmp_path):
     # Without dropout an untrained model gives (nearly) the same vector for every input, so the first
     # L_SI is log(number of candidates): about log 8 with gathered negatives, log 4 without.
@@ -340,6 +344,7 @@ def test_two_process_gloo_run_gathers_negatives(corpus, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ CLI
 
+@pytest.mark.slow
 def test_cli_help():
     proc = subprocess.run([sys.executable, "-m", "jepa4rec.pretrain", "--help"], cwd=PROJECT, env=_env(),
                           capture_output=True, text=True, timeout=120)
@@ -410,6 +415,7 @@ def test_cli_rejects_model_fields_derived_from_other_options(capsys):
 
 # ------------------------------------------------------------------------------------- length grouping
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_domains", ["single", "mixed"])
 def test_group_by_length_keeps_every_pair_and_pads_less(corpus, tokenizer_dir, tmp_path, batch_domains):
     """The same pairs each epoch (up to the remainders dropped), in batches of similar history length (so far less padding to compute);

@@ -116,6 +116,7 @@ def test_results_table_scores_a_linked_run_with_the_priors_calibrate_writes(toy,
     assert records["frozen_last_items"]["fits"]["kept"]["fitted"] == ["repeat_bias", "popularity_bias"]
 
 
+@pytest.mark.slow
 def test_low_resource_trains_on_a_subset_and_tests_every_user(toy, finetuned, tmp_path):
     from app.plots import experiment_figure
     from jepa4rec.experiments import EXPERIMENTS
@@ -166,6 +167,7 @@ FT_SET = ["vocab_size=200", "max_items=10", "max_tokens=128", "batch_size=8", "e
           "progress=false"]
 
 
+@pytest.mark.slow
 def test_pretrain_data_matches_the_all_domains_budget_and_writes_both_figures(toy, toy_pretrained, tmp_path, capsys):
     from app.plots import experiment_figure
     from jepa4rec.experiments import EXPERIMENTS
@@ -197,6 +199,7 @@ def test_pretrain_data_matches_the_all_domains_budget_and_writes_both_figures(to
         assert experiment_figure(exp, df).data
 
 
+@pytest.mark.slow
 def test_ablations_change_one_thing_at_the_matched_budget(toy, toy_pretrained, tmp_path):
     from jepa4rec.checkpoint import load_model_dir
 
@@ -255,6 +258,7 @@ def test_bar_charts_make_room_for_long_labels():
     assert experiment_figure(exp, long).layout.height > experiment_figure(exp, short).layout.height
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(p.stem for p in (ROOT / "scripts").glob("*.py")))
 def test_every_script_has_a_help(script):
     """Each command documents its options (and at least imports and parses)."""

@@ -430,6 +430,7 @@ def test_load_tokenizer_missing_dir_does_not_reach_a_hub(tmp_path):
 
 # --- real data ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_scientific_unisrec_items_and_histories(shared_root):
     from jepa4rec.data import load_dataset
