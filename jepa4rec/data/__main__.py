@@ -1,4 +1,6 @@
-"""``python -m jepa4rec.data stats NAME_OR_PATH ...``: dataset statistics after processing."""
+"""``python -m jepa4rec.data``: ``stats NAME_OR_PATH ...`` (dataset statistics after processing) and
+``download NAME ... | --all`` (a dataset's files from the public repository and commit they were committed to,
+each checked against its sha256; see :mod:`jepa4rec.data.sources`)."""
 from __future__ import annotations
 
 import logging
@@ -43,6 +45,33 @@ def _stats(args) -> int:
     return 0
 
 
+def _download(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .sources import SOURCES, download, download_root, is_downloaded
+
+    names = sorted({n for n in SOURCES}) if args.all else args.datasets
+    if not names:
+        raise UserError("download: no dataset given", hint=f"name one of {', '.join(sorted(SOURCES))}, or pass --all")
+    seen = set()
+    for name in names:
+        folder = SOURCES[name].folder if name in SOURCES else name
+        if folder in seen:  # two names of one folder (OnlineRetail and OnlineRetail_raw_BenJMcCarty)
+            continue
+        seen.add(folder)
+        if name in SOURCES and is_downloaded(name, args.data_root):
+            print(f"{name}: already in {download_root(args.data_root) / folder}")
+            continue
+        size = SOURCES[name].size if name in SOURCES else 0
+        with tqdm(total=size, unit="B", unit_scale=True, desc=name, disable=args.quiet) as bar:
+            path = download(name, args.data_root, base_url=args.base_url,
+                            progress=lambda done, total: bar.update(done - bar.n))
+        source = SOURCES[name]
+        print(f"{name}: {len(source.files)} files, {source.size:,} bytes, sha256 checked, from "
+              f"github.com/{source.repo}@{source.commit[:10]} into {path}")
+    return 0
+
+
 @command
 def main(argv=None) -> int:
     parser = ArgumentParser(prog="python -m jepa4rec.data", description=__doc__)
@@ -55,9 +84,17 @@ def main(argv=None) -> int:
     p.add_argument("--max-seq-len", type=int, default=None, help="keep only each user's most recent N items")
     p.add_argument("--item-key", choices=["Description", "StockCode"], default=None, help="Online Retail item key")
     p.add_argument("-v", "--verbose", action="store_true", help="print what every filter dropped")
+    d = sub.add_parser("download", help="fetch a dataset's files from the public repository and commit SOURCES.md "
+                       "names, checking each file's sha256")
+    d.add_argument("datasets", nargs="*", help="dataset names (the app's datasets and both Online Retail copies)")
+    d.add_argument("--all", action="store_true", help="every downloadable dataset")
+    d.add_data_root_argument()
+    d.add_argument("--base-url", default=None, help="a mirror of https://raw.githubusercontent.com (default: it, or "
+                   "$JEPA4REC_DATA_URL)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    return _stats(args)
+    return _download(args) if args.command == "download" else _stats(args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..paths import DATA_ROOT_ENV, data_root
 from .dataset import DataFormatError, ProcessingConfig, SeqRecDataset, build_dataset
 from .readers import FORMATS, detect_format
+from .sources import SOURCES, download_command, download_root
 from .readers.movielens import RECBOLE_WHEEL_VERSION, read_movielens, recbole_wheel  # noqa: F401 -- re-exported
 
 
@@ -89,10 +90,11 @@ def load_dataset(
         folder = path
     else:
         name = name_or_path
-        folder = data_root(root) / spec.folder if spec.folder else None
+        folder = dataset_folder(name, root) if spec.folder else None
         if folder is not None and not folder.exists():
+            fetch = f"run {download_command(name)}, or " if name in SOURCES else ""
             raise DataFormatError(f"dataset '{name}' expects {folder}: not found",
-                                  hint=f"set {DATA_ROOT_ENV} or --data-root to the folder holding {spec.folder}/")
+                                  hint=f"{fetch}set {DATA_ROOT_ENV} or --data-root to the folder holding {spec.folder}/")
     proc_fields = set(ProcessingConfig.__dataclass_fields__)
     proc = processing or spec.processing
     proc = replace(proc, **{k: v for k, v in overrides.items() if k in proc_fields})
@@ -102,7 +104,16 @@ def load_dataset(
     return build_dataset(name, raw, proc, domain=spec.domain)
 
 
+def dataset_folder(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Where dataset ``name``'s folder is: under the data root, else where a download put it (when no data root
+    is set, downloads go to the cache: :func:`jepa4rec.data.sources.download_root`); the data root's path when
+    it is in neither."""
+    spec = DATASETS[name]
+    here = data_root(root) / spec.folder
+    downloaded = download_root(root) / spec.folder
+    return downloaded if not here.exists() and downloaded.exists() else here
+
+
 def available_datasets(root: str | os.PathLike | None = None) -> list[str]:
-    """Named datasets whose folder exists under the data root (ml-100k is always listed)."""
-    base = data_root(root)
-    return [n for n, s in DATASETS.items() if s.folder is None or (base / s.folder).exists()]
+    """Named datasets whose folder exists under the data root or was downloaded (ml-100k is always listed)."""
+    return [n for n, s in DATASETS.items() if s.folder is None or dataset_folder(n, root).exists()]
