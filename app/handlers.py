@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .boundary import UserInputError  # noqa: F401 -- the handlers' mistakes, H.UserInputError to callers
-from .service import Served
+from .service import DATASET_INFO, Served, dataset_label
 
 REVEAL_STEPS = [i / 10 for i in range(11)]
 MAX_HISTORY = 50  # items a visitor's history may hold (the models read at most their max_items of them)
@@ -282,6 +282,15 @@ def reveal_curve(served: Served, history: list[int], target: int, order: str = "
 
 # --- dataset badge ----------------------------------------------------------------------------------
 
+def unavailable_markdown(name: str, err: Exception) -> str:
+    """What the badge says when a dataset is neither here nor fetchable: why, and the one command that fetches it."""
+    from jepa4rec.data.sources import SOURCES, download_command
+
+    fetch = (f" Fetch it where there is network with `{download_command(name)}` and point the app at its folder "
+             "(`--data-root`), or choose another dataset." if name in SOURCES else "")
+    return f"**{html.escape(dataset_label(name))} is not available here**: {html.escape(str(err))}.{fetch}"
+
+
 def badge_markdown(served: Served) -> str:
     """Whether the served model was trained on this dataset, and its measured test NDCG@10 beside popularity's."""
     if served.extends:
@@ -306,8 +315,9 @@ def badge_markdown(served: Served) -> str:
         kind = f"**Zero-shot**: the pre-trained model never saw {served.name}'s interactions"
     score = (f"test NDCG@10 **{metrics['NDCG@10']:.4f}**" if metrics and "NDCG@10" in metrics
              else "test NDCG@10 not measured for this dataset")
-    return (f"{kind} · {score} ({pop_text}; both {protocol}; all users, every item ranked) · "
-            f"{served.dataset.n_items:,} items")
+    about = DATASET_INFO.get(served.name, (served.name, ""))
+    return (f"**{html.escape(about[0])}**: {html.escape(about[1])}  \n{kind} · {score} ({pop_text}; both {protocol}; "
+            f"all users, every item ranked) · {served.dataset.n_items:,} items")
 
 
 # --- why this item, and a brand-new item -------------------------------------------------------------

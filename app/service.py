@@ -28,6 +28,7 @@ from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from jepa4rec.baselines.popularity import PopularityScorer
 from jepa4rec.priors import evaluate_on_equal_terms
 from jepa4rec.data import DataFormatError, SeqRecDataset, available_datasets, load_dataset
+from jepa4rec.data.sources import SOURCES, download
 from jepa4rec.evaluation import evaluate, item_log_popularity
 from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR, cache_dir
 from jepa4rec.checkpoint import checkpoint_index, compare_index, load_model_dir, weights_digest
@@ -39,9 +40,20 @@ from .maps import MAP_NEIGHBOURS, MAP_SEED, cluster_groups, fit_map, item_groups
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "ml-100k"
-# Datasets the app offers when their folder exists under the data root (the pre-training domains
-# and the duplicate Online Retail copies are left out of the menu).
+# Datasets the app offers: present under the data root, or fetched from their public source on first use
+# (jepa4rec.data.sources; the pre-training domains and the duplicate Online Retail copies are left out).
 APP_DATASETS = ("ml-100k", "Scientific_UniSRec", "Instruments_IISAN", "OnlineRetail", "Scientific_LCRec")
+# How the menu names each one, and the line that says what it is.
+DATASET_INFO = {
+    "ml-100k": ("MovieLens-100k (films)", "100,000 ratings of 1,682 films by 943 people; title, year and genres"),
+    "Scientific_UniSRec": ("Amazon Scientific", "Amazon Industrial & Scientific purchases as UniSRec packages them: "
+                           "one text per item (title, categories, brand)"),
+    "Scientific_LCRec": ("Amazon Scientific, full text", "the same shop as LC-Rec packages it: title, brand, categories "
+                         "and description as separate attributes"),
+    "Instruments_IISAN": ("Amazon Musical Instruments", "IISAN's 10,000-user sample; titles only (the paper's case study)"),
+    "OnlineRetail": ("UK online gift shop", "UCI Online Retail: a year of a UK gift retailer's orders; items are "
+                     "their descriptions, and customers re-order"),
+}
 # Where people buy the same thing again (a shop's re-orders), history items stay recommendable by default.
 REPEAT_PURCHASE_DATASETS = ("OnlineRetail",)
 MAP_FILE = "embedding_map_{digest}.safetensors"  # shipped beside a checkpoint, keyed by the catalogue
@@ -77,6 +89,11 @@ class Served:
                 return shipped
             return card.get("test")
         return (card.get("zero_shot") or {}).get(self.name)
+
+
+def dataset_label(name: str) -> str:
+    """The menu's name of a dataset (its folder name when the app has none for it)."""
+    return DATASET_INFO.get(name, (name, ""))[0]
 
 
 class BoundedMemo:
@@ -170,10 +187,15 @@ class AppService:
         self.max_uploads = max_uploads
 
     def dataset_names(self) -> list[str]:
+        """Every dataset the app offers: present, or fetched from its public source on first use."""
         if self._datasets is not None:
             return list(self._datasets)
         found = set(available_datasets(self.data_root))
-        return [n for n in APP_DATASETS if n in found]
+        return [n for n in APP_DATASETS if n in found or n in SOURCES]
+
+    def is_present(self, name: str) -> bool:
+        """Whether ``name`` can be read now, without a download."""
+        return name in set(available_datasets(self.data_root)) or name not in SOURCES
 
     def checkpoint_for(self, name: str) -> tuple[Path, str]:
         if name in self.index and name != "default":
@@ -221,6 +243,13 @@ class AppService:
             return served
 
     def _load(self, name: str, progress: Callable[[float, str], None]) -> Served:
+        if not self.is_present(name):
+            # First use of a dataset that is not here: fetched from its public source (size and sha256 checked).
+            # Without network this is a DataUnavailable naming the command that fetches it elsewhere.
+            mb, outer = SOURCES[name].size / 2**20, progress
+            download(name, self.data_root, progress=lambda done, total: outer(
+                0.5 * done / max(total, 1), f"downloading {name} from its public source ({done / 2**20:.1f} of {mb:.1f} MB)"))
+            progress = lambda f, what: outer(0.5 + 0.5 * f, what)  # noqa: E731 -- the rest of the bar
         progress(0.0, f"reading {name}")
         dataset = load_dataset(name, root=self.data_root)
         path, mode = self.checkpoint_for(name)

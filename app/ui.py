@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 
 from jepa4rec.data import DataFormatError
+from jepa4rec.errors import UserError
 from jepa4rec.evaluation import format_metrics
 from jepa4rec.experiments import EXPERIMENTS, measured_with, recorded_command
 
@@ -20,7 +21,7 @@ from .api import endpoints
 from .boundary import ui_boundary
 from .plots import (embedding_figure, experiment_figure, explanation_figure, finetune_curve_figure, read_result,
                     reveal_curve_figure, training_curve_figure)
-from .service import DEFAULT_DATASET, AppService
+from .service import DEFAULT_DATASET, AppService, dataset_label
 
 try:  # On ZeroGPU Spaces, `spaces.GPU` attaches a GPU for the call; elsewhere the package is absent.
     import spaces
@@ -325,7 +326,10 @@ class Callbacks:
                 loading, None, 0, None, "", "", None, gr.update(choices=[], value=None), "")
 
     def load(self, name, progress=gr.Progress()):
-        served = self.service.get(name, progress=lambda f, what: progress(f, desc=what))
+        try:
+            served = self.service.get(name, progress=lambda f, what: progress(f, desc=what))
+        except UserError as err:  # not here and not fetchable (no network): said on the page, with the command
+            return H.unavailable_markdown(name, err), "", None, False
         ckpt = served.checkpoint
         fig = training_curve_figure(ckpt / "train_log.csv") or finetune_curve_figure(ckpt / "finetune_results.json")
         return H.badge_markdown(served), about_markdown(self.service, name), fig, served.repeats_by_default
@@ -453,7 +457,8 @@ def build_demo(service: AppService) -> gr.Blocks:
     with gr.Blocks(title="JEPA4Rec") as demo:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
-            ui.dataset = gr.Dropdown(names, value=default, label="Dataset", interactive=True, scale=1, min_width=200)
+            ui.dataset = gr.Dropdown([(dataset_label(n), n) for n in names], value=default, label="Dataset",
+                                     interactive=True, scale=1, min_width=200)
             ui.badge = gr.Markdown("Loading…", scale=3)
         ui.history, ui.target, ui.top = gr.State([]), gr.State(None), gr.State([])
         ui.map_open = gr.State(False)

@@ -701,3 +701,32 @@ def test_embedding_map_gives_every_group_its_own_colour():
     colours = {t.name: t.marker.color for t in fig.data}
     group_colours = [colours[f"group {g}"] for g in range(20)]
     assert len(set(group_colours)) == 20 and colours["other"] not in group_colours
+
+
+# ---------------------------------------------------------------- datasets a fresh clone does not have
+
+def test_a_fresh_clone_offers_every_app_dataset_and_says_on_the_page_what_a_missing_one_needs(finetuned, tmp_path,
+                                                                                             monkeypatch):
+    """With nothing beside the project, the menu still lists every app dataset by a readable name; one that is
+    not here is fetched on first use, and without network the badge says why and the one command that fetches
+    it (no error box, no traceback)."""
+    from app.service import APP_DATASETS, DATASET_INFO, dataset_label
+    from app.ui import Callbacks
+    from jepa4rec.data.sources import BASE_URL_ENV
+    from jepa4rec.paths import CACHE_ENV, DATA_ROOT_ENV
+
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # downloads land in <cache>/data
+    monkeypatch.setenv(BASE_URL_ENV, "http://127.0.0.1:9")  # no network
+    cfg, _ = finetuned
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(f"{cfg.output_dir}/best", ckpts / "toy-model")
+    (ckpts / "index.json").write_text(json.dumps({"default": "toy-model"}))
+    fresh = AppService(data_root=tmp_path / "no-data", checkpoints_dir=ckpts, device="cpu")
+    assert fresh.dataset_names() == list(APP_DATASETS)
+    assert fresh.is_present("ml-100k") and not fresh.is_present("Scientific_UniSRec")
+    assert len({dataset_label(n) for n in APP_DATASETS}) == len(APP_DATASETS) == len(DATASET_INFO)
+    badge, about, fig, repeats = Callbacks(fresh, fresh.dataset_names()).load("Scientific_UniSRec")
+    assert badge.startswith("**Amazon Scientific is not available here**") and "could not download" in badge
+    assert "`python -m jepa4rec.data download Scientific_UniSRec`" in badge and (about, fig) == ("", None)
+    assert not (tmp_path / "cache" / "data" / "Scientific_UniSRec").exists()
