@@ -28,12 +28,32 @@ DEFAULT_SCORING = "history + revealed words"
 
 # --- catalogue and history --------------------------------------------------------------------------
 
+def _shown(text: str) -> str:
+    """A text as a browser shows it: runs of spaces collapse to one."""
+    return " ".join(str(text).split())
+
+
 def item_choices(served: Served, ids: list[int]) -> list[tuple[str, int]]:
-    """(label, item id) pairs for a dropdown: the title, with its catalogue key where titles repeat."""
+    """(label, item id) pairs for a dropdown: the title; where titles look alike on screen (equal once spaces
+    collapse, as "LUNCH BAG SUKI DESIGN" and "LUNCH BAG SUKI  DESIGN"), the catalogue key where it tells them
+    apart, else "variant k of n" (in catalogue order, the same every time)."""
     titles = served.recommender.titles
-    counts = Counter(titles[i] for i in ids)
-    return [(titles[i] if counts[titles[i]] == 1 else f"{titles[i]} ({served.dataset.item_keys[i]})", int(i))
-            for i in ids]
+    keys = served.dataset.item_keys
+    shown = {i: _shown(titles[i]) for i in ids}
+    alike: dict[str, list[int]] = {}
+    for i in sorted(ids):
+        alike.setdefault(shown[i], []).append(i)
+    labels = {}
+    for title, group in alike.items():
+        distinct_keys = len({_shown(keys[i]) for i in group}) == len(group) and all(_shown(keys[i]) != title for i in group)
+        for k, i in enumerate(group, 1):
+            if len(group) == 1:
+                labels[i] = title
+            elif distinct_keys:
+                labels[i] = f"{title} ({_shown(keys[i])})"
+            else:
+                labels[i] = f"{title} (variant {k} of {len(group)})"
+    return [(labels[i], int(i)) for i in ids]
 
 
 def search_catalogue(served: Served, query: str, limit: int = 20) -> list[int]:
@@ -45,6 +65,16 @@ def search_catalogue(served: Served, query: str, limit: int = 20) -> list[int]:
     hits = [i for i, t in enumerate(titles) if all(w in t.lower() for w in words)]
     hits.sort(key=lambda i: (not titles[i].lower().startswith(words[0]), len(titles[i])))
     return hits[:max(1, int(limit))]
+
+
+def matches_label(served: Served, query: str | None, ids: list[int]) -> str:
+    """The label of the search's match list: how many matched, or that none did."""
+    q = (query or "").strip()
+    if not q:
+        return "Matches"
+    if not ids:
+        return f"Matches: no title in {served.display_name} contains every word of “{q}”"
+    return f"Matches ({len(ids)})" if len(ids) < 20 else "Matches (the first 20: type more words to narrow them)"
 
 
 def empty_history() -> pd.DataFrame:

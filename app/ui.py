@@ -280,11 +280,11 @@ class Callbacks:
         return H.history_table(served, hist), H.side_by_side(left, right), view.summary, fig, top_ids, map_fig, picks
 
     def search(self, name, q):
+        """The matches of what is typed so far; no match is said in the list's own label (typing runs this on
+        every keystroke, so a toast would pile up one per key)."""
         served = self.service.get(name)
         ids = H.search_catalogue(served, q)
-        if q and q.strip() and not ids:
-            gr.Warning(f"No title in {served.display_name} contains every word of '{q.strip()}'.")
-        return gr.update(choices=H.item_choices(served, ids), value=None)
+        return gr.update(choices=H.item_choices(served, ids), value=None, label=H.matches_label(served, q, ids))
 
     @ui_boundary
     def add(self, name, hist, item):

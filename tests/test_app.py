@@ -730,3 +730,22 @@ def test_a_fresh_clone_offers_every_app_dataset_and_says_on_the_page_what_a_miss
     assert badge.startswith("**Amazon Scientific is not available here**") and "could not download" in badge
     assert "`python -m jepa4rec.data download Scientific_UniSRec`" in badge and (about, fig) == ("", None)
     assert not (tmp_path / "cache" / "data" / "Scientific_UniSRec").exists()
+
+
+def test_items_that_look_alike_on_screen_get_labels_that_tell_them_apart():
+    """Online Retail lists "LUNCH BAG SUKI DESIGN" twice (the keys differ by a double space, which a browser
+    collapses): each gets a label of its own."""
+    from types import SimpleNamespace
+
+    titles = ["LUNCH BAG SUKI DESIGN", "LUNCH BAG SUKI  DESIGN", "Guitar", "Guitar", "Amp"]
+    keys = ["LUNCH BAG SUKI DESIGN", "LUNCH BAG SUKI  DESIGN", "B001", "B002", "B003"]
+    served = SimpleNamespace(recommender=SimpleNamespace(titles=titles), dataset=SimpleNamespace(item_keys=keys),
+                             display_name="Shop")
+    labels = dict(H.item_choices(served, [1, 0, 2, 3, 4]))
+    assert len(set(labels)) == 5  # no two alike
+    assert {k for k in labels if k.startswith("LUNCH")} == {"LUNCH BAG SUKI DESIGN (variant 1 of 2)",
+                                                                     "LUNCH BAG SUKI DESIGN (variant 2 of 2)"}
+    assert "Guitar (B001)" in labels and "Amp" in labels
+    # No match is said in the list's label, not in a toast per keystroke.
+    assert H.matches_label(served, "qwxz blarg", []) == "Matches: no title in Shop contains every word of “qwxz blarg”"
+    assert H.matches_label(served, "", []) == "Matches" and H.matches_label(served, "gui", [2, 3]) == "Matches (2)"
