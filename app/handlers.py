@@ -113,6 +113,24 @@ def whole_number(value, what: str, lo: int, hi: int) -> int:
     return int(number)
 
 
+def clamp_number(value, lo: float, hi: float, what: str, whole: bool = True) -> tuple[float | int, str | None]:
+    """``value`` within ``lo..hi`` (rounded to a whole number when ``whole``), and the sentence that says what was
+    changed (None when nothing was): a visitor's 150 becomes 100, 2.5 becomes 2 with a word, never a traceback."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = float("nan")
+    if number != number:  # NaN, text, empty
+        return lo, f"{what} must be a number {lo:g}..{hi:g}, got {value!r}: set to {lo:g}."
+    kept = min(max(number, lo), hi)
+    if whole:
+        kept = int(round(kept))
+    if kept == number:
+        return kept, None
+    why = "is not a whole number" if whole and lo <= number <= hi else f"is outside {lo:g}..{hi:g}"
+    return kept, f"{what} {value:g} {why}: set to {kept:g}."
+
+
 def check_history(served: Served, history) -> list[int]:
     """``history`` as catalogue ids, or a UserInputError: every view and endpoint checks it here, so None, a
     string (iterated letter by letter) or an id of another catalogue (IndexError, or -1 reading the last
@@ -223,7 +241,7 @@ def rank_view(served: Served, history: list[int], target: int | None, reveal_pct
         summary = (f"No target chosen: ranking every one of the {n:,} items by the history alone. Pick a target "
                    "(or load a test user) to reveal its words.")
         return RankView(_rows(plain, None), None, summary, None, None, [])
-    pct = 0.0 if reveal_pct is None else float(reveal_pct)
+    pct = clamp_number(reveal_pct, 0, 100, "Reveal %", whole=False)[0]
     if not 0 <= pct <= 100:
         raise UserInputError(f"reveal must be 0..100 %, got {pct}")
     mode = SCORINGS[scoring]

@@ -26,8 +26,12 @@ def reveal_curve_figure(curve: pd.DataFrame, history_rank: int | None = None,
         fig.add_hline(y=history_rank, line_dash="dot", line_color="grey",
                       annotation_text=f"history alone: {history_rank:,}", annotation_position="top left")
     # Log scale, best rank on top; plotly takes a log axis' range in log10 units, and would not reverse it itself.
-    fig.update_yaxes(type="log", range=[math.log10(worst * 1.5), math.log10(0.7)],
-                     title="rank of the target (1 = top, log scale)")
+    # Ticks at 1, 2, 5, 10, 20, 50, ...: plotly's own log ticks label 20 and 50 as "2" and "5". A rank that
+    # stays 1 still gets a short axis from 1 to 2 instead of 0.8-1.4, where no rank can be.
+    top = max(worst * 1.5, 2.0)
+    ticks = [m * 10 ** e for e in range(int(math.log10(top)) + 1) for m in (1, 2, 5) if m * 10 ** e <= top]
+    fig.update_yaxes(type="log", range=[math.log10(top), math.log10(0.8)], tickvals=ticks,
+                     ticktext=[f"{t:,}" for t in ticks], title="rank of the target (1 = top, log scale)")
     fig.update_xaxes(title="share of the target's words revealed (%)")
     fig.update_layout(height=320, margin=dict(l=40, r=20, t=50, b=40))
     return fig

@@ -145,6 +145,16 @@ def about_markdown(service: AppService, name: str) -> str:
     return "\n\n".join(lines)
 
 
+class RevealSlider(gr.Slider):
+    """The reveal slider. A value typed beyond 0..100 reaches the app, which clamps it and says so, instead of
+    Gradio's error box (gr.Slider refuses it before any callback runs)."""
+
+    is_template = True  # drawn by the frontend as a gr.Slider
+
+    def preprocess(self, payload):
+        return None if payload is None else float(payload)
+
+
 def _recommend_tab(ui: SimpleNamespace) -> None:
     with gr.Tab("Recommend & reveal") as ui.rec_tab:
         with gr.Row():
@@ -157,18 +167,20 @@ def _recommend_tab(ui: SimpleNamespace) -> None:
                 ui.history_df = gr.Dataframe(H.empty_history(), label="Purchase history (oldest first)",
                                              interactive=False, wrap=True)
                 with gr.Row():
-                    ui.position = gr.Number(label="Row #", value=1, precision=0, minimum=1, min_width=80)
+                    # No minimum or precision here: Gradio would refuse 0 with an error box and round 2.5 to 2 without
+                    # a word; the app clamps what is typed and says so (Callbacks.clamp_row).
+                    ui.position = gr.Number(label="Row #", value=1, min_width=80)
                     ui.up_btn = gr.Button("Move up", min_width=80)
                     ui.down_btn = gr.Button("Move down", min_width=80)
                     ui.remove_btn = gr.Button("Remove", min_width=80)
                     ui.clear_btn = gr.Button("Clear all", min_width=80)
                 with gr.Row():
-                    ui.user = gr.Number(label="User of the test split", value=0, precision=0, minimum=0, min_width=120)
+                    ui.user = gr.Number(label="User of the test split", value=0, min_width=120)
                     ui.load_btn = gr.Button("Load this user (history + true next item)")
                 ui.repeats = gr.Checkbox(label="Allow repeat purchases (recommend items already in the history)",
                                          value=False)
             with gr.Column(scale=3, min_width=320):
-                ui.reveal = gr.Slider(0, 100, value=0, step=10, label="Reveal % of the target's words")
+                ui.reveal = RevealSlider(0, 100, value=0, step=1, label="Reveal % of the target's words")
                 with gr.Row():
                     ui.order = gr.Radio(["sequential", "random"], value="sequential", label="Reveal order")
                     ui.scoring = gr.Radio(list(H.SCORINGS), value=H.DEFAULT_SCORING, label="Scoring")
@@ -312,6 +324,26 @@ class Callbacks:
         return H.remove_item(hist, pos)
 
     @staticmethod
+    def clamp(value, lo, hi, what, whole=True):
+        """A number field's value within range; what was changed is said once, as a warning."""
+        kept, said = H.clamp_number(value, lo, hi, what, whole)
+        if said is None:
+            return gr.skip()
+        gr.Warning(said)
+        return kept
+
+    def clamp_row(self, hist, pos):
+        # A row beyond the history is left for the buttons to refuse ("not in the history"): said once.
+        try:
+            beyond = float(pos) > len(hist) >= 1
+        except (TypeError, ValueError):
+            beyond = False
+        return gr.skip() if beyond else self.clamp(pos, 1, max(len(hist), 1), "Row #")
+
+    def clamp_user(self, name, user):
+        return self.clamp(user, 0, max(len(self.service.get(name).dataset.test_cases()) - 1, 0), "User")
+
+    @staticmethod
     def warn_reveal_without_target(tgt, pct):
         if tgt is None and pct:
             gr.Warning("Choose a target first (Use as target, or Load this user): reveal shows the target's words.")
@@ -425,6 +457,9 @@ def _wire(demo: gr.Blocks, ui: SimpleNamespace, cb: Callbacks) -> None:
     then_refresh(ui.clear_btn.click(lambda: ([], None), None, [ui.history, ui.target], **private))
     then_refresh(ui.load_btn.click(cb.load_user, [ui.dataset, ui.user], [ui.history, ui.target], **private))
     ui.reveal.change(cb.warn_reveal_without_target, [ui.target, ui.reveal], None, **private)
+    ui.reveal.change(lambda pct: cb.clamp(pct, 0, 100, "Reveal %", whole=False), ui.reveal, ui.reveal, **private)
+    ui.position.blur(cb.clamp_row, [ui.history, ui.position], ui.position, **private)
+    ui.user.blur(cb.clamp_user, [ui.dataset, ui.user], ui.user, **private)
     for control in (ui.reveal, ui.order, ui.scoring, ui.repeats):
         control.change(refresh, view_in, view_out, trigger_mode="always_last", **private)
 

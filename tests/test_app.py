@@ -524,6 +524,16 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
             # Other components hold hidden cells with the same text; wait (generously: CI may be loaded) for a visible one.
             expect(page.locator("text=green piano >> visible=true").first).to_be_visible(timeout=20_000)
 
+            # A search with no match says so in the list's label, once (no toast per keystroke).
+            page.get_by_label("Search the catalogue").fill("")
+            page.get_by_label("Search the catalogue").press_sequentially("qwxz blarg", delay=20)
+            expect(page.get_by_text("no title in").first).to_be_visible(timeout=20_000)
+            expect(page.locator(".toast-body")).to_have_count(0)
+            page.get_by_label("Search the catalogue").fill("")
+            # A row 0 is clamped with the app's sentence; 99 is said not to be in the history.
+            page.get_by_label("Row #").fill("0")
+            page.get_by_label("Row #").blur()
+            expect(page.get_by_text("Row # 0 is outside 1..1: set to 1.").first).to_be_visible(timeout=20_000)
             # A bad input: a row that does not exist. The visitor reads why.
             page.get_by_label("Row #").fill("99")
             page.get_by_role("button", name="Remove").click()
@@ -533,8 +543,11 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
             page.get_by_role("button", name="Load this user").click()
             expect(page.get_by_text("History alone:").first).to_be_visible(timeout=20_000)
             expect(page.get_by_text("0% is the history-only ranking").first).to_be_visible()
-            page.get_by_label("Reveal % of the target's words").first.fill("100")
+            # Beyond 100: the app's own sentence (not Gradio's error box), and the box clamped to 100.
+            page.get_by_label("Reveal % of the target's words").first.fill("150")
             page.keyboard.press("Enter")
+            expect(page.get_by_text("Reveal % 150 is outside 0..100: set to 100.").first).to_be_visible(timeout=20_000)
+            expect(page.get_by_label("Reveal % of the target's words").first).to_have_value("100", timeout=20_000)
             expect(page.get_by_text("With 100% revealed").first).to_be_visible(timeout=20_000)
             expect(page.get_by_text("From the history alone").first).to_be_visible()
             expect(page.get_by_text("With 100% of the target's words revealed").first).to_be_visible()
@@ -749,3 +762,16 @@ def test_items_that_look_alike_on_screen_get_labels_that_tell_them_apart():
     # No match is said in the list's label, not in a toast per keystroke.
     assert H.matches_label(served, "qwxz blarg", []) == "Matches: no title in Shop contains every word of “qwxz blarg”"
     assert H.matches_label(served, "", []) == "Matches" and H.matches_label(served, "gui", [2, 3]) == "Matches (2)"
+
+
+def test_rank_axes_label_every_tick_and_a_rank_that_stays_first_gets_a_sane_axis():
+    import pandas as pd
+
+    from app.plots import reveal_curve_figure
+
+    fig = reveal_curve_figure(pd.DataFrame({"reveal %": [0, 50, 100], "target rank": [60, 20, 1]}), 60)
+    assert list(fig.layout.yaxis.ticktext) == ["1", "2", "5", "10", "20", "50"]  # not "2" and "5" for 20 and 50
+    low, high = sorted(fig.layout.yaxis.range)
+    assert 10 ** low < 1 and 10 ** high >= 60
+    first = reveal_curve_figure(pd.DataFrame({"reveal %": [0, 100], "target rank": [1, 1]}), 1)
+    assert list(first.layout.yaxis.tickvals) == [1, 2] and 10 ** max(first.layout.yaxis.range) == pytest.approx(2)
