@@ -97,7 +97,7 @@ def check_item(served: Served, item, what: str = "item") -> int:
         raise UserInputError(f"{what} must be an item id (a whole number 0..{n - 1}), got {item!r}")
     value = int(number)
     if not 0 <= value < n:
-        raise UserInputError(f"{what} {value} is not in {served.name}'s catalogue (ids 0..{n - 1})")
+        raise UserInputError(f"{what} {value} is not in {served.display_name}'s catalogue (ids 0..{n - 1})")
     return value
 
 
@@ -194,7 +194,7 @@ def load_user(served: Served, user, max_items: int = 20) -> tuple[list[int], int
         raise UserInputError(f"The user number must be a whole number 0..{len(cases) - 1}, got {user}.")
     user = int(number)
     if not 0 <= user < len(cases):
-        raise UserInputError(f"{served.name} has test users 0..{len(cases) - 1}; there is no user {user}.")
+        raise UserInputError(f"{served.display_name} has test users 0..{len(cases) - 1}; there is no user {user}.")
     case = cases[user]
     return list(case.history[-max_items:]), case.target
 
@@ -358,9 +358,9 @@ def badge_markdown(served: Served) -> str:
                 else "history kept, no score priors")
     pop_text = f"popularity {pop:.4f}" if pop is not None else "popularity not measured"
     if served.mode == "fine-tuned":
-        kind = f"**Fine-tuned on {served.name}**"
+        kind = f"**Fine-tuned on {html.escape(dataset_label(served.name))}**"
     else:
-        kind = f"**Zero-shot**: the pre-trained model never saw {served.name}'s interactions"
+        kind = f"**Zero-shot**: the pre-trained model never saw {html.escape(dataset_label(served.name))}'s interactions"
     score = (f"test NDCG@10 **{metrics['NDCG@10']:.4f}**" if metrics and "NDCG@10" in metrics
              else "test NDCG@10 not measured for this dataset")
     about = DATASET_INFO.get(served.name, (served.name, ""))

@@ -74,7 +74,8 @@ class Served:
 
     @property
     def display_name(self) -> str:
-        return self.dataset.name if self.uploaded else self.name
+        """How the visitor sees its name: the dataset's readable name, or the file they uploaded (never a key)."""
+        return self.dataset.name if self.uploaded else dataset_label(self.name)
 
     @property
     def repeats_by_default(self) -> bool:

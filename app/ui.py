@@ -423,7 +423,7 @@ class Callbacks:
             for f in (items_path, inter_path):  # Gradio's copy of an upload does not outlive its use
                 if f:
                     Path(f).unlink(missing_ok=True)
-        choices = [(n, n) for n in self.names] + [(f"Your catalogue: {served.display_name}", served.name)]
+        choices = [(dataset_label(n), n) for n in self.names] + [(f"Your catalogue: {served.display_name}", served.name)]
         return (gr.update(choices=choices, value=served.name),
                 f"Loaded **{served.display_name}**: {served.dataset.n_items:,} items. Switch to *Recommend & reveal*.")
 
@@ -431,7 +431,7 @@ class Callbacks:
     def add_new_item(self, name, title, extra, request: gr.Request):
         served = self.service.add_visitor_item(request.session_hash, name, H.parse_attributes(title, extra))
         gr.Info(f"Added to {served.display_name}: it can now be recommended, for you only.")
-        choices = [(n, n) for n in self.names] + [(served.display_name, served.name)]
+        choices = [(dataset_label(n), n) for n in self.names] + [(served.display_name, served.name)]
         return gr.update(choices=choices, value=served.name)
 
     def leave(self, request: gr.Request):

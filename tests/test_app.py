@@ -696,6 +696,10 @@ def test_a_typed_item_joins_the_catalogue_for_that_visitor_only(service, toy):
     assert n in {r.item for r in full.items}  # the new item is ranked like any other
     assert served.dataset.n_items == n and "Your" not in H.badge_markdown(served)  # others see the catalogue as it was
     assert "+ your items" in H.badge_markdown(added)
+    # Messages name the catalogue as the visitor knows it, never by its internal key.
+    with pytest.raises(H.UserInputError) as err:
+        H.load_user(added, 10**6)
+    assert "upload:" not in str(err.value) and "+ your items" in str(err.value)
     again = service.add_visitor_item("visitor-9", added.name, {"title": "blue drum kit pro"})
     assert again.dataset.n_items == n + 2 and again.extends == toy
     service.drop_session("visitor-9")
