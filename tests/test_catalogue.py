@@ -205,3 +205,16 @@ def test_every_shipped_checkpoint_the_app_names_is_there_and_fits_a_space():
         assert is_model_dir(folder) or (folder / "sasrec_config.json").is_file(), name
         sizes = [f.stat().st_size for f in folder.rglob("*") if f.is_file()]
         assert max(sizes) < 10 * 1024 ** 2 and sum(sizes) <= 50 * 1024 ** 2, name
+
+
+def test_a_semicolon_or_tab_separated_file_is_read_and_the_separator_said(tmp_path):
+    """Spreadsheets in many locales write CSV with semicolons: the separator is read from the header line."""
+    from jepa4rec.data.catalogue import read_catalogue
+
+    items = tmp_path / "shop.csv"
+    items.write_text("item_id;name;colour\np1;lamp;red\np2;mug, large;blue\np3;chair;green\n")
+    inters = tmp_path / "orders.csv"
+    inters.write_text("user\titem\ttime\nu1\tp1\t1\nu1\tp2\t2\nu1\tp3\t3\nu2\tp2\t1\nu2\tp3\t2\nu2\tp1\t3\n")
+    ds, columns = read_catalogue(items, inters)
+    assert columns == ["name", "colour"] and ds.items[1] == {"name": "mug, large", "colour": "blue"}
+    assert ds.n_users == 2 and any("separated by ';'" in r for r in ds.report) and any("a tab" in r for r in ds.report)

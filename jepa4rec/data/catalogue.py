@@ -79,8 +79,22 @@ def _key(value, path: Path, line: int, column: str) -> str:
                           hint="ids must be strings or whole numbers")
 
 
-def _csv_rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict]]]:
-    reader = csv.reader(io.StringIO(text), strict=True)
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(text: str) -> str:
+    """The field separator of a CSV text, read from its header line: a comma unless the header has none and
+    another separator (a semicolon, as spreadsheets in many locales write CSV; a tab; a bar) splits it."""
+    header = text.split("\n", 1)[0]
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in DELIMITERS[1:]}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _csv_rows(path: Path, text: str, delimiter: str = ",") -> tuple[list[str], list[tuple[int, dict]]]:
+    reader = csv.reader(io.StringIO(text), strict=True, delimiter=delimiter)
     # A field is no longer than its file (whose size is already checked); long descriptions are real, and
     # the tokenizer truncates them (the csv module's default limit is 131,072 characters).
     if len(text) > csv.field_size_limit():
@@ -122,8 +136,9 @@ def _csv_rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict]]]
     return columns, rows
 
 
-def _rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict]]]:
-    """(columns in file order, [(line, row)]) of a CSV or JSON-lines file; a row's line is its first."""
+def _rows(path: Path, text: str, notes: list[str] | None = None) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(columns in file order, [(line, row)]) of a CSV or JSON-lines file; a row's line is its first. A CSV's
+    separator is sniffed from its header (``notes`` receives a line when it is not a comma)."""
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         rows, columns = [], []
         for line_no, line in enumerate(text.splitlines(), 1):
@@ -141,7 +156,11 @@ def _rows(path: Path, text: str) -> tuple[list[str], list[tuple[int, dict]]]:
             columns += [k for k in row if k not in columns]
             rows.append((line_no, row))
         return columns, rows
-    return _csv_rows(path, text)
+    delimiter = sniff_delimiter(text)
+    if delimiter != "," and notes is not None:
+        notes.append(f"{path.name}: fields separated by {'a tab' if delimiter == chr(9) else repr(delimiter)} "
+                     "(read from its header line)")
+    return _csv_rows(path, text, delimiter)
 
 
 def read_items(path: str | Path, max_bytes: int = MAX_BYTES, max_items: int = MAX_ITEMS, text: str | None = None,
@@ -150,7 +169,8 @@ def read_items(path: str | Path, max_bytes: int = MAX_BYTES, max_items: int = MA
     ``text``, the file's content, ``path`` then only naming it and its format by its suffix). ``no_text``,
     when given, receives {id: line} of the rows dropped for having no text (to say why an id is missing)."""
     path = Path(path)
-    columns, rows = _rows(path, _text(path, max_bytes, text))
+    notes: list[str] = []
+    columns, rows = _rows(path, _text(path, max_bytes, text), notes)
     id_col = _pick(columns, ID_COLUMNS)
     if id_col is None:
         raise DataFormatError(f"{path}: no id column (one named {' or '.join(ID_COLUMNS)}); columns: {columns}",
@@ -178,7 +198,7 @@ def read_items(path: str | Path, max_bytes: int = MAX_BYTES, max_items: int = MA
             continue
         keys.append(key)
         items.append(attrs)
-    report = []
+    report = list(notes)
     if dropped:
         report.append(f"{path.name}: dropped fields that are not text (objects, true/false): "
                       + ", ".join(f"{k} ({n:,} items)" for k, n in dropped.items()))
@@ -207,7 +227,8 @@ def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = M
                       ) -> tuple[list[str], list[list[int]], list[str]]:
     """(user keys, sequences of item indices oldest first, report lines)."""
     path = Path(path)
-    columns, rows = _rows(path, _text(path, max_bytes, text))
+    notes: list[str] = []
+    columns, rows = _rows(path, _text(path, max_bytes, text), notes)
     user_col, item_col, time_col = _pick(columns, USER_COLUMNS), _pick(columns, ITEM_COLUMNS), _pick(columns, TIME_COLUMNS)
     missing = [n for n, c in (("user", user_col), ("item", item_col)) if c is None]
     if missing:
@@ -237,7 +258,7 @@ def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = M
             continue
         users.append(user)
         sequences.append([i for _, _, i in sorted(evs)])
-    report = []
+    report = list(notes)
     if unknown:
         report.append(f"{path.name}: dropped {unknown:,} interaction(s) with items not in the catalogue")
     if short:
