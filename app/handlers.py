@@ -205,8 +205,9 @@ _EDGE_PUNCT = re.compile(r"^[^\w]+|[^\w]+$")
 
 
 def clean_words(words: list[str]) -> list[str]:
-    """Revealed words as a reader expects them: no stray brackets or commas, nothing empty."""
-    out = [_EDGE_PUNCT.sub("", w) for w in words]
+    """Revealed words as a reader expects them: no stray brackets or commas, nothing empty, and a word that a
+    comma joins without a space (LC-Rec's "Scientific,Abrasive" category path) shown as the words it holds."""
+    out = [_EDGE_PUNCT.sub("", part) for w in words for part in re.split(r"[,;/|]+", w)]
     return [w for w in out if w]
 
 

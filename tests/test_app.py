@@ -779,3 +779,7 @@ def test_rank_axes_label_every_tick_and_a_rank_that_stays_first_gets_a_sane_axis
     assert 10 ** low < 1 and 10 ** high >= 60
     first = reveal_curve_figure(pd.DataFrame({"reveal %": [0, 100], "target rank": [1, 1]}), 1)
     assert list(first.layout.yaxis.tickvals) == [1, 2] and 10 ** max(first.layout.yaxis.range) == pytest.approx(2)
+
+
+def test_revealed_words_joined_by_a_comma_are_shown_apart():
+    assert H.clean_words(["Industrial", "Scientific,Abrasive", "(red),"]) == ["Industrial", "Scientific", "Abrasive", "red"]
