@@ -145,14 +145,11 @@ def about_markdown(service: AppService, name: str) -> str:
     return "\n\n".join(lines)
 
 
-class RevealSlider(gr.Slider):
-    """The reveal slider. A value typed beyond 0..100 reaches the app, which clamps it and says so, instead of
-    Gradio's error box (gr.Slider refuses it before any callback runs)."""
-
-    is_template = True  # drawn by the frontend as a gr.Slider
-
-    def preprocess(self, payload):
-        return None if payload is None else float(payload)
+def _unchecked_number(payload):
+    """A slider's value as typed: gr.Slider refuses one beyond its range with an error box before any callback
+    runs; the app clamps it instead and says so (Callbacks.clamp). (An instance's preprocess, not a subclass:
+    Gradio writes a .pyi stub beside the file of every component subclass.)"""
+    return None if payload is None else float(payload)
 
 
 def _recommend_tab(ui: SimpleNamespace) -> None:
@@ -180,7 +177,8 @@ def _recommend_tab(ui: SimpleNamespace) -> None:
                 ui.repeats = gr.Checkbox(label="Allow repeat purchases (recommend items already in the history)",
                                          value=False)
             with gr.Column(scale=3, min_width=320):
-                ui.reveal = RevealSlider(0, 100, value=0, step=1, label="Reveal % of the target's words")
+                ui.reveal = gr.Slider(0, 100, value=0, step=1, label="Reveal % of the target's words")
+                ui.reveal.preprocess = _unchecked_number
                 with gr.Row():
                     ui.order = gr.Radio(["sequential", "random"], value="sequential", label="Reveal order")
                     ui.scoring = gr.Radio(list(H.SCORINGS), value=H.DEFAULT_SCORING, label="Scoring")
@@ -348,14 +346,33 @@ class Callbacks:
         if tgt is None and pct:
             gr.Warning("Choose a target first (Use as target, or Load this user): reveal shows the target's words.")
 
-    def reset(self, name, hist, tgt):
-        """Clear everything the previous dataset showed, at once, before the new one loads; a catalogue
-        that only gained the visitor's typed items keeps their history and target (every id is the same)."""
+    def reset(self, name, hist, tgt, shelf, shown):
+        """Clear everything the previous dataset showed, at once, before the new one loads. A history's ids belong
+        to its own catalogue, so it cannot follow a switch; it is put aside (and said so) and comes back when the
+        visitor returns to that dataset. A catalogue that only gained the visitor's typed items keeps the history
+        and target as they are (every id is the same)."""
         served = self.service.get(name) if name.startswith("upload:") else None
-        loading = f"Loading **{html.escape(served.display_name if served else name)}**…"
-        kept = (hist, tgt) if served is not None and served.extends else ([], None)
+        label = served.display_name if served else dataset_label(name)
+        loading = f"Loading **{html.escape(label)}**…"
+        shelf = dict(shelf or {})
+        if served is not None and served.extends:
+            kept = (hist, tgt)
+        else:
+            if shown and shown != name and (hist or tgt is not None):
+                shelf[shown] = (list(hist), tgt)
+                gr.Info(f"Your history of {len(hist)} item(s) on {self.label(shown)} is kept: choose "
+                        f"{self.label(shown)} again to go on with it.")
+            kept = tuple(shelf.pop(name, ([], None)))
+            if kept[0] or kept[1] is not None:
+                gr.Info(f"Your history on {label} is back.")
         return (*kept, [], gr.update(choices=[], value=None), "", H.empty_history(), "", loading, None,
-                loading, None, 0, None, "", "", None, gr.update(choices=[], value=None), "")
+                loading, None, 0, None, "", "", None, gr.update(choices=[], value=None), "", shelf, name)
+
+    def label(self, name: str) -> str:
+        try:
+            return self.service.get(name).display_name if name.startswith("upload:") else dataset_label(name)
+        except Exception:  # a visitor's catalogue dropped meanwhile
+            return "your catalogue"
 
     def load(self, name, progress=gr.Progress()):
         try:
@@ -465,9 +482,10 @@ def _wire(demo: gr.Blocks, ui: SimpleNamespace, cb: Callbacks) -> None:
 
     reset_out = [ui.history, ui.target, ui.top, ui.matches, ui.query, ui.history_df, ui.tables, ui.summary, ui.curve,
                  ui.badge, ui.map_plot, ui.reveal, ui.new_point, ui.new_summary, ui.new_table, ui.explain_plot,
-                 ui.explain_pick, ui.compare_html]
+                 ui.explain_pick, ui.compare_html, ui.shelf, ui.shown]
     load_out = [ui.badge, ui.about, ui.train_plot, ui.repeats]
-    then_refresh(ui.dataset.change(cb.reset, [ui.dataset, ui.history, ui.target], reset_out, **private).then(
+    then_refresh(ui.dataset.change(cb.reset, [ui.dataset, ui.history, ui.target, ui.shelf, ui.shown], reset_out,
+                                   **private).then(
         cb.load, ui.dataset, load_out, **private))
     then_refresh(demo.load(cb.load, ui.dataset, load_out, **private))
     demo.unload(cb.leave)
@@ -496,6 +514,8 @@ def build_demo(service: AppService) -> gr.Blocks:
                                      interactive=True, scale=1, min_width=200)
             ui.badge = gr.Markdown("Loading…", scale=3)
         ui.history, ui.target, ui.top = gr.State([]), gr.State(None), gr.State([])
+        # The dataset on screen, and the histories put aside on a switch ({dataset: (history, target)}).
+        ui.shown, ui.shelf = gr.State(default), gr.State({})
         ui.map_open = gr.State(False)
         ui.new_point = gr.State(None)  # (x, y, title) of a typed new item on the map
         _recommend_tab(ui)

@@ -783,3 +783,14 @@ def test_rank_axes_label_every_tick_and_a_rank_that_stays_first_gets_a_sane_axis
 
 def test_revealed_words_joined_by_a_comma_are_shown_apart():
     assert H.clean_words(["Industrial", "Scientific,Abrasive", "(red),"]) == ["Industrial", "Scientific", "Abrasive", "red"]
+
+
+def test_a_dataset_switch_puts_the_history_aside_and_switching_back_restores_it(service, toy, toy2):
+    from app.ui import Callbacks
+
+    cb = Callbacks(service, [toy, toy2])
+    out = cb.reset(toy2, [1, 2], 3, {}, toy)
+    history, target, shelf, shown = out[0], out[1], out[-2], out[-1]
+    assert (history, target, shown) == ([], None, toy2) and shelf == {toy: ([1, 2], 3)}
+    back = cb.reset(toy, [], None, shelf, toy2)
+    assert (back[0], back[1], back[-2], back[-1]) == ([1, 2], 3, {}, toy)
