@@ -416,8 +416,16 @@ def new_item_view(served: Served, history: list[int], attrs: dict[str, str], all
     history = check_history(served, history)
     exclude = not (served.repeats_by_default if allow_repeats is None else allow_repeats)
     out = rank_new_item(rec, history, attrs, k=k, exclude_history=exclude)
+    text_rank = None
+    if rec.popularity_bias and history:
+        from jepa4rec.priors import without_priors
+
+        # Every catalogue item carries its popularity prior, the new one none (no purchases yet): its rank by the
+        # text alone says how much of the gap is the prior.
+        with without_priors(rec):
+            text_rank = rank_new_item(rec, history, attrs, k=k, exclude_history=exclude).rank
     return {"rank": out.rank, "of": served.dataset.n_items + 1, "score": out.score, "history_used": bool(history),
-            "popularity_prior": bool(rec.popularity_bias),
+            "popularity_prior": bool(rec.popularity_bias), "rank_by_text_alone": text_rank,
             "neighbours": [{"item": i, "title": rec.titles[i], "cosine": c} for i, c in out.neighbours]}
 
 

@@ -413,8 +413,11 @@ class Callbacks:
                  if view["history_used"] else "has no history to rank against yet: add items to the history")
         text = f"**{html.escape(' · '.join(attrs.values()))}** {where}."
         if view["history_used"] and view["popularity_prior"]:
-            text += (" The catalogue's scores include this model's popularity prior; a new item has no purchases"
-                     " yet, so its score is its text similarity alone.")
+            text += (" Every catalogue item's score includes this model's popularity prior (how often it sold); a new"
+                     " item has no purchases yet, so it gets none")
+            if view.get("rank_by_text_alone") is not None:
+                text += f": ranked by text alone, as it is, it would be **{view['rank_by_text_alone']:,}**"
+            text += "."
         if point is not None:
             text += " It is marked ✕ on the embedding map, among its nearest items."
         return text, H.neighbours_html(view), point

@@ -651,7 +651,16 @@ def test_why_this_item_and_a_new_item(served):
             H.parse_attributes(title, extra)
     view = H.new_item_view(served, history, attrs)
     assert 1 <= view["rank"] <= view["of"] == served.dataset.n_items + 1 and len(view["neighbours"]) == 10
-    assert view["popularity_prior"] == bool(served.recommender.popularity_bias)
+    assert view["popularity_prior"] == bool(served.recommender.popularity_bias) and view["rank_by_text_alone"] is None
+    # With a popularity prior on the catalogue, the view also says where the new item ranks by text alone.
+    priors = served.recommender.priors
+    priors.popularity_bias = 5.0
+    try:
+        with_prior = H.new_item_view(served, history, attrs)
+    finally:
+        priors.popularity_bias = 0.0
+    assert with_prior["popularity_prior"] and with_prior["rank_by_text_alone"] == view["rank"]
+    assert with_prior["rank"] >= view["rank"]  # every popular item pulled past the new one
     cosines = [n["cosine"] for n in view["neighbours"]]
     assert cosines == sorted(cosines, reverse=True) and len({n["item"] for n in view["neighbours"]}) == 10
     # (Whether the nearest shares its words is a matter for a real model: the toy's vectors are nearly parallel.)
