@@ -72,8 +72,11 @@ def model_card(folder: Path, card: dict, command: str) -> str:
                      + (f"; history excluded: {format_metrics(m['excluded'])}" if m.get("excluded") else ""))
     lines += ["Every model on equal terms (both protocols, with and without score priors fitted for each): "
               "`scripts/results/results_table.md` and docs/results.md.",
-              "", "Data: see `../shared/data/SOURCES.md` (Amazon review data, UCI Online Retail) and MovieLens-100k "
-              "from the `recbole` wheel (read at run time, never redistributed here).", ""]
+              "", "Data: each dataset is fetched from the public repository and commit it was published in, "
+              "sha256-checked (`python -m jepa4rec.data download NAME`; the sources are listed in "
+              "`jepa4rec/data/sources.py` and docs/data.md): Amazon review data (McAuley lab, research use), UCI "
+              "Online Retail (CC BY 4.0), and MovieLens-100k from the `recbole` wheel (read at run time, never "
+              "redistributed here).", ""]
     return "\n".join(lines)
 
 
