@@ -7,7 +7,8 @@
   top-k index), cached on disk by model + catalogue + text config when a key is given, re-encoded on demand
   (fine-tuning changes the weights under them).
 * :class:`CatalogueScorer`: the :class:`~jepa4rec.evaluation.Scorer` of a catalogue: the cosine of each history
-  vector with every item, plus the model's score priors (:class:`~jepa4rec.evaluation.ScorePriors`).
+  vector with every item (or an adapted model's adapter scores over the same item vectors), plus the model's
+  score priors (:class:`~jepa4rec.evaluation.ScorePriors`).
 """
 from __future__ import annotations
 
@@ -168,6 +169,10 @@ class CatalogueScorer:
         self._train_sequences = train_sequences
         self._priors = priors
         self._log_popularity: torch.Tensor | None = None
+        # A sequence adapter trained on a shop's purchases (jepa4rec.adaptation) replaces the cosine of the
+        # history's vector by its own scores over the same item vectors; None: the model's own ranking.
+        self.adapter = None
+        self._head = None
 
     @property
     def priors(self) -> ScorePriors:
@@ -196,7 +201,23 @@ class CatalogueScorer:
         return with_score_priors(scores, histories, priors.repeat_bias, priors.popularity_bias,
                                  self.log_popularity if priors.popularity_bias else None, weight)
 
+    @property
+    def adapter_head(self):
+        """The adapter (:class:`jepa4rec.adaptation.SequenceAdapter`) over this catalogue's vectors, built once
+        per set of vectors; None without one."""
+        if self.adapter is None:
+            return None
+        unit = self.catalogue.unit
+        if self._head is None or self._head[0] is not unit:
+            self._head = (unit, self.adapter.for_vectors(unit).to(self.encoder.device))
+        return self._head[1]
+
     def score_all(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-        """[B, n_items] cosine of each history with every item, plus the priors (the Scorer API)."""
+        """[B, n_items] scores of every item after each history, plus the priors (the Scorer API): the cosine of
+        the history's vector with each item's, or, for an adapted model, its adapter's scores over the same
+        item vectors."""
+        head = self.adapter_head
+        if head is not None:
+            return self.with_priors(head.score_all([list(h) for h in histories]), histories)
         h = F.normalize(self.history_vectors(histories), dim=-1)
         return self.with_priors(h @ self.catalogue.unit.T, histories)

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 import transformers
 
+from .adaptation import load_adapter
 from .builder import item_tokenizer, new_model
 from .checkpoint import load_model_dir, weights_digest
 from .data import SeqRecDataset
@@ -192,12 +193,25 @@ class Recommender:
 
     # --- construction -----------------------------------------------------------------------------
 
+    @property
+    def adapter(self):
+        """The sequence adapter an adapted model ranks with (:mod:`jepa4rec.adaptation`); None: the model's own."""
+        return self.scorer.adapter
+
+    @adapter.setter
+    def adapter(self, adapter) -> None:
+        self.scorer.adapter, self.scorer._head = adapter, None
+        self.memo.clear()
+
     @classmethod
     def from_pretrained(cls, path: str | Path, dataset: SeqRecDataset, device=None, **kwargs) -> "Recommender":
+        """The model directory at ``path`` over ``dataset``'s catalogue; an adapted model's directory brings its
+        adapter, which then ranks (its ``adapter/`` folder: :func:`jepa4rec.adaptation.save_adapted`)."""
         path = Path(path)
         model, tok, card = load_model_dir(path, device="cpu")
-        return cls(model, tok, dataset, device=device, model_digest=weights_digest(path),
-                   card=card, **kwargs)
+        rec = cls(model, tok, dataset, device=device, model_digest=weights_digest(path), card=card, **kwargs)
+        rec.adapter = load_adapter(path)
+        return rec
 
     @classmethod
     def from_catalogue(cls, model: "str | Path | Recommender", items: str | Path, interactions: str | Path | None = None,
@@ -436,7 +450,7 @@ class Recommender:
         if reveal is not None and not 0.0 <= reveal <= 1.0:
             raise ValueError(f"reveal must be within [0, 1], got {reveal}")
         revealed: list[str] = []
-        if reveal is None and target is None and not self.popularity_bias:
+        if reveal is None and target is None and not self.popularity_bias and self.adapter is None:
             # Only the top k is needed: the index answers it (an ANN one for very large catalogues),
             # asked for as many more as the history could take away. (A popularity bias moves every
             # item, so the cosine index's top k is not the answer then: the exact path below scores all.)
@@ -450,10 +464,12 @@ class Recommender:
                 ranked = sorted(ranked + self._ranked(self.unit_item_vectors[hist] @ query + self.repeat_bias, hist),
                                 key=lambda r: -r.score)
             return Recommendation(ranked[:k], None, revealed)
-        if reveal is None:
+        if reveal is None and self.adapter is not None:
+            scores = self.score_all([list(history)])[0]  # an adapted model ranks by its adapter
+        elif reveal is None:
             scores = self.with_priors(
                 self._history_scores(F.normalize(self.history_vector(history), dim=-1)[None]), [history])[0]
-        else:
+        else:  # the reveal reads the base model's history vector and predictor (an adapter has neither)
             _, revealed = self.masked_item(target, reveal, reveal_order, seed)
             scores = self.reveal_scores([list(history)], [target], reveal, reveal_order, seed, reveal_mode)[0]
         if exclude_history:

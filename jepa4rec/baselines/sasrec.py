@@ -34,6 +34,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -256,9 +257,12 @@ def train_sasrec(
     config: SASRecConfig | None = None,
     progress: bool = True,
     item_features: torch.Tensor | None = None,
+    stop_early: Callable[[], bool] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[SASRec, dict]:
     """Train SASRec on ``dataset.train_sequences()`` with early stopping on validation (over
-    ``item_features`` instead of item IDs when given).
+    ``item_features`` instead of item IDs when given). ``stop_early()`` ends training after the epoch it
+    returns True in (a time budget, a cancel button); ``on_epoch(row)`` hears of every epoch as it ends.
 
     Returns ``(model, log)``: the model holds the best validation weights and is in eval mode;
     ``log`` has ``config``, ``epochs`` (one dict per epoch: ``epoch``, ``loss``, ``seconds`` and,
@@ -313,6 +317,8 @@ def train_sasrec(
         log["best_epoch"], log["best_valid"] = epoch, valid
 
     def show(row: dict) -> None:
+        if on_epoch is not None:
+            on_epoch(row)
         bar.update(1)
         if "valid" in row:
             bar.set_postfix(loss=f"{row['loss']:.3f}", valid=f"{row['valid'][cfg.select_metric]:.4f}",
@@ -322,7 +328,8 @@ def train_sasrec(
     state = FitState(EarlyStopping(cfg.patience), log["epochs"])
     fit_epochs(state, cfg.epochs, train_epoch,
                lambda: evaluate(model, valid_cases, batch_size=cfg.eval_batch_size, progress=False),
-               cfg.select_metric, on_best=keep_best, validate_every=cfg.eval_every, log=show)
+               cfg.select_metric, on_best=keep_best, validate_every=cfg.eval_every, log=show,
+               stop_early=stop_early or (lambda: False))
     if state.stopper.should_stop:
         logger.info("early stop at epoch %d (best %d)", state.epoch, log["best_epoch"])
     bar.close()

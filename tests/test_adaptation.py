@@ -1,0 +1,45 @@
+"""Adapting the pre-trained model to a shop's own purchases: trained within a budget, kept, reloaded, ranked."""
+from __future__ import annotations
+
+import torch
+
+from jepa4rec.adaptation import ADAPTER_DIR, adapt, load_adapter, save_adapted
+from jepa4rec.baselines import SASRecConfig
+from jepa4rec.checkpoint import is_model_dir
+from jepa4rec.evaluation import evaluate
+from jepa4rec.recommender import Recommender
+
+TINY = SASRecConfig(hidden_size=16, n_layers=1, max_len=10, epochs=3, patience=3, device="cpu")
+
+
+def test_adapt_saves_a_model_directory_that_reloads_and_ranks_by_its_adapter(rec, tmp_path):
+    seen = []
+    adapter = adapt(rec, budget_s=60, config=TINY, on_epoch=seen.append)
+    assert [r["epoch"] for r in seen] == [1, 2, 3] and adapter.card["best_epoch"] in (1, 2, 3)
+    assert adapter.card["stopped"] == "its 3 epochs" and "item_features" not in adapter.state
+    folder = save_adapted(rec, adapter, tmp_path / "adapted")
+    assert is_model_dir(folder) and (folder / ADAPTER_DIR / "model.safetensors").is_file()
+    again = Recommender.from_pretrained(folder, rec.dataset, use_cache=False)
+    assert again.adapter is not None and load_adapter(folder).card == adapter.card
+    cases = rec.dataset.test_cases()
+    direct = evaluate(adapter.for_vectors(rec.unit_item_vectors), cases, progress=False)
+    reloaded = evaluate(again, cases, progress=False)
+    assert reloaded["NDCG@10"] == direct["NDCG@10"]  # the folder ranks as the trained adapter did
+    history = list(cases[0].history)
+    top = again.recommend(history, k=5)
+    scores = again.score_all([history])[0]
+    assert [r.item for r in top.items] == torch.topk(scores, 5).indices.tolist()
+    assert rec.adapter is None  # the base model's own directory ranks by cosine: no adapter there
+
+
+def test_a_budget_or_a_cancel_stops_adaptation_after_an_epoch_and_keeps_the_best(rec):
+    calls = {"n": 0}
+
+    def cancel_after_one() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 1
+
+    adapter = adapt(rec, budget_s=60, config=SASRecConfig(**{**TINY.__dict__, "epochs": 50}), cancelled=cancel_after_one)
+    assert adapter.card["stopped"] == "cancelled" and adapter.card["epochs_run"] == 2
+    spent = adapt(rec, budget_s=0.0, config=SASRecConfig(**{**TINY.__dict__, "epochs": 50}))
+    assert spent.card["stopped"] == "the 0 s budget" and spent.card["epochs_run"] == 1
