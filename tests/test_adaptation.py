@@ -43,3 +43,21 @@ def test_a_budget_or_a_cancel_stops_adaptation_after_an_epoch_and_keeps_the_best
     assert adapter.card["stopped"] == "cancelled" and adapter.card["epochs_run"] == 2
     spent = adapt(rec, budget_s=0.0, config=SASRecConfig(**{**TINY.__dict__, "epochs": 50}))
     assert spent.card["stopped"] == "the 0 s budget" and spent.card["epochs_run"] == 1
+
+
+def test_the_scoreboard_is_what_evaluate_gives_on_the_same_split(rec, tmp_path):
+    from jepa4rec.priors import evaluate_on_equal_terms
+    from jepa4rec.scoreboard import scoreboard
+
+    adapted = Recommender(rec.model, rec.tok, rec.dataset, use_cache=False)
+    adapted.adapter = adapt(rec, budget_s=60, config=TINY)
+    board = scoreboard(rec, adapted, batch_size=16)
+    models = [r["model"] for r in board["rows"]]
+    assert models == ["popularity (the shop's best-sellers)", "JEPA4Rec, zero-shot", "JEPA4Rec, zero-shot + score priors",
+                      "adapted", "adapted + score priors"]
+    assert board["users"] == len(rec.dataset.test_cases()) and set(board["paired"]) == {"kept", "excluded"}
+    direct = evaluate_on_equal_terms(rec, rec.dataset.test_cases(), rec.dataset.valid_cases(), rec.log_popularity.cpu())
+    zs = board["rows"][1]["cells"]
+    assert abs(zs["kept"]["NDCG@10"] - direct["cells"]["kept"]["NDCG@10"]) < 1e-6
+    assert abs(board["rows"][2]["cells"]["excluded"]["MRR"] - direct["cells"]["excluded_priors"]["MRR"]) < 1e-6
+    assert abs(board["paired"]["kept"]["b_value"] - board["rows"][3]["cells"]["kept"]["NDCG@10"]) < 1e-12
