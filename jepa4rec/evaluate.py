@@ -39,7 +39,12 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", required=True, help="model directory (config.json + model.safetensors + tokenizer), or a language model "
                         "(minilm, or a BERT folder of a named size: its converted encoder untrained, histories of 20 "
                         "items / 128 tokens)")
-    parser.add_argument("--dataset", required=True, help="dataset name (see `python -m jepa4rec.data stats --help`) or folder")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--dataset", help="dataset name (see `python -m jepa4rec.data stats --help`) or folder")
+    where.add_argument("--items", metavar="FILE", help="a catalogue of your own (CSV or JSON lines: an id column and "
+                       "text columns), read as the app's 'Your catalogue' tab reads it; needs --interactions")
+    parser.add_argument("--interactions", metavar="FILE", help="with --items: the purchases (user, item, optional time) "
+                        "whose leave-one-out split is ranked")
     parser.add_data_root_argument()
     parser.add_argument("--split", choices=["test", "valid"], default="test", help="leave-one-out split to rank (default: test)")
     parser.add_argument("--random-init", action="store_true", help="evaluate an untrained model with the same config and tokenizer")
@@ -66,13 +71,16 @@ def main(argv=None) -> int:
                               "safetensors weights) nor a language model (minilm, or a BERT/RoBERTa folder)",
                               hint="check the path (pretrain and finetune write final/ and best/)")
     logging.basicConfig(level=logging.WARNING)
-    dataset = load_dataset(args.dataset, root=args.data_root)
+    if args.items and not args.interactions:
+        parser.error("--items needs --interactions: a catalogue alone has no held-out purchases to rank")
+    dataset = load_dataset(args.dataset, root=args.data_root) if args.dataset else None
     result = evaluate_checkpoint(args.checkpoint, dataset, args.split, random_init=args.random_init,
+                                 catalogue=(args.items, args.interactions) if args.items else None,
                                  priors=args.priors, batch_size=args.batch_size,
                                  device=args.device, max_users=args.max_users, seed=args.seed,
                                  pooling=args.pooling, precision=args.precision,
                                  ranks_path=args.save_ranks)
-    print(f"{dataset.name} {args.split}, {result['users']:,} users, all {result['items']:,} items ranked "
+    print(f"{result['dataset']} {args.split}, {result['users']:,} users, all {result['items']:,} items ranked "
           f"({'random init' if args.random_init else args.checkpoint}, priors: {args.priors}) "
           f"[{result['users_per_s']:.1f} users/s]:\n{format_cells(result['cells'])}")
     for protocol, fit in result["fits"].items():

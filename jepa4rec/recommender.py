@@ -238,6 +238,7 @@ class Recommender:
         rec = cls(net, ItemTokenizer(tok.tokenizer, text), dataset, device=device, model_digest=digest,
                   card=card, use_cache=False, **kwargs)
         rec.dropped_items = no_text
+        rec.adapter = model.adapter if isinstance(model, Recommender) else load_adapter(model)
         return rec
 
     @classmethod
@@ -486,10 +487,11 @@ class Recommender:
 PRIOR_CHOICES = ("own", "none", "fit")
 
 
-def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: str = "test", *, random_init: bool = False,
-                        priors: str = "own", batch_size: int = 128, device: str | None = None,
+def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset | None, split: str = "test", *,
+                        random_init: bool = False, priors: str = "own", batch_size: int = 128, device: str | None = None,
                         max_users: int | None = None, seed: int = 0, pooling: str | None = None,
-                        precision: str = "auto", progress: bool = True, ranks_path: str | Path | None = None) -> dict:
+                        precision: str = "auto", progress: bool = True, ranks_path: str | Path | None = None,
+                        catalogue: tuple | None = None) -> dict:
     """Metrics (and timing) of one model directory on one dataset's leave-one-out split under both protocols,
     through a Recommender and one scoring pass (:func:`jepa4rec.evaluation.compute_cell_ranks`).
 
@@ -503,7 +505,9 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: s
     pooled by ``pooling`` (default cls); a model directory pools as it was trained. ``random_init``: an
     untrained model with the same config and tokenizer (seeded by ``seed``), the floor a pre-training run must
     beat. ``ranks_path``: also write each case's rank in every cell there (``user,target,rank_<cell>...``), the
-    input of :mod:`jepa4rec.significance`."""
+    input of :mod:`jepa4rec.significance`. ``catalogue``: ``(items file, interactions file)`` of a shop's own
+    catalogue instead of ``dataset``, read and ranked as the app's "Your catalogue" tab reads and ranks it
+    (:meth:`Recommender.from_catalogue`), so its scoreboard is reproduced by command."""
     from .priors import evaluate_on_equal_terms
 
     if priors not in PRIOR_CHOICES:
@@ -511,8 +515,14 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset, split: s
     if priors == "fit" and split != "test":
         raise ConfigError("priors are fitted on the validation split, so they cannot be evaluated on it",
                           hint="use --split test with --priors fit")
-    dataset.require_text()  # before a model is loaded: a text model cannot rank items without text
-    if is_language_model(checkpoint):
+    if catalogue is None:
+        dataset.require_text()  # before a model is loaded: a text model cannot rank items without text
+    if catalogue is not None:
+        items, interactions = catalogue
+        rec = Recommender.from_catalogue(checkpoint, items, interactions, device=device, batch_size=batch_size,
+                                         precision=precision)
+        dataset = rec.dataset
+    elif is_language_model(checkpoint):
         rec = Recommender.from_language_model(str(checkpoint), dataset, device=device, batch_size=batch_size,
                                               pooling=pooling or "cls", precision=precision)
     elif pooling is not None:

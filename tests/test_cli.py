@@ -81,6 +81,8 @@ CASES = [
     ("benchmark_finetune", ["--init-from", "{missing}", "--out", "{out}/b.jsonl"], "is neither a JEPA4Rec model directory"),
     ("check_bf16_pretraining", ["--datasets", "{bad}", "--runs-dir", "{out}/runs", "--out", "{out}/c.json"], BAD_ID),
     ("code_shape", ["--root", "{missing}", "--json", "{out}/s.json"], "--root {missing} has no jepa4rec, app folder"),
+    ("jepa4rec.evaluate", ["--checkpoint", "minilm", "--items", "{missing}", "--out", "{out}/r.jsonl"],
+     "--items needs --interactions"),
 ]
 
 
