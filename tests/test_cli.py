@@ -58,7 +58,8 @@ CASES = [
     ("build_demo_checkpoint", ["{missing}", "{out}", "--command", "x"], "is not a JEPA4Rec model directory"),
     ("benchmark_app", ["--dataset", "{bad}", "--skip-app"], BAD_ID),
     ("benchmark_encoder", ["--parts", "catalogue", "--data-root", "{missing}", "--out", "{out}/b.json"],
-     "dataset 'Scientific_UniSRec' expects {missing}/Scientific_UniSRec: not found — set JEPA4REC_DATA_ROOT"),
+     "dataset 'Scientific_UniSRec' expects {missing}/Scientific_UniSRec: not found — run python -m jepa4rec.data "
+     "download Scientific_UniSRec, or set JEPA4REC_DATA_ROOT"),
     ("benchmark_pretrain", ["--phase", "step", "--domains", "{bad}"], BAD_ID),
     ("screenshot_app", ["--chromium", "{missing}", "--out", "{out}"], "no Chromium at --chromium {missing}"),
     ("reproduce_reveal", ["--datasets", "{bad}", "--jepa", "{missing}", "--recformer", "{missing}"], BAD_ID),

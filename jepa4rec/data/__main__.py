@@ -1,6 +1,7 @@
-"""``python -m jepa4rec.data``: ``stats NAME_OR_PATH ...`` (dataset statistics after processing) and
-``download NAME ... | --all`` (a dataset's files from the public repository and commit they were committed to,
-each checked against its sha256; see :mod:`jepa4rec.data.sources`)."""
+"""Datasets: stats NAME_OR_PATH ... (statistics after processing), download NAME ... | --all (from the public
+repository and commit each was published in, every file's sha256 checked).
+
+The library behind the download is :mod:`jepa4rec.data.sources`."""
 from __future__ import annotations
 
 import logging
