@@ -1,5 +1,6 @@
 """The app's named API endpoints (``/recommend``, ``/search``, ``/explain``, ``/new_item``, ``/compare``,
-``/recommend_catalogue``), for ``gradio_client`` and MCP clients: module-level functions of the service and
+``/recommend_catalogue``, and a shop owner's ``/evaluate_upload``, ``/adapt_upload``, ``/download_model``), for
+``gradio_client`` and MCP clients: module-level functions of the service and
 their parameters, each behind the one error boundary (:func:`app.boundary.api_boundary`); :func:`endpoints`
 binds them to a running service.
 
@@ -9,6 +10,8 @@ type each parameter, and postponed (string) annotations would leave every parame
 import functools
 import inspect
 from typing import Optional
+
+from gradio import FileData
 
 from jepa4rec.data.catalogue import missing_ids
 
@@ -161,8 +164,80 @@ def recommend_catalogue(service: AppService, items: str, history: list[str], tar
             "catalogue": served.dataset.n_items, "report": served.dataset.report}
 
 
-ENDPOINTS = (recommend, search, explain, new_item, compare, recommend_catalogue)
-MODEL_ENDPOINTS = {"recommend", "explain", "new_item", "compare", "recommend_catalogue"}  # run the model (gpu-wrapped)
+def _shop(service: AppService, items: str, interactions: str, format: str):
+    """A catalogue and its purchases sent as text, held like a visitor's upload (the same content is read once)."""
+    if format not in ("csv", "jsonl"):
+        raise H.UserInputError(f'format must be "csv" or "jsonl", got {format!r}')
+    for what, text in (("items", items), ("interactions", interactions)):
+        if not isinstance(text, str) or not text.strip():
+            raise H.UserInputError(f"{what} must be the {what} file's text ({format})")
+    return service.add_upload("api", f"catalogue.{format}", f"purchases.{format}", label=f"catalogue.{format}",
+                              items_text=items, interactions_text=interactions)
+
+
+@api_boundary
+def evaluate_upload(service: AppService, items: str, interactions: str, format: str = "csv") -> dict:
+    """How well each model ranks your own held-out purchases: popularity, the pre-trained model zero-shot, the
+    same with score priors fitted on your data, and the adapted model once /adapt_upload has made one.
+
+    Args:
+        items: the item file's text: CSV or JSON lines, an id column (item_id or id) and text columns.
+        interactions: the purchases' text: user, item (an id of the item file) and optionally time columns.
+        format: "csv" or "jsonl".
+
+    Returns:
+        {"users", "items", "rows": [{"model", "cells": {"kept"|"excluded": {"NDCG@10", "Recall@10", "MRR"}}}],
+        "paired": {protocol: adapted / zero-shot + priors}, "seconds", "report"}
+    """
+    served = _shop(service, items, interactions, format)
+    board = service.scoreboard(served)
+    return {k: v for k, v in board.items() if k != "fits"} | {"report": served.dataset.report}
+
+
+@api_boundary
+def adapt_upload(service: AppService, items: str, interactions: str, minutes: float = 2.0,
+                 format: str = "csv") -> dict:
+    """Adapt a model to your purchases within ``minutes`` of training (one adaptation at a time on the server),
+    then score it beside the others.
+
+    Args:
+        items: the item file's text (as /evaluate_upload).
+        interactions: the purchases' text (as /evaluate_upload).
+        minutes: the training time to give it, 0.25-10.
+        format: "csv" or "jsonl".
+
+    Returns:
+        the scoreboard (as /evaluate_upload) with the adapted model's rows, and "adapter": how it was trained.
+    """
+    minutes, said = H.clamp_number(minutes, 0.25, 10, "minutes", whole=False)
+    if said:
+        raise H.UserInputError(said.replace(": set to", "; give a value within the range, e.g."))
+    served = _shop(service, items, interactions, format)
+    board = service.adapt(served, minutes * 60, "api")
+    return ({k: v for k, v in board.items() if k != "fits"}
+            | {"report": served.dataset.report, "adapter": served.adapted.adapter.card})
+
+
+@api_boundary
+def download_model(service: AppService, items: str, interactions: str, format: str = "csv") -> FileData:
+    """The model /adapt_upload adapted to these files, as a zip of its model folder (safetensors + JSON):
+    `python -m jepa4rec.evaluate --checkpoint FOLDER --items ... --interactions ... --priors fit` reproduces
+    its scoreboard row, and `python -m jepa4rec.recommend --checkpoint FOLDER` serves it.
+
+    Args:
+        items: the item file's text (as /adapt_upload).
+        interactions: the purchases' text (as /adapt_upload).
+        format: "csv" or "jsonl".
+    """
+    served = _shop(service, items, interactions, format)
+    path = service.adapted_archive(served)
+    return FileData(path=str(path), orig_name=path.name)
+
+
+ENDPOINTS = (recommend, search, explain, new_item, compare, recommend_catalogue, evaluate_upload, adapt_upload,
+             download_model)
+MODEL_ENDPOINTS = {"recommend", "explain", "new_item", "compare", "recommend_catalogue", "evaluate_upload",
+                   "adapt_upload"}  # run the model (gpu-wrapped)
 
 
 def bind(fn, service: AppService):

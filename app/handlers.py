@@ -535,3 +535,33 @@ def api_search(served: Served, query, limit=20) -> list[dict]:
     titles = served.recommender.titles
     return [{"item": i, "key": served.dataset.item_keys[i], "title": titles[i]}
             for i in search_catalogue(served, query, limit)]
+
+
+# --- a shop owner's scoreboard -----------------------------------------------------------------------
+
+def scoreboard_html(board: dict, adapter_card: dict | None = None) -> str:
+    """The scoreboard as a table: each model under both protocols, the paired test of the adapted model
+    against zero-shot + priors, and how the adapted model was trained."""
+    head = ("<tr><th rowspan='2'>model</th><th colspan='3'>history kept</th><th colspan='3'>history excluded</th></tr>"
+            "<tr>" + "<th class='num'>NDCG@10</th><th class='num'>Recall@10</th><th class='num'>MRR</th>" * 2 + "</tr>")
+    body = "".join(
+        f"<tr><td>{html.escape(r['model'])}</td>"
+        + "".join(f"<td class='num'>{r['cells'][p][m]:.4f}</td>" for p in ("kept", "excluded")
+                  for m in ("NDCG@10", "Recall@10", "MRR")) + "</tr>" for r in board["rows"])
+    style = ("<style>.board {border-collapse: collapse; font-size: 0.92em;} .board th, .board td {padding: 3px 8px; "
+             "border-bottom: 1px solid var(--border-color-primary); text-align: left;} .board .num {text-align: right; "
+             "font-variant-numeric: tabular-nums;} .board-wrap {overflow-x: auto; max-width: 100%;}</style>")
+    lines = [f"<p>{board['users']:,} customers' last purchases, each ranked among all {board['items']:,} items "
+             "(the one before it is the validation split, where the score priors are fitted; ties count against "
+             f"the purchase); {board['seconds']:.0f} s.</p>",
+             f"<div class='board-wrap'><table class='board'>{head}{body}</table></div>"]
+    for protocol, c in board.get("paired", {}).items():
+        verdict = ("better" if c["ratio_low"] > 1 else "worse" if c["ratio_high"] < 1 else "not measurably different")
+        lines.append(f"<p>Adapted / zero-shot + priors, NDCG@10, history {protocol}: <b>{c['ratio']:.3f}×</b> "
+                     f"[{c['ratio_low']:.3f}, {c['ratio_high']:.3f}] (95% paired bootstrap over customers; p "
+                     f"{c['p_value']:.3g}): {verdict}.</p>")
+    if adapter_card:
+        lines.append(f"<p>The adapted model: a sequence adapter over the pre-trained model's item vectors, trained "
+                     f"{adapter_card['epochs_run']} epoch(s) in {adapter_card['train_seconds']:.0f} s (stopped by "
+                     f"{html.escape(adapter_card['stopped'])}), best validation epoch {adapter_card['best_epoch']}.</p>")
+    return style + "".join(lines)

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,10 @@ class Served:
     popularity: dict = field(default_factory=dict)
     uploaded: bool = False  # a visitor's own catalogue: held in memory only, dropped when they leave
     extends: str | None = None  # the dataset this one is, plus items a visitor typed (same ids for the rest)
+    # A visitor's catalogue with purchases: its scoreboard's evaluations so far, and the model adapted to it.
+    evaluations: dict = field(default_factory=dict)
+    adapted: Recommender | None = None
+    board: dict | None = None
 
     @property
     def display_name(self) -> str:
@@ -124,6 +129,22 @@ class BoundedMemo:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+MAX_SCORED_USERS = 20_000  # a scoreboard ranks every item for each user twice (validation, test): minutes beyond
+
+
+def check_scoreable(served: Served) -> None:
+    """A catalogue can be scored only with its purchases, and within the app's size."""
+    if not served.uploaded or not served.dataset.sequences:
+        raise DataFormatError("upload your catalogue together with its purchases (user, item, time) first: the "
+                              "scoreboard ranks each customer's last purchase")
+    users = len(served.dataset.test_cases())
+    if users > MAX_SCORED_USERS:
+        raise DataFormatError(f"{users:,} customers with a held-out purchase is over the {MAX_SCORED_USERS:,} the app "
+                              "scores (each one is ranked twice, validation and test)",
+                              hint="score a sample, or run python -m jepa4rec.evaluate --items ... --interactions ... "
+                                   "--priors fit on a machine of your own")
 
 
 def has_priors(rec: Recommender) -> bool:
@@ -186,6 +207,9 @@ class AppService:
         self._compare: dict[tuple[str, str], dict] = {}  # (dataset, model) -> a loaded comparison model
         self._compare_models: dict[Path, tuple] = {}  # checkpoint folder -> (model, tokenizer, card), shared
         self.max_uploads = max_uploads
+        self._adapt_lock = threading.Lock()  # one adaptation at a time: two would halve each other's budget
+        self._adapt_queue: list[str] = []  # sessions waiting or adapting, in order
+        self._cancelled: set[str] = set()
 
     def dataset_names(self) -> list[str]:
         """Every dataset the app offers: present, or fetched from its public source on first use."""
@@ -346,6 +370,86 @@ class AppService:
                 self._uploads.popitem(last=False)
         threading.Thread(target=self._map_quietly, args=(added,), name=f"map-{key}", daemon=True).start()
         return added
+
+    # --- a shop owner's scoreboard and adapted model -----------------------------------------------
+
+    def scoreboard(self, served: Served, progress: Callable[[float, str], None] | None = None) -> dict:
+        """How popularity, the zero-shot model (raw and with priors) and, once there is one, the adapted model rank
+        the visitor's own held-out purchases (:func:`jepa4rec.scoreboard.scoreboard`); the zero-shot evaluation
+        is done once per catalogue."""
+        from jepa4rec.scoreboard import scoreboard
+
+        check_scoreable(served)
+        served.board = scoreboard(served.recommender, served.adapted, progress=progress, results=served.evaluations)
+        return served.board
+
+    def adapt(self, served: Served, budget_s: float, session: str,
+              progress: Callable[[float, str], None] | None = None) -> dict:
+        """Adapt a model to the visitor's catalogue within ``budget_s`` seconds of training (one adaptation at a
+        time on the server: the others wait, told their place), then score it; a cancel (:meth:`cancel`) stops
+        it after the epoch under way."""
+        from jepa4rec.adaptation import adapt
+
+        check_scoreable(served)
+        progress = progress or (lambda f, what: None)
+        with self._lock:
+            self._adapt_queue.append(session)
+            self._cancelled.discard(session)
+        try:
+            while True:
+                with self._lock:
+                    ahead = self._adapt_queue.index(session)
+                if ahead == 0 and self._adapt_lock.acquire(timeout=1.0):
+                    break
+                progress(0.0, f"waiting: {ahead} visitor(s) are adapting a model before you")
+                if self.is_cancelled(session):
+                    raise DataFormatError("cancelled while waiting: nothing was trained")
+            try:
+                rec = served.recommender
+                adapted = Recommender(rec.model, rec.tok, rec.dataset, device=rec.device, card=rec.card,
+                                      precision=rec.precision, memo=BoundedMemo())
+                adapted.model_digest = rec.model_digest
+                adapted.item_vectors = rec.item_vectors  # the same frozen item vectors: nothing to encode again
+                started = time.perf_counter()
+
+                def epoch_done(row: dict) -> None:
+                    spent = time.perf_counter() - started
+                    valid = row.get("valid", {}).get("NDCG@10")
+                    progress(min(spent / max(budget_s, 1e-9), 0.99),
+                             f"epoch {row['epoch']}: validation NDCG@10 {valid:.4f} ({spent:.0f} of {budget_s:.0f} s)"
+                             if valid is not None else f"epoch {row['epoch']} ({spent:.0f} of {budget_s:.0f} s)")
+
+                adapted.adapter = adapt(rec, budget_s, on_epoch=epoch_done, cancelled=lambda: self.is_cancelled(session))
+            finally:
+                self._adapt_lock.release()
+        finally:
+            with self._lock:
+                self._adapt_queue.remove(session)
+        served.adapted = adapted
+        return self.scoreboard(served)
+
+    def cancel(self, session: str) -> None:
+        """Stop ``session``'s adaptation after the epoch under way (the best epoch so far is kept)."""
+        with self._lock:
+            self._cancelled.add(session)
+
+    def is_cancelled(self, session: str) -> bool:
+        with self._lock:
+            return session in self._cancelled
+
+    def adapted_archive(self, served: Served) -> Path:
+        """The adapted model as a zip of its model directory (safetensors + JSON), for the visitor to take home."""
+        import shutil
+        import tempfile
+
+        from jepa4rec.adaptation import save_adapted
+
+        if served.adapted is None:
+            raise DataFormatError("there is no adapted model yet: adapt one first")
+        stem = "jepa4rec-adapted-" + "".join(c if c.isalnum() else "-" for c in Path(served.dataset.name).stem)[:40]
+        work = Path(tempfile.mkdtemp(prefix="jepa4rec-download-"))
+        save_adapted(served.adapted, served.adapted.adapter, work / stem)
+        return Path(shutil.make_archive(str(work / stem), "zip", root_dir=work, base_dir=stem))
 
     def drop_session(self, session: str) -> None:
         """Forget a visitor's catalogue (called when their page closes)."""

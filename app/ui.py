@@ -90,7 +90,15 @@ UPLOAD_HELP = """Bring your own catalogue: the pre-trained model ranks it zero-s
   columns; each user's items in time order become a history you can load, with its next item as target.
 * Encoding on two CPU cores took 16 s for Scientific's 4,385 Amazon products and 70 s for 50,000 short
   product names (`scripts/benchmark_catalogue.py`); a progress bar shows it.
-  The files are read in memory and deleted at once; the catalogue is dropped when you close the page."""
+  The files are read in memory and deleted at once; the catalogue is dropped when you close the page.
+
+**How well does it do on your shop?** With interactions, *Score the models* splits each customer's purchases as
+the paper's evaluation does (the last one held out, the one before it for fitting) and ranks every item for
+every customer: your best-sellers, the model zero-shot, the same with score priors (a repeat and a popularity
+bias fitted on your data), and, after *Adapt*, a model adapted to your purchases within the time you give it
+(a small sequence model trained over the pre-trained model's item vectors). *Download* takes the adapted model
+home: `python -m jepa4rec.evaluate --checkpoint FOLDER --items ITEMS --interactions PURCHASES --priors fit`
+reproduces its row, and `python -m jepa4rec.recommend` serves it."""
 
 
 def pooling_detail(model) -> str:
@@ -225,6 +233,14 @@ def _map_compare_upload_tabs(ui: SimpleNamespace) -> None:
                                     elem_id="interactions-file")
         ui.upload_btn = gr.Button("Use this catalogue", variant="primary")
         ui.upload_status = gr.Markdown()
+        with gr.Row(equal_height=True):
+            ui.board_btn = gr.Button("Score the models on your purchases")
+            ui.budget = gr.Number(label="Adaptation time (minutes)", value=2, min_width=120)
+            ui.adapt_btn = gr.Button("Adapt a model to your shop", variant="primary")
+            ui.cancel_btn = gr.Button("Cancel the adaptation")
+        ui.adapt_status = gr.Markdown()
+        ui.board_html = gr.HTML()
+        ui.download_btn = gr.DownloadButton("Download the adapted model (model folder, zip)", visible=False)
 
 
 def _experiments_about_tabs(ui: SimpleNamespace, service: AppService) -> None:
@@ -444,8 +460,11 @@ class Callbacks:
                 if f:
                     Path(f).unlink(missing_ok=True)
         choices = [(dataset_label(n), n) for n in self.names] + [(f"Your catalogue: {served.display_name}", served.name)]
+        buyers = (f", {len(served.dataset.test_cases()):,} customers with a held-out purchase: *Score the models* "
+                  "ranks them" if served.dataset.sequences else "")
         return (gr.update(choices=choices, value=served.name),
-                f"Loaded **{served.display_name}**: {served.dataset.n_items:,} items. Switch to *Recommend & reveal*.")
+                f"Loaded **{served.display_name}**: {served.dataset.n_items:,} items{buyers}. Switch to *Recommend & "
+                "reveal* to try it.", "", gr.update(value=None, visible=False))
 
     @ui_boundary
     def add_new_item(self, name, title, extra, request: gr.Request):
@@ -453,6 +472,35 @@ class Callbacks:
         gr.Info(f"Added to {served.display_name}: it can now be recommended, for you only.")
         choices = [(dataset_label(n), n) for n in self.names] + [(served.display_name, served.name)]
         return gr.update(choices=choices, value=served.name)
+
+    def _upload(self, name):
+        if not str(name).startswith("upload:"):
+            raise H.UserInputError("Choose your catalogue first: upload an item file with its purchases above.")
+        return self.service.get(name)
+
+    @ui_boundary
+    def board(self, name, progress=gr.Progress()):
+        served = self._upload(name)
+        board = self.service.scoreboard(served, progress=lambda f, what: progress(f, desc=what))
+        return H.scoreboard_html(board, served.adapted.adapter.card if served.adapted else None)
+
+    @ui_boundary
+    def adapt(self, name, minutes, request: gr.Request, progress=gr.Progress()):
+        served = self._upload(name)
+        minutes, said = H.clamp_number(minutes, 0.25, 10, "Adaptation time (minutes)", whole=False)
+        if said:
+            gr.Warning(said)
+        board = self.service.adapt(served, minutes * 60, request.session_hash,
+                                   progress=lambda f, what: progress(f, desc=what))
+        card = served.adapted.adapter.card
+        status = (f"Adapted in {card['train_seconds']:.0f} s ({card['epochs_run']} epochs, stopped by "
+                  f"{card['stopped']}); the scoreboard below has its rows.")
+        return (status, H.scoreboard_html(board, card),
+                gr.update(value=str(self.service.adapted_archive(served)), visible=True))
+
+    def cancel(self, request: gr.Request):
+        self.service.cancel(request.session_hash)
+        gr.Info("The adaptation stops after the epoch under way; the best epoch so far is kept.")
 
     def leave(self, request: gr.Request):
         self.service.drop_session(request.session_hash)
@@ -502,7 +550,11 @@ def _wire(demo: gr.Blocks, ui: SimpleNamespace, cb: Callbacks) -> None:
                      [ui.new_summary, ui.new_table, ui.new_point], **private)
     ui.add_new_btn.click(cb.add_new_item, [ui.dataset, ui.new_title, ui.new_extra], ui.dataset, **private)
     ui.compare_btn.click(cb.compare, [ui.dataset, ui.history, ui.repeats], ui.compare_html, **private)
-    ui.upload_btn.click(cb.upload, [ui.items_file, ui.inter_file], [ui.dataset, ui.upload_status], **private)
+    ui.upload_btn.click(cb.upload, [ui.items_file, ui.inter_file],
+                        [ui.dataset, ui.upload_status, ui.board_html, ui.download_btn], **private)
+    ui.board_btn.click(cb.board, ui.dataset, ui.board_html, **private)
+    ui.adapt_btn.click(cb.adapt, [ui.dataset, ui.budget], [ui.adapt_status, ui.board_html, ui.download_btn], **private)
+    ui.cancel_btn.click(cb.cancel, None, None, **private)
 
 
 def build_demo(service: AppService) -> gr.Blocks:

@@ -27,10 +27,11 @@ HEADLINE = ("NDCG@10", "Recall@10", "MRR")
 
 
 def scoreboard(zero_shot, adapted=None, batch_size: int = 128,
-               progress: Callable[[float, str], None] | None = None) -> dict:
+               progress: Callable[[float, str], None] | None = None, results: dict | None = None) -> dict:
     """The scoreboard of ``zero_shot``'s catalogue (a Recommender over the shop's dataset) and, given one,
     ``adapted`` (the same catalogue ranked by an adapted model). Returns ``{"users", "items", "rows": [{"model",
-    "cells": {cell: metrics}}], "paired": {protocol: comparison}, "seconds"}``."""
+    "cells": {cell: metrics}}], "paired": {protocol: comparison}, "seconds"}``. ``results``, when given, keeps each
+    model's evaluation across calls (popularity and zero-shot are then evaluated once; the adapted model anew)."""
     progress = progress or (lambda f, what: None)
     dataset = zero_shot.dataset
     if not dataset.sequences:
@@ -38,12 +39,15 @@ def scoreboard(zero_shot, adapted=None, batch_size: int = 128,
     started = time.perf_counter()
     test, valid = dataset.test_cases(), dataset.valid_cases()
     log_popularity = item_log_popularity(dataset.train_sequences(), dataset.n_items)
-    progress(0.0, "popularity")
-    results = {"popularity": evaluate_on_equal_terms(PopularityScorer.from_dataset(dataset), test, valid,
-                                                     log_popularity, progress=False)}
-    progress(0.05, f"the zero-shot model on {len(valid):,} validation and {len(test):,} test users")
-    results["zero-shot"] = evaluate_on_equal_terms(zero_shot, test, valid, log_popularity, batch_size=batch_size,
-                                                   progress=False)
+    results = {} if results is None else results
+    if "popularity" not in results:
+        progress(0.0, "popularity")
+        results["popularity"] = evaluate_on_equal_terms(PopularityScorer.from_dataset(dataset), test, valid,
+                                                        log_popularity, progress=False)
+    if "zero-shot" not in results:
+        progress(0.05, f"the zero-shot model on {len(valid):,} validation and {len(test):,} test users")
+        results["zero-shot"] = evaluate_on_equal_terms(zero_shot, test, valid, log_popularity, batch_size=batch_size,
+                                                       progress=False)
     if adapted is not None:
         progress(0.9, "the adapted model")
         results["adapted"] = evaluate_on_equal_terms(adapted, test, valid, log_popularity, batch_size=batch_size,

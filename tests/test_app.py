@@ -803,3 +803,49 @@ def test_a_dataset_switch_puts_the_history_aside_and_switching_back_restores_it(
     assert (history, target, shown) == ([], None, toy2) and shelf == {toy: ([1, 2], 3)}
     back = cb.reset(toy, [], None, shelf, toy2)
     assert (back[0], back[1], back[-2], back[-1]) == ([1, 2], 3, {}, toy)
+
+
+# ---------------------------------------------------------------- a shop owner's scoreboard
+
+# Twelve lamps and 30 customers who buy along the list (two at a time, a little noise), with dates as they come.
+PURCHASES = "user,item,time\n" + "".join(
+    f"c{u},s{(u + k) % 12},2026-01-{k + 1:02d}\n" for u in range(30) for k in range(5))
+
+
+@pytest.mark.slow
+def test_a_shop_scores_adapts_and_takes_its_model_home(service, launched, tmp_path):
+    """Score the models on the shop's own held-out purchases, adapt one within a budget, download it, and get
+    the same figures back by command from the downloaded folder; by the API as by the page."""
+    import zipfile
+
+    from gradio_client import Client
+
+    from jepa4rec.evaluate import main
+
+    client = Client(launched, verbose=False)
+    board = client.predict(SHOP, PURCHASES, "csv", api_name="/evaluate_upload")
+    assert [r["model"] for r in board["rows"]][:3] == ["popularity (the shop's best-sellers)", "JEPA4Rec, zero-shot",
+                                                      "JEPA4Rec, zero-shot + score priors"]
+    assert board["users"] == 30 and board["items"] == 12 and board["paired"] == {}
+    adapted = client.predict(SHOP, PURCHASES, 0.25, "csv", api_name="/adapt_upload")
+    assert adapted["rows"][3]["model"] == "adapted" and set(adapted["paired"]) == {"kept", "excluded"}
+    assert adapted["adapter"]["epochs_run"] >= 1 and adapted["adapter"]["stopped"]
+    archive = client.predict(SHOP, PURCHASES, "csv", api_name="/download_model")
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp_path)
+        folder = tmp_path / zf.namelist()[0].split("/")[0]
+    (tmp_path / "items.csv").write_text(SHOP)
+    (tmp_path / "purchases.csv").write_text(PURCHASES)
+    out = tmp_path / "r.jsonl"
+    assert main(["--checkpoint", str(folder), "--items", str(tmp_path / "items.csv"), "--interactions",
+                 str(tmp_path / "purchases.csv"), "--priors", "fit", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    for cell in ("kept", "excluded"):
+        assert abs(record["cells"][cell]["NDCG@10"] - adapted["rows"][3]["cells"][cell]["NDCG@10"]) < 1e-6
+    # Bad input is refused with its reason, or dropped and counted.
+    with pytest.raises(Exception, match="minutes 99 is outside 0.25..10"):
+        client.predict(SHOP, PURCHASES, 99, "csv", api_name="/adapt_upload")
+    odd = PURCHASES + "c0,nope,2026-02-01\nc0,s1,2026-02-02\nc0,s1,2026-02-02\nlone,s3,2026-01-01\n"
+    report = " ".join(client.predict(SHOP, odd, "csv", api_name="/evaluate_upload")["report"])
+    assert "1 interaction(s) with items not in the catalogue" in report and "duplicate" in report
+    assert "fewer than 2" in report

@@ -223,6 +223,32 @@ def missing_ids(path: str | Path, ids: list[str], no_text: dict[str, int]) -> st
     return f"{path}: " + "; ".join(parts)
 
 
+def _times(path: Path, rows: list[tuple[int, dict]], time_col: str | None) -> tuple[list[float], str | None]:
+    """Each row's time as a number: the column as numbers, or else as dates (ISO 8601 or what pandas reads,
+    day first when a value says so), in seconds; (times, how the dates were read, or None). A value that is
+    neither names its line."""
+    if time_col is None:
+        return [0.0] * len(rows), None
+    raw = [row.get(time_col) for _, row in rows]
+    try:
+        return [float(v) for v in raw], None
+    except (TypeError, ValueError):
+        pass
+    import pandas as pd
+
+    values = pd.Series([None if v is None else str(v).strip() for v in raw])
+    day_first = values.str.match(r"\s*(1[3-9]|2\d|3[01])[/.-]\d{1,2}[/.-]\d{2,4}").fillna(False).any()
+    parsed = pd.to_datetime(values, errors="coerce", format="mixed", dayfirst=bool(day_first), utc=True)
+    bad = parsed.isna().to_numpy().nonzero()[0]
+    if len(bad):
+        line, value = rows[bad[0]][0], raw[bad[0]]
+        raise DataFormatError(f"{path}:{line}: field '{time_col}' is neither a number nor a date ({value!r})",
+                              hint="give times as numbers (e.g. Unix seconds) or dates such as 2026-01-31 or "
+                                   "2026-01-31 14:05")
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().tolist()
+    return seconds, "day first" if day_first else "ISO 8601 or month first"
+
+
 def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = MAX_BYTES, text: str | None = None
                       ) -> tuple[list[str], list[list[int]], list[str]]:
     """(user keys, sequences of item indices oldest first, report lines)."""
@@ -234,22 +260,21 @@ def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = M
     if missing:
         raise DataFormatError(f"{path}: no {' or '.join(missing)} column; columns: {columns}", hint=HINT)
     index = {k: i for i, k in enumerate(item_keys)}
+    times, as_dates = _times(path, rows, time_col)
     events: dict[str, list[tuple[float, int, int]]] = {}
-    unknown = 0
-    for order, (line, row) in enumerate(rows):
+    unknown = duplicates = 0
+    seen: set[tuple[str, str, float]] = set()
+    for order, ((line, row), when) in enumerate(zip(rows, times)):
         user, item = _key(row.get(user_col), path, line, user_col), _key(row.get(item_col), path, line, item_col)
         if not user or not item:
             raise DataFormatError(f"{path}:{line}: empty {'user' if not user else 'item'}", hint=HINT)
-        when = 0.0
-        if time_col is not None:
-            try:
-                when = float(row.get(time_col))
-            except (TypeError, ValueError):
-                raise DataFormatError(f"{path}:{line}: field '{time_col}' is not a number ({row.get(time_col)!r})",
-                                      hint=HINT) from None
         if item not in index:
             unknown += 1
             continue
+        if time_col is not None and (user, item, when) in seen:  # the same purchase written twice
+            duplicates += 1
+            continue
+        seen.add((user, item, when))
         events.setdefault(user, []).append((when, order, index[item]))
     users, sequences, short = [], [], 0
     for user, evs in events.items():
@@ -259,6 +284,10 @@ def read_interactions(path: str | Path, item_keys: list[str], max_bytes: int = M
         users.append(user)
         sequences.append([i for _, _, i in sorted(evs)])
     report = list(notes)
+    if as_dates:
+        report.append(f"{path.name}: '{time_col}' read as dates ({as_dates})")
+    if duplicates:
+        report.append(f"{path.name}: dropped {duplicates:,} duplicate row(s) (the same user, item and time)")
     if unknown:
         report.append(f"{path.name}: dropped {unknown:,} interaction(s) with items not in the catalogue")
     if short:
