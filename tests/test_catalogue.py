@@ -108,7 +108,7 @@ def test_limits_and_encoding_are_enforced(tmp_path):
     bom = write(tmp_path / "bom.csv", "\ufeffid,title\n1,caf\u00e9\n")
     assert read_items(bom)[1] == [{"title": "caf\u00e9"}]  # Excel's "CSV UTF-8" starts with a BOM
     inter = write(tmp_path / "i.csv", "user,item,timestamp\nu,1,soon\n")
-    with pytest.raises(DataFormatError, match="i.csv:2: field 'timestamp' is not a number"):
+    with pytest.raises(DataFormatError, match="i.csv:2: field 'timestamp' is neither a number nor a date"):
         read_catalogue(bom, inter)
     with pytest.raises(DataFormatError, match="no item column"):
         read_catalogue(bom, write(tmp_path / "j.csv", "user,thing\nu,1\n"))
