@@ -849,3 +849,59 @@ def test_a_shop_scores_adapts_and_takes_its_model_home(service, launched, tmp_pa
     report = " ".join(client.predict(SHOP, odd, "csv", api_name="/evaluate_upload")["report"])
     assert "1 interaction(s) with items not in the catalogue" in report and "duplicate" in report
     assert "fewer than 2" in report
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_browser_a_shop_scores_its_purchases_adapts_and_downloads(launched):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "lamps.csv").write_text(SHOP)
+    (ARTIFACTS / "purchases.csv").write_text(PURCHASES + "c0,nope,2026-02-01\nc0,s1,2026-01-02\nlone,s3,2026-01-01\n")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(launched)
+        try:
+            expect(page.get_by_text("No target chosen")).to_be_visible(timeout=30_000)
+            page.get_by_role("tab", name="Your catalogue").click()
+            # Before an upload: the scoreboard says what it needs.
+            page.get_by_role("button", name="Score the models on your purchases").click()
+            expect(page.get_by_text("Choose your catalogue first").first).to_be_visible(timeout=20_000)
+            for box, name in (("#items-file", "lamps.csv"), ("#interactions-file", "purchases.csv")):
+                with page.expect_file_chooser() as chooser:
+                    page.locator(box).get_by_text("Click to Upload").click()
+                chooser.value.set_files(str(ARTIFACTS / name))
+                expect(page.locator(box).locator(f'a[href$="/{name}"]')).to_be_visible(timeout=30_000)
+            page.get_by_role("button", name="Use this catalogue").click()
+            expect(page.get_by_text("customers with a held-out purchase").first).to_be_visible(timeout=60_000)
+            page.get_by_role("button", name="Score the models on your purchases").click()
+            expect(page.get_by_text("JEPA4Rec, zero-shot + score priors").first).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "shop_scoreboard.png"), full_page=True)
+            page.get_by_label("Adaptation time (minutes)").fill("99")
+            page.get_by_role("button", name="Adapt a model to your shop").click()
+            expect(page.get_by_text("Adaptation time (minutes) 99 is outside 0.25..10: set to 10.").first).to_be_visible(
+                timeout=20_000)
+            expect(page.get_by_text("Adapted in").first).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Adapted / zero-shot + priors").first).to_be_visible()
+            expect(page.get_by_role("button", name="Download the adapted model")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "shop_adapted.png"), full_page=True)
+            with page.expect_download(timeout=60_000) as download:
+                page.get_by_role("button", name="Download the adapted model").click()
+            import zipfile
+            with zipfile.ZipFile(download.value.path()) as archive:
+                names = archive.namelist()
+            assert any(n.endswith("config.json") for n in names), names
+            assert any(n.endswith(".safetensors") for n in names), names
+            # What the upload dropped is said on the page, counted.
+            page.get_by_role("tab", name="Recommend & reveal").click()
+            expect(page.get_by_text("interaction(s) with items not in the catalogue").first).to_be_visible(timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "shop_dropped_rows.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            raise
+        browser.close()
