@@ -17,7 +17,7 @@ from jepa4rec.data.catalogue import missing_ids
 
 from . import handlers as H
 from .boundary import api_boundary
-from .service import AppService
+from .service import DEFAULT_SCORED_USERS, MAX_SCORED_USERS, AppService
 
 
 def _served(service: AppService, dataset: str):
@@ -175,8 +175,17 @@ def _shop(service: AppService, items: str, interactions: str, format: str):
                               items_text=items, interactions_text=interactions)
 
 
+def _users(users) -> int:
+    """The number of customers to score, refused (not clamped) when it is not one: an API caller fixes the call."""
+    kept, said = H.clamp_number(users, 0, MAX_SCORED_USERS, "users")
+    if said:
+        raise H.UserInputError(said.replace(": set to", "; give a whole number within the range, e.g."))
+    return kept
+
+
 @api_boundary
-def evaluate_upload(service: AppService, items: str, interactions: str, format: str = "csv") -> dict:
+def evaluate_upload(service: AppService, items: str, interactions: str, format: str = "csv",
+                    users: int = DEFAULT_SCORED_USERS) -> dict:
     """How well each model ranks your own held-out purchases: popularity, the pre-trained model zero-shot, the
     same with score priors fitted on your data, and the adapted model once /adapt_upload has made one.
 
@@ -184,19 +193,21 @@ def evaluate_upload(service: AppService, items: str, interactions: str, format: 
         items: the item file's text: CSV or JSON lines, an id column (item_id or id) and text columns.
         interactions: the purchases' text: user, item (an id of the item file) and optionally time columns.
         format: "csv" or "jsonl".
+        users: score the first this many customers (0: all, up to 20,000); 1,000 take about half a minute.
 
     Returns:
-        {"users", "items", "rows": [{"model", "cells": {"kept"|"excluded": {"NDCG@10", "Recall@10", "MRR"}}}],
-        "paired": {protocol: adapted / zero-shot + priors}, "seconds", "report"}
+        {"users", "all_users", "items", "rows": [{"model", "cells": {"kept"|"excluded": {"NDCG@10", "Recall@10",
+        "MRR"}}}], "paired": {protocol: adapted + priors / zero-shot + priors}, "seconds", "report"}
     """
+    users = _users(users)
     served = _shop(service, items, interactions, format)
-    board = service.scoreboard(served)
+    board = service.scoreboard(served, users)
     return {k: v for k, v in board.items() if k != "fits"} | {"report": served.dataset.report}
 
 
 @api_boundary
 def adapt_upload(service: AppService, items: str, interactions: str, minutes: float = 2.0,
-                 format: str = "csv") -> dict:
+                 format: str = "csv", users: int = DEFAULT_SCORED_USERS) -> dict:
     """Adapt a model to your purchases within ``minutes`` of training (one adaptation at a time on the server),
     then score it beside the others.
 
@@ -205,15 +216,17 @@ def adapt_upload(service: AppService, items: str, interactions: str, minutes: fl
         interactions: the purchases' text (as /evaluate_upload).
         minutes: the training time to give it, 0.25-10.
         format: "csv" or "jsonl".
+        users: the customers its scoreboard scores (as /evaluate_upload); it trains on all of them.
 
     Returns:
         the scoreboard (as /evaluate_upload) with the adapted model's rows, and "adapter": how it was trained.
     """
+    users = _users(users)
     minutes, said = H.clamp_number(minutes, 0.25, 10, "minutes", whole=False)
     if said:
         raise H.UserInputError(said.replace(": set to", "; give a value within the range, e.g."))
     served = _shop(service, items, interactions, format)
-    board = service.adapt(served, minutes * 60, "api")
+    board = service.adapt(served, minutes * 60, "api", users=users)
     return ({k: v for k, v in board.items() if k != "fits"}
             | {"report": served.dataset.report, "adapter": served.adapted.adapter.card})
 

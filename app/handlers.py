@@ -541,7 +541,7 @@ def api_search(served: Served, query, limit=20) -> list[dict]:
 
 def scoreboard_html(board: dict, adapter_card: dict | None = None) -> str:
     """The scoreboard as a table: each model under both protocols, the paired test of the adapted model
-    against zero-shot + priors, and how the adapted model was trained."""
+    + priors against zero-shot + priors, and how the adapted model was trained."""
     head = ("<tr><th rowspan='2'>model</th><th colspan='3'>history kept</th><th colspan='3'>history excluded</th></tr>"
             "<tr>" + "<th class='num'>NDCG@10</th><th class='num'>Recall@10</th><th class='num'>MRR</th>" * 2 + "</tr>")
     body = "".join(
@@ -551,17 +551,25 @@ def scoreboard_html(board: dict, adapter_card: dict | None = None) -> str:
     style = ("<style>.board {border-collapse: collapse; font-size: 0.92em;} .board th, .board td {padding: 3px 8px; "
              "border-bottom: 1px solid var(--border-color-primary); text-align: left;} .board .num {text-align: right; "
              "font-variant-numeric: tabular-nums;} .board-wrap {overflow-x: auto; max-width: 100%;}</style>")
-    lines = [f"<p>{board['users']:,} customers' last purchases, each ranked among all {board['items']:,} items "
+    sampled = board["users"] < board.get("all_users", board["users"])
+    who = f"The first {board['users']:,} of {board['all_users']:,} customers'" if sampled else f"{board['users']:,} customers'"
+    lines = [f"<p>{who} last purchases, each ranked among all {board['items']:,} items "
              "(the one before it is the validation split, where the score priors are fitted; ties count against "
-             f"the purchase); {board['seconds']:.0f} s.</p>",
+             f"the purchase); {board['seconds']:.0f} s." + (" Set <i>Customers to score</i> to 0 to score them all."
+                                                            if sampled else "") + "</p>",
              f"<div class='board-wrap'><table class='board'>{head}{body}</table></div>"]
     for protocol, c in board.get("paired", {}).items():
         verdict = ("better" if c["ratio_low"] > 1 else "worse" if c["ratio_high"] < 1 else "not measurably different")
-        lines.append(f"<p>Adapted / zero-shot + priors, NDCG@10, history {protocol}: <b>{c['ratio']:.3f}×</b> "
+        lines.append(f"<p>Adapted + priors / zero-shot + priors, NDCG@10, history {protocol}: <b>{c['ratio']:.3f}×</b> "
                      f"[{c['ratio_low']:.3f}, {c['ratio_high']:.3f}] (95% paired bootstrap over customers; p "
                      f"{c['p_value']:.3g}): {verdict}.</p>")
     if adapter_card:
+        race = "; ".join(f"{html.escape(r['shape'])} {r['best_valid_NDCG@10']:.4f}" for r in adapter_card.get("race", [])
+                         if r["best_valid_NDCG@10"] is not None)
+        chose = (f" Its shape, <i>{html.escape(adapter_card['shape'])}</i>, won a race of the first epochs on your "
+                 f"validation purchases (NDCG@10: {race})." if race else "")
         lines.append(f"<p>The adapted model: a sequence adapter over the pre-trained model's item vectors, trained "
                      f"{adapter_card['epochs_run']} epoch(s) in {adapter_card['train_seconds']:.0f} s (stopped by "
-                     f"{html.escape(adapter_card['stopped'])}), best validation epoch {adapter_card['best_epoch']}.</p>")
+                     f"{html.escape(adapter_card['stopped'])}), best validation epoch {adapter_card['best_epoch']}."
+                     f"{chose}</p>")
     return style + "".join(lines)

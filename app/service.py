@@ -10,6 +10,8 @@ vectors and map from the disk cache.
 """
 from __future__ import annotations
 
+import contextlib
+
 import ctypes
 import gc
 import hashlib
@@ -72,7 +74,8 @@ class Served:
     popularity: dict = field(default_factory=dict)
     uploaded: bool = False  # a visitor's own catalogue: held in memory only, dropped when they leave
     extends: str | None = None  # the dataset this one is, plus items a visitor typed (same ids for the rest)
-    # A visitor's catalogue with purchases: its scoreboard's evaluations so far, and the model adapted to it.
+    # A visitor's catalogue with purchases: its scoreboard's evaluations so far (by the number of customers
+    # scored), and the model adapted to it.
     evaluations: dict = field(default_factory=dict)
     adapted: Recommender | None = None
     board: dict | None = None
@@ -132,19 +135,28 @@ class BoundedMemo:
 
 
 MAX_SCORED_USERS = 20_000  # a scoreboard ranks every item for each user twice (validation, test): minutes beyond
+# Customers a scoreboard scores unless asked for more: the text model encodes about 70 histories a second on two
+# CPU cores, and each customer is two (validation, test), so 1,000 take about half a minute where a shop of
+# 10,000 customers takes five (docs/app.md, "How well does it do on your shop?").
+DEFAULT_SCORED_USERS = 1_000
 
 
-def check_scoreable(served: Served) -> None:
-    """A catalogue can be scored only with its purchases, and within the app's size."""
+def scored_users(served: Served, users: int | None) -> int | None:
+    """How many customers a scoreboard of ``served`` scores: ``users`` (None or 0: all), refused with a message
+    when ``served`` has no purchases or when all of too many are asked for."""
     if not served.uploaded or not served.dataset.sequences:
         raise DataFormatError("upload your catalogue together with its purchases (user, item, time) first: the "
                               "scoreboard ranks each customer's last purchase")
-    users = len(served.dataset.test_cases())
-    if users > MAX_SCORED_USERS:
-        raise DataFormatError(f"{users:,} customers with a held-out purchase is over the {MAX_SCORED_USERS:,} the app "
+    total = len(served.dataset.test_cases())
+    users = int(users) if users else None
+    if users is not None and users < 0:
+        raise DataFormatError(f"customers to score must be 0 (all) or more, got {users}")
+    if (users or total) > MAX_SCORED_USERS and total > MAX_SCORED_USERS:
+        raise DataFormatError(f"{total:,} customers with a held-out purchase is over the {MAX_SCORED_USERS:,} the app "
                               "scores (each one is ranked twice, validation and test)",
-                              hint="score a sample, or run python -m jepa4rec.evaluate --items ... --interactions ... "
-                                   "--priors fit on a machine of your own")
+                              hint=f"score the first {DEFAULT_SCORED_USERS:,}, or run python -m jepa4rec.evaluate "
+                                   "--items ... --interactions ... --priors fit on a machine of your own")
+    return None if users is None or users >= total else users
 
 
 def has_priors(rec: Recommender) -> bool:
@@ -208,6 +220,10 @@ class AppService:
         self._compare_models: dict[Path, tuple] = {}  # checkpoint folder -> (model, tokenizer, card), shared
         self.max_uploads = max_uploads
         self._adapt_lock = threading.Lock()  # one adaptation at a time: two would halve each other's budget
+        # Scoreboards and adaptations under way: a background map waits for them (a visitor is waiting on those;
+        # on two cores a UMAP fit beside a scoreboard slows it by a third).
+        self._scoring = 0
+        self._scoring_done = threading.Condition()
         self._adapt_queue: list[str] = []  # sessions waiting or adapting, in order
         self._cancelled: set[str] = set()
 
@@ -373,24 +389,27 @@ class AppService:
 
     # --- a shop owner's scoreboard and adapted model -----------------------------------------------
 
-    def scoreboard(self, served: Served, progress: Callable[[float, str], None] | None = None) -> dict:
+    def scoreboard(self, served: Served, users: int | None = DEFAULT_SCORED_USERS,
+                   progress: Callable[[float, str], None] | None = None) -> dict:
         """How popularity, the zero-shot model (raw and with priors) and, once there is one, the adapted model rank
-        the visitor's own held-out purchases (:func:`jepa4rec.scoreboard.scoreboard`); the zero-shot evaluation
-        is done once per catalogue."""
+        the visitor's own held-out purchases (:func:`jepa4rec.scoreboard.scoreboard`) for the first ``users``
+        customers (None or 0: all); the zero-shot evaluation is done once per catalogue and number."""
         from jepa4rec.scoreboard import scoreboard
 
-        check_scoreable(served)
-        served.board = scoreboard(served.recommender, served.adapted, progress=progress, results=served.evaluations)
+        max_users = scored_users(served, users)
+        with self._scoring_now():
+            served.board = scoreboard(served.recommender, served.adapted, max_users=max_users, progress=progress,
+                                      results=served.evaluations.setdefault(max_users, {}))
         return served.board
 
     def adapt(self, served: Served, budget_s: float, session: str,
-              progress: Callable[[float, str], None] | None = None) -> dict:
+              progress: Callable[[float, str], None] | None = None, users: int | None = DEFAULT_SCORED_USERS) -> dict:
         """Adapt a model to the visitor's catalogue within ``budget_s`` seconds of training (one adaptation at a
         time on the server: the others wait, told their place), then score it; a cancel (:meth:`cancel`) stops
-        it after the epoch under way."""
+        it after the epoch under way. The scoreboard scores the first ``users`` customers (None or 0: all)."""
         from jepa4rec.adaptation import adapt
 
-        check_scoreable(served)
+        scored_users(served, users)
         progress = progress or (lambda f, what: None)
         with self._lock:
             self._adapt_queue.append(session)
@@ -415,18 +434,23 @@ class AppService:
                 def epoch_done(row: dict) -> None:
                     spent = time.perf_counter() - started
                     valid = row.get("valid", {}).get("NDCG@10")
+                    shape = f", {row['shape']}" if "shape" in row else ""
                     progress(min(spent / max(budget_s, 1e-9), 0.99),
-                             f"epoch {row['epoch']}: validation NDCG@10 {valid:.4f} ({spent:.0f} of {budget_s:.0f} s)"
-                             if valid is not None else f"epoch {row['epoch']} ({spent:.0f} of {budget_s:.0f} s)")
+                             f"epoch {row['epoch']}{shape}: validation NDCG@10 {valid:.4f} ({spent:.0f} of {budget_s:.0f} s)"
+                             if valid is not None else f"epoch {row['epoch']}{shape} ({spent:.0f} of {budget_s:.0f} s)")
 
-                adapted.adapter = adapt(rec, budget_s, on_epoch=epoch_done, cancelled=lambda: self.is_cancelled(session))
+                with self._scoring_now():
+                    adapted.adapter = adapt(rec, budget_s, on_epoch=epoch_done,
+                                            cancelled=lambda: self.is_cancelled(session))
             finally:
                 self._adapt_lock.release()
         finally:
             with self._lock:
                 self._adapt_queue.remove(session)
         served.adapted = adapted
-        return self.scoreboard(served)
+        for results in served.evaluations.values():
+            results.pop("adapted", None)  # a new adapted model: its rows are scored anew
+        return self.scoreboard(served, users)
 
     def cancel(self, session: str) -> None:
         """Stop ``session``'s adaptation after the epoch under way (the best epoch so far is kept)."""
@@ -546,7 +570,27 @@ class AppService:
                 return uploads[name]
         return self._served.get(name)
 
+    @contextlib.contextmanager
+    def _scoring_now(self):
+        with self._scoring_done:
+            self._scoring += 1
+        try:
+            yield
+        finally:
+            with self._scoring_done:
+                self._scoring -= 1
+                self._scoring_done.notify_all()
+
     def _map_quietly(self, served: Served) -> None:
+        with self._scoring_done:  # not beside a scoreboard or an adaptation a visitor is waiting for
+            self._scoring_done.wait_for(lambda: self._scoring == 0)
+        # A speculative map must not slow what a visitor waits for (on two cores a UMAP fit beside a
+        # scoreboard slowed it by a third): this thread, and the numba workers it starts, run at the lowest
+        # priority. Linux sets it per thread; elsewhere it is left as it is.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
         try:  # works on the Served it was given: a dataset unloaded meanwhile is not loaded again
             self._map_for(served)
             self._groups_for(served)

@@ -21,7 +21,7 @@ from .api import endpoints
 from .boundary import ui_boundary
 from .plots import (embedding_figure, experiment_figure, explanation_figure, finetune_curve_figure, read_result,
                     reveal_curve_figure, training_curve_figure)
-from .service import DEFAULT_DATASET, AppService, dataset_label
+from .service import DEFAULT_DATASET, DEFAULT_SCORED_USERS, MAX_SCORED_USERS, AppService, dataset_label
 
 try:  # On ZeroGPU Spaces, `spaces.GPU` attaches a GPU for the call; elsewhere the package is absent.
     import spaces
@@ -94,11 +94,12 @@ UPLOAD_HELP = """Bring your own catalogue: the pre-trained model ranks it zero-s
 
 **How well does it do on your shop?** With interactions, *Score the models* splits each customer's purchases as
 the paper's evaluation does (the last one held out, the one before it for fitting) and ranks every item for
-every customer: your best-sellers, the model zero-shot, the same with score priors (a repeat and a popularity
-bias fitted on your data), and, after *Adapt*, a model adapted to your purchases within the time you give it
-(a small sequence model trained over the pre-trained model's item vectors). *Download* takes the adapted model
-home: `python -m jepa4rec.evaluate --checkpoint FOLDER --items ITEMS --interactions PURCHASES --priors fit`
-reproduces its row, and `python -m jepa4rec.recommend` serves it."""
+the first 1,000 customers of the file (about half a minute on two CPU cores; 0 scores all, about 30 s per
+1,000 more): your best-sellers, the model zero-shot, the same with score priors (a repeat and a popularity
+bias fitted on your data), and, after *Adapt*, a model adapted to all your purchases within the time you give
+it (a small sequence model trained over the pre-trained model's item vectors). *Download* takes the adapted
+model home: `python -m jepa4rec.evaluate --checkpoint FOLDER --items ITEMS --interactions PURCHASES --priors fit
+--max-users 1000` reproduces its rows, and `python -m jepa4rec.recommend` serves it."""
 
 
 def pooling_detail(model) -> str:
@@ -234,6 +235,8 @@ def _map_compare_upload_tabs(ui: SimpleNamespace) -> None:
         ui.upload_btn = gr.Button("Use this catalogue", variant="primary")
         ui.upload_status = gr.Markdown()
         with gr.Row(equal_height=True):
+            ui.board_users = gr.Number(label="Customers to score (0: all)", value=DEFAULT_SCORED_USERS, precision=0,
+                                       min_width=120)
             ui.board_btn = gr.Button("Score the models on your purchases")
             ui.budget = gr.Number(label="Adaptation time (minutes)", value=2, min_width=120)
             ui.adapt_btn = gr.Button("Adapt a model to your shop", variant="primary")
@@ -479,19 +482,25 @@ class Callbacks:
         return self.service.get(name)
 
     @ui_boundary
-    def board(self, name, progress=gr.Progress()):
+    def board(self, name, users, progress=gr.Progress()):
         served = self._upload(name)
-        board = self.service.scoreboard(served, progress=lambda f, what: progress(f, desc=what))
+        users, said = H.clamp_number(users, 0, MAX_SCORED_USERS, "Customers to score")
+        if said:
+            gr.Warning(said)
+        board = self.service.scoreboard(served, users, progress=lambda f, what: progress(f, desc=what))
         return H.scoreboard_html(board, served.adapted.adapter.card if served.adapted else None)
 
     @ui_boundary
-    def adapt(self, name, minutes, request: gr.Request, progress=gr.Progress()):
+    def adapt(self, name, minutes, users, request: gr.Request, progress=gr.Progress()):
         served = self._upload(name)
         minutes, said = H.clamp_number(minutes, 0.25, 10, "Adaptation time (minutes)", whole=False)
         if said:
             gr.Warning(said)
+        users, said = H.clamp_number(users, 0, MAX_SCORED_USERS, "Customers to score")
+        if said:
+            gr.Warning(said)
         board = self.service.adapt(served, minutes * 60, request.session_hash,
-                                   progress=lambda f, what: progress(f, desc=what))
+                                   progress=lambda f, what: progress(f, desc=what), users=users)
         card = served.adapted.adapter.card
         status = (f"Adapted in {card['train_seconds']:.0f} s ({card['epochs_run']} epochs, stopped by "
                   f"{card['stopped']}); the scoreboard below has its rows.")
@@ -552,8 +561,9 @@ def _wire(demo: gr.Blocks, ui: SimpleNamespace, cb: Callbacks) -> None:
     ui.compare_btn.click(cb.compare, [ui.dataset, ui.history, ui.repeats], ui.compare_html, **private)
     ui.upload_btn.click(cb.upload, [ui.items_file, ui.inter_file],
                         [ui.dataset, ui.upload_status, ui.board_html, ui.download_btn], **private)
-    ui.board_btn.click(cb.board, ui.dataset, ui.board_html, **private)
-    ui.adapt_btn.click(cb.adapt, [ui.dataset, ui.budget], [ui.adapt_status, ui.board_html, ui.download_btn], **private)
+    ui.board_btn.click(cb.board, [ui.dataset, ui.board_users], ui.board_html, **private)
+    ui.adapt_btn.click(cb.adapt, [ui.dataset, ui.budget, ui.board_users], [ui.adapt_status, ui.board_html,
+                                                                            ui.download_btn], **private)
     ui.cancel_btn.click(cb.cancel, None, None, **private)
 
 

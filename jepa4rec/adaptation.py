@@ -2,12 +2,12 @@
 
 A shop that brings its catalogue and purchase log gets, beside the zero-shot ranking, an **adapted** model:
 a small sequence transformer (SASRec's blocks, no item IDs) trained on the shop's training split over the
-pre-trained JEPA4Rec model's own item vectors, which stay frozen (:class:`SequenceAdapter`). It learns what
-the shop's histories say about the next purchase (order, repeats, what goes with what) where the zero-shot
-model only reads text; it takes seconds to minutes on a CPU, where fine-tuning the whole encoder takes hours.
-Measured on the paper's datasets (docs/results.md, "Transformer over frozen item vectors" rows) it is the
-largest gain per minute of training this project has: the issue that asked for this compared it with
-fine-tuning the encoder and with the predictor.
+pre-trained JEPA4Rec model's own item vectors, which stay frozen (:class:`SequenceAdapter`). Its scores add
+a learned multiple of each item's cosine to the history's recent items (the text skip of
+:class:`~jepa4rec.baselines.sasrec.SASRec`), so it starts where a text-similarity ranking is and learns what
+the shop's histories say about the next purchase (order, what goes with what) on top of it; it takes seconds
+to minutes on a CPU, where fine-tuning the whole encoder takes hours. Without the skip, two minutes of
+training fell short of the zero-shot model with score priors on Scientific (docs/app.md, 2026-12-06).
 
 :func:`adapt` trains one within ``budget_s`` seconds (early stopping on the validation split, the best epoch
 kept, a cancel callable honoured after each epoch). :func:`save_adapted` writes a model directory in the one
@@ -18,6 +18,7 @@ not item IDs, so it also runs on another catalogue; it was trained for the one i
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, fields
@@ -33,9 +34,13 @@ from .errors import UserError
 
 ADAPTER_DIR = "adapter"
 ADAPTER_CONFIG = "adapter.json"
-# The adapter's default shape: SASRec's two blocks over the item vectors projected to 128 dimensions, as the
-# results table's "transformer over frozen item vectors" rows.
-DEFAULT_ADAPTER = SASRecConfig(hidden_size=128, epochs=200, patience=5, device="cpu")
+# The adapter's shapes: SASRec's two blocks over the item vectors projected to 128 dimensions, as the results
+# table's "transformer over frozen item vectors" rows, with and without the text skip. Each trains RACE_EPOCHS
+# epochs on the shop's data and the better one goes on: measured on Scientific and Online Retail
+# (docs/app.md, 2026-12-06), neither shape is the better one on both.
+_BASE_ADAPTER = SASRecConfig(hidden_size=128, epochs=200, patience=5, device="cpu")
+CANDIDATES = (dataclasses.replace(_BASE_ADAPTER, text_skip=True), _BASE_ADAPTER)
+RACE_EPOCHS = 3
 
 
 class AdaptationCancelled(UserError):
@@ -63,16 +68,23 @@ def adapt(rec, budget_s: float = 120.0, config: SASRecConfig | None = None,
           on_epoch: Callable[[dict], None] | None = None, cancelled: Callable[[], bool] | None = None) -> SequenceAdapter:
     """Train a :class:`SequenceAdapter` on ``rec``'s catalogue (its dataset's training split, early stopping on
     the validation split) within ``budget_s`` seconds of training: training stops after the epoch that
-    crosses the budget, or the first that ``cancelled()`` is true after, and keeps the best epoch so far."""
+    crosses the budget, or the first that ``cancelled()`` is true after, and keeps the best epoch so far.
+
+    Without ``config``, the shape is chosen on the shop's own validation split: each of :data:`CANDIDATES`
+    trains :data:`RACE_EPOCHS` epochs, and the better one (validation NDCG@10) goes on for the rest of the
+    budget from where it stands. With the text skip the adapter starts from text similarity, which is what
+    wins where items are bought for what they are (Scientific); without it the sequence model learns faster,
+    which wins where what goes with what is not in the words (Online Retail)."""
     dataset = rec.dataset
     if not dataset.sequences:
         raise UserError(f"{dataset.name} has no purchases to adapt to", hint="upload an interactions file with it")
-    cfg = config or DEFAULT_ADAPTER
     vectors = rec.unit_item_vectors.detach().float().cpu()
     started = time.perf_counter()
     why = {"stopped": "validation stopped improving"}
+    curve: list[dict] = []  # every epoch of every training, numbered in order
+    last: dict = {}  # the latest training's log and config
 
-    def stop() -> bool:
+    def out_of_time() -> bool:
         if cancelled is not None and cancelled():
             why["stopped"] = "cancelled"
             return True
@@ -81,19 +93,62 @@ def adapt(rec, budget_s: float = 120.0, config: SASRecConfig | None = None,
             return True
         return False
 
-    model, log = train_sasrec(dataset, cfg, progress=False, item_features=vectors, stop_early=stop, on_epoch=on_epoch)
-    if log["best_epoch"] is None:
+    def train(cfg: SASRecConfig, shape: str, epochs: int | None = None, init_state: dict | None = None):
+        done = {"n": 0}
+
+        def heard(row: dict) -> None:
+            done["n"] += 1
+            row = {**row, "epoch": len(curve) + 1, "shape": shape}
+            curve.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+
+        stop = out_of_time if epochs is None else (lambda: out_of_time() or done["n"] >= epochs)
+        model, log = train_sasrec(dataset, cfg, progress=False, item_features=vectors, stop_early=stop,
+                                  on_epoch=heard, init_state=init_state)
+        last.update(log=log, cfg=cfg)
+        best = None if log["best_epoch"] is None else log["best_valid"][cfg.select_metric]
+        return model, log, best
+
+    if config is not None:
+        race, (cfg, shape) = [], (config, _shape(config))
+        model, log, best = train(cfg, shape)
+    else:
+        race = []
+        for cfg in CANDIDATES:
+            if race and out_of_time():
+                break
+            model, log, best = train(cfg, _shape(cfg), epochs=RACE_EPOCHS)
+            race.append({"shape": _shape(cfg), "config": cfg, "model": model, "log": log, "best": best})
+        scored = [r for r in race if r["best"] is not None]
+        if not scored:
+            raise AdaptationCancelled("adaptation was cancelled before its first epoch ended; nothing was trained")
+        winner = max(scored, key=lambda r: r["best"])
+        cfg, shape, model, log, best = winner["config"], winner["shape"], winner["model"], winner["log"], winner["best"]
+        if not out_of_time() and len(log["epochs"]) == RACE_EPOCHS:  # the race stopped it, not early stopping
+            more, more_log, more_best = train(cfg, shape, init_state=model.state_dict())
+            if more_best is not None and more_best > best:
+                model, log, best = more, more_log, more_best
+    if best is None:
         raise AdaptationCancelled("adaptation was cancelled before its first epoch ended; nothing was trained")
-    if len(log["epochs"]) == cfg.epochs and why["stopped"] == "validation stopped improving":
-        why["stopped"] = f"its {cfg.epochs} epochs"
+    if why["stopped"] == "validation stopped improving" and len(last["log"]["epochs"]) == last["cfg"].epochs:
+        why["stopped"] = f"its {last['cfg'].epochs} epochs"
+    best_row = max((r for r in curve if r["shape"] == shape and "valid" in r), key=lambda r: r["valid"][cfg.select_metric])
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k != "item_features"}
-    card = {"kind": "sequence_adapter", "dataset": dataset.name, "n_items": dataset.n_items,
-            "users": dataset.n_users, "best_epoch": log["best_epoch"], "epochs_run": len(log["epochs"]),
-            "best_valid": log["best_valid"], "train_seconds": round(time.perf_counter() - started, 1),
+    card = {"kind": "sequence_adapter", "shape": shape, "dataset": dataset.name, "n_items": dataset.n_items,
+            "users": dataset.n_users, "best_epoch": best_row["epoch"], "epochs_run": len(curve),
+            "best_valid": best_row["valid"], "train_seconds": round(time.perf_counter() - started, 1),
             "budget_s": budget_s, "stopped": why["stopped"], "base_model_digest": rec.model_digest,
             "catalogue_digest": rec.catalogue_digest,
-            "valid_curve": [{"epoch": r["epoch"], "NDCG@10": r["valid"]["NDCG@10"]} for r in log["epochs"] if "valid" in r]}
+            "race": [{"shape": r["shape"], "epochs": len(r["log"]["epochs"]), "best_valid_NDCG@10": r["best"]}
+                     for r in race],
+            "valid_curve": [{"epoch": r["epoch"], "shape": r["shape"], "NDCG@10": r["valid"]["NDCG@10"]}
+                            for r in curve if "valid" in r]}
     return SequenceAdapter(cfg, state, card)
+
+
+def _shape(cfg: SASRecConfig) -> str:
+    return "text skip + sequence" if cfg.text_skip else "sequence"
 
 
 def save_adapted(rec, adapter: SequenceAdapter, folder: str | Path) -> Path:

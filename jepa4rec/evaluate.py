@@ -53,7 +53,8 @@ def main(argv=None) -> int:
                              "model), none (scored raw), or fit (raw, and with the priors fitted on the validation "
                              "split under each protocol: four cells)")
     parser.add_argument("--batch-size", type=int, default=128, help="users (and items) per forward pass")
-    parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first N users")
+    parser.add_argument("--max-users", type=int, default=None, help="evaluate only the first N users (with --priors fit, the "
+                        "priors are fitted on the same users' validation cases: the app's scoreboard sample)")
     parser.add_device_argument()
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-init")
     parser.add_threads_argument()

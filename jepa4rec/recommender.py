@@ -536,6 +536,8 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset | None, s
         rec.model = fresh  # the setter drops the cached vectors of the trained weights
     own = {"repeat_bias": rec.repeat_bias, "popularity_bias": rec.popularity_bias}
     cases = dataset.test_cases() if split == "test" else dataset.valid_cases()
+    # The first max_users users, for the test and, with priors=fit, for the fit: as the app's scoreboard samples.
+    valid_cases = dataset.valid_cases()[:max_users] if max_users else dataset.valid_cases()
     if max_users:
         cases = cases[:max_users]
     t0 = time.time()
@@ -549,7 +551,7 @@ def evaluate_checkpoint(checkpoint: str | Path, dataset: SeqRecDataset | None, s
         result = {"cells": {name: metrics_from_ranks(r) for name, r in ranks.items()}, "ranks": ranks, "fits": {}}
     else:
         fit = priors == "fit"
-        result = evaluate_on_equal_terms(rec, cases, dataset.valid_cases() if fit else None,
+        result = evaluate_on_equal_terms(rec, cases, valid_cases if fit else None,
                                          rec.log_popularity if fit else None, batch_size=batch_size,
                                          progress=progress, desc=desc)
     elapsed = time.time() - t0

@@ -7,6 +7,7 @@ Needs Debian's chromium (/usr/bin/chromium) and the ``playwright`` package (requ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import subprocess
@@ -22,6 +23,37 @@ from jepa4rec.paths import PROJECT_ROOT
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking"]
 
 
+@contextlib.contextmanager
+def browser_on_app(chromium: str, app_args: tuple[str, ...] = ()):
+    """``python app.py`` on a free port and a headless Chromium: yields (browser, url); both stop after."""
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port), *app_args],
+                            cwd=PROJECT_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise UserError(f"python app.py exited with code {proc.returncode} before it served {url}")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, headless=True, args=ARGS)
+            try:
+                yield browser, url
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 @command
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,66 +65,46 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not Path(args.chromium).is_file():  # checked before the app is started for nothing
         raise UserError(f"no Chromium at --chromium {args.chromium}", hint="apt-get install chromium, or give its path")
-    from playwright.sync_api import sync_playwright
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "app.py"), "--port", str(port)], cwd=PROJECT_ROOT,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1500})
-            page.goto(url)
-            page.get_by_text("No target chosen").wait_for(timeout=300_000)
-            if args.dataset:
-                page.get_by_label("Dataset").click()
-                page.get_by_test_id("dropdown-option").filter(has_text=args.dataset).first.click()
-                page.get_by_text("No target chosen").wait_for(timeout=600_000)
-            page.get_by_label("User of the test split").fill(str(args.user))
-            page.get_by_role("button", name="Load this user").click()
-            page.get_by_text("With 0% revealed").wait_for(timeout=120_000)
-            page.get_by_label("number input for Reveal % of the target's words").fill(str(args.reveal))
-            page.keyboard.press("Enter")
-            page.get_by_text(f"With {args.reveal}% revealed").first.wait_for(timeout=120_000)
-            page.wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out / "1_recommend_reveal.png"), full_page=True)
-            page.set_viewport_size({"width": 390, "height": 1500})  # a phone
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out / "1b_recommend_reveal_390px.png"), full_page=True)
-            page.set_viewport_size({"width": 1400, "height": 1500})
-            started = time.perf_counter()
-            page.get_by_role("tab", name="Embedding map").click()
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=300_000)
-            print(f"embedding map drawn {time.perf_counter() - started:.1f} s after its tab was opened")
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(out / "2_embedding_map.png"), full_page=True)
-            page.get_by_role("tab", name="Compare models").click()
-            page.get_by_role("button", name="Compare for the current history").click()
-            page.get_by_text("Items shared").first.wait_for(timeout=600_000)
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(out / "5_compare_models.png"), full_page=True)
-            page.get_by_role("tab", name="Experiments").click()
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(out / "3_experiments.png"), full_page=True)
-            page.get_by_role("tab", name="About").click()
-            page.wait_for_timeout(2000)
-            page.screenshot(path=str(out / "4_about.png"), full_page=True)
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with browser_on_app(args.chromium) as (browser, url):
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.goto(url)
+        page.get_by_text("No target chosen").wait_for(timeout=300_000)
+        if args.dataset:
+            page.get_by_label("Dataset").click()
+            page.get_by_test_id("dropdown-option").filter(has_text=args.dataset).first.click()
+            page.get_by_text("No target chosen").wait_for(timeout=600_000)
+        page.get_by_label("User of the test split").fill(str(args.user))
+        page.get_by_role("button", name="Load this user").click()
+        page.get_by_text("With 0% revealed").wait_for(timeout=120_000)
+        page.get_by_label("number input for Reveal % of the target's words").fill(str(args.reveal))
+        page.keyboard.press("Enter")
+        page.get_by_text(f"With {args.reveal}% revealed").first.wait_for(timeout=120_000)
+        page.wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "1_recommend_reveal.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 1500})  # a phone
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / "1b_recommend_reveal_390px.png"), full_page=True)
+        page.set_viewport_size({"width": 1400, "height": 1500})
+        started = time.perf_counter()
+        page.get_by_role("tab", name="Embedding map").click()
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=300_000)
+        print(f"embedding map drawn {time.perf_counter() - started:.1f} s after its tab was opened")
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(out / "2_embedding_map.png"), full_page=True)
+        page.get_by_role("tab", name="Compare models").click()
+        page.get_by_role("button", name="Compare for the current history").click()
+        page.get_by_text("Items shared").first.wait_for(timeout=600_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out / "5_compare_models.png"), full_page=True)
+        page.get_by_role("tab", name="Experiments").click()
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(out / "3_experiments.png"), full_page=True)
+        page.get_by_role("tab", name="About").click()
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(out / "4_about.png"), full_page=True)
     print(f"screenshots in {out}")
     return 0
 

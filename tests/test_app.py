@@ -359,7 +359,9 @@ def test_api_endpoints_check_the_history_alike(service, toy):
 
     from app.api import endpoints
 
-    recommend, search, explain, new_item, compare, recommend_catalogue = endpoints(service)
+    named = {fn.__name__: fn for fn in endpoints(service)}
+    recommend, search, explain, new_item, compare, recommend_catalogue = (
+        named[n] for n in ("recommend", "search", "explain", "new_item", "compare", "recommend_catalogue"))
     for call in (lambda h: recommend(toy, h), lambda h: explain(toy, h, 3), lambda h: new_item(toy, h, {"title": "x"}),
                  lambda h: compare(toy, h), lambda h: recommend_catalogue(SHOP, h)):
         for history, kind in ((None, "NoneType"), ("12", "str"), ("s0", "str")):
@@ -812,6 +814,24 @@ PURCHASES = "user,item,time\n" + "".join(
     f"c{u},s{(u + k) % 12},2026-01-{k + 1:02d}\n" for u in range(30) for k in range(5))
 
 
+def test_a_scoreboard_scores_the_first_customers_asked_for_and_refuses_all_of_too_many(service, monkeypatch):
+    import app.service as S
+    from jepa4rec.data import DataFormatError
+
+    served = service.add_upload("sample", "lamps.csv", "purchases.csv", items_text=SHOP, interactions_text=PURCHASES)
+    board = service.scoreboard(served, 10)
+    assert (board["users"], board["all_users"]) == (10, 30)
+    assert "The first 10 of 30 customers'" in H.scoreboard_html(board)
+    assert service.scoreboard(served, 0)["users"] == service.scoreboard(served, 500)["users"] == 30
+    with pytest.raises(DataFormatError, match="must be 0 \\(all\\) or more, got -1"):
+        service.scoreboard(served, -1)
+    monkeypatch.setattr(S, "MAX_SCORED_USERS", 20)
+    with pytest.raises(DataFormatError, match="30 customers with a held-out purchase is over the 20"):
+        service.scoreboard(served, 0)
+    assert service.scoreboard(served, 10)["users"] == 10  # a sample of a shop too large to score whole
+    service.drop_session("sample")
+
+
 @pytest.mark.slow
 def test_a_shop_scores_adapts_and_takes_its_model_home(service, launched, tmp_path):
     """Score the models on the shop's own held-out purchases, adapt one within a budget, download it, and get
@@ -887,7 +907,7 @@ def test_browser_a_shop_scores_its_purchases_adapts_and_downloads(launched):
             expect(page.get_by_text("Adaptation time (minutes) 99 is outside 0.25..10: set to 10.").first).to_be_visible(
                 timeout=20_000)
             expect(page.get_by_text("Adapted in").first).to_be_visible(timeout=120_000)
-            expect(page.get_by_text("Adapted / zero-shot + priors").first).to_be_visible()
+            expect(page.get_by_text("Adapted + priors / zero-shot + priors").first).to_be_visible()
             expect(page.get_by_role("button", name="Download the adapted model")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "shop_adapted.png"), full_page=True)
             with page.expect_download(timeout=60_000) as download:

@@ -238,6 +238,24 @@ def test_recency_cosine_weights_recent_items_more():
         RecencyCosine(items, decay=0.0)
 
 
+def test_sasrec_text_skip_starts_from_the_recency_cosine_of_the_features():
+    """With its own projection silenced, a text-skip SASRec scores exactly skip_scale x the recency-weighted
+    cosine of the features (the frozen text baseline), so training starts from that ranking."""
+    from jepa4rec.baselines.frozen_text import RecencyCosine
+
+    features = torch.randn(9, 12, generator=torch.Generator().manual_seed(1))
+    cfg = SASRecConfig(hidden_size=8, n_layers=1, max_len=6, dropout=0.0, text_skip=True)
+    model = SASRec(9, cfg, item_features=features).eval()
+    torch.nn.init.zeros_(model.feature_proj.weight)
+    torch.nn.init.zeros_(model.feature_proj.bias)
+    histories = [[0, 3, 5], [7], [1, 2, 3, 4, 5, 6]]  # the last is cut to max_len's 6 (all of it here)
+    expected = cfg.text_skip_scale * RecencyCosine(features, decay=cfg.text_skip_decay).score_all(histories)
+    assert torch.allclose(model.score_all(histories), expected, atol=1e-5)
+    assert "skip_scale" in dict(model.named_parameters())
+    with pytest.raises(ValueError, match="text_skip needs item_features"):
+        SASRec(9, cfg)
+
+
 # ---------------------------------------------------------------- the two protocols, on equal terms
 
 

@@ -20,6 +20,10 @@ as in the original implementation). Model selection: early stopping on validatio
 Item features instead of IDs: given ``item_features`` ([n_items, f], e.g. frozen sentence vectors from
 :mod:`jepa4rec.baselines.frozen_text`), the item table is a learned projection of those features and no
 item ID is learned (UniSRec-style text features, without its MoE adaptor); everything else is unchanged.
+``text_skip`` adds to the scores a learned multiple of each item's cosine to the recent items' features
+(decayed as :class:`~jepa4rec.baselines.frozen_text.FrozenTextScorer` weighs them): the model starts as
+that text baseline and learns the sequence on top of it, where a projection learned from scratch would
+first have to relearn what the features already say (the shop adapter of :mod:`jepa4rec.adaptation`).
 
 Ids: dataset item ids are 0-based; inside the model id 0 is padding and item ``i`` is stored as
 ``i + 1``. :meth:`SASRec.score_all` returns scores for the ``n_items`` real items only, in the
@@ -49,6 +53,7 @@ from ..optim import EarlyStopping, FitState, fit_epochs
 logger = logging.getLogger(__name__)
 
 PAD = 0  # internal padding id; real item i is stored as i + 1
+TEXT_SKIP_ITEMS = 8  # the text skip's recent items: 0.5 ** 8 is already under 0.4% of the latest's weight
 
 
 @dataclass
@@ -72,6 +77,11 @@ class SASRecConfig:
     select_metric: str = "NDCG@10"
     seed: int = 42
     device: str = "auto"  # "auto" = cuda when available, else cpu
+    # With item features only: add text_skip_scale (learned) x cosine(recent items' features, item's features),
+    # the recent items weighted text_skip_decay ** k (k = 0 for the latest) over the last TEXT_SKIP_ITEMS.
+    text_skip: bool = False
+    text_skip_scale: float = 20.0  # its starting value: 1 / 0.05, the contrastive temperature of JEPA4Rec
+    text_skip_decay: float = 0.5
 
 
 class _Block(nn.Module):
@@ -119,6 +129,10 @@ class SASRec(nn.Module):
         else:
             self.item_features = None
             self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=PAD)
+        if cfg.text_skip:
+            if item_features is None:
+                raise ValueError("text_skip needs item_features: it scores by the items' own features")
+            self.skip_scale = nn.Parameter(torch.tensor(float(cfg.text_skip_scale)))
         self.pos_emb = nn.Embedding(cfg.max_len, d)
         self.emb_dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(
@@ -174,9 +188,24 @@ class SASRec(nn.Module):
             x = block(x, mask) * keep  # padding stays zero between blocks, as in the original
         return self.final_norm(x)
 
-    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Scores of the ``n_items`` real items (padding row dropped) for hidden states ``[..., d]``."""
-        return hidden @ self.item_table()[1:].T
+    def recent_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """``[B, L, f]`` unit vectors: at each position, the decayed sum of the features of the item there and the
+        ``TEXT_SKIP_ITEMS - 1`` before it (padding adds nothing), for the text skip."""
+        feats = F.pad(F.normalize(self.item_features, dim=-1), (0, 0, 1, 0))[ids]  # padding row: zero
+        recent = feats.clone()
+        weight = 1.0
+        for k in range(1, min(TEXT_SKIP_ITEMS, ids.shape[1])):
+            weight *= self.config.text_skip_decay
+            recent[:, k:] += weight * feats[:, :-k]
+        return F.normalize(recent, dim=-1)
+
+    def item_logits(self, hidden: torch.Tensor, recent: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of the ``n_items`` real items (padding row dropped) for hidden states ``[..., d]``, plus the
+        text skip's for the matching rows of :meth:`recent_text` when the model has one."""
+        logits = hidden @ self.item_table()[1:].T
+        if recent is not None:
+            logits = logits + self.skip_scale * (recent @ F.normalize(self.item_features, dim=-1).T)
+        return logits
 
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Full-softmax cross-entropy at every real position.
@@ -186,7 +215,8 @@ class SASRec(nn.Module):
         """
         hidden = self.encode(inputs)
         real = targets >= 0
-        return F.cross_entropy(self.item_logits(hidden[real]), targets[real])
+        recent = self.recent_text(inputs)[real] if self.config.text_skip else None
+        return F.cross_entropy(self.item_logits(hidden[real], recent), targets[real])
 
     def pad_histories(self, histories: list[list[int]]) -> torch.Tensor:
         """Most recent ``max_len`` items of each history as left-padded internal ids ``[B, L]``."""
@@ -208,8 +238,9 @@ class SASRec(nn.Module):
         self.eval()
         try:
             with torch.no_grad():
-                hidden = self.encode(self.pad_histories(histories).to(self.device))[:, -1]
-                return self.item_logits(hidden)
+                ids = self.pad_histories(histories).to(self.device)
+                recent = self.recent_text(ids)[:, -1] if self.config.text_skip else None
+                return self.item_logits(self.encode(ids)[:, -1], recent)
         finally:
             self.train(was_training)
 
@@ -259,10 +290,13 @@ def train_sasrec(
     item_features: torch.Tensor | None = None,
     stop_early: Callable[[], bool] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
+    init_state: dict | None = None,
 ) -> tuple[SASRec, dict]:
     """Train SASRec on ``dataset.train_sequences()`` with early stopping on validation (over
     ``item_features`` instead of item IDs when given). ``stop_early()`` ends training after the epoch it
     returns True in (a time budget, a cancel button); ``on_epoch(row)`` hears of every epoch as it ends.
+    ``init_state``: start from these weights (a state dict of a model of the same config) instead of the
+    initialisation, with a fresh optimizer: how a training is continued.
 
     Returns ``(model, log)``: the model holds the best validation weights and is in eval mode;
     ``log`` has ``config``, ``epochs`` (one dict per epoch: ``epoch``, ``loss``, ``seconds`` and,
@@ -275,6 +309,8 @@ def train_sasrec(
     shuffle_gen = torch.Generator().manual_seed(cfg.seed)  # batch order, independent of the model
 
     model = SASRec(dataset.n_items, cfg, item_features).to(device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     inputs, targets, lengths = _training_windows(dataset.train_sequences(), cfg.max_len)
     if len(inputs) == 0:
