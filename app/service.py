@@ -79,6 +79,9 @@ class Served:
     evaluations: dict = field(default_factory=dict)
     adapted: Recommender | None = None
     board: dict | None = None
+    # The served model's zero-shot test metrics from the Experiments tab's result file, for a dataset its
+    # training card has none for (the card's zero-shot evaluation covered three of the app's datasets).
+    measured: dict | None = None
 
     @property
     def display_name(self) -> str:
@@ -97,7 +100,7 @@ class Served:
             if shipped.get("dataset") in (None, self.name) and shipped:
                 return shipped
             return card.get("test")
-        return (card.get("zero_shot") or {}).get(self.name)
+        return (card.get("zero_shot") or {}).get(self.name) or self.measured
 
 
 def dataset_label(name: str) -> str:
@@ -302,7 +305,21 @@ class AppService:
         rec.progress = None
         popularity = self._popularity(dataset, progress, with_priors=has_priors(rec))
         progress(1.0, "ready")
-        return Served(name, dataset, rec, path, mode, popularity)
+        measured = self._zero_shot_result(path, name) if mode == "zero-shot" else None
+        return Served(name, dataset, rec, path, mode, popularity, measured=measured)
+
+    def _zero_shot_result(self, checkpoint: Path, name: str) -> dict | None:
+        """``checkpoint``'s zero-shot test metrics on ``name`` in the zero-shot experiment's result file
+        (scripts/results/zeroshot.json, the Experiments tab's Fig. 4), or None when it has none."""
+        path = self.results_dir / "zeroshot.json"
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+            model = next(m for m, c in result["meta"]["checkpoints"].items() if Path(c).name == checkpoint.name)
+        except (OSError, ValueError, KeyError, StopIteration):
+            return None
+        metrics = {r["metric"]: r["value"] for r in result.get("rows", [])
+                   if r.get("dataset") == name and r.get("model") == model}
+        return metrics or None
 
     @staticmethod
     def _popularity(dataset: SeqRecDataset, progress: Callable[[float, str], None], with_priors: bool = False) -> dict:

@@ -60,6 +60,9 @@ def service(finetuned, toy, toy2, tmp_path_factory):
             f"JEPA4Rec,Toy,Recall@10,{r / 10},{0.1 + r / 20}" for r in range(11)) + "\n")
     (results / "reveal_curve.json").write_text(json.dumps({"config": {"users": 10}, "seconds": 1.0}))  # metadata sidecar
     (results / "ablations.csv").write_text("not,the,expected,columns\n1,2,3,4\n")  # malformed: a message, no crash
+    (results / "zeroshot.json").write_text(json.dumps({  # the zero-shot experiment's figure for toy2 (Fig. 4)
+        "meta": {"checkpoints": {"JEPA4Rec": "checkpoints/toy-model"}},
+        "rows": [{"dataset": toy2, "model": "JEPA4Rec", "metric": "NDCG@10", "value": 0.04}]}))
     return AppService(checkpoints_dir=ckpts, results_dir=results, datasets=[toy, toy2], device="cpu", max_resident=1)
 
 
@@ -260,6 +263,8 @@ def test_only_max_resident_datasets_stay_loaded(service, toy, toy2):
     assert service.resident() == [toy]
     served2 = service.get(toy2)
     assert service.resident() == [toy2] and served2.mode == "zero-shot"
+    # Its training card has no zero-shot figure for toy2: the badge shows the Experiments tab's one.
+    assert served2.model_test_metrics() == {"NDCG@10": 0.04} and "test NDCG@10 **0.0400**" in H.badge_markdown(served2)
     calls = []
     service.get(toy, progress=lambda f, what: calls.append((f, what)))
     assert service.resident() == [toy] and calls[0][0] == 0.0 and calls[-1] == (1.0, "ready")
