@@ -457,7 +457,11 @@ class Callbacks:
                                              label=Path(items_path).name,
                                              progress=lambda f, what: progress(f, desc=what))
         except DataFormatError as err:
-            raise H.UserInputError(str(err).replace(str(Path(items_path).parent) + "/", "")) from None
+            said = str(err)
+            for f in (items_path, inter_path):  # the file's name, not Gradio's temporary folder
+                if f:
+                    said = said.replace(str(Path(f).parent) + "/", "")
+            raise H.UserInputError(said) from None
         finally:
             for f in (items_path, inter_path):  # Gradio's copy of an upload does not outlive its use
                 if f:

@@ -102,8 +102,8 @@ def main(argv=None) -> int:
         shot(page, out, "3_cancelled_adaptation")
 
         page.get_by_role("button", name="Adapt a model to your shop").click()
-        page.wait_for_timeout(2000)
-        page.get_by_text("Adapted in").first.wait_for(timeout=LONG)
+        page.get_by_text("validation NDCG@10").first.wait_for(timeout=LONG)  # the new run is under way ...
+        page.get_by_text("stopped by cancelled").first.wait_for(state="detached", timeout=LONG)  # ... and done
         page.get_by_text("Adapted + priors / zero-shot + priors").first.wait_for(timeout=LONG)
         shot(page, out, "4_adapted_scoreboard")
 

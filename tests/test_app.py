@@ -812,6 +812,26 @@ def test_a_dataset_switch_puts_the_history_aside_and_switching_back_restores_it(
     assert (back[0], back[1], back[-2], back[-1]) == ([1, 2], 3, {}, toy)
 
 
+def test_an_upload_refused_names_the_file_not_gradios_temporary_folder(service, toy, monkeypatch, tmp_path):
+    """Gradio keeps each uploaded file in its own temporary folder: a refusal names the file and line only."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from app.ui import Callbacks
+
+    warned = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: warned.append(message))
+    items, purchases = tmp_path / "a" / "lamps.csv", tmp_path / "b" / "orders.csv"
+    for f, text in ((items, SHOP), (purchases, "user,item,timestamp\nc1,s1,2026-01-01\nc1,s2,next tuesday\n")):
+        f.parent.mkdir()
+        f.write_text(text)
+    Callbacks(service, [toy]).upload(str(items), str(purchases), SimpleNamespace(session_hash="t"),
+                                     progress=lambda *a, **k: None)
+    assert len(warned) == 1 and warned[0].startswith("orders.csv:3: field 'timestamp' is neither"), warned
+    assert str(tmp_path) not in warned[0]
+
+
 # ---------------------------------------------------------------- a shop owner's scoreboard
 
 # Twelve lamps and 30 customers who buy along the list (two at a time, a little noise), with dates as they come.
