@@ -220,7 +220,9 @@ class AppService:
         self._upload_base: Recommender | None = None
         self.compare_index = compare_index(self.checkpoints_dir)
         self._compare: dict[tuple[str, str], dict] = {}  # (dataset, model) -> a loaded comparison model
-        self._compare_models: dict[Path, tuple] = {}  # checkpoint folder -> (model, tokenizer, card), shared
+        # checkpoint folder -> (model, tokenizer, card, weights digest): each model is loaded once and shared by
+        # every dataset, comparison and upload that uses it (one copy in memory, no second load).
+        self._models: dict[Path, tuple] = {}
         self.max_uploads = max_uploads
         self._adapt_lock = threading.Lock()  # one adaptation at a time: two would halve each other's budget
         # Scoreboards and adaptations under way: a background map waits for them (a visitor is waiting on those;
@@ -298,7 +300,7 @@ class AppService:
         dataset = load_dataset(name, root=self.data_root)
         path, mode = self.checkpoint_for(name)
         progress(0.1, f"loading the model {path.name}")
-        rec = Recommender.from_pretrained(path, dataset, device=self.device, memo=BoundedMemo())
+        rec = self._recommender(path, dataset)
         rec.progress = lambda done, total: progress(0.1 + 0.8 * done / max(total, 1),
                                                     f"encoding {dataset.n_items:,} items ({done}/{total} batches)")
         _ = rec.item_vectors  # encode (or read from the cache) once, up front
@@ -507,11 +509,34 @@ class AppService:
     def _base_recommender(self) -> Recommender:
         """The default checkpoint's model, loaded once and shared by every visitor's catalogue."""
         with self._lock:
-            if self._upload_base is None:
-                empty = SeqRecDataset(name="base", item_keys=[], items=[], user_keys=[], sequences=[])
-                self._upload_base = Recommender.from_pretrained(self.checkpoint_for("default")[0], empty,
-                                                                device=self.device)
-            return self._upload_base
+            base = self._upload_base
+        if base is None:
+            empty = SeqRecDataset(name="base", item_keys=[], items=[], user_keys=[], sequences=[])
+            base = self._recommender(self.checkpoint_for("default")[0], empty)
+            with self._lock:
+                self._upload_base = self._upload_base or base
+        return self._upload_base
+
+    def _model(self, folder: Path) -> tuple:
+        """(model, tokenizer, card, weights digest) of a checkpoint folder, loaded once and shared."""
+        with self._lock:
+            loaded = self._models.get(folder)
+        if loaded is None:
+            model, tok, card = load_model_dir(folder, device="cpu")
+            loaded = (model.to(self.device).eval(), tok, card, weights_digest(folder))
+            with self._lock:
+                loaded = self._models.setdefault(folder, loaded)
+        return loaded
+
+    def vectors_dir(self, folder: Path) -> Path:
+        """Where the item vectors of ``folder``'s model are shipped (scripts/ship_item_vectors.py writes them)."""
+        return self.checkpoints_dir / "vectors" / folder.name
+
+    def _recommender(self, folder: Path, dataset: SeqRecDataset, tok: ItemTokenizer | None = None) -> Recommender:
+        """``folder``'s shared model over ``dataset``, reading the shipped item vectors where they match."""
+        model, own_tok, card, digest = self._model(folder)
+        return Recommender(model, tok or own_tok, dataset, device=self.device, card=card, model_digest=digest,
+                           memo=BoundedMemo(), vectors_dir=self.vectors_dir(folder))
 
     # --- embedding maps --------------------------------------------------------------------------
 
@@ -666,21 +691,16 @@ class AppService:
             entry = {"scorer": model, "ndcg": (card.get("test") or {}).get("NDCG@10"), "mode": f"fine-tuned on {card.get('dataset')}",
                      "checkpoint": folder.name}
         else:
-            with self._lock:
-                base = self._compare_models.get(folder)
-            if base is None:
-                progress(0.0, f"loading {folder.name}")
-                base = load_model_dir(folder, device="cpu")
-                with self._lock:
-                    self._compare_models[folder] = base
-            model, tok, card = base
+            progress(0.0, f"loading {folder.name}")
+            model, tok, card, digest = self._model(folder)
             if served.uploaded:
                 import dataclasses
 
                 tok = ItemTokenizer(tok.tokenizer, dataclasses.replace(
                     tok.config, attribute_order=served.recommender.tok.config.attribute_order, include_unlisted=False))
-            rec = Recommender(model, tok, served.dataset, device=self.device, card=card,
-                              model_digest=None if served.uploaded else weights_digest(folder))
+                rec = Recommender(model, tok, served.dataset, device=self.device, card=card)  # memory only
+            else:
+                rec = self._recommender(folder, served.dataset)
             rec.progress = lambda done, total: progress(done / max(total, 1),
                                                         f"{label}: encoding {served.dataset.n_items:,} items ({done}/{total})")
             _ = rec.item_vectors

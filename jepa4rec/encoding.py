@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import collections.abc
 import hashlib
 import json
 import math
@@ -101,14 +102,88 @@ def catalogue_digest(items: Sequence[dict]) -> str:
     return hashlib.sha256(json.dumps(list(items), sort_keys=False, ensure_ascii=False).encode()).hexdigest()
 
 
-class CatalogueVectors:
-    """One catalogue's items, tokenized once, and their vectors: computed on first use, cached on disk under
-    ``cache_key`` (None: memory only), re-encoded by :meth:`refresh`."""
+class EncodedItems(collections.abc.Sequence):
+    """A catalogue's items tokenized on first use: one by one where only a few are needed (a history, a
+    target), all at once in batched tokenizer calls (:meth:`all`) where every item is (encoding the catalogue).
+    A large catalogue whose vectors come from a file is then never tokenized whole."""
 
-    def __init__(self, encoder: ItemEncoder, items: Sequence[dict], cache_key: str | None = None):
+    def __init__(self, tok: ItemTokenizer, items: Sequence[dict]):
+        self._tok, self._items = tok, items
+        self._done: list[EncodedItem | None] = [None] * len(items)
+        self._complete = not items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]  # negative indices, and an IndexError beyond the end
+        if self._done[i] is None:
+            self._done[i] = self._tok.encode_items([self._items[i]])[0]
+        return self._done[i]
+
+    def __iter__(self):
+        return iter(self.all())
+
+    def all(self) -> list[EncodedItem]:
+        if not self._complete:
+            missing = [i for i, e in enumerate(self._done) if e is None]
+            for i, e in zip(missing, self._tok.encode_items([self._items[i] for i in missing])):
+                self._done[i] = e
+            self._complete = True
+        return self._done  # type: ignore[return-value]
+
+
+# Shipped item vectors (the app's first switch to a dataset reads them instead of encoding every item): fp16,
+# cut into files under this size so that none needs Git LFS on a Hugging Face Space.
+SHIPPED_FILE_BYTES = 9_500_000
+
+
+def shipped_vector_files(folder: Path, key: str) -> list[Path]:
+    return sorted(Path(folder).glob(f"{key}-*.safetensors"))
+
+
+def save_shipped_vectors(vectors: torch.Tensor, folder: str | Path, key: str, meta: dict[str, str],
+                         max_bytes: int = SHIPPED_FILE_BYTES) -> list[Path]:
+    """``vectors`` [n, d] as fp16 files ``<key>-NN.safetensors`` in ``folder`` (each under ``max_bytes``), with
+    ``meta`` (strings: what computed them) in every file's header; replaces earlier files of the same key."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in shipped_vector_files(folder, key):
+        old.unlink()
+    half = vectors.detach().to("cpu", torch.float16).contiguous()
+    rows = max(1, (max_bytes - 4096) // max(1, half.shape[1] * 2))
+    paths = []
+    for n, start in enumerate(range(0, max(half.shape[0], 1), rows)):
+        path = folder / f"{key}-{n:02d}.safetensors"
+        save_file({"vectors": half[start:start + rows].clone()}, str(path),
+                  metadata={**meta, "rows": str(half.shape[0]), "first_row": str(start)})
+        paths.append(path)
+    return paths
+
+
+def load_shipped_vectors(folder: str | Path, key: str, n_items: int) -> torch.Tensor | None:
+    """The fp32 vectors :func:`save_shipped_vectors` wrote under ``key`` (None when there are none, or when
+    they do not cover ``n_items`` rows)."""
+    files = shipped_vector_files(Path(folder), key)
+    if not files:
+        return None
+    vectors = torch.cat([load_file(str(f))["vectors"] for f in files]).float()
+    return vectors if vectors.shape[0] == n_items else None
+
+
+class CatalogueVectors:
+    """One catalogue's items, tokenized on first use, and their vectors: computed on first use, cached on disk
+    under ``cache_key`` (None: memory only), or read from shipped files (``shipped``: a folder and the key of
+    this model + catalogue + text config there), re-encoded by :meth:`refresh`."""
+
+    def __init__(self, encoder: ItemEncoder, items: Sequence[dict], cache_key: str | None = None,
+                 shipped: tuple[Path, str] | None = None):
         self.encoder = encoder
-        self.encoded: list[EncodedItem] = encoder.tok.encode_items(items)
+        self.encoded = EncodedItems(encoder.tok, items)
         self.cache_key = cache_key
+        self.shipped = shipped
         self._vectors: torch.Tensor | None = None
         self._unit: torch.Tensor | None = None
         self._index: ItemIndex | None = None
@@ -124,8 +199,10 @@ class CatalogueVectors:
             path = self.cache_path
             if path is not None and path.exists():
                 self._vectors = load_file(str(path))["vectors"].to(self.encoder.device)
+            elif self.shipped and (shipped := load_shipped_vectors(*self.shipped, len(self.encoded))) is not None:
+                self._vectors = shipped.to(self.encoder.device)
             else:
-                self._vectors = self.encoder.items(self.encoded)
+                self._vectors = self.encoder.items(self.encoded.all())
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     save_file({"vectors": self._vectors.cpu().contiguous()}, str(path))
@@ -150,13 +227,13 @@ class CatalogueVectors:
         return self._index
 
     def refresh(self) -> torch.Tensor:
-        """Re-encode every item (the weights changed), bypassing the disk cache."""
+        """Re-encode every item (the weights changed), bypassing the disk cache and shipped vectors."""
         self._vectors = self._unit = self._index = None
-        key, self.cache_key = self.cache_key, None
+        (key, self.cache_key), (shipped, self.shipped) = (self.cache_key, None), (self.shipped, None)
         try:
             return self.vectors
         finally:
-            self.cache_key = key
+            self.cache_key, self.shipped = key, shipped
 
 
 class CatalogueScorer:

@@ -99,7 +99,7 @@ class Recommender:
 
     def __init__(self, model, item_tokenizer: ItemTokenizer, dataset: SeqRecDataset, *, device=None,
                  batch_size: int = 128, model_digest: str | None = None, card: dict | None = None,
-                 use_cache: bool = True, precision: str = "auto", memo=None):
+                 use_cache: bool = True, precision: str = "auto", memo=None, vectors_dir: str | Path | None = None):
         if dataset.n_items and not any(dataset.items):
             raise ValueError(f"dataset {dataset.name}: none of its {dataset.n_items:,} items has any text (is its "
                              "catalogue file empty?); a text model cannot rank items it cannot read")
@@ -113,7 +113,10 @@ class Recommender:
         self.titles = [item_title(it) for it in dataset.items]
         cache_key = (self._cache_key(model_digest, dataset, item_tokenizer, self.encoder.precision)
                      if use_cache and model_digest else None)
-        self.catalogue = CatalogueVectors(self.encoder, dataset.items, cache_key)
+        # Vectors shipped for this model + catalogue + text config (the app's; never the evaluation's: it encodes).
+        shipped = (Path(vectors_dir), self._shipped_key(model_digest, dataset, item_tokenizer)) \
+            if vectors_dir is not None and model_digest else None
+        self.catalogue = CatalogueVectors(self.encoder, dataset.items, cache_key, shipped)
         self.scorer = CatalogueScorer(self.encoder, self.catalogue, dataset.train_sequences)
         self.memo = memo or NoMemo()
 
@@ -126,7 +129,7 @@ class Recommender:
     @model.setter
     def model(self, model) -> None:  # another model over the same catalogue (an untrained one, say)
         self.encoder.model = model.to(self.device).eval()
-        self.catalogue.cache_key = None
+        self.catalogue.cache_key = self.catalogue.shipped = None
         self.catalogue.set_vectors(None)
         self.memo.clear()
 
@@ -261,6 +264,7 @@ class Recommender:
         self.model_digest = f"{self.model_digest}:int8" if self.model_digest else None
         if self.catalogue.cache_key:
             self.catalogue.cache_key = self.cache_key()
+        self.catalogue.shipped = None  # shipped vectors are the full-precision weights'
         self.catalogue.set_vectors(None)
         self.memo.clear()
         return self
@@ -271,6 +275,24 @@ class Recommender:
     def _cache_key(model_digest: str | None, dataset: SeqRecDataset, tok: ItemTokenizer, precision: str) -> str:
         return hashlib.sha256("|".join([model_digest or "", catalogue_digest(dataset.items),
                                         json.dumps(tok.config.to_dict()), precision]).encode()).hexdigest()[:32]
+
+    @staticmethod
+    def _shipped_key(model_digest: str, dataset: SeqRecDataset, tok: ItemTokenizer) -> str:
+        # Not the precision: shipped vectors serve any machine, bf16 or not (they are stored in fp16 anyway).
+        return hashlib.sha256("|".join([model_digest, catalogue_digest(dataset.items),
+                                        json.dumps(tok.config.to_dict())]).encode()).hexdigest()[:16]
+
+    def save_item_vectors(self, folder: str | Path) -> list[Path]:
+        """Ship this catalogue's vectors (fp16, files under 10 MB) in ``folder``, where a Recommender of the same
+        model, catalogue and text config made with ``vectors_dir=folder`` reads them instead of encoding."""
+        from .encoding import save_shipped_vectors
+
+        if not self.model_digest:
+            raise ValueError("vectors are shipped for a model directory's weights: this model has no digest")
+        meta = {"dataset": self.dataset.name, "model_digest": self.model_digest, "precision": self.precision,
+                "catalogue_digest": self.catalogue_digest}
+        return save_shipped_vectors(self.item_vectors, folder, self._shipped_key(self.model_digest, self.dataset,
+                                                                                 self.tok), meta)
 
     @functools.cached_property
     def catalogue_digest(self) -> str:

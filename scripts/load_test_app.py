@@ -1,8 +1,9 @@
 """The app under load, as visitors reach it: ``python app.py`` in a subprocess, then
 
-* ``visit``: one /recommend call on every dataset the app offers, in turn (each loads its model and
-  catalogue); the server's resident memory after each, to check that memory stays bounded
-  (``--max-datasets`` of the app: at most that many stay loaded);
+* ``visit``: a /recommend then a /compare call on every dataset the app offers, in turn (the first switch
+  and the first comparison a visitor waits for), the server's resident memory after each (``--max-datasets``
+  of the app: at most that many stay loaded), then a catalogue uploaded (/recommend_catalogue) and a new
+  item ranked (/new_item); the peak resident memory over all of it, sampled every 0.2 s;
 * ``load``: N concurrent ``gradio_client`` users calling /recommend (a random test user's history, its
   target, a random reveal share) for S seconds each over loopback: answers, errors, latency p50 / p95,
   resident memory before and after.
@@ -55,7 +56,33 @@ def start_app(extra: list[str], timeout: float = 600) -> tuple[subprocess.Popen,
             time.sleep(0.3)
 
 
+class PeakMemory:
+    """The largest resident memory of a process, sampled every ``every`` seconds in a thread while in use."""
+
+    def __init__(self, pid: int, every: float = 0.2):
+        self.pid, self.every, self.peak_mb = pid, every, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak_mb = max(self.peak_mb, resident_mb(self.pid))
+            except OSError:  # the process has ended
+                return
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def visit_all(url: str, pid: int, datasets: list[str]) -> list[dict]:
+    """Each dataset in turn as a visitor meets it: a first ranking (the switch), then a first comparison."""
     from gradio_client import Client
 
     client = Client(url, verbose=False)
@@ -63,9 +90,42 @@ def visit_all(url: str, pid: int, datasets: list[str]) -> list[dict]:
     for name in datasets:
         t = time.perf_counter()
         client.predict(name, [0, 1, 2], 3, 0.5, 10, None, api_name="/recommend")
-        out.append({"dataset": name, "first_call_s": round(time.perf_counter() - t, 1), "rss_mb": round(resident_mb(pid))})
-        print(f"  {name}: first call {out[-1]['first_call_s']} s, server RSS {out[-1]['rss_mb']} MB", flush=True)
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        client.predict(name, [0, 1, 2], None, api_name="/compare")
+        out.append({"dataset": name, "first_call_s": round(first, 1), "first_compare_s": round(time.perf_counter() - t, 1),
+                    "rss_mb": round(resident_mb(pid))})
+        print(f"  {name}: first ranking {out[-1]['first_call_s']} s, first comparison {out[-1]['first_compare_s']} s, "
+              f"server RSS {out[-1]['rss_mb']} MB", flush=True)
     return out
+
+
+def upload_and_new_item(url: str, dataset: str) -> dict:
+    """The rest of a visitor's session: a catalogue of their own (the default dataset's items, as a CSV) ranked
+    zero-shot, and a typed new item ranked for a history."""
+    import csv
+    import io
+
+    from gradio_client import Client
+
+    from jepa4rec.data import load_dataset
+
+    ds = load_dataset(dataset)
+    columns = list(dict.fromkeys(k for item in ds.items for k in item))
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["item_id"] + columns)
+    writer.writerows([key] + [item.get(c, "") for c in columns] for key, item in zip(ds.item_keys, ds.items))
+    client = Client(url, verbose=False)
+    t = time.perf_counter()
+    client.predict(text.getvalue(), ds.item_keys[:3], ds.item_keys[3], 0.5, 10, "csv", api_name="/recommend_catalogue")
+    upload_s = time.perf_counter() - t
+    t = time.perf_counter()
+    client.predict(dataset, [0, 1, 2], {"title": "A brand-new item"}, None, api_name="/new_item")
+    result = {"upload_items": ds.n_items, "upload_s": round(upload_s, 1), "new_item_s": round(time.perf_counter() - t, 1)}
+    print(f"  a catalogue of {ds.n_items:,} items uploaded and ranked in {result['upload_s']} s, a new item ranked in "
+          f"{result['new_item_s']} s", flush=True)
+    return result
 
 
 def load(url: str, dataset: str, users: int, seconds: float, seed: int) -> dict:
@@ -128,17 +188,22 @@ def main(argv=None) -> int:
     try:
         result["rss_mb_start"] = round(resident_mb(proc.pid))
         print(f"app ready in {ready_s:.1f} s, RSS {result['rss_mb_start']} MB", flush=True)
-        if not args.skip_visit:
-            result["visit"] = visit_all(url, proc.pid, AppService().dataset_names())
-        from gradio_client import Client
+        with PeakMemory(proc.pid) as peak:
+            if not args.skip_visit:
+                result["visit"] = visit_all(url, proc.pid, AppService().dataset_names())
+                result["session"] = upload_and_new_item(url, dataset)
+                result["peak_rss_mb_session"] = round(peak.peak_mb)
+                print(f"peak server RSS over the session: {result['peak_rss_mb_session']} MB", flush=True)
+            from gradio_client import Client
 
-        t = time.perf_counter()
-        Client(url, verbose=False).predict(dataset, [0], None, None, 10, None, api_name="/recommend")  # loaded, not timed
-        result["warm_up_s"] = round(time.perf_counter() - t, 1)
-        result["rss_mb_before_load"] = round(resident_mb(proc.pid))
-        print(f"{args.users} users x {args.seconds:.0f} s on {dataset} ...", flush=True)
-        result["load"] = load(url, dataset, args.users, args.seconds, args.seed)
-        result["rss_mb_after_load"] = round(resident_mb(proc.pid))
+            t = time.perf_counter()
+            Client(url, verbose=False).predict(dataset, [0], None, None, 10, None, api_name="/recommend")  # not timed
+            result["warm_up_s"] = round(time.perf_counter() - t, 1)
+            result["rss_mb_before_load"] = round(resident_mb(proc.pid))
+            print(f"{args.users} users x {args.seconds:.0f} s on {dataset} ...", flush=True)
+            result["load"] = load(url, dataset, args.users, args.seconds, args.seed)
+            result["rss_mb_after_load"] = round(resident_mb(proc.pid))
+        result["peak_rss_mb"] = round(peak.peak_mb)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

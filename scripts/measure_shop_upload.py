@@ -37,6 +37,7 @@ def export_upload(name: str, out_dir: Path, data_root: str | None) -> tuple[Path
     from jepa4rec.data import load_dataset
 
     ds = load_dataset(name, root=data_root)
+    out_dir.mkdir(parents=True, exist_ok=True)
     columns: list[str] = []
     for item in ds.items:
         columns += [k for k in item if k not in columns]
@@ -158,8 +159,7 @@ def main(argv=None) -> int:
     p.add_threads_argument()
     args = p.parse_args(argv)
     args.argv = argv
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="shop-upload-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="shop-upload-"))  # made once the first dataset is read
     for name in args.dataset or ["Scientific_UniSRec", "OnlineRetail"]:
         result = measure(name, args, work)
         path = RESULTS_DIR / f"shop_upload_{name}_{'all' if not args.users else args.users}users.json"

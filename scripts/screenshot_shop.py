@@ -16,11 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from screenshot_app import browser_on_app
-
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.errors import UserError
 from jepa4rec.paths import PROJECT_ROOT
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling script, whether run or imported
+from screenshot_app import browser_on_app  # noqa: E402
 
 LONG = 900_000  # ms: a scoreboard of every customer, or an adaptation, takes minutes on two cores
 
@@ -75,7 +76,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     for what, path in (("--items", args.items), ("--interactions", args.interactions), ("--chromium", args.chromium)):
         if not Path(path).is_file():
-            raise UserError(f"no file at {what} {path}")
+            raise UserError(f"no file at {what} {path}", hint="scripts/measure_shop_upload.py --work-dir DIR writes a "
+                            "shop's two files" if what != "--chromium" else "apt-get install chromium, or give its path")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with browser_on_app(args.chromium) as (browser, url):

@@ -84,6 +84,10 @@ CASES = [
     ("code_shape", ["--root", "{missing}", "--json", "{out}/s.json"], "--root {missing} has no jepa4rec, app folder"),
     ("jepa4rec.evaluate", ["--checkpoint", "minilm", "--items", "{missing}", "--out", "{out}/r.jsonl"],
      "--items needs --interactions"),
+    ("measure_shop_upload", ["--dataset", "{bad}", "--work-dir", "{out}"], BAD_ID),
+    ("screenshot_shop", ["--items", "{missing}", "--interactions", "{missing}", "--out", "{out}"],
+     "no file at --items {missing}"),
+    ("ship_item_vectors", ["--dataset", "nope"], "not an app dataset: nope"),
 ]
 
 

@@ -236,6 +236,39 @@ def test_item_vector_cache_is_keyed_by_checkpoint_and_catalogue(finetuned, toy, 
     assert d.catalogue.cache_path != path
 
 
+def test_shipped_item_vectors_are_read_instead_of_encoding_for_the_same_weights_and_catalogue_only(
+        finetuned, toy, tmp_path, monkeypatch):
+    from jepa4rec.encoding import ItemEncoder, load_shipped_vectors, save_shipped_vectors
+
+    monkeypatch.setenv("JEPA4REC_CACHE", str(tmp_path / "cache"))
+    cfg, _ = finetuned
+    ds = load_dataset(toy)
+    shipped = tmp_path / "vectors"
+    fresh = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, use_cache=False)
+    files = fresh.save_item_vectors(shipped)
+    assert files and all(f.stat().st_size < 10_000_000 for f in files)
+
+    def no_encoding(self, items):
+        raise AssertionError("encoded although vectors were shipped")
+
+    monkeypatch.setattr(ItemEncoder, "items", no_encoding)
+    read = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, use_cache=False, vectors_dir=shipped)
+    assert torch.allclose(read.item_vectors, fresh.item_vectors, atol=2e-3)  # stored in fp16
+    assert read.recommend([0, 1, 2], k=5).items[0].item == fresh.recommend([0, 1, 2], k=5).items[0].item
+    assert len(read.catalogue.encoded._done) == ds.n_items and sum(e is not None for e in read.catalogue.encoded._done) <= 3
+    # Another catalogue (one title changed) does not match: it is encoded.
+    changed = replace(ds, items=[dict(it) for it in ds.items])
+    changed.items[0]["title"] = "a completely different product"
+    other = Recommender.from_pretrained(f"{cfg.output_dir}/best", changed, use_cache=False, vectors_dir=shipped)
+    with pytest.raises(AssertionError, match="encoded although"):
+        _ = other.item_vectors
+    # Cut into files under a size, read back whole.
+    vectors = torch.randn(50, 8)
+    parts = save_shipped_vectors(vectors, tmp_path / "cut", "k", {"dataset": "x"}, max_bytes=4096 + 8 * 2 * 20)
+    assert len(parts) == 3 and torch.allclose(load_shipped_vectors(tmp_path / "cut", "k", 50), vectors, atol=1e-2)
+    assert load_shipped_vectors(tmp_path / "cut", "k", 51) is None  # not this catalogue's size
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("repeat_bias", ["none", "learn"])
 def test_finetuning_resumes_after_an_epoch_exactly(toy, tmp_path, monkeypatch, repeat_bias):
