@@ -131,6 +131,10 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
             df = df[df[column] == value]
     # Files written before the dash column existed draw as plain lines.
     dash = exp.dash if exp.kind == "line" and exp.dash in df.columns else None
+    if exp.references and exp.kind == "line":  # a series measured once: no x, so drawn as a reference line
+        df = df.copy()
+        df.loc[df[exp.color].astype(str).str.contains(exp.references, regex=False), exp.x] = np.nan
+        dash = exp.color
     if dash:
         references = set(df.loc[df[exp.x].isna(), dash])
         # measured series first in the legend, references after them

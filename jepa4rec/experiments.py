@@ -53,6 +53,9 @@ class Experiment:
     # (line charts) the column whose value sets the line's dash; its rows with no x are a reference (a
     # start's score) and are drawn dashed across the whole x range
     dash: str | None = None
+    # (line charts) text in the colour column that marks a reference series measured once (its value at the
+    # lowest x), drawn dashed across the whole x range so that the measured lines do not hide it
+    references: str | None = None
     # rows the chart keeps, as (column, value) pairs (a file may hold more metrics than one chart can show)
     only: tuple[tuple[str, str], ...] = ()
 
@@ -67,7 +70,8 @@ class Experiment:
 
 EXPERIMENTS = (
     Experiment("reveal_curve", "Reveal case study (Fig. 7): Recall@10 against the share of target words revealed",
-               "scripts/reproduce_reveal.py", x="reveal", y="value", color="model", facet="metric", row="dataset"),
+               "scripts/reproduce_reveal.py", x="reveal", y="value", color="model", facet="metric", row="dataset",
+               references="(history only)"),
     Experiment("masking_ratio", "Next-item masking ratio (Fig. 8)", "scripts/reproduce_masking.py",
                x="ratio", y="value", color="dataset", facet="metric", dash="model"),
     Experiment("ablations", "Ablations (Table 3)", "scripts/reproduce_ablations.py",

@@ -340,3 +340,22 @@ def test_gpu_run_prepare_packs_minilm_in_float16_and_the_datasets(tmp_path, caps
     with tarfile.open(gpu / "data.tar.xz") as archive:
         names = set(archive.getnames())
     assert {"Source/items.jsonl", "Source/interactions.csv", "Target/items.jsonl", "Target/interactions.csv"} <= names
+
+
+def test_the_reveal_charts_history_only_series_is_a_dashed_line_across_every_share():
+    """Measured once (at 0% revealed), the history-only series would be one point under the revealed lines'
+    first points; it is drawn as a dashed line over the whole range instead (Fig. 7)."""
+    import pandas as pd
+
+    from app.plots import experiment_figure
+    from jepa4rec.experiments import EXPERIMENTS
+
+    rows = [{"model": "JEPA4Rec (history only)", "dataset": "D", "metric": "Recall@10", "reveal": 0.0, "value": 0.1}]
+    rows += [{"model": "JEPA4Rec (history + revealed words)", "dataset": "D", "metric": "Recall@10", "reveal": r / 10,
+              "value": 0.1 + r / 20} for r in range(11)]
+    fig = experiment_figure(next(e for e in EXPERIMENTS if e.stem == "reveal_curve"), pd.DataFrame(rows))
+    dashed = [t for t in fig.data if t.line.dash == "dash"]
+    assert len(dashed) == 1 and list(dashed[0].x) == [0.0, 1.0] and list(dashed[0].y) == [0.1, 0.1]
+    assert dashed[0].name == "JEPA4Rec (history only)"
+    solid = [t for t in fig.data if t.line.dash != "dash"]
+    assert len(solid) == 1 and len(solid[0].x) == 11
