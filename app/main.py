@@ -35,7 +35,7 @@ def main(argv=None) -> None:
 
     names = service.dataset_names()
     if names:
-        threading.Thread(target=service.get, args=(DEFAULT_DATASET if DEFAULT_DATASET in names else names[0],),
+        threading.Thread(target=service.preload, args=(DEFAULT_DATASET if DEFAULT_DATASET in names else names[0],),
                          name="preload", daemon=True).start()
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port)

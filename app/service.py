@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 
 from jepa4rec.baselines.popularity import PopularityScorer
 from jepa4rec.priors import evaluate_on_equal_terms
 from jepa4rec.data import DataFormatError, SeqRecDataset, available_datasets, load_dataset
 from jepa4rec.data.sources import SOURCES, download
-from jepa4rec.evaluation import evaluate, item_log_popularity
+from jepa4rec.evaluation import item_log_popularity, metrics_from_ranks
 from jepa4rec.paths import CHECKPOINTS_DIR, RESULTS_DIR, cache_dir
 from jepa4rec.checkpoint import checkpoint_index, compare_index, load_model_dir, weights_digest
 from jepa4rec.recommender import Recommender
@@ -223,6 +224,7 @@ class AppService:
         # checkpoint folder -> (model, tokenizer, card, weights digest): each model is loaded once and shared by
         # every dataset, comparison and upload that uses it (one copy in memory, no second load).
         self._models: dict[Path, tuple] = {}
+        self._shared_tensors: dict[tuple, list] = {}  # (parameter name, shape) -> tensors loaded models hold
         self.max_uploads = max_uploads
         self._adapt_lock = threading.Lock()  # one adaptation at a time: two would halve each other's budget
         # Scoreboards and adaptations under way: a background map waits for them (a visitor is waiting on those;
@@ -297,7 +299,7 @@ class AppService:
                 0.5 * done / max(total, 1), f"downloading {name} from its public source ({done / 2**20:.1f} of {mb:.1f} MB)"))
             progress = lambda f, what: outer(0.5 + 0.5 * f, what)  # noqa: E731 -- the rest of the bar
         progress(0.0, f"reading {name}")
-        dataset = load_dataset(name, root=self.data_root)
+        dataset = load_dataset(name, root=self.data_root, cache=True)
         path, mode = self.checkpoint_for(name)
         progress(0.1, f"loading the model {path.name}")
         rec = self._recommender(path, dataset)
@@ -332,8 +334,10 @@ class AppService:
             return {}
         progress(0.9, "measuring the popularity baseline")
         scorer = PopularityScorer.from_dataset(dataset)
-        if not with_priors:
-            return {**evaluate(scorer, dataset.test_cases(), progress=False), "priors": False}
+        if not with_priors:  # the ranks evaluate() would give, without scoring every user against every item
+            cases = dataset.test_cases()
+            return {**metrics_from_ranks(scorer.kept_ranks([c.target for c in cases])), "users": len(cases),
+                    "priors": False}
         log_popularity = item_log_popularity(dataset.train_sequences(), dataset.n_items)
         result = evaluate_on_equal_terms(scorer, dataset.test_cases(), dataset.valid_cases(), log_popularity,
                                          progress=False)
@@ -517,16 +521,42 @@ class AppService:
                 self._upload_base = self._upload_base or base
         return self._upload_base
 
+    def preload(self, name: str) -> None:
+        """Load dataset ``name`` and the default checkpoint's model (every zero-shot dataset and upload uses it)
+        while the server starts, so that neither the first visitor nor the first switch waits for them."""
+        try:
+            self.get(name)
+            self._model(self.checkpoint_for("default")[0])
+        except Exception:  # a visitor's request will load them again and say what went wrong
+            logger.exception("preloading %s failed", name)
+
     def _model(self, folder: Path) -> tuple:
         """(model, tokenizer, card, weights digest) of a checkpoint folder, loaded once and shared."""
         with self._lock:
             loaded = self._models.get(folder)
         if loaded is None:
             model, tok, card = load_model_dir(folder, device="cpu")
-            loaded = (model.to(self.device).eval(), tok, card, weights_digest(folder))
+            model = model.to(self.device).eval().requires_grad_(False)  # served, never trained
             with self._lock:
-                loaded = self._models.setdefault(folder, loaded)
+                if folder not in self._models:
+                    self._share_identical_tensors(model)
+                loaded = self._models.setdefault(folder, (model, tok, card, weights_digest(folder)))
         return loaded
+
+    SHARE_MIN_ELEMENTS = 1_000_000  # smaller tensors are not worth comparing
+
+    def _share_identical_tensors(self, model) -> None:
+        """Point ``model``'s large tensors at an identical one another loaded model already holds: the text
+        models all keep MiniLM's word embeddings unchanged (45 MB each), so four models hold one copy."""
+        for name, param in model.named_parameters():
+            if param.numel() < self.SHARE_MIN_ELEMENTS:
+                continue
+            same = next((t for t in self._shared_tensors.get((name, tuple(param.shape)), [])
+                         if t.dtype == param.dtype and t.device == param.device and torch.equal(t, param)), None)
+            if same is not None:
+                param.data = same
+            else:
+                self._shared_tensors.setdefault((name, tuple(param.shape)), []).append(param.data)
 
     def vectors_dir(self, folder: Path) -> Path:
         """Where the item vectors of ``folder``'s model are shipped (scripts/ship_item_vectors.py writes them)."""

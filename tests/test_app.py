@@ -950,3 +950,25 @@ def test_browser_a_shop_scores_its_purchases_adapts_and_downloads(launched):
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
             raise
         browser.close()
+
+
+def test_models_loaded_by_the_app_share_their_identical_large_tensors_only(service, tmp_path, monkeypatch):
+    """Four text models keep MiniLM's word embeddings unchanged: the app holds one copy of them."""
+    import torch
+
+    monkeypatch.setattr(AppService, "SHARE_MIN_ELEMENTS", 1000)  # the toy model's tensors are small
+
+    from jepa4rec.checkpoint import load_model_dir, save_model_dir
+
+    first, same, other = tmp_path / "first", tmp_path / "same", tmp_path / "other"  # none loaded before
+    shutil.copytree(service.checkpoints_dir / "toy-model", first)
+    shutil.copytree(first, same)
+    source = first
+    model, tok, card = load_model_dir(source)
+    with torch.no_grad():
+        model.encoder.embeddings.word_embeddings.weight[0] += 1.0
+    save_model_dir(other, model, tok, card)
+    words = "encoder.embeddings.word_embeddings.weight"
+    ptr = {f: dict(service._model(f)[0].named_parameters())[words].data_ptr() for f in (source, same, other)}
+    assert ptr[source] == ptr[same] and ptr[source] != ptr[other]
+    assert not any(p.requires_grad for p in service._model(same)[0].parameters())

@@ -790,3 +790,26 @@ def test_stats_cli_help(argv, capsys):
         cli.main(argv)
     assert exc.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_a_processed_dataset_is_kept_and_read_again_until_a_source_file_changes(tmp_path, monkeypatch):
+    import shutil
+
+    from toy_corpus import write_domain
+
+    monkeypatch.setenv("JEPA4REC_CACHE", str(tmp_path / "cache"))
+    folder = write_domain(tmp_path / "Shop", seed=5, n_users=90, n_items=30)
+    fresh = load_dataset(str(folder))
+    kept = load_dataset(str(folder), cache=True)
+    stored = list((tmp_path / "cache" / "datasets").glob("*.json"))
+    assert kept == fresh and len(stored) == 1
+    again = load_dataset(str(folder), cache=True)
+    assert again == fresh and list((tmp_path / "cache" / "datasets").glob("*.json")) == stored
+    # Another source (one user fewer): another key, read afresh; the old file is not used.
+    shutil.rmtree(folder)
+    write_domain(folder, seed=5, n_users=85, n_items=30)
+    changed = load_dataset(str(folder), cache=True)
+    assert changed == load_dataset(str(folder)) and changed.n_users != fresh.n_users
+    # A cut cache file is read around, not trusted.
+    stored[0].write_text("{not json")
+    assert load_dataset(str(folder), cache=True) == changed

@@ -132,6 +132,15 @@ def test_popularity_scores_train_counts_only():
     assert rank_of_targets(pop.score_all([[0]]), [1]).item() == 3
 
 
+
+def test_popularity_kept_ranks_are_the_full_ranking_ones_ties_included():
+    rng = random.Random(3)
+    seqs = [[rng.randrange(40) for _ in range(rng.randrange(3, 9))] for _ in range(300)]  # many tied counts
+    ds = make_dataset(seqs, n_items=40)
+    pop = PopularityScorer.from_dataset(ds)
+    cases = ds.test_cases()
+    assert torch.equal(pop.kept_ranks([c.target for c in cases]), compute_ranks(pop, cases, progress=False))
+
 # ---------------------------------------------------------------- SASRec
 
 

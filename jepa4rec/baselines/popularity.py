@@ -1,7 +1,7 @@
 """Most-popular baseline: every user gets the same ranking, by training-interaction count."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 
@@ -33,3 +33,12 @@ class PopularityScorer:
     def score_all(self, histories: list[list[int]]) -> torch.Tensor:
         # expand() is a view: no B x n_items copy (the evaluation never writes into scores).
         return self.counts.unsqueeze(0).expand(len(histories), -1)
+
+    def kept_ranks(self, targets: Sequence[int]) -> torch.Tensor:
+        """Each target's rank with history kept, as :func:`~jepa4rec.evaluation.rank_of_targets` gives it
+        (ties against the target): every user gets the same scores, so the rank of item ``t`` is the number
+        of items counted at least as often, read off the sorted counts in O(n log n) instead of a
+        [users x items] comparison (2 s for Instruments' 10,000 users and 20,618 items)."""
+        ordered = torch.sort(self.counts).values
+        below = torch.searchsorted(ordered, self.counts[torch.as_tensor(list(targets), dtype=torch.long)], right=False)
+        return (self.n_items - below).to(torch.long)

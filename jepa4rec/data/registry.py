@@ -7,11 +7,15 @@ The data root is ``$JEPA4REC_DATA_ROOT`` or, by default, ``../shared/data`` next
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import inspect
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..paths import DATA_ROOT_ENV, data_root
+from ..paths import DATA_ROOT_ENV, cache_dir, data_root
 from .dataset import DataFormatError, ProcessingConfig, SeqRecDataset, build_dataset
 from .readers import FORMATS, detect_format
 from .sources import SOURCES, download_command, download_root
@@ -71,12 +75,15 @@ def load_dataset(
     name_or_path: str,
     root: str | os.PathLike | None = None,
     processing: ProcessingConfig | None = None,
+    cache: bool = False,
     **overrides,
 ) -> SeqRecDataset:
     """Load a named dataset from the data root, or a folder in any supported layout.
 
     ``overrides`` replace fields of the preset's :class:`ProcessingConfig` (e.g. ``k_core=10``) or
-    are passed to the reader (e.g. ``item_key="StockCode"``).
+    are passed to the reader (e.g. ``item_key="StockCode"``). ``cache``: keep the processed dataset as JSON in
+    the cache folder and read it from there while the source files, the processing and the code are the
+    same (the app's first switch: Online Retail takes 7 s to read and process, 0.3 s from the cache).
     """
     spec = DATASETS.get(name_or_path)
     if spec is None:
@@ -100,8 +107,32 @@ def load_dataset(
     proc = replace(proc, **{k: v for k, v in overrides.items() if k in proc_fields})
     options = {**spec.options, **{k: v for k, v in overrides.items() if k not in proc_fields}}
     read = FORMATS[spec.reader].read
+    stored = _processed_path(name, spec.reader, folder, proc, options) if cache and folder is not None else None
+    if stored is not None and stored.exists():
+        try:
+            return SeqRecDataset(**json.loads(stored.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):  # a cut or foreign file: read the source again
+            pass
     raw = read(folder, **options) if folder is not None else read(**options)
-    return build_dataset(name, raw, proc, domain=spec.domain)
+    dataset = build_dataset(name, raw, proc, domain=spec.domain)
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        partial = stored.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(dataclasses.asdict(dataset), ensure_ascii=False), encoding="utf-8")
+        os.replace(partial, stored)
+    return dataset
+
+
+def _processed_path(name: str, reader: str, folder: Path, proc: ProcessingConfig, options: dict) -> Path:
+    """Where a processed dataset is kept (``load_dataset(cache=True)``): keyed by every source file's name, size
+    and modification time, the processing, the reader's options and the code that reads and processes, so a
+    changed file, preset or reader is read afresh."""
+    files = sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns)
+                   for f in folder.rglob("*") if f.is_file())
+    code = [Path(inspect.getfile(FORMATS[reader].read)).read_bytes(), Path(inspect.getfile(build_dataset)).read_bytes()]
+    key = hashlib.sha256(json.dumps([name, reader, files, dataclasses.asdict(proc), options], sort_keys=True,
+                                    default=str).encode() + b"".join(code)).hexdigest()[:24]
+    return cache_dir() / "datasets" / f"{name}-{key}.json"
 
 
 def dataset_folder(name: str, root: str | os.PathLike | None = None) -> Path:
