@@ -163,6 +163,16 @@ def scored_users(served: Served, users: int | None) -> int | None:
     return None if users is None or users >= total else users
 
 
+def lowest_priority() -> None:
+    """Run the calling thread, and the threads it starts, at the lowest priority: speculative work (a map
+    nobody asked for yet) must not slow what a visitor waits for (on two cores a UMAP fit beside a scoreboard
+    slowed it by a third). Linux sets it per thread; elsewhere it is left as it is."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
+
+
 def has_priors(rec: Recommender) -> bool:
     """Whether a model scores with score priors of its own (a repeat or a popularity bias)."""
     return bool(rec.repeat_bias or rec.popularity_bias)
@@ -307,7 +317,7 @@ class AppService:
                                                     f"encoding {dataset.n_items:,} items ({done}/{total} batches)")
         _ = rec.item_vectors  # encode (or read from the cache) once, up front
         rec.progress = None
-        popularity = self._popularity(dataset, progress, with_priors=has_priors(rec))
+        popularity = self._popularity(dataset, progress, with_priors=has_priors(rec), keep=True)
         progress(1.0, "ready")
         measured = self._zero_shot_result(path, name) if mode == "zero-shot" else None
         return Served(name, dataset, rec, path, mode, popularity, measured=measured)
@@ -326,12 +336,30 @@ class AppService:
         return metrics or None
 
     @staticmethod
-    def _popularity(dataset: SeqRecDataset, progress: Callable[[float, str], None], with_priors: bool = False) -> dict:
+    def _popularity(dataset: SeqRecDataset, progress: Callable[[float, str], None], with_priors: bool = False,
+                    keep: bool = False) -> dict:
         """Popularity's test metrics under the served model's protocol (history kept; with priors fitted the way
         every model of the results table gets them when the model has priors), so the badge compares like
-        with like."""
+        with like. ``keep``: read them from, or write them to, the cache folder (keyed by the dataset's content:
+        the fit of the priors takes seconds at every first switch otherwise)."""
         if not dataset.sequences:  # a catalogue without interactions has no test split
             return {}
+        stored = None
+        if keep:
+            content = json.dumps([dataset.items, dataset.sequences, with_priors], ensure_ascii=False).encode()
+            stored = cache_dir() / "popularity" / f"{hashlib.sha256(content).hexdigest()[:24]}.json"
+            try:
+                return json.loads(stored.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                pass
+        result = AppService._measure_popularity(dataset, progress, with_priors)
+        if stored is not None:
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            stored.write_text(json.dumps(result))
+        return result
+
+    @staticmethod
+    def _measure_popularity(dataset: SeqRecDataset, progress: Callable[[float, str], None], with_priors: bool) -> dict:
         progress(0.9, "measuring the popularity baseline")
         scorer = PopularityScorer.from_dataset(dataset)
         if not with_priors:  # the ranks evaluate() would give, without scoring every user against every item
@@ -656,13 +684,7 @@ class AppService:
     def _map_quietly(self, served: Served) -> None:
         with self._scoring_done:  # not beside a scoreboard or an adaptation a visitor is waiting for
             self._scoring_done.wait_for(lambda: self._scoring == 0)
-        # A speculative map must not slow what a visitor waits for (on two cores a UMAP fit beside a
-        # scoreboard slowed it by a third): this thread, and the numba workers it starts, run at the lowest
-        # priority. Linux sets it per thread; elsewhere it is left as it is.
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
+        lowest_priority()
         try:  # works on the Served it was given: a dataset unloaded meanwhile is not loaded again
             self._map_for(served)
             self._groups_for(served)
@@ -679,6 +701,7 @@ class AppService:
     def warm_up_maps(self) -> threading.Thread:
         """Pay UMAP's one-off numba compilation in the background, so the first map drawn is fast."""
         def run():
+            lowest_priority()  # numba's worker threads start here, and keep this priority
             try:
                 fit_map(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32))
             except Exception:  # a warm-up must never take the app down

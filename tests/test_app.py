@@ -972,3 +972,19 @@ def test_models_loaded_by_the_app_share_their_identical_large_tensors_only(servi
     ptr = {f: dict(service._model(f)[0].named_parameters())[words].data_ptr() for f in (source, same, other)}
     assert ptr[source] == ptr[same] and ptr[source] != ptr[other]
     assert not any(p.requires_grad for p in service._model(same)[0].parameters())
+
+
+def test_popularitys_badge_figure_is_measured_once_per_dataset_content(toy, tmp_path, monkeypatch):
+    from jepa4rec.data import load_dataset
+
+    monkeypatch.setenv("JEPA4REC_CACHE", str(tmp_path / "cache"))
+    ds = load_dataset(toy)
+    first = AppService._popularity(ds, lambda f, what: None, with_priors=True, keep=True)
+
+    def again(*args):
+        raise AssertionError("measured twice")
+
+    monkeypatch.setattr(AppService, "_measure_popularity", staticmethod(again))
+    assert AppService._popularity(ds, lambda f, what: None, with_priors=True, keep=True) == first
+    with pytest.raises(AssertionError, match="measured twice"):  # another protocol is another figure
+        AppService._popularity(ds, lambda f, what: None, with_priors=False, keep=True)
