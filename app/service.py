@@ -408,7 +408,11 @@ class AppService:
             while len(self._uploads) > self.max_uploads:
                 self._uploads.popitem(last=False)
         release_memory()
-        threading.Thread(target=self._map_quietly, args=(served,), name=f"map-{key}", daemon=True).start()
+        if not served.dataset.sequences:
+            # A catalogue alone is there to be explored: its map is fitted at once. With purchases the
+            # scoreboard comes first, and UMAP holds the GIL while it fits (it would stall the scoreboard, nice
+            # or not): the map is fitted when its tab is opened.
+            threading.Thread(target=self._map_quietly, args=(served,), name=f"map-{key}", daemon=True).start()
         return served
 
     def add_visitor_item(self, session: str, name: str, attrs: dict[str, str]) -> Served:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 
 from jepa4rec.cli import ArgumentParser, command
@@ -43,6 +44,11 @@ def main(argv=None) -> int:
         return 0
     path = service.ship_map(args.dataset)
     print(f"wrote {path} ({path.stat().st_size:,} bytes) in {time.time() - started:.0f} s")
+    # Loading the dataset started the app's background map work (colour groups); a daemon thread stopped
+    # inside numba at exit aborts the interpreter, so it is let finish.
+    for thread in threading.enumerate():
+        if thread.name.startswith("map-"):
+            thread.join()
     return 0
 
 

@@ -254,7 +254,11 @@ def test_shipped_item_vectors_are_read_instead_of_encoding_for_the_same_weights_
     monkeypatch.setattr(ItemEncoder, "items", no_encoding)
     read = Recommender.from_pretrained(f"{cfg.output_dir}/best", ds, use_cache=False, vectors_dir=shipped)
     assert torch.allclose(read.item_vectors, fresh.item_vectors, atol=2e-3)  # stored in fp16
-    assert read.recommend([0, 1, 2], k=5).items[0].item == fresh.recommend([0, 1, 2], k=5).items[0].item
+    # fp16 storage may swap items whose fp32 scores differ by less than its rounding: the top item read back
+    # must be one of the fresh model's items within that rounding of the best score.
+    best_fresh = fresh.recommend([0, 1, 2], k=5).items
+    near_best = {r.item for r in best_fresh if r.score >= best_fresh[0].score - 1e-3}
+    assert read.recommend([0, 1, 2], k=5).items[0].item in near_best
     assert len(read.catalogue.encoded._done) == ds.n_items and sum(e is not None for e in read.catalogue.encoded._done) <= 3
     # Another catalogue (one title changed) does not match: it is encoded.
     changed = replace(ds, items=[dict(it) for it in ds.items])
