@@ -251,6 +251,7 @@ ENDPOINTS = (recommend, search, explain, new_item, compare, recommend_catalogue,
              download_model)
 MODEL_ENDPOINTS = {"recommend", "explain", "new_item", "compare", "recommend_catalogue", "evaluate_upload",
                    "adapt_upload"}  # run the model (gpu-wrapped)
+RANKING_ENDPOINTS = {"recommend", "recommend_catalogue", "new_item", "search"}  # app.batching.RANKING_CONCURRENCY
 
 
 def bind(fn, service: AppService):

@@ -15,7 +15,9 @@ def main(argv=None) -> None:
                         help="port to listen on (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_data_root_argument("folder with more datasets, used when present")
     parser.add_device_argument()
-    parser.add_argument("--concurrency", type=int, default=4, help="requests served at once")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="requests of one kind served at once (a comparison, an explanation, a scoreboard...); "
+                             "ranking requests share encoding passes and are served 16 at once (app/batching.py)")
     parser.add_argument("--max-datasets", type=int, default=int(os.environ.get("JEPA4REC_MAX_DATASETS", 2)),
                         help="datasets kept loaded at once (least recently used unloaded first); each MiniLM-served "
                              "dataset holds its model and item vectors, 0.1-0.5 GB")

@@ -39,6 +39,7 @@ from jepa4rec.checkpoint import checkpoint_index, compare_index, load_model_dir,
 from jepa4rec.recommender import Recommender
 from jepa4rec.text import ItemTokenizer
 
+from .batching import MicroBatcher
 from .maps import MAP_NEIGHBOURS, MAP_SEED, cluster_groups, fit_map, item_groups
 
 logger = logging.getLogger(__name__)
@@ -236,6 +237,9 @@ class AppService:
         self._models: dict[Path, tuple] = {}
         self._shared_tensors: dict[tuple, list] = {}  # (parameter name, shape) -> tensors loaded models hold
         self.max_uploads = max_uploads
+        # Concurrent requests' history and item encodings share one forward pass (app.batching): several
+        # times the answers per second under load, nothing added to a lone request.
+        self.batcher = MicroBatcher()
         self._adapt_lock = threading.Lock()  # one adaptation at a time: two would halve each other's budget
         # Scoreboards and adaptations under way: a background map waits for them (a visitor is waiting on those;
         # on two cores a UMAP fit beside a scoreboard slows it by a third).
@@ -394,7 +398,7 @@ class AppService:
         base = self._base_recommender()
         rec = Recommender.from_catalogue(base, items, interactions, name=label or Path(items).name,
                                          items_text=items_text, interactions_text=interactions_text,
-                                         memo=BoundedMemo())
+                                         memo=BoundedMemo(), batcher=self.batcher)
         rec.progress = lambda done, total: progress(0.05 + 0.85 * done / max(total, 1),
                                                     f"encoding {rec.dataset.n_items:,} items ({done}/{total} batches)")
         _ = rec.item_vectors
@@ -429,7 +433,7 @@ class AppService:
             served.dataset, name=served.display_name if served.extends else f"{served.display_name} + your items",
             item_keys=served.dataset.item_keys + [f"yours-{n}"], items=served.dataset.items + [dict(attrs)], report=[])
         extended = Recommender(rec.model, rec.tok, dataset, device=rec.device, card=rec.card, precision=rec.precision,
-                               memo=BoundedMemo())
+                               memo=BoundedMemo(), batcher=self.batcher)
         extended.item_vectors = torch.cat([rec.item_vectors, rec.embed_items([attrs])])
         key = f"upload:{session}:{hashlib.sha256(json.dumps([name, attrs]).encode()).hexdigest()[:16]}"
         added = Served(key, dataset, extended, served.checkpoint, served.mode, served.popularity, uploaded=True,
@@ -481,7 +485,7 @@ class AppService:
             try:
                 rec = served.recommender
                 adapted = Recommender(rec.model, rec.tok, rec.dataset, device=rec.device, card=rec.card,
-                                      precision=rec.precision, memo=BoundedMemo())
+                                      precision=rec.precision, memo=BoundedMemo(), batcher=self.batcher)
                 adapted.model_digest = rec.model_digest
                 adapted.item_vectors = rec.item_vectors  # the same frozen item vectors: nothing to encode again
                 started = time.perf_counter()
@@ -598,7 +602,7 @@ class AppService:
         """``folder``'s shared model over ``dataset``, reading the shipped item vectors where they match."""
         model, own_tok, card, digest = self._model(folder)
         return Recommender(model, tok or own_tok, dataset, device=self.device, card=card, model_digest=digest,
-                           memo=BoundedMemo(), vectors_dir=self.vectors_dir(folder))
+                           memo=BoundedMemo(), vectors_dir=self.vectors_dir(folder), batcher=self.batcher)
 
     # --- embedding maps --------------------------------------------------------------------------
 
@@ -755,7 +759,8 @@ class AppService:
 
                 tok = ItemTokenizer(tok.tokenizer, dataclasses.replace(
                     tok.config, attribute_order=served.recommender.tok.config.attribute_order, include_unlisted=False))
-                rec = Recommender(model, tok, served.dataset, device=self.device, card=card)  # memory only
+                rec = Recommender(model, tok, served.dataset, device=self.device, card=card,  # memory only
+                                  batcher=self.batcher)
             else:
                 rec = self._recommender(folder, served.dataset)
             rec.progress = lambda done, total: progress(done / max(total, 1),

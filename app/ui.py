@@ -17,7 +17,8 @@ from jepa4rec.evaluation import format_metrics
 from jepa4rec.experiments import EXPERIMENTS, measured_with, recorded_command
 
 from . import handlers as H
-from .api import endpoints
+from .api import RANKING_ENDPOINTS, endpoints
+from .batching import RANKING_CONCURRENCY
 from .boundary import ui_boundary
 from .plots import (embedding_figure, experiment_figure, explanation_figure, finetune_curve_figure, read_result,
                     reveal_curve_figure, training_curve_figure)
@@ -30,6 +31,9 @@ try:  # On ZeroGPU Spaces, `spaces.GPU` attaches a GPU for the call; elsewhere t
 except ImportError:  # pragma: no cover - depends on the host
     def gpu(fn):
         return fn
+
+# The ranking events, the page's and the API's, share one pool of slots (their encodings share passes).
+RANKING = dict(concurrency_limit=RANKING_CONCURRENCY, concurrency_id="ranking")
 
 INTRO = """# JEPA4Rec: text-based sequential recommendation
 Build a purchase history, pick the item that comes next (the *target*), and reveal a share of its words:
@@ -527,7 +531,7 @@ def _wire(demo: gr.Blocks, ui: SimpleNamespace, cb: Callbacks) -> None:
     view_out = [ui.history_df, ui.tables, ui.summary, ui.curve, ui.top, ui.map_plot, ui.explain_pick]
 
     def then_refresh(event):
-        return event.then(refresh, view_in, view_out, **private)
+        return event.then(refresh, view_in, view_out, **private, **RANKING)
 
     ui.query.input(cb.search, [ui.dataset, ui.query], ui.matches, trigger_mode="always_last", **private)
     then_refresh(ui.add_btn.click(cb.add, [ui.dataset, ui.history, ui.matches], ui.history, **private))
@@ -542,7 +546,7 @@ def _wire(demo: gr.Blocks, ui: SimpleNamespace, cb: Callbacks) -> None:
     ui.position.blur(cb.clamp_row, [ui.history, ui.position], ui.position, **private)
     ui.user.blur(cb.clamp_user, [ui.dataset, ui.user], ui.user, **private)
     for control in (ui.reveal, ui.order, ui.scoring, ui.repeats):
-        control.change(refresh, view_in, view_out, trigger_mode="always_last", **private)
+        control.change(refresh, view_in, view_out, trigger_mode="always_last", **private, **RANKING)
 
     reset_out = [ui.history, ui.target, ui.top, ui.matches, ui.query, ui.history_df, ui.tables, ui.summary, ui.curve,
                  ui.badge, ui.map_plot, ui.reveal, ui.new_point, ui.new_summary, ui.new_table, ui.explain_plot,
@@ -593,6 +597,7 @@ def build_demo(service: AppService) -> gr.Blocks:
         # The named API first: a private event takes its function's name too, and would push an endpoint
         # registered after it to "<name>_1".
         for fn in endpoints(service, gpu):
-            gr.api(fn, api_name=fn.__name__)
+            ranking = fn.__name__ in RANKING_ENDPOINTS
+            gr.api(fn, api_name=fn.__name__, **(RANKING if ranking else {}))
         _wire(demo, ui, Callbacks(service, names))
     return demo

@@ -55,7 +55,8 @@ class ItemEncoder:
     def _encode(self, batches, total: int | None = None) -> torch.Tensor:
         # Inference runs in eval mode even when called in the middle of fine-tuning.
         was_training = self.model.training
-        self.model.eval()
+        if was_training:  # .eval() walks every module: not paid on each of a server's calls
+            self.model.eval()
         out = []
         bf16 = self.precision == "bf16" and not self.quantized
         for done, batch in enumerate(batches, 1):
@@ -64,7 +65,8 @@ class ItemEncoder:
                 out.append(self.model.encode(batch).float())
             if self.progress is not None and total:
                 self.progress(done, total)
-        self.model.train(was_training)
+        if was_training:
+            self.model.train()
         return torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size, device=self.device)
 
     def _in_length_order(self, inputs: Sequence, lengths: Sequence[int], collate) -> torch.Tensor:

@@ -99,7 +99,8 @@ class Recommender:
 
     def __init__(self, model, item_tokenizer: ItemTokenizer, dataset: SeqRecDataset, *, device=None,
                  batch_size: int = 128, model_digest: str | None = None, card: dict | None = None,
-                 use_cache: bool = True, precision: str = "auto", memo=None, vectors_dir: str | Path | None = None):
+                 use_cache: bool = True, precision: str = "auto", memo=None, vectors_dir: str | Path | None = None,
+                 batcher: Callable | None = None):
         if dataset.n_items and not any(dataset.items):
             raise ValueError(f"dataset {dataset.name}: none of its {dataset.n_items:,} items has any text (is its "
                              "catalogue file empty?); a text model cannot rank items it cannot read")
@@ -118,7 +119,10 @@ class Recommender:
             if vectors_dir is not None and model_digest else None
         self.catalogue = CatalogueVectors(self.encoder, dataset.items, cache_key, shipped)
         self.scorer = CatalogueScorer(self.encoder, self.catalogue, dataset.train_sequences)
-        self.memo = memo or NoMemo()
+        self.memo = memo if memo is not None else NoMemo()  # an empty memo is falsy (it has a len)
+        # batcher(fn, x) -> fn([x])[0], possibly computed in one pass with other threads' x (the app's
+        # app.batching.MicroBatcher); None: each call encodes alone.
+        self.batcher = batcher
 
     # --- what it is made of ------------------------------------------------------------------------
 
@@ -391,7 +395,11 @@ class Recommender:
 
     def history_vector(self, history: Sequence[int]) -> torch.Tensor:
         """h_CLS of one history (remembered by the memo: moving the reveal slider re-encodes only the target)."""
-        return self.memo.get(("history", tuple(history)), lambda: self.embed_history([list(history)])[0])
+        return self.memo.get(("history", tuple(history)), lambda: self._one(self.embed_history, list(history)))
+
+    def _one(self, encode: Callable[[Sequence], torch.Tensor], x) -> torch.Tensor:
+        """``encode([x])[0]``, through the batcher when one is plugged in (concurrent callers share a pass)."""
+        return self.batcher(encode, x) if self.batcher is not None else encode([x])[0]
 
     @torch.no_grad()
     def reveal_curve(self, history: Sequence[int], target: int, reveals: Sequence[float], order: str = "sequential",
@@ -453,8 +461,13 @@ class Recommender:
         shares = [self.revealed_share(t, reveal, n_words) for t in targets]
         if h_cls is None:
             h_cls = self.embed_history(histories) if len(histories) > 1 else self.history_vector(histories[0])[None]
-        return self.with_priors(self._query_scores(h_cls, self.embed_encoded_items(masked), mode, shares),
-                                 histories, shares)
+        if mode == "evidence" and not any(shares):  # nothing shown counts for nothing: no need to encode it
+            h_masked = torch.zeros(len(masked), h_cls.shape[-1], device=h_cls.device)
+        elif len(masked) == 1:
+            h_masked = self._one(self.embed_encoded_items, masked[0])[None]
+        else:
+            h_masked = self.embed_encoded_items(masked)
+        return self.with_priors(self._query_scores(h_cls, h_masked, mode, shares), histories, shares)
 
     def _ranked(self, scores: torch.Tensor, ids: torch.Tensor) -> list[RankedItem]:
         """Top-k rows as RankedItems (an ANN index pads with id -1 when it finds fewer than k)."""

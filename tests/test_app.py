@@ -318,6 +318,22 @@ def test_api_recommend_json(served):
     json.dumps(out)
 
 
+def test_a_served_model_remembers_a_history_across_calls(served, monkeypatch):
+    """Moving the reveal slider re-encodes the target only: the served Recommender keeps the app's memo (an empty
+    memo is falsy, and once was swapped for the library's remember-nothing default)."""
+    from app.service import BoundedMemo
+
+    rec = served.recommender
+    assert isinstance(rec.memo, BoundedMemo)
+    history, target = H.load_user(served, 2)
+    calls = []
+    original = rec.embed_history
+    monkeypatch.setattr(rec, "embed_history", lambda histories: calls.append(len(histories)) or original(histories))
+    for reveal in (0.2, 0.6, 1.0):
+        H.api_recommend(served, history, target, reveal, 5)
+    assert calls in ([], [1])  # encoded at most once (not at all when an earlier test asked for this history)
+
+
 def test_a_target_in_the_history_competes_and_the_summary_says_so(served):
     """As in `python -m jepa4rec.recommend --target` and the evaluation: with repeats off the other history
     items are left out, the target still competes; its (low) rank comes with the reason."""
