@@ -412,11 +412,9 @@ class AppService:
             while len(self._uploads) > self.max_uploads:
                 self._uploads.popitem(last=False)
         release_memory()
-        if not served.dataset.sequences:
-            # A catalogue alone is there to be explored: its map is fitted at once. With purchases the
-            # scoreboard comes first, and UMAP holds the GIL while it fits (it would stall the scoreboard, nice
-            # or not): the map is fitted when its tab is opened.
-            threading.Thread(target=self._map_quietly, args=(served,), name=f"map-{key}", daemon=True).start()
+        # The map of a visitor's catalogue is fitted when its tab is opened, not now: UMAP holds the GIL while it
+        # fits (a scoreboard would stall, nice or not), and numba's compiled code costs the server about 240 MB
+        # that a visitor who never opens the map should not make it hold.
         return served
 
     def add_visitor_item(self, session: str, name: str, attrs: dict[str, str]) -> Served:
@@ -707,7 +705,8 @@ class AppService:
         return shipped
 
     def warm_up_maps(self) -> threading.Thread:
-        """Pay UMAP's one-off numba compilation in the background, so the first map drawn is fast."""
+        """Pay UMAP's one-off numba compilation in the background, so the first map fitted is fast. The app
+        does not call it at start: every app dataset ships its map, and the compiled code holds about 240 MB."""
         def run():
             lowest_priority()  # numba's worker threads start here, and keep this priority
             try:

@@ -578,7 +578,6 @@ def _wire(demo: gr.Blocks, ui: SimpleNamespace, cb: Callbacks) -> None:
 def build_demo(service: AppService) -> gr.Blocks:
     names = service.dataset_names()
     default = DEFAULT_DATASET if DEFAULT_DATASET in names else names[0]
-    service.warm_up_maps()
     ui = SimpleNamespace()
     with gr.Blocks(title="JEPA4Rec") as demo:
         gr.Markdown(INTRO)
