@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,17 @@ import plotly.graph_objects as go
 from jepa4rec.experiments import Experiment
 
 
+TITLE_LINE = 38  # characters: a chart title this long fits a phone's 390 px width
+
+
+def wrapped(title: str) -> str:
+    """A chart title broken into lines at word boundaries (plotly never wraps one: on a phone it is cut)."""
+    return "<br>".join(textwrap.wrap(title, TITLE_LINE)) or title
+
+
 def reveal_curve_figure(curve: pd.DataFrame, history_rank: int | None = None,
                         title: str = "Target rank against the share of its words revealed") -> go.Figure:
-    fig = px.line(curve, x="reveal %", y="target rank", markers=True, title=title)
+    fig = px.line(curve, x="reveal %", y="target rank", markers=True, title=wrapped(title))
     worst = max([int(curve["target rank"].max())] + ([history_rank] if history_rank else []))
     if history_rank is not None:
         fig.add_hline(y=history_rank, line_dash="dot", line_color="grey",
@@ -33,7 +42,7 @@ def reveal_curve_figure(curve: pd.DataFrame, history_rank: int | None = None,
     fig.update_yaxes(type="log", range=[math.log10(top), math.log10(0.8)], tickvals=ticks,
                      ticktext=[f"{t:,}" for t in ticks], title="rank of the target (1 = top, log scale)")
     fig.update_xaxes(title="share of the target's words revealed (%)")
-    fig.update_layout(height=320, margin=dict(l=40, r=20, t=50, b=40))
+    fig.update_layout(height=340, margin=dict(l=40, r=20, t=70, b=40))
     return fig
 
 
@@ -98,7 +107,7 @@ def explanation_figure(explained: dict) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title_text="change in cosine score")
     title = explained["title"] if len(explained["title"]) <= 70 else explained["title"][:69] + "…"
-    fig.update_layout(title=f"Why '{title}'", showlegend=False, margin=dict(l=10, r=10, t=70, b=40),
+    fig.update_layout(title=wrapped(f"Why '{title}'"), showlegend=False, margin=dict(l=10, r=10, t=90, b=40),
                       height=max(320, 26 * max(len(hist), len(words)) + 140))
     return fig
 

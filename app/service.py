@@ -310,9 +310,10 @@ class AppService:
             # Without network this is a DataUnavailable naming the command that fetches it elsewhere.
             mb, outer = SOURCES[name].size / 2**20, progress
             download(name, self.data_root, progress=lambda done, total: outer(
-                0.5 * done / max(total, 1), f"downloading {name} from its public source ({done / 2**20:.1f} of {mb:.1f} MB)"))
+                0.5 * done / max(total, 1),
+                f"downloading {dataset_label(name)} from its public source ({done / 2**20:.1f} of {mb:.1f} MB)"))
             progress = lambda f, what: outer(0.5 + 0.5 * f, what)  # noqa: E731 -- the rest of the bar
-        progress(0.0, f"reading {name}")
+        progress(0.0, f"reading {dataset_label(name)}")
         dataset = load_dataset(name, root=self.data_root, cache=True)
         path, mode = self.checkpoint_for(name)
         progress(0.1, f"loading the model {path.name}")

@@ -813,6 +813,16 @@ def test_rank_axes_label_every_tick_and_a_rank_that_stays_first_gets_a_sane_axis
     assert list(first.layout.yaxis.tickvals) == [1, 2] and 10 ** max(first.layout.yaxis.range) == pytest.approx(2)
 
 
+def test_chart_titles_are_wrapped_to_fit_a_phone():
+    import pandas as pd
+
+    from app.plots import TITLE_LINE, reveal_curve_figure, wrapped
+
+    title = reveal_curve_figure(pd.DataFrame({"reveal %": [0, 100], "target rank": [9, 1]}), 9).layout.title.text
+    assert "<br>" in title and all(len(line) <= TITLE_LINE for line in title.split("<br>"))
+    assert wrapped("short") == "short" and wrapped("") == ""
+
+
 def test_revealed_words_joined_by_a_comma_are_shown_apart():
     assert H.clean_words(["Industrial", "Scientific,Abrasive", "(red),"]) == ["Industrial", "Scientific", "Abrasive", "red"]
 
