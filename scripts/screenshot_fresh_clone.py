@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     if not Path(args.chromium).is_file():
         raise UserError(f"no Chromium at --chromium {args.chromium}", hint="apt-get install chromium, or give its path")
     if args.rate <= 0:
-        raise UserError(f"--rate must be above 0 MB/s, got {args.rate}")
+        raise UserError(f"--rate must be above 0 MB/s, got {args.rate}", hint="e.g. --rate 0.5")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shared = data_root(args.data_root)

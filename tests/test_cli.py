@@ -88,6 +88,7 @@ CASES = [
     ("screenshot_shop", ["--items", "{missing}", "--interactions", "{missing}", "--out", "{out}"],
      "no file at --items {missing}"),
     ("ship_item_vectors", ["--dataset", "nope"], "not an app dataset: nope"),
+    ("screenshot_fresh_clone", ["--rate", "0", "--out", "{out}"], "--rate must be above 0 MB/s, got 0.0"),
 ]
 
 
