@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import os
 
+# oneDNN keeps a compiled kernel per matrix shape it met (1,024 by default); bf16 requests of every history
+# length kept adding them, a few hundred MB over a minute of load. 64 keeps the common shapes compiled.
+# Read when the first kernel is made, so set before any request.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+
 from jepa4rec.cli import ArgumentParser, command
 
 
