@@ -95,20 +95,24 @@ def explanation_figure(explained: dict) -> go.Figure:
     from plotly.subplots import make_subplots
 
     hist, words = explained["history"], explained["words"]
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.28,
-                        subplot_titles=("history items, each left out", "its words, each masked"))
-    short = [h["title"] if len(h["title"]) <= 40 else h["title"][:39] + "…" for h in hist]
+    # One above the other, each as tall as its bars: side by side, a phone's 390 px left the bars no room.
+    rows = max(len(hist), 1), max(len(words), 1)
+    fig = make_subplots(rows=2, cols=1, row_heights=[rows[0] / sum(rows), rows[1] / sum(rows)], vertical_spacing=0.12,
+                        subplot_titles=("each history item left out", "each of its words masked"))
+    short = [h["title"] if len(h["title"]) <= 22 else h["title"][:21] + "…" for h in hist]
     fig.add_trace(go.Bar(x=[h["delta"] for h in hist], y=[f"{i + 1}. {t}" for i, t in enumerate(short)],
                          orientation="h", marker_color=["#2a9d8f" if h["delta"] >= 0 else "#e76f51" for h in hist],
                          hovertext=[h["title"] for h in hist], hoverinfo="text+x"), row=1, col=1)
     fig.add_trace(go.Bar(x=[w["delta"] for w in words], y=[f"{i + 1}. {w['word']}" for i, w in enumerate(words)],
                          orientation="h", marker_color=["#2a9d8f" if w["delta"] >= 0 else "#e76f51" for w in words]),
-                  row=1, col=2)
+                  row=2, col=1)
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="change in cosine score")
+    fig.update_xaxes(title_text="change in score", title_font_size=12)
+    for subtitle in fig.layout.annotations:  # right-aligned over the bars: centred, they ran off a phone
+        subtitle.update(x=1, xanchor="right", font_size=12)
     title = explained["title"] if len(explained["title"]) <= 70 else explained["title"][:69] + "…"
     fig.update_layout(title=wrapped(f"Why '{title}'"), showlegend=False, margin=dict(l=10, r=10, t=90, b=40),
-                      height=max(320, 26 * max(len(hist), len(words)) + 140))
+                      height=max(380, 24 * sum(rows) + 220))
     return fig
 
 

@@ -87,6 +87,15 @@ def main(argv=None) -> int:
         page.set_viewport_size({"width": 390, "height": 1500})  # a phone
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / "1b_recommend_reveal_390px.png"), full_page=True)
+        # Why this item? on a phone: the explanation's title and bars must fit 390 px.
+        page.get_by_text("Why this item?").click()
+        page.get_by_label("An item of the lists above, or the target").click()
+        page.get_by_test_id("dropdown-option").first.click()
+        page.get_by_role("button", name="Explain").click()
+        page.get_by_text("Why '").first.wait_for(timeout=120_000)
+        page.wait_for_timeout(1500)
+        page.get_by_text("Why this item?").scroll_into_view_if_needed()
+        page.screenshot(path=str(out / "1c_explain_390px.png"), full_page=True)
         page.set_viewport_size({"width": 1400, "height": 1500})
         started = time.perf_counter()
         page.get_by_role("tab", name="Embedding map").click()
