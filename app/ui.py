@@ -388,7 +388,9 @@ class Callbacks:
             kept = tuple(shelf.pop(name, ([], None)))
             if kept[0] or kept[1] is not None:
                 gr.Info(f"Your history on {label} is back.")
-        return (*kept, [], gr.update(choices=[], value=None), "", H.empty_history(), "", loading, None,
+        # The match list's label too: it may say the previous dataset had no match for the old query.
+        return (*kept, [], gr.update(choices=[], value=None, label=H.matches_label(None, "", [])), "",
+                H.empty_history(), "", loading, None,
                 loading, None, 0, None, "", "", None, gr.update(choices=[], value=None), "", shelf, name)
 
     def label(self, name: str) -> str:

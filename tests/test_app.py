@@ -836,6 +836,7 @@ def test_a_dataset_switch_puts_the_history_aside_and_switching_back_restores_it(
     assert (history, target, shown) == ([], None, toy2) and shelf == {toy: ([1, 2], 3)}
     back = cb.reset(toy, [], None, shelf, toy2)
     assert (back[0], back[1], back[-2], back[-1]) == ([1, 2], 3, {}, toy)
+    assert out[3]["label"] == "Matches"  # not "no title in <the previous dataset> contains ..." any more
 
 
 def test_an_upload_refused_names_the_file_not_gradios_temporary_folder(service, toy, monkeypatch, tmp_path):

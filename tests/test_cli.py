@@ -89,6 +89,7 @@ CASES = [
      "no file at --items {missing}"),
     ("ship_item_vectors", ["--dataset", "nope"], "not an app dataset: nope"),
     ("screenshot_fresh_clone", ["--rate", "0", "--out", "{out}"], "--rate must be above 0 MB/s, got 0.0"),
+    ("screenshot_visitor_fixes", ["--chromium", "{missing}", "--out", "{out}"], "no Chromium at --chromium {missing}"),
 ]
 
 
