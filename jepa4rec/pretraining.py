@@ -246,8 +246,13 @@ def _to_device(batch, device):
 
 def _accelerator(cfg: PretrainConfig):
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedDataParallelKwargs
 
+    if AcceleratorState._shared_state and not torch.distributed.is_initialized():
+        # A second run in one process (scripts/check_bf16_pretraining.py's fp32 then bf16, a notebook) may ask
+        # for another precision; Accelerate keeps one process-wide state and would refuse the change.
+        AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu"),
         gradient_accumulation_steps=cfg.optim.grad_accum,

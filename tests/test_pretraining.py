@@ -78,6 +78,15 @@ def mean(xs) -> float:
 
 # ------------------------------------------------------------------------------------------ learning
 
+def test_two_runs_in_one_process_may_use_two_precisions(corpus, tmp_path, tokenizer_dir):
+    """fp32 then bf16 in one process (scripts/check_bf16_pretraining.py does): Accelerate's process-wide state
+    once refused the second precision."""
+    for precision in ("no", "bf16"):
+        final = pretrain(tiny_cfg(corpus, tmp_path / precision, max_steps=2, tokenizer=tokenizer_dir,
+                                  mixed_precision=precision))
+        assert (final / "training_card.json").exists()
+
+
 @pytest.mark.slow
 def test_loss_falls_and_log_has_every_column(corpus, tmp_path):
     from jepa4rec.checkpoint import is_model_dir, load_model_dir
