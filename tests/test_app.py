@@ -20,6 +20,9 @@ import pytest
 
 from app import handlers as H
 from app import maps
+from app import plots  # noqa: F401 -- as app.main does, before any service thread: plotly (and narwhals, which
+# scikit-learn imports too) loaded here, not by a test while a background map thread imports scikit-learn
+# (two threads importing narwhals at once raised a _DeadlockError)
 from app.service import AppService
 from commands import ROOT, command_env
 
@@ -583,7 +586,7 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
             page.get_by_label("An item of the lists above, or the target").click()
             page.get_by_test_id("dropdown-option").first.click(timeout=20_000)
             page.get_by_role("button", name="Explain").click()
-            expect(page.get_by_text("history items, each left out").first).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("each history item left out").first).to_be_visible(timeout=30_000)
             # A brand-new item: its rank and nearest items.
             page.get_by_text("A brand-new item").click()
             page.get_by_label("Title", exact=True).fill("red guitar strap deluxe")
