@@ -54,6 +54,22 @@ def browser_on_app(chromium: str, app_args: tuple[str, ...] = ()):
         proc.wait(timeout=30)
 
 
+def pick_dataset(page, label: str) -> None:
+    """Choose the dataset whose menu entry contains ``label``."""
+    page.get_by_label("Dataset").click()
+    page.get_by_test_id("dropdown-option").filter(has_text=label).first.click()
+
+
+def load_user(page, user: int, reveal: int | None = None) -> None:
+    """Load a test user (history + true next item), then set the reveal share when one is given."""
+    page.get_by_label("User of the test split").fill(str(user))
+    page.get_by_role("button", name="Load this user").click()
+    page.get_by_text("With 0% revealed").wait_for(timeout=120_000)
+    if reveal is not None:
+        page.get_by_label("number input for Reveal % of the target's words").fill(str(reveal))
+        page.keyboard.press("Enter")
+
+
 @command
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,14 +88,9 @@ def main(argv=None) -> int:
         page.goto(url)
         page.get_by_text("No target chosen").wait_for(timeout=300_000)
         if args.dataset:
-            page.get_by_label("Dataset").click()
-            page.get_by_test_id("dropdown-option").filter(has_text=args.dataset).first.click()
+            pick_dataset(page, args.dataset)
             page.get_by_text("No target chosen").wait_for(timeout=600_000)
-        page.get_by_label("User of the test split").fill(str(args.user))
-        page.get_by_role("button", name="Load this user").click()
-        page.get_by_text("With 0% revealed").wait_for(timeout=120_000)
-        page.get_by_label("number input for Reveal % of the target's words").fill(str(args.reveal))
-        page.keyboard.press("Enter")
+        load_user(page, args.user, args.reveal)
         page.get_by_text(f"With {args.reveal}% revealed").first.wait_for(timeout=120_000)
         page.wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
         page.wait_for_timeout(1500)

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshot_app import PROJECT_ROOT, browser_on_app  # noqa: E402
+from screenshot_app import PROJECT_ROOT, browser_on_app, load_user, pick_dataset  # noqa: E402
 
 from jepa4rec.cli import ArgumentParser, command  # noqa: E402
 from jepa4rec.data.sources import SOURCES  # noqa: E402
@@ -80,11 +80,6 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def pick(page, label: str) -> None:
-    page.get_by_label("Dataset").click()
-    page.get_by_test_id("dropdown-option").filter(has_text=label).first.click()
-
-
 @command
 def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,13 +119,11 @@ def main(argv=None) -> int:
                 page.goto(url)
                 page.get_by_text("No target chosen").wait_for(timeout=300_000)
                 started = time.perf_counter()
-                pick(page, LABEL)
+                pick_dataset(page, LABEL)
                 page.get_by_text("downloading").first.wait_for(timeout=60_000)
                 page.wait_for_timeout(2000)
                 page.screenshot(path=str(out / "3_download_progress.png"))
-                page.get_by_label("User of the test split").fill("0")
-                page.get_by_role("button", name="Load this user").click()
-                page.get_by_text("With 0% revealed").wait_for(timeout=600_000)
+                load_user(page, 0)
                 print(f"{DATASET}: downloaded at {args.rate} MB/s and ranked {time.perf_counter() - started:.1f} s after "
                       f"it was picked ({SOURCES[DATASET].size / 2**20:.1f} MB)")
                 page.wait_for_timeout(1500)

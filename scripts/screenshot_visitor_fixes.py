@@ -16,17 +16,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshot_app import PROJECT_ROOT, browser_on_app  # noqa: E402
+from screenshot_app import PROJECT_ROOT, browser_on_app, load_user, pick_dataset  # noqa: E402
 
 from jepa4rec.cli import ArgumentParser, command  # noqa: E402
 from jepa4rec.errors import UserError  # noqa: E402
 
 SEMICOLON_CSV = "item_id;title;colour\np1;Red lamp;red\np2;Blue lamp;blue\np3;Green lamp;green\n"
-
-
-def pick(page, label: str) -> None:
-    page.get_by_label("Dataset").click()
-    page.get_by_test_id("dropdown-option").filter(has_text=label).first.click()
 
 
 @command
@@ -58,11 +53,7 @@ def main(argv=None) -> int:
 
         page.get_by_label("Search the catalogue").type("qwxz blarg", delay=60)
         shot("1_search_no_match", "contains every word")
-        page.get_by_label("User of the test split").fill("3")
-        page.get_by_role("button", name="Load this user").click()
-        page.get_by_text("With 0% revealed").wait_for(timeout=120_000)
-        page.get_by_label("number input for Reveal % of the target's words").fill("150")
-        page.keyboard.press("Enter")
+        load_user(page, 3, reveal=150)
         shot("2_reveal_150", "100")
         page.get_by_label("User of the test split").fill("2.5")
         page.get_by_label("Search the catalogue").click()  # leaves the user box: its value is checked
@@ -72,7 +63,7 @@ def main(argv=None) -> int:
         page.get_by_label("Other attributes (name: value; name: value)").fill("genres: Animation, Comedy; year: 2026")
         page.get_by_role("button", name="Rank it").click()
         shot("4_new_item_and_popularity", "popularity", full=True)
-        pick(page, "UK online gift shop")
+        pick_dataset(page, "UK online gift shop")
         shot("5_switch_puts_history_aside", "is kept")
         page.get_by_text("No target chosen").first.wait_for(timeout=300_000)
         page.get_by_label("Search the catalogue").fill("")
@@ -81,15 +72,11 @@ def main(argv=None) -> int:
         page.get_by_label("Matches").click()
         shot("6_look_alike_items_told_apart")
         page.keyboard.press("Escape")
-        pick(page, "MovieLens")
+        pick_dataset(page, "MovieLens")
         shot("7_switch_back_restores_history", "is back")
-        pick(page, "full text")
+        pick_dataset(page, "full text")
         page.get_by_text("No target chosen").first.wait_for(timeout=300_000)
-        page.get_by_label("User of the test split").fill("0")
-        page.get_by_role("button", name="Load this user").click()
-        page.get_by_text("With 0% revealed").wait_for(timeout=120_000)
-        page.get_by_label("number input for Reveal % of the target's words").fill("60")
-        page.keyboard.press("Enter")
+        load_user(page, 0, reveal=60)
         shot("8_lcrec_revealed_words_apart", "With 60% revealed")
         page.get_by_role("tab", name="Your catalogue").click()
         with tempfile.TemporaryDirectory() as tmp:
