@@ -282,12 +282,12 @@ class Recommender:
 
     @staticmethod
     def _shipped_key(model_digest: str, dataset: SeqRecDataset, tok: ItemTokenizer) -> str:
-        # Not the precision: shipped vectors serve any machine, bf16 or not (they are stored in fp16 anyway).
+        # Not the precision: shipped vectors serve any machine, bf16 or not (they are stored in int8 anyway).
         return hashlib.sha256("|".join([model_digest, catalogue_digest(dataset.items),
                                         json.dumps(tok.config.to_dict())]).encode()).hexdigest()[:16]
 
     def save_item_vectors(self, folder: str | Path) -> list[Path]:
-        """Ship this catalogue's vectors (fp16, files under 10 MB) in ``folder``, where a Recommender of the same
+        """Ship this catalogue's vectors (int8 with a per-row scale, files under 10 MB) in ``folder``, where a Recommender of the same
         model, catalogue and text config made with ``vectors_dir=folder`` reads them instead of encoding."""
         from .encoding import save_shipped_vectors
 

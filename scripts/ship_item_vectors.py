@@ -4,7 +4,7 @@ two cores).
 
 For every app dataset found under the data root, and every checkpoint the app serves it with
 (``checkpoints/index.json``) or compares it with (``checkpoints/compare.json``, text models only), the
-vectors are computed as the app computes them and written as fp16 files under 10 MB to
+vectors are computed as the app computes them and written as int8 rows with a per-row scale, in files under 10 MB, to
 ``checkpoints/vectors/<checkpoint>/<key>-NN.safetensors``. The key covers the model's weights, the
 catalogue's content and the text config: a retrained model or a changed catalogue no longer matches, and
 the app encodes again.
