@@ -39,7 +39,7 @@ from jepa4rec.checkpoint import checkpoint_index, compare_index, load_model_dir,
 from jepa4rec.recommender import Recommender
 from jepa4rec.text import ItemTokenizer
 
-from .batching import MicroBatcher
+from .batching import MicroBatcher, trim_heap
 from .maps import MAP_NEIGHBOURS, MAP_SEED, cluster_groups, fit_map, item_groups
 
 logger = logging.getLogger(__name__)
@@ -200,10 +200,7 @@ def resident_mb(pid: int | str = "self") -> float:
 def release_memory() -> None:
     """Return freed memory to the OS: glibc keeps freed arenas mapped, so RSS would not fall otherwise."""
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): RSS simply falls later or not at all
-        pass
+    trim_heap()
 
 
 class AppService:

@@ -54,6 +54,24 @@ def browser_on_app(chromium: str, app_args: tuple[str, ...] = ()):
         proc.wait(timeout=30)
 
 
+def add_chromium_argument(p) -> None:
+    p.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium binary that takes the screenshots")
+
+
+def check_chromium(path: str) -> None:
+    """Checked before the app is started for nothing."""
+    if not Path(path).is_file():
+        raise UserError(f"no Chromium at --chromium {path}", hint="apt-get install chromium, or give its path")
+
+
+def open_app(browser, url: str, height: int = 1500):
+    """A 1,400 px wide page on the app, once its first ranking is on screen."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(url)
+    page.get_by_text("No target chosen").wait_for(timeout=300_000)
+    return page
+
+
 def pick_dataset(page, label: str) -> None:
     """Choose the dataset whose menu entry contains ``label``."""
     page.get_by_label("Dataset").click()
@@ -77,16 +95,13 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None, help="dataset to select (default: the app's default)")
     p.add_argument("--user", type=int, default=0, help="test-split user to load")
     p.add_argument("--reveal", type=int, default=30, help="reveal percentage to set")
-    p.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium binary that takes the screenshots")
+    add_chromium_argument(p)
     args = p.parse_args(argv)
-    if not Path(args.chromium).is_file():  # checked before the app is started for nothing
-        raise UserError(f"no Chromium at --chromium {args.chromium}", hint="apt-get install chromium, or give its path")
+    check_chromium(args.chromium)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with browser_on_app(args.chromium) as (browser, url):
-        page = browser.new_page(viewport={"width": 1400, "height": 1500})
-        page.goto(url)
-        page.get_by_text("No target chosen").wait_for(timeout=300_000)
+        page = open_app(browser, url)
         if args.dataset:
             pick_dataset(page, args.dataset)
             page.get_by_text("No target chosen").wait_for(timeout=600_000)

@@ -24,7 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshot_app import PROJECT_ROOT, browser_on_app, load_user, pick_dataset  # noqa: E402
+from screenshot_app import (PROJECT_ROOT, add_chromium_argument, browser_on_app, check_chromium, load_user,  # noqa: E402
+                            open_app, pick_dataset)
 
 from jepa4rec.cli import ArgumentParser, command  # noqa: E402
 from jepa4rec.data.sources import SOURCES  # noqa: E402
@@ -86,10 +87,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(PROJECT_ROOT / "test-artifacts" / "fresh_clone"), help="folder for the PNG files")
     p.add_data_root_argument("folder whose copies of the public files the local mirror serves")
     p.add_argument("--rate", type=float, default=0.5, help="the mirror's speed in MB/s")
-    p.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium binary that takes the screenshots")
+    add_chromium_argument(p)
     args = p.parse_args(argv)
-    if not Path(args.chromium).is_file():
-        raise UserError(f"no Chromium at --chromium {args.chromium}", hint="apt-get install chromium, or give its path")
+    check_chromium(args.chromium)
     if args.rate <= 0:
         raise UserError(f"--rate must be above 0 MB/s, got {args.rate}", hint="e.g. --rate 0.5")
     out = Path(args.out)
@@ -101,9 +101,7 @@ def main(argv=None) -> int:
         empty.mkdir()
         os.environ["JEPA4REC_DATA_URL"] = f"http://127.0.0.1:{closed_port()}"
         with browser_on_app(args.chromium, ("--data-root", str(empty))) as (browser, url):
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(url)
-            page.get_by_text("No target chosen").wait_for(timeout=300_000)
+            page = open_app(browser, url, 1100)
             page.get_by_label("Dataset").click()
             page.wait_for_timeout(800)
             page.screenshot(path=str(out / "1_fresh_clone_datasets.png"))
@@ -115,9 +113,7 @@ def main(argv=None) -> int:
         os.environ["JEPA4REC_DATA_URL"] = f"http://127.0.0.1:{mirror.server_address[1]}"
         try:
             with browser_on_app(args.chromium, ("--data-root", str(empty))) as (browser, url):
-                page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                page.goto(url)
-                page.get_by_text("No target chosen").wait_for(timeout=300_000)
+                page = open_app(browser, url, 1100)
                 started = time.perf_counter()
                 pick_dataset(page, LABEL)
                 page.get_by_text("downloading").first.wait_for(timeout=60_000)

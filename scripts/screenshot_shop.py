@@ -21,7 +21,7 @@ from jepa4rec.errors import UserError
 from jepa4rec.paths import PROJECT_ROOT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling script, whether run or imported
-from screenshot_app import browser_on_app  # noqa: E402
+from screenshot_app import add_chromium_argument, browser_on_app, check_chromium, open_app  # noqa: E402
 
 LONG = 900_000  # ms: a scoreboard of every customer, or an adaptation, takes minutes on two cores
 
@@ -72,18 +72,17 @@ def main(argv=None) -> int:
     p.add_argument("--interactions", required=True, help="the shop's purchases (user, item, timestamp)")
     p.add_argument("--out", default=str(PROJECT_ROOT / "test-artifacts" / "shop"), help="folder for the PNG files")
     p.add_argument("--minutes", type=float, default=2.0, help="adaptation time to set (the app's default: 2)")
-    p.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium binary that takes the screenshots")
+    add_chromium_argument(p)
     args = p.parse_args(argv)
-    for what, path in (("--items", args.items), ("--interactions", args.interactions), ("--chromium", args.chromium)):
+    for what, path in (("--items", args.items), ("--interactions", args.interactions)):
         if not Path(path).is_file():
-            raise UserError(f"no file at {what} {path}", hint="scripts/measure_shop_upload.py --work-dir DIR writes a "
-                            "shop's two files" if what != "--chromium" else "apt-get install chromium, or give its path")
+            raise UserError(f"no file at {what} {path}",
+                            hint="scripts/measure_shop_upload.py --work-dir DIR writes a shop's two files")
+    check_chromium(args.chromium)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with browser_on_app(args.chromium) as (browser, url):
-        page = browser.new_page(viewport={"width": 1400, "height": 1500})
-        page.goto(url)
-        page.get_by_text("No target chosen").wait_for(timeout=300_000)
+        page = open_app(browser, url)
         page.get_by_role("tab", name="Your catalogue").click()
         started = time.perf_counter()
         upload(page, out, Path(args.items), Path(args.interactions))

@@ -16,10 +16,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshot_app import PROJECT_ROOT, browser_on_app, load_user, pick_dataset  # noqa: E402
+from screenshot_app import (PROJECT_ROOT, add_chromium_argument, browser_on_app, check_chromium, load_user,  # noqa: E402
+                            open_app, pick_dataset)
 
 from jepa4rec.cli import ArgumentParser, command  # noqa: E402
-from jepa4rec.errors import UserError  # noqa: E402
 
 SEMICOLON_CSV = "item_id;title;colour\np1;Red lamp;red\np2;Blue lamp;blue\np3;Green lamp;green\n"
 
@@ -29,18 +29,15 @@ def main(argv=None) -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(PROJECT_ROOT / "test-artifacts" / "visitor_fixes"), help="folder for the PNG files")
     p.add_data_root_argument("folder with the app's datasets")
-    p.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium binary that takes the screenshots")
+    add_chromium_argument(p)
     args = p.parse_args(argv)
-    if not Path(args.chromium).is_file():
-        raise UserError(f"no Chromium at --chromium {args.chromium}", hint="apt-get install chromium, or give its path")
+    check_chromium(args.chromium)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     app_args = ("--data-root", args.data_root) if args.data_root else ()
     missed = []
     with browser_on_app(args.chromium, app_args) as (browser, url):
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(url)
-        page.get_by_text("No target chosen").wait_for(timeout=300_000)
+        page = open_app(browser, url, 1100)
 
         def shot(name: str, wait_text: str | None = None, full: bool = False) -> None:
             if wait_text:

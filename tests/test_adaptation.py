@@ -12,6 +12,16 @@ from jepa4rec.recommender import Recommender
 TINY = SASRecConfig(hidden_size=16, n_layers=1, max_len=10, epochs=3, patience=3, device="cpu")
 
 
+def shop_files(ds, folder):
+    """``ds`` as a shop would upload it: an item file and a purchase file (user, item, time)."""
+    items = folder / "items.csv"
+    items.write_text("item_id,title\n" + "".join(f"{k},{a['title']}\n" for k, a in zip(ds.item_keys, ds.items)))
+    inters = folder / "orders.csv"
+    inters.write_text("user,item,time\n" + "".join(f"{ds.user_keys[u]},{ds.item_keys[i]},{t}\n"
+                                                   for u, seq in enumerate(ds.sequences) for t, i in enumerate(seq)))
+    return items, inters
+
+
 def test_adapt_saves_a_model_directory_that_reloads_and_ranks_by_its_adapter(rec, tmp_path):
     seen = []
     adapter = adapt(rec, budget_s=60, config=TINY, on_epoch=seen.append)
@@ -71,11 +81,7 @@ def test_an_adapted_model_for_an_uploaded_catalogue_is_reproduced_by_the_evaluat
     from jepa4rec.scoreboard import scoreboard
 
     ds = rec.dataset
-    items = tmp_path / "items.csv"
-    items.write_text("item_id,title\n" + "".join(f"{k},{a['title']}\n" for k, a in zip(ds.item_keys, ds.items)))
-    inters = tmp_path / "orders.csv"
-    inters.write_text("user,item,time\n" + "".join(f"{ds.user_keys[u]},{ds.item_keys[i]},{t}\n"
-                                                   for u, seq in enumerate(ds.sequences) for t, i in enumerate(seq)))
+    items, inters = shop_files(ds, tmp_path)
     shop = Recommender.from_catalogue(rec, items, inters)
     adapted = Recommender.from_catalogue(rec, items, inters)
     adapted.adapter = adapt(shop, budget_s=60, config=TINY)
@@ -99,11 +105,7 @@ def test_a_scoreboard_of_the_first_customers_is_what_evaluate_max_users_gives(re
     from jepa4rec.scoreboard import scoreboard
 
     ds = rec.dataset
-    items = tmp_path / "items.csv"
-    items.write_text("item_id,title\n" + "".join(f"{k},{a['title']}\n" for k, a in zip(ds.item_keys, ds.items)))
-    inters = tmp_path / "orders.csv"
-    inters.write_text("user,item,time\n" + "".join(f"{ds.user_keys[u]},{ds.item_keys[i]},{t}\n"
-                                                   for u, seq in enumerate(ds.sequences) for t, i in enumerate(seq)))
+    items, inters = shop_files(ds, tmp_path)
     shop = Recommender.from_catalogue(rec, items, inters)
     n = len(ds.test_cases()) // 2
     board = scoreboard(shop, batch_size=16, max_users=n)

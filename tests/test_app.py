@@ -456,6 +456,12 @@ def test_embedding_map_is_cached_and_can_ship(service, toy, tmp_path, monkeypatc
     shipped.unlink()
 
 
+def launch_chromium(pw):
+    """Headless Chromium as the browser tests and scripts/screenshot_app.py run it."""
+    return pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -532,9 +538,7 @@ def test_browser_history_reveal_bad_input_map_and_dataset_switch(launched, servi
     monkeypatch.setattr(service, "_load", slow_load)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-            "--disable-background-networking"])
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(launched)
         try:
@@ -936,9 +940,7 @@ def test_browser_a_shop_scores_its_purchases_adapts_and_downloads(launched):
     (ARTIFACTS / "lamps.csv").write_text(SHOP)
     (ARTIFACTS / "purchases.csv").write_text(PURCHASES + "c0,nope,2026-02-01\nc0,s1,2026-01-02\nlone,s3,2026-01-01\n")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-            "--disable-background-networking"])
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.goto(launched)
         try:
