@@ -450,7 +450,7 @@ def compare_view(service, name: str, history: list[int], allow_repeats: bool | N
     exclude = not (served.repeats_by_default if allow_repeats is None else allow_repeats)
     jepa = served.model_test_metrics() or {}
     models = [{"model": "JEPA4Rec", "checkpoint": served.checkpoint.name, "mode": served.mode,
-               "ndcg": jepa.get("NDCG@10"),
+               "ndcg": jepa.get("NDCG@10"), "protocol": figure_protocol(served.recommender),
                "items": [r.item for r in served.recommender.recommend(history, k=k, exclude_history=exclude).items]}]
     for label in service.comparison_models(name):
         entry = service.comparison(name, label, progress)
@@ -462,7 +462,7 @@ def compare_view(service, name: str, history: list[int], allow_repeats: bool | N
         # Where k exceeds the items left, topk fills up with excluded ones at -inf: JEPA4Rec's list leaves them out.
         top = [i for s, i in zip(top.values.tolist(), top.indices.tolist()) if s != float("-inf")]
         models.append({"model": label, "checkpoint": entry["checkpoint"], "mode": entry["mode"], "ndcg": entry["ndcg"],
-                       "items": top})
+                       "protocol": figure_protocol(entry["scorer"]), "items": top})
     lists = [set(m["items"]) for m in models]
     overlaps = {f"{a['model']} & {b['model']}": len(set(a["items"]) & set(b["items"]))
                 for i, a in enumerate(models) for b in models[i + 1:]}
@@ -471,12 +471,21 @@ def compare_view(service, name: str, history: list[int], allow_repeats: bool | N
             "titles": {i: served.recommender.titles[i] for m in models for i in m["items"]}}
 
 
+def figure_protocol(scorer) -> str:
+    """The protocol of a model's own measured test figure: every one was measured with history items kept, with
+    the score priors the model carries (SASRec and the pre-trained models carry none)."""
+    priors = getattr(scorer, "priors", None)
+    has = priors is not None and bool(priors.repeat_bias or priors.popularity_bias)
+    return "history kept, with its score priors" if has else "history kept, no score priors"
+
+
 def compare_html(view: dict) -> str:
     counts = Counter(i for m in view["models"] for i in m["items"])
     n = len(view["models"])
     tables = []
     for m in view["models"]:
-        score = f"test NDCG@10 {m['ndcg']:.4f}" if m["ndcg"] is not None else "test NDCG@10 not measured"
+        score = (f"test NDCG@10 {m['ndcg']:.4f}, {m['protocol']}" if m["ndcg"] is not None
+                 else "test NDCG@10 not measured")
         rows = "".join(
             f"<tr style='background: {SHARED_COLOURS[1] if counts[i] == n and n > 2 else SHARED_COLOURS[0] if counts[i] > 1 else 'none'}'>"
             f"<td class='num'>{r + 1}</td><td class='title'>{html.escape(view['titles'][i])}</td>"
@@ -487,7 +496,9 @@ def compare_html(view: dict) -> str:
     pairs = "; ".join(f"{k}: {v}" for k, v in view["overlaps"].items())
     legend = (f"<p>Items shared: {pairs}" + (f"; in all {n}: {view['in_all']}" if n > 2 else "") +
               ". Green rows are in more than one list" + (f", yellow rows in all {n}" if n > 2 else "") +
-              "; <b>in</b> counts the lists an item is in.</p>")
+              "; <b>in</b> counts the lists an item is in. Each figure is its model's own, under the protocol "
+              "named beside it, so two of them are not a comparison: the models on equal terms (both protocols, "
+              "the same score priors fitted for each, paired intervals) are in Experiments, Table 2.</p>")
     return legend + side_by_side(*tables)
 
 

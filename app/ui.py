@@ -226,7 +226,8 @@ def _map_compare_upload_tabs(ui: SimpleNamespace) -> None:
                     "model (pre-trained from the same start on the same data, without the mapping loss), by JEPA4Rec "
                     "with recency pooling (recent items weigh more, by a decay learned in pre-training: better "
                     "zero-shot on Online Retail, a weaker reveal) and, where the dataset has one, by SASRec (item "
-                    "IDs, trained on this dataset); each list with its model's measured test NDCG@10.")
+                    "IDs, trained on this dataset); each list with its model's own measured test NDCG@10 and the protocol it "
+                    "was measured under.")
         ui.compare_btn = gr.Button("Compare for the current history", variant="primary")
         ui.compare_html = gr.HTML()
     with gr.Tab("Your catalogue") as ui.upload_tab:

@@ -715,6 +715,9 @@ def test_models_side_by_side(service, toy, toy2):
     assert view["overlaps"]["JEPA4Rec & RecFormer-style"] >= 9
     html = H.compare_html(view)
     assert html.count("<table") == 3 and "Items shared" in html and "<style>" in html
+    # Each model's own figure names its protocol, and the page points at the equal-terms table for comparisons.
+    assert sasrec["protocol"] == "history kept, no score priors" and "0.1234, history kept, no score priors" in html
+    assert "equal terms" in html
     assert service.comparison_models(toy2) == ["RecFormer-style"]  # SASRec only where it was trained
 
 
