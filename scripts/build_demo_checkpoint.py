@@ -55,7 +55,7 @@ def model_card(folder: Path, card: dict, command: str) -> str:
     fit = card.get("repeat_bias_fit")
     if card.get("test"):
         lines.append(f"- {card.get('dataset')} test, at the end of fine-tuning (float32"
-                     f"{', no score priors' if fit else ''}): {format_metrics(card['test'])}")
+                     f"{', no score priors' if fit else ''}), history kept: {format_metrics(card['test'])}")
     if fit:
         popularity = (f" and popularity bias {fit['popularity_bias']:+.4f} (a weight on each item's log training-split "
                       "count)") if fit.get("popularity_bias") else ""

@@ -216,3 +216,20 @@ def test_python_m_jepa4rec_lists_every_command_and_runs_one(capsys):
         main(["compare", "--help"])
     assert done.value.code == 0 and "python -m jepa4rec.compare" in capsys.readouterr().out
     assert main(["nope"]) == 2 and "unknown command 'nope'" in capsys.readouterr().err
+
+
+def test_reproduce_equal_terms_script_helps_and_stops_at_a_bad_dataset(tmp_path):
+    """The shell script that rebuilds the equal-terms table: --help says how to run it, and an unknown dataset
+    stops it at the first command with that command's one-line error (nothing trained, no table written)."""
+    import subprocess
+    import sys
+
+    script = ROOT / "scripts" / "reproduce_equal_terms.sh"
+    shown = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "bash scripts/reproduce_equal_terms.sh OnlineRetail ml-100k" in shown and "Resumable" in shown
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "THREADS": "1", "RUNS": str(tmp_path / "runs"),
+           "JEPA4REC_DATA_ROOT": str(tmp_path / "no-data"), "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", str(script), "NoSuchDataset"], capture_output=True, text=True, env=env)
+    assert done.returncode != 0
+    assert done.stderr.rstrip("\n").splitlines()[-1].startswith("error:") and "NoSuchDataset" in done.stderr
+    assert not any((tmp_path / "runs").rglob("results.json"))
