@@ -250,15 +250,16 @@ class Recommender:
 
     @classmethod
     def from_language_model(cls, source: str, dataset: SeqRecDataset, *, model_size: str | None = None,
-                            max_items: int = 20, max_tokens: int = 128, pooling: str = "cls", device=None,
-                            **kwargs) -> "Recommender":
+                            max_items: int = 20, max_tokens: int = 128, pooling: str = "cls",
+                            model_overrides: dict | None = None, device=None, **kwargs) -> "Recommender":
         """The converted language model with no training at all ("step 0"): ranks by the cosine of the
         history's vector (written as one text, as every JEPA4Rec model does) and each item's, both pooled
-        by ``pooling`` (``cls`` or ``mean``, as the model a run starts from will pool)."""
+        by ``pooling`` (``cls`` or ``mean``, as the model a run starts from will pool). ``model_size`` and
+        ``model_overrides`` as a training run from ``source`` sets them (a run's ``model_size`` and ``model``)."""
         model_size = model_size or matching_model_size(source)
         tok = item_tokenizer(TextConfig(max_items=max_items, max_tokens=max_tokens), init_from=source)
-        model = new_model(tok, model_size=model_size, overrides={"pooling": pooling}, max_items=max_items,
-                          max_tokens=max_tokens, init_from=source)
+        model = new_model(tok, model_size=model_size, overrides={**(model_overrides or {}), "pooling": pooling},
+                          max_items=max_items, max_tokens=max_tokens, init_from=source)
         card = {"kind": "language_model", "source": source_description(source), "pooling": pooling}
         return cls(model, tok, dataset, device=device, card=card, **kwargs)
 

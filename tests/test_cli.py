@@ -90,6 +90,9 @@ CASES = [
     ("ship_item_vectors", ["--dataset", "nope"], "not an app dataset: nope"),
     ("screenshot_fresh_clone", ["--rate", "0", "--out", "{out}"], "--rate must be above 0 MB/s, got 0.0"),
     ("screenshot_visitor_fixes", ["--chromium", "{missing}", "--out", "{out}"], "no Chromium at --chromium {missing}"),
+    ("zeroshot_curve", ["--twins", "JEPA4Rec={missing}", "twin={missing}", "--runs-dir", "{out}/runs",
+                        "--out-dir", "{out}/tables"], "{missing}: no such folder — the pre-training run or model directory"),
+    ("zeroshot_curve", ["--twins", "JEPA4Rec", "twin=x", "--runs-dir", "{out}/runs"], "'JEPA4Rec' is not LABEL=PATH"),
 ]
 
 

@@ -429,3 +429,58 @@ def test_masking_sweep_from_minilm_starts_every_run_from_minilm(toy, tmp_path):
     fig = experiment_figure(next(e for e in EXPERIMENTS if e.stem == "masking_ratio"), df)
     dashed = [t for t in fig.data if t.line.dash == "dash"]
     assert len(dashed) == 3 and all(list(t.x) == [0.3, 0.7] and t.y[0] == t.y[1] for t in dashed)
+
+
+@pytest.mark.slow
+def test_zeroshot_curve_of_two_twins_from_one_language_model(toy, tmp_path, minilm_slice, capsys):
+    """scripts/zeroshot_curve.py on two real twin pre-trainings (a 1-layer MiniLM slice, 2 steps, one exported
+    at step 1; λ2 = 0 for the twin): step 0 is the shared untrained start pooled as the twins pool, every
+    exported step of both is ranked under both protocols, the twins are paired at each step they share, and
+    a rerun reuses every point."""
+    import pandas as pd
+    from commands import load_script
+
+    from jepa4rec.config import LossConfig
+    from jepa4rec.data import load_dataset
+    from app.plots import experiment_figure
+    from jepa4rec.evaluation import evaluate
+    from jepa4rec.experiments import EXPERIMENTS
+    from jepa4rec.pretraining import pretrain
+    from jepa4rec.recommender import Recommender
+
+    runs = {}
+    for name, lambda_map in (("jepa", 1.0), ("twin", 0.0)):
+        cfg = PretrainConfig(output_dir=str(tmp_path / name), domains=[toy], init_from=str(minilm_slice),
+                             model_size="minilm", model={"num_hidden_layers": 1, "pooling": "mean"}, max_steps=2,
+                             export_steps=[1], batch_size=4, max_items=5, max_tokens=64, progress=False,
+                             loss=LossConfig(lambda_map=lambda_map), optim=OptimConfig(warmup_steps=0))
+        pretrain(cfg)
+        runs[name] = tmp_path / name
+    script = load_script("zeroshot_curve")
+    argv = ["--twins", f"JEPA4Rec={runs['jepa']}", f"twin={runs['twin']}", "--datasets", toy, "--threads", "1",
+            "--resamples", "200", "--runs-dir", str(tmp_path / "curve"), "--out-dir", str(tmp_path / "out")]
+    assert script.main(argv) == 0
+    df = pd.read_csv(tmp_path / "out" / "zeroshot_curve.csv")
+    assert sorted(df["step"].unique()) == [0, 1, 2]
+    assert set(df["model"]) == {"JEPA4Rec", "twin"}  # step 0 starts both lines
+    at0 = df[df["step"] == 0].pivot_table(index=["protocol", "metric"], columns="model", values="value")
+    assert (at0["JEPA4Rec"] == at0["twin"]).all()
+    assert set(df["protocol"]) == {"history kept", "history excluded"}
+    ndcg = df[df["metric"] == "NDCG@10"].pivot_table(index=["model", "step"], columns="protocol", values="value")
+    figure = experiment_figure(next(e for e in EXPERIMENTS if e.stem == "zeroshot_curve"), df)  # the app's chart
+    assert {t.name for t in figure.data} == {"JEPA4Rec", "twin"} and all(len(t.x) == 3 for t in figure.data)
+    assert (ndcg["history excluded"] >= ndcg["history kept"] - 1e-9).all()  # excluded ranks never exceed kept
+    # Step 0 is the slice shaped (1 layer), pooled and text-budgeted as the twins were, ranked by the one evaluator.
+    data = load_dataset(toy)
+    start = Recommender.from_language_model(str(minilm_slice), data, model_size="minilm", max_items=5, max_tokens=64,
+                                            pooling="mean", model_overrides={"num_hidden_layers": 1})
+    for protocol, exclude in (("history kept", False), ("history excluded", True)):
+        step0 = evaluate(start, data.test_cases(), exclude_history=exclude, progress=False)
+        assert ndcg.loc[("twin", 0), protocol] == pytest.approx(step0["NDCG@10"], abs=1e-6)
+    meta = json.loads((tmp_path / "out" / "zeroshot_curve.json").read_text())["meta"]
+    assert sorted((t["step"], t["protocol"]) for t in meta["paired"]) == [
+        (1, "excluded"), (1, "kept"), (2, "excluded"), (2, "kept")]
+    assert all(t["a"] == "twin" and t["b"] == "JEPA4Rec" for t in meta["paired"])
+    capsys.readouterr()
+    assert script.main(argv) == 0
+    assert capsys.readouterr().out.count("reusing") == 5  # step 0 and two steps of each twin
