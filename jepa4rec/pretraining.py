@@ -357,16 +357,17 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         if step % cfg.log_every == 0 or step == 1:
             log.append({"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0], **last, "momentum": momentum,
                         "negatives": cfg.batch_size * world, "tokens": tokens, "elapsed_s": round(time.time() - start, 2)})
-        # save / stop
+        # export, save / stop (the export first: a run stopped by its time budget at an export step would
+        # otherwise never write it, since a resumed run starts after that step)
+        if step in cfg.export_steps and is_main:
+            save_model_dir(out / f"step-{step}", model, item_tok, {**card, "step": step,
+                                                                    "train_seconds": round(earlier_seconds + time.time() - start, 1)})
         out_of_time = cfg.max_minutes is not None and time.time() - start > cfg.max_minutes * 60
         if step >= cfg.max_steps or out_of_time:
             save(epoch, b + 1)
             break
         if step % cfg.save_every == 0:
             save(epoch, b + 1)
-        if step in cfg.export_steps and is_main:
-            save_model_dir(out / f"step-{step}", model, item_tok, {**card, "step": step,
-                                                                    "train_seconds": round(earlier_seconds + time.time() - start, 1)})
     bar.close()
     accelerator.wait_for_everyone()
     final = out / "final"

@@ -42,6 +42,10 @@ def main(argv=None) -> int:
     p.add_data_root_argument()
     p.add_threads_argument()
     p.add_argument("--out", default=None, help="JSON file (default scripts/results/reveal_demo_<dataset>.json)")
+    p.add_argument("--checkpoints-dir", default=None,
+                   help="the app's checkpoints folder (index.json: which model serves which dataset); default the "
+                        "shipped checkpoints/. Point it at a copy whose index names a candidate to measure that "
+                        "candidate as the app would serve it")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -49,7 +53,8 @@ def main(argv=None) -> int:
 
     from app.service import AppService
     started = time.time()
-    service = AppService(data_root=args.data_root)
+    service = AppService(data_root=args.data_root, **({"checkpoints_dir": Path(args.checkpoints_dir)}
+                                                      if args.checkpoints_dir else {}))
     served = service.get(args.dataset)
     repeats = None if args.allow_repeats == "default" else args.allow_repeats == "yes"
     n = min(args.users, len(served.dataset.test_cases()))

@@ -464,3 +464,32 @@ def test_group_by_length_keeps_every_pair_and_pads_less(corpus, tokenizer_dir, t
     out = tmp_path / "run"
     pretrain(replace(grouped, output_dir=str(out), max_steps=4, export_steps=[2], save_every=1, keep_checkpoints=1))
     assert is_model_dir(out / "step-2") and sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]
+
+
+@pytest.mark.slow
+def test_pretrain_twins_script_alternates_and_resumes(corpus, tokenizer_dir, tmp_path):
+    """scripts/pretrain_twins.sh: the twin behind goes next, each turn resumes the twin's checkpoint, both end
+    at the same step with the same exports, and only λ2 differs between them (one-step turns here)."""
+    model = " ".join(f"model.{k}={v}" for k, v in TINY_MODEL.items())
+    extra = (f"domains=[{corpus[0]},{corpus[1]}] tokenizer={tokenizer_dir} batch_size=8 max_items=5 max_tokens=64 "
+             f"{model} progress=false optim.warmup_steps=0")
+    env = command_env(PYTHON=sys.executable, STEPS="2", EXPORTS="1", RUNS=str(tmp_path / "twins"), THREADS="1",
+                      CHUNK_MINUTES="0.0001", SAVE_EVERY="1", CONFIG="pretrain_tiny", EXTRA=extra,
+                      TOKENIZERS_PARALLELISM="false")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(root / "scripts" / "pretrain_twins.sh")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    turns = [line for line in done.stdout.splitlines() if line.startswith("== ")]
+    assert turns[:4] == ["== jepa4rec: from step 0 (λ2 = 0.1) ", "== recformer: from step 0 (λ2 = 0.0) ",
+                         "== jepa4rec: from step 1 (λ2 = 0.1) --resume", "== recformer: from step 1 (λ2 = 0.0) --resume"]
+    assert turns[-1].startswith("== both twins reached 2 steps")
+    configs = {}
+    for name in ("jepa4rec", "recformer"):
+        run = tmp_path / "twins" / name
+        card = json.loads((run / "final" / "training_card.json").read_text())
+        assert card["step"] == 2 and (run / "step-1" / "training_card.json").is_file()
+        configs[name] = card["config"]
+    differ = {k for k in configs["jepa4rec"] if configs["jepa4rec"][k] != configs["recformer"][k]}
+    assert differ == {"output_dir", "loss"}
+    assert {k for k, v in configs["jepa4rec"]["loss"].items() if v != configs["recformer"]["loss"][k]} == {"lambda_map"}

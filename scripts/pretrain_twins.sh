@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Pre-train the twins for the zero-shot curve: JEPA4Rec and its RecFormer-style twin (λ2 = 0), the shipped
+# MiniLM recipe (pretrain_minilm: single-domain batches, mean pooling, 20 items / 128 tokens, 32 histories a
+# step), same start, same data order, same seeds, same steps; only loss.lambda_map differs. Each exports a
+# model directory at the curve's steps (step-<n>/, never pruned) and saves a resumable checkpoint every
+# SAVE_EVERY steps; the two advance in turns of CHUNK_MINUTES each, so both have the same number of steps
+# whenever the script is stopped.
+#
+#   bash scripts/pretrain_twins.sh                      # runs/twins/{jepa4rec,recformer}, 7,300 steps each
+#   STEPS=1825 bash scripts/pretrain_twins.sh           # a shorter budget (the schedules follow STEPS)
+#   python scripts/zeroshot_curve.py --twins "JEPA4Rec=runs/twins/jepa4rec" "RecFormer-style (λ2 = 0)=runs/twins/recformer"
+#
+# Resumable: run it again (after a kill, or in a later session with the same runs folder) and each twin
+# continues from its last checkpoint. Environment: STEPS (default 7300, 20× the shipped 365), EXPORTS
+# (default "365,1000,2000,4000"), RUNS (default runs/twins), THREADS (default 2), CHUNK_MINUTES (default 30),
+# SAVE_EVERY (default 100), CONFIG (default pretrain_minilm), EXTRA (more --set overrides for both twins, e.g.
+# "mixed_precision=no"), PYTHON (default .venv/bin/python, else python), JEPA4REC_DATA_ROOT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+  exit 0
+fi
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
+STEPS=${STEPS:-7300}
+EXPORTS=${EXPORTS:-365,1000,2000,4000}
+RUNS=${RUNS:-runs/twins}
+THREADS=${THREADS:-2}
+CHUNK_MINUTES=${CHUNK_MINUTES:-30}
+SAVE_EVERY=${SAVE_EVERY:-100}
+CONFIG=${CONFIG:-pretrain_minilm}
+read -r -a EXTRA <<< "${EXTRA:-}"
+export HF_HUB_OFFLINE=1
+
+steps_done() {  # the step of a twin's final/ (0 when it has none)
+  local card="$RUNS/$1/final/training_card.json"
+  [ -f "$card" ] && "$PY" -c "import json,sys; print(json.load(open(sys.argv[1])).get('step', 0))" "$card" || echo 0
+}
+
+turn() {  # twin lambda_map: one chunk of CHUNK_MINUTES, resumed when the twin has a checkpoint
+  local name=$1 lambda_map=$2 out="$RUNS/$1" resume=()
+  compgen -G "$out/checkpoint-*" >/dev/null && resume=(--resume)
+  echo "== $name: from step $(steps_done "$name") (λ2 = $lambda_map) ${resume[*]}"
+  "$PY" -m jepa4rec.pretrain --config "$CONFIG" --output-dir "$out" --threads "$THREADS" "${resume[@]}" \
+    --set max_steps="$STEPS" schedule_steps="$STEPS" max_minutes="$CHUNK_MINUTES" save_every="$SAVE_EVERY" \
+    export_steps="[$EXPORTS]" loss.lambda_map="$lambda_map" seed=42 "${EXTRA[@]}"
+}
+
+while :; do
+  a=$(steps_done jepa4rec); b=$(steps_done recformer)
+  if [ "$a" -ge "$STEPS" ] && [ "$b" -ge "$STEPS" ]; then
+    echo "== both twins reached $STEPS steps: $RUNS/jepa4rec, $RUNS/recformer"; break
+  fi
+  # The twin behind goes next, so neither runs ahead by more than one chunk.
+  if [ "$a" -le "$b" ]; then turn jepa4rec 0.1; else turn recformer 0.0; fi
+done
