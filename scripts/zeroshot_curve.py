@@ -34,7 +34,7 @@ from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
 from jepa4rec.errors import UserError
 from jepa4rec.evaluation import PROTOCOLS
-from jepa4rec.experiments import _files_stamp, add_run_args, write_atomic, write_results
+from jepa4rec.experiments import files_stamp, add_run_args, write_atomic, write_results
 
 DATASETS = ("Scientific_UniSRec", "Instruments_IISAN", "OnlineRetail", "ml-100k")
 METRICS = ("NDCG@10", "Recall@10", "MRR")
@@ -134,7 +134,7 @@ def evaluate_point(point: Point, dataset, runs_dir: Path, batch_size: int) -> di
 
     folder = runs_dir / dataset.name
     record_path, ranks_path = folder / f"{point_slug(point)}.json", folder / f"{point_slug(point)}.ranks.csv"
-    key = {"checkpoint": point.checkpoint, "files": _files_stamp(point.checkpoint), "start": point.start,
+    key = {"checkpoint": point.checkpoint, "files": files_stamp(point.checkpoint), "start": point.start,
            "size": [dataset.n_users, dataset.n_items, dataset.n_interactions]}
     if record_path.is_file() and ranks_path.is_file():
         stored = json.loads(record_path.read_text())
