@@ -202,16 +202,21 @@ def _yaml_value(value) -> str:
 _MATCHED_ELSEWHERE = {"init_from", "tokenizer", "seed", "max_steps", "schedule_steps", "max_minutes", "domains"}
 
 
+def pretraining_card(checkpoint: str | Path) -> dict:
+    """The training card of a pre-trained model directory (its step, config, time), or a clear error."""
+    card_path = Path(checkpoint) / "training_card.json"
+    if not card_path.is_file():
+        raise CheckpointError(f"{checkpoint}: no training_card.json, so not a pre-trained JEPA4Rec model directory",
+                              hint="give the final/ folder of a pre-training run (e.g. --jepa runs/pretrain_tiny/final)")
+    return json.loads(card_path.read_text())
+
+
 def matched_pretraining(checkpoint: str | Path) -> tuple[dict, list[str]]:
     """(card, overrides) that give a new pre-training run the checkpoint's start (tokenizer or language
     model), seed, number of steps, LR/EMA schedules and every other option it was trained with (pooling,
     batches, losses, learning rates), so that only what the caller adds after them (data, a loss, an
     embedding) differs, whichever config file the new run starts from."""
-    card_path = Path(checkpoint) / "training_card.json"
-    if not card_path.is_file():
-        raise CheckpointError(f"{checkpoint}: no training_card.json, so not a pre-trained JEPA4Rec model directory",
-                              hint="give the final/ folder of a pre-training run (e.g. --jepa runs/pretrain_tiny/final)")
-    card = json.loads(card_path.read_text())
+    card = pretraining_card(checkpoint)
     steps, cfg = card["step"], card["config"]
     # A run stopped by its time budget ended before its schedules did: they ran over schedule_steps, or
     # over max_steps when that was unset, never over the steps it happened to reach.
@@ -325,5 +330,5 @@ def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path |
 
 
 __all__ = ["EXPERIMENTS", "Experiment", "RESULTS_DIR", "HEADLINE_METRICS", "pretrain_once", "finetune_once", "matched_pretraining", "config_for",
-           "add_run_args", "long_rows", "untrained_start", "files_stamp",
+           "add_run_args", "long_rows", "untrained_start", "files_stamp", "pretraining_card",
            "write_results", "write_atomic", "evaluate_test_split", "measured_with", "recorded_command", "ENCODER_FAMILIES"]

@@ -42,21 +42,17 @@ for ds in "$@"; do
       finetune "$ds" jepa4rec checkpoints/jepa4rec-minilm-pretrain finetune_minilm_ml100k_pretrained max_minutes=null
       finetune "$ds" recformer checkpoints/recformer-minilm-pretrain finetune_minilm_ml100k_pretrained \
         max_minutes=null loss.lambda_map=0.0
-      models=(popularity sasrec frozen_last_items frozen_history_text frozen_seq zeroshot_recformer
-              zeroshot_jepa4rec recformer jepa4rec)
       ;;
     *)
       # Scientific / Online Retail: finetune_minilm with the encoder moving (lr 1e-4), 4 epochs.
       for model in jepa4rec recformer; do
-        ckpt=checkpoints/$([ "$model" = jepa4rec ] && echo jepa4rec || echo recformer)-minilm-pretrain
-        finetune "$ds" "$model" "$ckpt" finetune_minilm optim.encoder_lr=0.0001 group_by_length=true epochs=4 \
-          max_minutes=null
+        finetune "$ds" "$model" "checkpoints/$model-minilm-pretrain" finetune_minilm optim.encoder_lr=0.0001 \
+          group_by_length=true epochs=4 max_minutes=null
       done
-      models=(popularity sasrec frozen_last_items frozen_history_text frozen_seq zeroshot_recformer
-              zeroshot_jepa4rec recformer jepa4rec)
       ;;
   esac
   echo "== $ds: the table's rows"
-  "$PY" scripts/results_table.py --dataset "$ds" --models "${models[@]}" --jepa checkpoints/jepa4rec-minilm-pretrain \
+  "$PY" scripts/results_table.py --dataset "$ds" --models popularity sasrec frozen_last_items frozen_history_text \
+    frozen_seq zeroshot_recformer zeroshot_jepa4rec recformer jepa4rec --jepa checkpoints/jepa4rec-minilm-pretrain \
     --recformer checkpoints/recformer-minilm-pretrain --runs-dir "$RUNS" --threads "$THREADS"
 done

@@ -34,7 +34,7 @@ from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.data import load_dataset
 from jepa4rec.errors import UserError
 from jepa4rec.evaluation import PROTOCOLS
-from jepa4rec.experiments import files_stamp, add_run_args, write_atomic, write_results
+from jepa4rec.experiments import add_run_args, files_stamp, pretraining_card, write_atomic, write_results
 
 DATASETS = ("Scientific_UniSRec", "Instruments_IISAN", "OnlineRetail", "ml-100k")
 METRICS = ("NDCG@10", "Recall@10", "MRR")
@@ -47,13 +47,6 @@ class Point(NamedTuple):
     step: int
     checkpoint: str  # a model directory, or the language model (a name or folder) for step 0
     start: dict | None = None  # step 0 only: the twins' model_size, model overrides (pooling included) and text budget
-
-
-def _card(folder: Path) -> dict:
-    card = folder / "training_card.json"
-    if not card.is_file():
-        raise UserError(f"{folder} has no training_card.json", hint="give a pre-training run folder or a model directory")
-    return json.loads(card.read_text())
 
 
 def twin_points(label: str, path: Path) -> list[Point]:
@@ -71,7 +64,7 @@ def twin_points(label: str, path: Path) -> list[Point]:
                             hint="pre-train with --set export_steps=[365,1000,2000,4000], or give a model directory")
     points = {}
     for folder in folders:
-        step = _card(folder).get("step")
+        step = pretraining_card(folder).get("step")
         if not isinstance(step, int):
             raise UserError(f"{folder}/training_card.json records no step", hint="a pre-training run's export has one")
         points[step] = Point(label, step, str(folder))  # final/ at an exported step: the same weights
@@ -96,7 +89,7 @@ def start_point(points: list[Point]) -> Point:
     were: both must share it."""
     starts = set()
     for point in points:
-        config = _card(Path(point.checkpoint)).get("config", {})
+        config = pretraining_card(point.checkpoint).get("config", {})
         if not config.get("init_from"):
             raise UserError(f"{point.checkpoint} was trained from scratch: there is no language model at step 0",
                             hint="the curve is for twins pre-trained from a language model (init_from)")
