@@ -321,4 +321,7 @@ def test_priors_fit_is_the_same_whatever_the_scale_of_the_scores(rec):
     for protocol in ("kept", "excluded"):
         assert b[protocol]["priors"].repeat_bias == pytest.approx(10 * a[protocol]["priors"].repeat_bias, rel=1e-2, abs=1e-3)
         assert b[protocol]["priors"].popularity_bias == pytest.approx(10 * a[protocol]["priors"].popularity_bias, rel=1e-2, abs=1e-3)
-        assert b[protocol]["after"]["NDCG@10"] == pytest.approx(a[protocol]["after"]["NDCG@10"], abs=1e-9)
+        # The two fits agree to the optimiser's tolerance, not exactly: on fp32 scores (a CPU without native
+        # bf16) that is enough for a near-tied item to swap for one user, so the metric agrees within one
+        # user's share of it.
+        assert b[protocol]["after"]["NDCG@10"] == pytest.approx(a[protocol]["after"]["NDCG@10"], abs=1 / len(valid))
