@@ -85,8 +85,8 @@ EXPERIMENTS = (
     Experiment("zeroshot", "Zero-shot transfer (Fig. 4): pre-trained models on unseen target domains",
                "scripts/reproduce_pretrain_data.py", x="dataset", y="value", color="model", facet="metric",
                kind="bar"),
-    Experiment("zeroshot_curve", "Zero-shot against pre-training steps: JEPA4Rec and its λ2 = 0 twin on unseen datasets "
-               "(test NDCG@10; both start at step 0 from the same language model)", "scripts/zeroshot_curve.py",
+    Experiment("zeroshot_curve", "Zero-shot NDCG@10 against pre-training steps: JEPA4Rec and its λ2 = 0 twin",
+               "scripts/zeroshot_curve.py",
                x="step", y="value", color="model", facet="dataset", row="protocol", only=(("metric", "NDCG@10"),)),
     Experiment("results_table", "Overall results (Table 2): test NDCG@10 of every model, each under both protocols, "
                "without and with the score priors fitted on validation", "scripts/results_table.py",
