@@ -723,6 +723,15 @@ def test_unknown_dataset_name():
         load_dataset("NoSuchDataset")
 
 
+def test_a_mistyped_option_is_named_with_what_is_accepted(unisrec_dir, retail_csv):
+    from jepa4rec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) data_root for the unisrec reader.*root=.*k_core"):
+        load_dataset(str(unisrec_dir), data_root="/elsewhere")
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) item_keys .*item_key"):
+        load_dataset(str(retail_csv), k_core=0, item_keys="StockCode")
+
+
 def test_named_dataset_missing_under_root(tmp_path):
     with pytest.raises(DataFormatError, match=r"dataset 'Scientific_UniSRec' expects .*Scientific_UniSRec: not found"):
         load_dataset("Scientific_UniSRec", root=tmp_path)

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..paths import DATA_ROOT_ENV, cache_dir, data_root
 from .dataset import DataFormatError, ProcessingConfig, SeqRecDataset, build_dataset
 from .readers import FORMATS, detect_format
@@ -107,6 +108,7 @@ def load_dataset(
     proc = replace(proc, **{k: v for k, v in overrides.items() if k in proc_fields})
     options = {**spec.options, **{k: v for k, v in overrides.items() if k not in proc_fields}}
     read = FORMATS[spec.reader].read
+    _check_reader_options(read, spec.reader, {k for k in overrides if k not in proc_fields}, folder is not None)
     stored = _processed_path(name, spec.reader, folder, proc, options) if cache and folder is not None else None
     if stored is not None and stored.exists():
         try:
@@ -121,6 +123,21 @@ def load_dataset(
         partial.write_text(json.dumps(dataclasses.asdict(dataset), ensure_ascii=False), encoding="utf-8")
         os.replace(partial, stored)
     return dataset
+
+
+def _check_reader_options(read, reader: str, given: set[str], takes_folder: bool) -> None:
+    """A keyword that is neither a processing field nor the reader's option is a mistake (``data_root=`` for
+    ``root=``): name it and what is accepted, rather than a TypeError from inside the reader."""
+    params = list(inspect.signature(read).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = {p.name for p in params[1 if takes_folder else 0:] if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    unknown = sorted(given - accepted)
+    if unknown:
+        raise ConfigError(f"load_dataset: unknown option(s) {', '.join(unknown)} for the {reader} reader",
+                          hint=f"the data root is root=; processing options: "
+                               f"{', '.join(sorted(ProcessingConfig.__dataclass_fields__))}; {reader} reader options: "
+                               f"{', '.join(sorted(accepted)) or 'none'}")
 
 
 def _processed_path(name: str, reader: str, folder: Path, proc: ProcessingConfig, options: dict) -> Path:
