@@ -93,6 +93,8 @@ CASES = [
     ("zeroshot_curve", ["--twins", "JEPA4Rec={missing}", "twin={missing}", "--runs-dir", "{out}/runs",
                         "--out-dir", "{out}/tables"], "{missing}: no such folder — the pre-training run or model directory"),
     ("zeroshot_curve", ["--twins", "JEPA4Rec", "twin=x", "--runs-dir", "{out}/runs"], "'JEPA4Rec' is not LABEL=PATH"),
+    ("readme_results", ["--readme", "{missing}"], "no README at --readme {missing}"),
+    ("readme_results", ["--results-dir", "{missing}", "--check"], "results_table.json: not found"),
 ]
 
 
