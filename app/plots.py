@@ -165,7 +165,7 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
         return _horizontal_bars(exp, agg, error)
     plot = px.bar if exp.kind == "bar" else px.line
     kwargs = dict(x=exp.x, y=exp.y, color=exp.color, facet_col=exp.facet, facet_row=exp.row, error_y=error,
-                  title=exp.title, log_x=exp.log_x)
+                  title=wrapped(exp.title), log_x=exp.log_x)
     if exp.facet:  # each panel has its own y axis: room for its tick labels between the panels
         kwargs["facet_col_spacing"] = 0.07
     if exp.kind == "bar":
@@ -187,23 +187,35 @@ def experiment_figure(exp: Experiment, df: pd.DataFrame) -> go.Figure:
     # Long bar labels are drawn slanted under the bars and take the height from the plot: give it back.
     longest = int(agg[exp.x].astype(str).str.len().max()) if exp.kind == "bar" and len(agg) else 0
     label_room = 6 * max(0, longest - 12)
-    fig.update_layout(height=300 + 220 * n_rows + label_room, margin=dict(l=40, r=20, t=60, b=40))
+    fig.update_layout(height=300 + 220 * n_rows + label_room, margin=dict(l=40, r=20, t=_title_room(exp.title), b=40))
     return fig
+
+
+def _title_room(title: str, below: int = 0) -> int:
+    """The top margin for ``title`` as :func:`wrapped` breaks it (22 px a line), plus ``below`` px under it."""
+    return 36 + 22 * wrapped(title).count("<br>") + below
 
 
 def _horizontal_bars(exp: Experiment, agg: pd.DataFrame, error: str | None) -> go.Figure:
     """Bars along the x axis, one panel per ``exp.facet`` value stacked in rows: dozens of long model
     names stay readable down the side, each panel lists only its own, first row of the file on top."""
     fig = px.bar(agg, x=exp.y, y=exp.x, color=exp.color, facet_row=exp.facet, error_x=error, orientation="h",
-                 barmode="group", title=exp.title, labels=AXIS_LABELS, facet_row_spacing=0.04)
+                 barmode="group", title=wrapped(exp.title), labels=AXIS_LABELS, facet_row_spacing=0.04)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
     fig.update_yaxes(matches=None, showticklabels=True, autorange="reversed", title=None)
     fig.update_xaxes(matches=None, showticklabels=True)
     per_panel = agg.groupby(exp.facet)[exp.x].nunique() if exp.facet else pd.Series([agg[exp.x].nunique()])
     n_colors = agg[exp.color].nunique() if exp.color else 1
     # Equal-height panels, each tall enough for its longest list of bar groups.
-    fig.update_layout(height=120 + len(per_panel) * (40 + int(per_panel.max()) * (6 * n_colors + 8)),
-                      margin=dict(l=40, r=20, t=60, b=40), legend_title_text=AXIS_LABELS.get(exp.color, exp.color))
+    # The legend above the panels, a row per entry: on the right its long cell names took half the bars' width.
+    legend_room = 20 * (n_colors + 1)
+    height = 150 + legend_room + len(per_panel) * (40 + int(per_panel.max()) * (6 * n_colors + 8))
+    fig.update_layout(height=height, margin=dict(l=40, r=20, t=30 + _title_room(exp.title, legend_room), b=40),
+                      legend=dict(orientation="v", yanchor="bottom", y=1.0, xanchor="left", x=0),
+                      # Anchored 30 px under the figure's top (clear of the app's "Plot" label), so the legend
+                      # under it cannot overlap its wrapped lines.
+                      title=dict(yref="container", y=1 - 30 / height, yanchor="top"),
+                      legend_title_text=AXIS_LABELS.get(exp.color, exp.color))
     return fig
 
 
