@@ -2,7 +2,8 @@
 # Reproduce the equal-terms results table (scripts/results/results_table.*) for one or more datasets:
 # fine-tune both MiniLM twins (JEPA4Rec and its λ2 = 0 RecFormer-style twin) from their shipped
 # pre-trained checkpoints, then rank every model of the table under both protocols, with and without
-# score priors, and merge the records into the committed tables.
+# score priors, merge the records into the committed tables and rewrite the README's results block
+# from them (scripts/readme_results.py).
 #
 #   bash scripts/reproduce_equal_terms.sh OnlineRetail ml-100k      # or Scientific_UniSRec
 #
@@ -56,3 +57,5 @@ for ds in "$@"; do
     frozen_seq zeroshot_recformer zeroshot_jepa4rec recformer jepa4rec --jepa checkpoints/jepa4rec-minilm-pretrain \
     --recformer checkpoints/recformer-minilm-pretrain --runs-dir "$RUNS" --threads "$THREADS"
 done
+echo "== the README's results block"
+"$PY" scripts/readme_results.py
