@@ -6,7 +6,8 @@ Reads ``scripts/results/results_table.json`` (every model's four cells: history 
 and with score priors) and ``results_table_paired.json`` (the paired tests), and writes the block between
 the README's ``<!-- results:begin -->`` and ``<!-- results:end -->`` markers: one NDCG@10 table for own scores,
 one with score priors, and one of paired ratios (fine-tuned JEPA4Rec / SASRec, the app's model / SASRec,
-JEPA4Rec / its λ2 = 0 twin; 95% bootstrap intervals, same cell on both sides).
+JEPA4Rec / its λ2 = 0 twin, JEPA4Rec / the transformer over frozen MiniLM vectors; 95% bootstrap intervals,
+same cell on both sides).
 A model a dataset has no record of shows "–".
 
     python scripts/readme_results.py            # rewrite the block after scripts/results_table.py ran
@@ -40,7 +41,8 @@ ROWS = {
 }
 # The paired ratios the README prints (a / b is b's metric over a's: above 1, b ranks better).
 PAIRS = (("sasrec", "jepa4rec", "JEPA4Rec / SASRec"), ("sasrec", "scratch", "the app's model / SASRec"),
-         ("recformer", "jepa4rec", "JEPA4Rec / λ2 = 0 twin"))
+         ("recformer", "jepa4rec", "JEPA4Rec / λ2 = 0 twin"),
+         ("frozen_seq", "jepa4rec", "JEPA4Rec / transformer over frozen vectors"))
 METRIC = "NDCG@10"
 CELLS = ("kept", "excluded", "kept_priors", "excluded_priors")
 
