@@ -20,6 +20,7 @@ from jepa4rec.experiments import Experiment
 
 
 TITLE_LINE = 38  # characters: a chart title this long fits a phone's 390 px width
+TITLE_TOP = 30  # px between the figure's top and a title anchored there: clear of the app's "Plot" label
 
 
 def wrapped(title: str) -> str:
@@ -210,11 +211,10 @@ def _horizontal_bars(exp: Experiment, agg: pd.DataFrame, error: str | None) -> g
     # The legend above the panels, a row per entry: on the right its long cell names took half the bars' width.
     legend_room = 20 * (n_colors + 1)
     height = 150 + legend_room + len(per_panel) * (40 + int(per_panel.max()) * (6 * n_colors + 8))
-    fig.update_layout(height=height, margin=dict(l=40, r=20, t=30 + _title_room(exp.title, legend_room), b=40),
+    fig.update_layout(height=height, margin=dict(l=40, r=20, t=TITLE_TOP + _title_room(exp.title, legend_room), b=40),
                       legend=dict(orientation="v", yanchor="bottom", y=1.0, xanchor="left", x=0),
-                      # Anchored 30 px under the figure's top (clear of the app's "Plot" label), so the legend
-                      # under it cannot overlap its wrapped lines.
-                      title=dict(yref="container", y=1 - 30 / height, yanchor="top"),
+                      # Anchored under the figure's top, so the legend under it cannot overlap its wrapped lines.
+                      title=dict(yref="container", y=1 - TITLE_TOP / height, yanchor="top"),
                       legend_title_text=AXIS_LABELS.get(exp.color, exp.color))
     return fig
 

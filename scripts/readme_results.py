@@ -23,6 +23,7 @@ from pathlib import Path
 
 from jepa4rec.cli import ArgumentParser, command
 from jepa4rec.errors import UserError
+from jepa4rec.evaluation import CELLS
 from jepa4rec.paths import PROJECT_ROOT, RESULTS_DIR
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -44,7 +45,6 @@ PAIRS = (("sasrec", "jepa4rec", "JEPA4Rec / SASRec"), ("sasrec", "scratch", "the
          ("recformer", "jepa4rec", "JEPA4Rec / λ2 = 0 twin"),
          ("frozen_seq", "jepa4rec", "JEPA4Rec / transformer over frozen vectors"))
 METRIC = "NDCG@10"
-CELLS = ("kept", "excluded", "kept_priors", "excluded_priors")
 
 
 def _load(path: Path) -> dict:

@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from commands import ROOT, load_script
+
+from jepa4rec.errors import UserError
 
 readme_results = load_script("readme_results")
 
@@ -37,10 +40,6 @@ def test_a_changed_record_makes_the_readme_stale_until_it_is_rewritten(tmp_path,
     assert readme.read_text().split(readme_results.END)[1] == before.split(readme_results.END)[1]
 
 
-def test_a_readme_without_the_markers_is_named(tmp_path):
-    import pytest
-
-    from jepa4rec.errors import UserError
-
+def test_a_readme_without_the_markers_is_named():
     with pytest.raises(UserError, match="needs one <!-- results:begin --> line"):
         readme_results.replace_block("# no markers\n", "block", "README.md")
