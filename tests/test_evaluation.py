@@ -316,11 +316,16 @@ def test_priors_fit_is_the_same_whatever_the_scale_of_the_scores(rec):
     valid = rec.dataset.valid_cases()
     a = fit_score_priors(rec, valid, rec.log_popularity, ("kept", "excluded"))
     b = fit_score_priors(Scaled(), valid, rec.log_popularity, ("kept", "excluded"))
-    # The fit stops at the optimiser's tolerance, so a prior near 0 (this toy's repeat bias is about -6e-4) is
-    # only known to about 1e-3 of the scores' spread: compared in the scaled scorer's units, within 1e-3.
     for protocol in ("kept", "excluded"):
-        assert b[protocol]["priors"].repeat_bias == pytest.approx(10 * a[protocol]["priors"].repeat_bias, rel=1e-2, abs=1e-3)
-        assert b[protocol]["priors"].popularity_bias == pytest.approx(10 * a[protocol]["priors"].popularity_bias, rel=1e-2, abs=1e-3)
+        # What scale invariance guarantees is the fit's loss: the scaled scorer reaches the same optimum (to
+        # L-BFGS's stopping rule, which leaves about 1e-5 of it on this toy's flat valley).
+        assert b[protocol]["loss_after"] == pytest.approx(a[protocol]["loss_after"], rel=1e-4)
+        assert b[protocol]["loss_before"] == pytest.approx(a[protocol]["loss_before"], rel=1e-4)
+        # The priors come out in the scorer's own units (10x). This toy's optimum is flat along them (the
+        # L-BFGS stop point moved one fit's popularity bias by 5% with fp32 rounding), so they are compared
+        # loosely: a prior left in the wrong units would be off by 10x.
+        assert b[protocol]["priors"].repeat_bias == pytest.approx(10 * a[protocol]["priors"].repeat_bias, rel=0.2, abs=1e-3)
+        assert b[protocol]["priors"].popularity_bias == pytest.approx(10 * a[protocol]["priors"].popularity_bias, rel=0.2, abs=1e-3)
         # The two fits agree to the optimiser's tolerance, not exactly: on fp32 scores (a CPU without native
         # bf16) that is enough for a near-tied item to swap for one user, so the metric agrees within one
         # user's share of it.
