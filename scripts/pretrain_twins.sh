@@ -57,6 +57,7 @@ while :; do
   fi
   if [ "$SIDE_BY_SIDE" = 1 ]; then
     # Both at once, each for one chunk; a twin that has reached STEPS just exports and exits.
+    echo "== side by side, $THREADS thread(s) each"
     turn jepa4rec 0.1 & j=$!
     turn recformer 0.0 & r=$!
     wait "$j"; wait "$r"

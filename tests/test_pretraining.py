@@ -493,3 +493,31 @@ def test_pretrain_twins_script_alternates_and_resumes(corpus, tokenizer_dir, tmp
     differ = {k for k in configs["jepa4rec"] if configs["jepa4rec"][k] != configs["recformer"][k]}
     assert differ == {"output_dir", "loss"}
     assert {k for k, v in configs["jepa4rec"]["loss"].items() if v != configs["recformer"]["loss"][k]} == {"lambda_map"}
+
+
+@pytest.mark.slow
+def test_pretrain_twins_script_runs_the_twins_side_by_side(corpus, tokenizer_dir, tmp_path):
+    """SIDE_BY_SIDE=1: both twins train at once, each resumed from its own checkpoint turn after turn, on the same
+    batches (the same tokens logged at each step) to the same final step."""
+    model = " ".join(f"model.{k}={v}" for k, v in TINY_MODEL.items())
+    extra = (f"domains=[{corpus[0]},{corpus[1]}] tokenizer={tokenizer_dir} batch_size=8 max_items=5 max_tokens=64 "
+             f"{model} progress=false optim.warmup_steps=0 log_every=1")
+    env = command_env(PYTHON=sys.executable, STEPS="2", EXPORTS="1", RUNS=str(tmp_path / "twins"), THREADS="1",
+                      CHUNK_MINUTES="0.0001", SAVE_EVERY="1", CONFIG="pretrain_tiny", EXTRA=extra,
+                      SIDE_BY_SIDE="1", TOKENIZERS_PARALLELISM="false")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["bash", str(root / "scripts" / "pretrain_twins.sh")], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    turns = [line for line in done.stdout.splitlines() if line.startswith("== ")]
+    assert turns[0] == "== side by side, 1 thread(s) each"
+    assert sorted(turns[1:3]) == ["== jepa4rec: from step 0 (λ2 = 0.1) ", "== recformer: from step 0 (λ2 = 0.0) "]
+    assert any(t.startswith("== jepa4rec: from step 1") and t.endswith("--resume") for t in turns)
+    assert turns[-1].startswith("== both twins reached 2 steps")
+    logs = {}
+    for name in ("jepa4rec", "recformer"):
+        run = tmp_path / "twins" / name
+        assert json.loads((run / "final" / "training_card.json").read_text())["step"] == 2
+        with open(run / "train_log.csv") as fh:
+            logs[name] = [(row["step"], row["tokens"]) for row in csv.DictReader(fh)]
+    assert logs["jepa4rec"] == logs["recformer"] and [s for s, _ in logs["jepa4rec"]] == ["1", "2"]
