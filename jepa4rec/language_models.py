@@ -229,6 +229,31 @@ def init_from_language_model(model, source: str | Path) -> list[str]:
     return sorted(converted)
 
 
+def drift_from_language_model(model, source: str | Path, skip: tuple[str, ...] = ("word_embeddings",)) -> dict:
+    """How far ``model``'s weights moved from the language model ``source`` they were converted from: over every
+    converted tensor but ``skip`` (the word embeddings, frozen in the MiniLM recipes), the relative L2 distance
+    ||W - W0|| / ||W0|| of them all together, and per tensor the median and the largest (named). Tells whether
+    a learning rate let the encoder learn, or left it the language model (paper Sec. 3.3's prior)."""
+    import math
+
+    start = converted_weights(model, source)
+    own = model.state_dict()
+    moved, total, per = 0.0, 0.0, {}
+    for key, w0 in start.items():
+        if any(s in key for s in skip):
+            continue
+        d = float((own[key].detach().float().cpu() - w0).pow(2).sum())
+        n = float(w0.pow(2).sum())
+        moved, total = moved + d, total + n
+        per[key] = math.sqrt(d / n) if n > 0 else math.sqrt(d)
+    if not per:
+        raise ValueError(f"no tensor of the model comes from {source} (every one skipped: {skip})")
+    ranked = sorted(per.values())
+    largest = max(per, key=per.get)
+    return {"source": str(source), "tensors": len(per), "relative_l2": math.sqrt(moved / total) if total else 0.0,
+            "median_tensor": ranked[len(ranked) // 2], "max_tensor": per[largest], "max_tensor_name": largest}
+
+
 class BaseModelMismatch(UserError):
     """The installed language model differs from the one a saved model left tensors to."""
 

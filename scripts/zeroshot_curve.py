@@ -16,7 +16,7 @@ files do not change, so the command is resumable and cheap to rerun as a run exp
 
 Writes ``scripts/results/zeroshot_curve.csv`` (long format: model, step, dataset, protocol, metric, value;
 the Experiments tab's chart; step 0, measured once, is written under both twins' names, where both lines start) and ``zeroshot_curve.json`` (the rows, the paired tests, where each point came
-from).
+from, and how far each point's weights moved from the language model: ``encoder_drift``).
 
     python scripts/zeroshot_curve.py --twins "JEPA4Rec=runs/twins/jepa4rec" "RecFormer-style (λ2 = 0)=runs/twins/recformer"
     python scripts/zeroshot_curve.py --datasets ml-100k    # the shipped pair (365 steps): steps 0 and 365
@@ -148,6 +148,17 @@ def evaluate_point(point: Point, dataset, runs_dir: Path, batch_size: int) -> di
     return record
 
 
+def encoder_drift(point: Point) -> dict:
+    """How far the twin's weights at this point moved from the language model it started from (every converted
+    tensor but the frozen word embeddings; :func:`jepa4rec.language_models.drift_from_language_model`)."""
+    from jepa4rec.checkpoint import load_model_dir
+    from jepa4rec.language_models import drift_from_language_model
+
+    model, _, _ = load_model_dir(point.checkpoint)
+    source = pretraining_card(point.checkpoint)["config"]["init_from"]
+    return {"model": point.model, "step": point.step, **drift_from_language_model(model, source)}
+
+
 def paired(records: list[dict], twins: list[str], resamples: int) -> list[dict]:
     """First twin / second at every (dataset, step) both reached, per protocol."""
     from jepa4rec.significance import compare, paired_ranks, read_ranks
@@ -208,13 +219,20 @@ def main(argv=None) -> int:
             for r in records for model in (labels if r["model"] == STEP0 else [r["model"]])
             for protocol in PROTOCOLS for m in METRICS]
     tests = paired(records, labels, args.resamples)
+    drift = [encoder_drift(pt) for pt in points if pt.model != STEP0]
     write_results("zeroshot_curve", rows, {"twins": {label: str(path) for label, path in twins},
-                                           "points": [pt._asdict() for pt in points], "paired": tests},
+                                           "points": [pt._asdict() for pt in points], "paired": tests,
+                                           "encoder_drift": drift},
                   args.out_dir)
     print("\nNDCG@10, history kept / excluded:")
     for r in records:
         print(f"  {r['dataset']:<20} {r['model']:<28} step {r['step']:>6}: "
               f"{r['cells']['kept']['NDCG@10']:.4f} / {r['cells']['excluded']['NDCG@10']:.4f}")
+    print("\nWeights moved from the language model, ||W - W0|| / ||W0|| (all converted tensors but the word embeddings;"
+          " the median tensor; the largest):")
+    for d in drift:
+        print(f"  {d['model']:<28} step {d['step']:>6}: {d['relative_l2']:.4f}; {d['median_tensor']:.4f}; "
+              f"{d['max_tensor']:.4f} ({d['max_tensor_name']})")
     print(f"\n{twins[0][0]} / {twins[1][0]}, paired NDCG@10:")
     for t in tests:
         print(f"  {t['dataset']:<20} step {t['step']:>6} {t['protocol']:<9} {t['ratio']:.3f}× "

@@ -17,6 +17,8 @@ from jepa4rec.config import FinetuneConfig, OptimConfig, PretrainConfig
 from jepa4rec.errors import ConfigError
 from jepa4rec.language_models import (
     check_architecture,
+    converted_weights,
+    drift_from_language_model,
     init_from_language_model,
     is_language_model,
     language_model_dir,
@@ -481,6 +483,29 @@ def test_zeroshot_curve_of_two_twins_from_one_language_model(toy, tmp_path, mini
     assert sorted((t["step"], t["protocol"]) for t in meta["paired"]) == [
         (1, "excluded"), (1, "kept"), (2, "excluded"), (2, "kept")]
     assert all(t["a"] == "twin" and t["b"] == "JEPA4Rec" for t in meta["paired"])
+    # Each trained point's distance from the slice it started from: the encoder learned (lr > 0), a little.
+    drift = {(d["model"], d["step"]): d["relative_l2"] for d in meta["encoder_drift"]}
+    assert set(drift) == {("JEPA4Rec", 1), ("JEPA4Rec", 2), ("twin", 1), ("twin", 2)}
+    assert all(0 < v < 0.5 for v in drift.values()) and drift[("JEPA4Rec", 2)] > drift[("JEPA4Rec", 1)]
     capsys.readouterr()
     assert script.main(argv) == 0
     assert capsys.readouterr().out.count("reusing") == 5  # step 0 and two steps of each twin
+
+
+def test_drift_from_the_language_model_is_zero_at_the_start_and_measures_a_move():
+    """The converted encoder has not moved; a known change to one tensor moves it by exactly that much, and the
+    frozen word embeddings are left out of the measure."""
+    model = converted_minilm()
+    start = drift_from_language_model(model, "minilm")
+    assert start["relative_l2"] == 0.0 and start["max_tensor"] == 0.0 and start["tensors"] > 50
+    name = "encoder.longformer.encoder.layer.2.output.dense.weight"
+    w = model.state_dict()[name]
+    with torch.no_grad():
+        w.mul_(1.1)  # 10% of that tensor
+        model.get_input_embeddings().weight.mul_(2.0)  # the word embeddings: skipped, so they move nothing
+    moved = drift_from_language_model(model, "minilm")
+    assert moved["max_tensor_name"] == name and moved["max_tensor"] == pytest.approx(0.1, rel=1e-5)
+    total = sum(float(v.pow(2).sum()) for k, v in converted_weights(model, "minilm").items() if "word_embeddings" not in k)
+    assert moved["relative_l2"] == pytest.approx(0.1 * float(w.div(1.1).pow(2).sum()) ** 0.5 / total ** 0.5, rel=1e-4)
+    assert drift_from_language_model(model, "minilm", skip=())["relative_l2"] > moved["relative_l2"]
+
