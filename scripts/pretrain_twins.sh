@@ -11,12 +11,14 @@
 #   bash scripts/pretrain_twins.sh                      # runs/twins/{jepa4rec,recformer}, 7,300 steps each
 #   STEPS=1825 bash scripts/pretrain_twins.sh           # a shorter budget (the schedules follow STEPS)
 #   SIDE_BY_SIDE=1 THREADS=1 bash scripts/pretrain_twins.sh   # both at once, one thread each
+#   LAMBDA_MAP=1 bash scripts/pretrain_twins.sh         # JEPA4Rec with λ2 = 1 (runs/twins/jepa4rec-lambda1)
 #   python scripts/zeroshot_curve.py --twins "JEPA4Rec=runs/twins/jepa4rec" "RecFormer-style (λ2 = 0)=runs/twins/recformer"
 #
 # Resumable: run it again (after a kill, or in a later session with the same runs folder) and each twin
 # continues from its last checkpoint. Environment: STEPS (default 7300, 20× the shipped 365), EXPORTS
 # (default "365,1000,2000,4000"), RUNS (default runs/twins), THREADS (default 2), CHUNK_MINUTES (default 30),
-# SAVE_EVERY (default 100), SIDE_BY_SIDE (default 0), CONFIG (default pretrain_minilm), EXTRA (more --set overrides for both twins, e.g.
+# SAVE_EVERY (default 100), SIDE_BY_SIDE (default 0), LAMBDA_MAP (JEPA4Rec's λ2, default 0.1: the paper's;
+# another value trains into jepa4rec-lambda<LAMBDA_MAP>/ beside the default's jepa4rec/), CONFIG (default pretrain_minilm), EXTRA (more --set overrides for both twins, e.g.
 # "mixed_precision=no"), PYTHON (default .venv/bin/python, else python), JEPA4REC_DATA_ROOT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,9 @@ RUNS=${RUNS:-runs/twins}
 THREADS=${THREADS:-2}
 CHUNK_MINUTES=${CHUNK_MINUTES:-30}
 SIDE_BY_SIDE=${SIDE_BY_SIDE:-0}
+LAMBDA_MAP=${LAMBDA_MAP:-0.1}
+JEPA=jepa4rec
+[ "$LAMBDA_MAP" = 0.1 ] || JEPA="jepa4rec-lambda$LAMBDA_MAP"
 SAVE_EVERY=${SAVE_EVERY:-100}
 CONFIG=${CONFIG:-pretrain_minilm}
 read -r -a EXTRA <<< "${EXTRA:-}"
@@ -51,16 +56,16 @@ turn() {  # twin lambda_map: one chunk of CHUNK_MINUTES, resumed when the twin h
 }
 
 while :; do
-  a=$(steps_done jepa4rec); b=$(steps_done recformer)
+  a=$(steps_done "$JEPA"); b=$(steps_done recformer)
   if [ "$a" -ge "$STEPS" ] && [ "$b" -ge "$STEPS" ]; then
-    echo "== both twins reached $STEPS steps: $RUNS/jepa4rec, $RUNS/recformer"; break
+    echo "== both twins reached $STEPS steps: $RUNS/$JEPA, $RUNS/recformer"; break
   fi
   if [ "$SIDE_BY_SIDE" = 1 ]; then
     # Both at once, each for one chunk; a twin that has reached STEPS just exports and exits.
     echo "== side by side, $THREADS thread(s) each"
-    turn jepa4rec 0.1 & j=$!
+    turn "$JEPA" "$LAMBDA_MAP" & j=$!
     turn recformer 0.0 & r=$!
     wait "$j"; wait "$r"
   # The twin behind goes next, so neither runs ahead by more than one chunk.
-  elif [ "$a" -le "$b" ]; then turn jepa4rec 0.1; else turn recformer 0.0; fi
+  elif [ "$a" -le "$b" ]; then turn "$JEPA" "$LAMBDA_MAP"; else turn recformer 0.0; fi
 done

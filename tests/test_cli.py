@@ -94,6 +94,7 @@ CASES = [
                         "--out-dir", "{out}/tables"], "{missing}: no such folder — the pre-training run or model directory"),
     ("zeroshot_curve", ["--twins", "JEPA4Rec", "twin=x", "--runs-dir", "{out}/runs"], "'JEPA4Rec' is not LABEL=PATH"),
     ("readme_results", ["--readme", "{missing}"], "no README at --readme {missing}"),
+    ("loss_gradients", ["{missing}"], "{missing}: no such folder — a checkpoint-<step>/ of a pre-training run"),
     ("readme_results", ["--results-dir", "{missing}", "--check"], "results_table.json: not found"),
 ]
 

@@ -498,26 +498,55 @@ def test_pretrain_twins_script_alternates_and_resumes(corpus, tokenizer_dir, tmp
 @pytest.mark.slow
 def test_pretrain_twins_script_runs_the_twins_side_by_side(corpus, tokenizer_dir, tmp_path):
     """SIDE_BY_SIDE=1: both twins train at once, each resumed from its own checkpoint turn after turn, on the same
-    batches (the same tokens logged at each step) to the same final step."""
+    batches (the same tokens logged at each step) to the same final step; LAMBDA_MAP=1 trains JEPA4Rec with
+    λ2 = 1 into its own folder."""
     model = " ".join(f"model.{k}={v}" for k, v in TINY_MODEL.items())
     extra = (f"domains=[{corpus[0]},{corpus[1]}] tokenizer={tokenizer_dir} batch_size=8 max_items=5 max_tokens=64 "
              f"{model} progress=false optim.warmup_steps=0 log_every=1")
     env = command_env(PYTHON=sys.executable, STEPS="2", EXPORTS="1", RUNS=str(tmp_path / "twins"), THREADS="1",
                       CHUNK_MINUTES="0.0001", SAVE_EVERY="1", CONFIG="pretrain_tiny", EXTRA=extra,
-                      SIDE_BY_SIDE="1", TOKENIZERS_PARALLELISM="false")
+                      SIDE_BY_SIDE="1", LAMBDA_MAP="1", TOKENIZERS_PARALLELISM="false")
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(["bash", str(root / "scripts" / "pretrain_twins.sh")], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     turns = [line for line in done.stdout.splitlines() if line.startswith("== ")]
     assert turns[0] == "== side by side, 1 thread(s) each"
-    assert sorted(turns[1:3]) == ["== jepa4rec: from step 0 (λ2 = 0.1) ", "== recformer: from step 0 (λ2 = 0.0) "]
-    assert any(t.startswith("== jepa4rec: from step 1") and t.endswith("--resume") for t in turns)
+    assert sorted(turns[1:3]) == ["== jepa4rec-lambda1: from step 0 (λ2 = 1) ", "== recformer: from step 0 (λ2 = 0.0) "]
+    assert any(t.startswith("== jepa4rec-lambda1: from step 1") and t.endswith("--resume") for t in turns)
     assert turns[-1].startswith("== both twins reached 2 steps")
     logs = {}
-    for name in ("jepa4rec", "recformer"):
+    assert not (tmp_path / "twins" / "jepa4rec").exists()
+    for name, lambda_map in (("jepa4rec-lambda1", 1.0), ("recformer", 0.0)):
         run = tmp_path / "twins" / name
-        assert json.loads((run / "final" / "training_card.json").read_text())["step"] == 2
+        card = json.loads((run / "final" / "training_card.json").read_text())
+        assert card["step"] == 2 and card["config"]["loss"]["lambda_map"] == lambda_map
         with open(run / "train_log.csv") as fh:
             logs[name] = [(row["step"], row["tokens"]) for row in csv.DictReader(fh)]
-    assert logs["jepa4rec"] == logs["recformer"] and [s for s, _ in logs["jepa4rec"]] == ["1", "2"]
+    assert logs["jepa4rec-lambda1"] == logs["recformer"] and [s for s, _ in logs["recformer"]] == ["1", "2"]
+
+
+@pytest.mark.slow
+def test_loss_gradients_splits_the_pull_of_each_loss(corpus, tmp_path):
+    """scripts/loss_gradients.py on a real checkpoint: each loss's gradient on its own parameters (L_map alone
+    reaches the predictors, L_MLM alone the MLM head), L_SI's the same whatever λ2, and λ2·L_map's linear in λ2
+    (the three are taken on the same masking and dropout draws)."""
+    from commands import load_script
+
+    cfg = tiny_cfg(corpus, tmp_path / "run", max_steps=2, save_every=2,
+                   loss=replace(PretrainConfig().loss, lambda_map=0.1))
+    pretrain(cfg)
+    script = load_script("loss_gradients")
+    rows = {}
+    for lam in (0.1, 0.2):
+        out = tmp_path / f"g{lam}.json"
+        assert script.main([str(tmp_path / "run" / "checkpoint-2"), "--batches", "1", "--lambda-map", str(lam),
+                            "--threads", "1", "--json", str(out)]) == 0
+        rows[lam] = {r["group"]: r for r in json.loads(out.read_text())["rows"]}
+    a, b = rows[0.1], rows[0.2]
+    assert a["predictors"]["share λ2·L_map"] == 1.0 and a["MLM head"]["share λ1·L_MLM"] == 1.0
+    lm = "language-model weights"
+    assert a[lm]["norm L_SI"] > 0 and a[lm]["norm λ2·L_map"] > 0
+    assert b[lm]["norm L_SI"] == pytest.approx(a[lm]["norm L_SI"], rel=1e-5)
+    assert b[lm]["norm λ2·L_map"] == pytest.approx(2 * a[lm]["norm λ2·L_map"], rel=1e-2)
+    assert -1 <= a[lm]["cosine L_map, L_SI"] <= 1
