@@ -39,7 +39,7 @@ from .config import FinetuneConfig, to_dict
 from .data import SeqRecDataset, load_dataset
 from .evaluation import Cell, compute_cell_ranks, evaluate, history_mask, metrics_from_ranks
 from .language_models import LANGUAGE_MODELS, is_language_model
-from .masking import bert_mask
+from .masking import bert_mask, masking_generator
 from .modeling import JEPA4RecForSequentialRecommendation
 from .optim import EarlyStopping, FitState, autocast, build_optimizer, build_scheduler, fit_epochs, resolve_mixed_precision
 from .encoding import CatalogueScorer, CatalogueVectors, ItemEncoder
@@ -124,7 +124,7 @@ def train_epoch(epoch: int, model, tok: ItemTokenizer, items: CatalogueVectors, 
                disable=not cfg.progress, dynamic_ncols=True)
     for b in bar:
         # The target's masking (λ2 > 0) draws from a generator seeded by the step: a resumed run masks identically.
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 7919)
+        gen = masking_generator(cfg.seed, step)
         loss = batch_loss(model, tok, items, pairs[b * cfg.batch_size:(b + 1) * cfg.batch_size], item_matrix, cfg,
                           precision, gen)
         optimizer.zero_grad(set_to_none=True)

@@ -12,6 +12,12 @@ from .losses import IGNORE_INDEX
 from .text import TYPE_ATTR, TYPE_VALUE
 
 
+def masking_generator(seed: int, step: int, rank: int = 0, device="cpu") -> torch.Generator:
+    """The generator a training step masks with, seeded by the run's seed, the step and the process alone: a
+    resumed run masks identically (pre-training, fine-tuning, and the scripts that redo a step's masking)."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + step * 7919 + rank)
+
+
 def maskable(input_ids: torch.Tensor, token_type_ids: torch.Tensor, special_ids: list[int]) -> torch.Tensor:
     ok = (token_type_ids == TYPE_ATTR) | (token_type_ids == TYPE_VALUE)
     if special_ids:

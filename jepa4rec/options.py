@@ -268,6 +268,11 @@ def load_config(cls, path: str | Path | None = None, overrides: list[str] | None
             raise ConfigError(f"{p}: not valid YAML ({' '.join(str(err).split())})", hint="fix the config file") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level")
+    return config_from_dict(cls, data, overrides)
+
+
+def config_from_dict(cls, data: dict, overrides: list[str] | None = None):
+    """Defaults ← ``data`` (a config as a saved run records it) ← overrides."""
     # Each source is read in the current spelling first, so an old flat --set still overrides a new file.
     return build(cls, merge_dicts(current_spelling(cls, data), current_spelling(cls, parse_overrides(overrides))))
 

@@ -44,7 +44,7 @@ from .checkpoint import latest_checkpoint, load_training_checkpoint, save_model_
 from .config import LossConfig, PretrainConfig, to_dict
 from .data import load_dataset
 from .errors import ConfigError, TrainingDiverged
-from .masking import bert_mask, sample_masked_item
+from .masking import bert_mask, masking_generator, sample_masked_item
 from .modeling import (JEPA4RecForPreTraining, JepaEncoder, JepaPreTrainingOutput, build_target_encoder, ema_update,
                        momentum_at)
 from .optim import build_optimizer, build_scheduler, resolve_mixed_precision
@@ -331,7 +331,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
         batch = _to_device(corpus.collate_pairs(chunk), accelerator.device)
         tokens += int(batch["history"]["attention_mask"].sum() + batch["next_item"]["attention_mask"].sum())
         # Masking draws from a generator seeded by the step: a resumed run masks identically.
-        gen = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1_000_003 + step * 7919 + rank)
+        gen = masking_generator(cfg.seed, step, rank, accelerator.device)
         # forward (the whole step of pretrain_losses) → backward → clip, AdamW and schedule step
         with accelerator.accumulate(module), accelerator.autocast():
             inputs = mask_batch(batch, cfg.loss, item_tok, gen)

@@ -44,16 +44,14 @@ def point_config(point: Path, config: str | None, overrides: list[str]):
     """The run's PretrainConfig: ``--config`` when given, else the checkpoint's own (trainer_state.json, or a
     model directory's training card), with ``overrides`` on top."""
     from jepa4rec.config import PretrainConfig
-    from jepa4rec.options import build, current_spelling, merge_dicts, parse_overrides, load_config
+    from jepa4rec.options import config_from_dict, load_config
 
     if config:
         return load_config(PretrainConfig, config, overrides)
-    for name, key in (("trainer_state.json", "config"), ("training_card.json", "config")):
-        if (point / name).is_file():
-            data = json.loads((point / name).read_text()).get(key)
-            if isinstance(data, dict):
-                return build(PretrainConfig, merge_dicts(current_spelling(PretrainConfig, data),
-                                                         current_spelling(PretrainConfig, parse_overrides(overrides))))
+    for name in ("trainer_state.json", "training_card.json"):
+        data = json.loads((point / name).read_text()).get("config") if (point / name).is_file() else None
+        if isinstance(data, dict):
+            return config_from_dict(PretrainConfig, data, overrides)
     raise UserError(f"{point} records no pre-training config", hint="give the run's config with --config")
 
 
@@ -86,12 +84,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 @command
 def main(argv=None) -> int:
-    import torch
     from safetensors.torch import load_file
 
     from jepa4rec.batches import EncodedCorpus
     from jepa4rec.checkpoint import load_model_dir
     from jepa4rec.modeling import build_target_encoder
+    from jepa4rec.masking import masking_generator
     from jepa4rec.pretraining import batch_stream, load_domains, loss_options, mask_batch, pretraining_sequences
     from jepa4rec.pretraining import target_vectors as ema_vectors
 
@@ -123,14 +121,13 @@ def main(argv=None) -> int:
     for i in range(args.batches):
         _, b, chunk = next(stream)
         batch = corpus.collate_pairs(chunk)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i * 7919)
-        inputs = mask_batch(batch, mask_cfg, tok, gen)
+        inputs = mask_batch(batch, mask_cfg, tok, masking_generator(cfg.seed, i))
         target_vecs = ema_vectors(target, inputs)
         g = {label: gradients(model, inputs, target_vecs, opts, seed=1000 + i) for label, opts in settings.items()}
         # A parameter only one loss reaches (the MLM head, the predictors) has no gradient from L_SI alone.
         parts = {"L_SI": g["L_SI"],
-                 "λ1·L_MLM": {n: v - g["L_SI"].get(n, 0 * v) for n, v in g["L_SI + λ1·L_MLM"].items()},
-                 "λ2·L_map": {n: v - g["L_SI"].get(n, 0 * v) for n, v in g["L_SI + λ2·L_map"].items()}}
+                 "λ1·L_MLM": {n: v - g["L_SI"][n] if n in g["L_SI"] else v for n, v in g["L_SI + λ1·L_MLM"].items()},
+                 "λ2·L_map": {n: v - g["L_SI"][n] if n in g["L_SI"] else v for n, v in g["L_SI + λ2·L_map"].items()}}
         for label, grads in parts.items():
             for name, v in grads.items():
                 grp = group_of(name)
