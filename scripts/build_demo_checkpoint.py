@@ -62,6 +62,15 @@ def model_card(folder: Path, card: dict, command: str) -> str:
         lines.append(f"- repeat bias {fit['repeat_bias']:+.4f} (a score offset for items already in the history){popularity}, "
                      f"fitted on {fit['users']:,} {fit.get('split', 'validation')} users by `python -m jepa4rec.calibrate`: "
                      f"validation {format_metrics(fit['before'])} → {format_metrics(fit['after'])}")
+    refit = card.get("predictor_fit")
+    if refit:
+        shares = list(refit["valid_mrr_after"])
+        lines.append(f"- next-item predictor (FFN2) refitted, encoder fixed, by `python -m jepa4rec.fit_predictor` "
+                     f"({refit['config']['objective']}, {refit['pairs']:,} training pairs, best epoch {refit['best_epoch']}): "
+                     f"validation MRR with {' / '.join(f'{float(s):.0%}' for s in shares)} of the target's words shown "
+                     + " / ".join(f"{refit['valid_mrr_before'][s]:.4f}" for s in shares) + " → "
+                     + " / ".join(f"{refit['valid_mrr_after'][s]:.4f}" for s in shares)
+                     + f" ({refit['valid_users']:,} users; the history alone {refit['history_only_mrr']:.4f})")
     if card.get("shipped_test"):
         test = card["shipped_test"]
         lines.append(f"- {test['dataset']} test, these shipped weights ({card.get('stored_dtype')}"

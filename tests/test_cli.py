@@ -96,6 +96,10 @@ CASES = [
     ("readme_results", ["--readme", "{missing}"], "no README at --readme {missing}"),
     ("loss_gradients", ["{missing}"], "{missing}: no such folder — a checkpoint-<step>/ of a pre-training run"),
     ("readme_results", ["--results-dir", "{missing}", "--check"], "results_table.json: not found"),
+    ("jepa4rec.fit_predictor", ["--checkpoint", "{missing}", "--dataset", "{bad}", "--output", "{out}"],
+     "is not a JEPA4Rec model directory"),
+    ("jepa4rec.fit_predictor", ["--checkpoint", "{bad}", "--dataset", "{bad}", "--output", "{out}", "--epochs", "0"],
+     "epochs must be at least 1, got 0"),
 ]
 
 
@@ -149,7 +153,7 @@ def test_what_a_shell_sees(bad):
 
 
 @pytest.mark.parametrize("module", ["jepa4rec.calibrate", "jepa4rec.evaluate", "jepa4rec.finetune", "jepa4rec.pretrain",
-                                    "jepa4rec.compare",
+                                    "jepa4rec.compare", "jepa4rec.fit_predictor",
                                     "jepa4rec.recommend", "app.main"])
 def test_every_module_command_has_a_help(module, capsys):
     """``python -m jepa4rec.<command> --help`` and ``python app.py --help``: every option has its text (the
@@ -185,7 +189,8 @@ def test_threads_is_applied_to_torch_when_the_arguments_are_parsed():
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("module", ["jepa4rec.pretrain", "jepa4rec.finetune", "jepa4rec.evaluate", "jepa4rec.calibrate"])
+@pytest.mark.parametrize("module", ["jepa4rec.pretrain", "jepa4rec.finetune", "jepa4rec.evaluate", "jepa4rec.calibrate",
+                                    "jepa4rec.fit_predictor"])
 def test_long_running_commands_take_threads(module, capsys):
     with pytest.raises(SystemExit):
         importlib.import_module(module).main(["--help"])
