@@ -52,9 +52,9 @@ class PredictorFitConfig:
     """How FFN2 is fitted (every field is a ``fit_predictor`` option)."""
 
     objective: str = "softmax"        # "softmax" (ranking over every item) or "mse" (the paper's L_map)
-    cuts_per_user: int = 3            # training pairs drawn from each user's training sequence
+    cuts_per_user: int = 5            # training pairs drawn from each user's training sequence
     masks_per_pair: int = 2           # masked copies of each pair's target, each at its own uniform share
-    max_pairs: int | None = 4000      # cap on the pairs (their histories are encoded once: the slow part)
+    max_pairs: int | None = 5000      # cap on the pairs (their histories are encoded once: the slow part)
     epochs: int = 100
     patience: int = 6                 # epochs without a better validation score before stopping
     batch_size: int = 64
