@@ -15,7 +15,7 @@ from .cli import EXIT_CODE
 
 PACKAGE = Path(__file__).resolve().parent
 # Every ``python -m jepa4rec.<name>`` command, in the order of the data flow.
-COMMANDS = ("data", "pretrain", "finetune", "calibrate", "evaluate", "compare", "recommend")
+COMMANDS = ("data", "pretrain", "finetune", "calibrate", "fit_predictor", "evaluate", "compare", "recommend")
 
 
 def summary(name: str) -> str:

@@ -7,7 +7,7 @@ history exclusion.
   python scripts/measure_reveal_demo.py --dataset Scientific_UniSRec --scoring "next-item predictor (paper's FFN2)"
 
 Prints the share of targets in the top 10 at each reveal share, the mean reciprocal rank, and whether
-0% equals the history-only ranking for every user; writes scripts/results/reveal_demo_<dataset>.json.
+0% equals the history-only ranking for every user; writes scripts/results/reveal_demo_<dataset>.json (``_predictor`` added for the predictor scoring).
 """
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def main(argv=None) -> int:
                    help="the app's repeat-purchase switch (default: the dataset's default)")
     p.add_data_root_argument()
     p.add_threads_argument()
-    p.add_argument("--out", default=None, help="JSON file (default scripts/results/reveal_demo_<dataset>.json)")
+    p.add_argument("--out", default=None, help="JSON file (default scripts/results/reveal_demo_<dataset>.json, "
+                   "reveal_demo_<dataset>_predictor.json for the predictor's scoring)")
     p.add_argument("--checkpoints-dir", default=None,
                    help="the app's checkpoints folder (index.json: which model serves which dataset); default the "
                         "shipped checkpoints/. Point it at a copy whose index names a candidate to measure that "
@@ -97,7 +98,8 @@ def main(argv=None) -> int:
         print(f"{f'{f}% revealed':>14} {r['mrr']:7.4f} {r['top10']:7.3f} {r['median_rank']:7.0f}")
     print(f"0% equals the history-only ranking (list and target rank): {result['zero_equals_history_only']} users; "
           f"{seconds:.0f} s")
-    out = Path(args.out) if args.out else RESULTS_DIR / f"reveal_demo_{args.dataset}.json"
+    suffix = "_predictor" if "predictor" in args.scoring else ""  # one file per scoring, never one over the other
+    out = Path(args.out) if args.out else RESULTS_DIR / f"reveal_demo_{args.dataset}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -207,6 +207,25 @@ def test_every_shipped_checkpoint_the_app_names_is_there_and_fits_a_space():
         assert max(sizes) < 10 * 1024 ** 2 and sum(sizes) <= 50 * 1024 ** 2, name
 
 
+def test_every_fine_tuned_model_the_app_serves_has_a_predictor_fitted_to_its_item_space():
+    """The reveal demo's "next-item predictor" scoring reads FFN2; fine-tuning leaves it missing even a fully
+    shown target (docs/evaluation.md). A fine-tuned JEPA4Rec the app serves must have been through
+    ``python -m jepa4rec.fit_predictor``, whose validation MRR rose with the share shown and ended above the
+    history alone."""
+    from jepa4rec.checkpoint import checkpoint_index, read_json_object
+    from jepa4rec.paths import CHECKPOINTS_DIR
+
+    served = {name for name in checkpoint_index().values()}
+    fine_tuned = [n for n in sorted(served)
+                  if read_json_object(CHECKPOINTS_DIR / n / "training_card.json").get("kind") == "finetune"]
+    assert fine_tuned, "the app serves no fine-tuned model (index.json)"
+    for name in fine_tuned:
+        fit = read_json_object(CHECKPOINTS_DIR / name / "training_card.json").get("predictor_fit")
+        assert fit, f"{name}: no predictor_fit in its training card"
+        curve = [fit["valid_mrr_after"][s] for s in sorted(fit["valid_mrr_after"])]
+        assert curve == sorted(curve) and curve[-1] > fit["history_only_mrr"], (name, curve, fit["history_only_mrr"])
+
+
 def test_a_semicolon_or_tab_separated_file_is_read_and_the_separator_said(tmp_path):
     """Spreadsheets in many locales write CSV with semicolons: the separator is read from the header line."""
     from jepa4rec.data.catalogue import read_catalogue
