@@ -95,6 +95,8 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None, help="dataset to select (default: the app's default)")
     p.add_argument("--user", type=int, default=0, help="test-split user to load")
     p.add_argument("--reveal", type=int, default=30, help="reveal percentage to set")
+    p.add_argument("--scoring", default=None, help="the Scoring choice to click before loading the user, e.g. "
+                   "\"next-item predictor (paper's FFN2)\" (default: the app's default)")
     add_chromium_argument(p)
     args = p.parse_args(argv)
     check_chromium(args.chromium)
@@ -105,6 +107,8 @@ def main(argv=None) -> int:
         if args.dataset:
             pick_dataset(page, args.dataset)
             page.get_by_text("No target chosen").wait_for(timeout=600_000)
+        if args.scoring:
+            page.get_by_label(args.scoring).check()
         load_user(page, args.user, args.reveal)
         page.get_by_text(f"With {args.reveal}% revealed").first.wait_for(timeout=120_000)
         page.wait_for_selector(".js-plotly-plot", state="attached", timeout=60_000)
