@@ -283,6 +283,11 @@ class FinetuneConfig(RunConfig):
     # "fit" too (python -m jepa4rec.calibrate --popularity). Not learned with the loss: the training targets
     # are themselves in the counts, so the loss would over-reward popular items.
     popularity_bias: str = "none"
+    # (bool) after training (and the priors' fit), fit the next-item predictor FFN2 to the fine-tuned item space,
+    # the encoder fixed, and write it into best/ (python -m jepa4rec.fit_predictor with its defaults): the
+    # predictor fine-tuning leaves misses even a fully shown target (docs/evaluation.md). History-only
+    # rankings and the test metrics do not change; the reveal's "next-item predictor" scoring does.
+    fit_predictor: bool = False
     loss: FinetuneLossConfig = field(default_factory=FinetuneLossConfig)  # (section) loss.*: τ and the optional L_map
     # (section) optim.*: as in pre-training, with fine-tuning's defaults
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, warmup_steps=100))

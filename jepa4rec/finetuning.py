@@ -257,11 +257,22 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         train_seconds += time.time() - started_fit
         logger.info("score priors fitted on %d validation users (repeat bias %+.4f, popularity bias %+.4f): %s",
                     repeat_fit["users"], repeat_fit["repeat_bias"], repeat_fit["popularity_bias"], repeat_fit["after"])
-    return test_best(cfg, dataset, history, stopper.best_epoch, train_seconds, repeat_fit, best)
+    predictor_fit = None
+    if cfg.fit_predictor:
+        from .predictor_fitting import fit_predictor_dir  # FFN2 alone, on the fixed encoder, written into best/
+
+        started_fit = time.time()
+        predictor_fit, best = fit_predictor_dir(best_dir, dataset, best_dir, device=cfg.device,
+                                                batch_size=cfg.eval_batch_size, progress=cfg.progress)
+        train_seconds += time.time() - started_fit
+        logger.info("next-item predictor fitted (best epoch %d): validation MRR %s -> %s",
+                    predictor_fit["best_epoch"], predictor_fit["valid_mrr_before"], predictor_fit["valid_mrr_after"])
+    return test_best(cfg, dataset, history, stopper.best_epoch, train_seconds, repeat_fit, best, predictor_fit)
 
 
 def test_best(cfg: FinetuneConfig, dataset: SeqRecDataset, history: list[dict], best_epoch: int | None,
-              train_seconds: float, repeat_fit: dict | None = None, best: Recommender | None = None) -> dict:
+              train_seconds: float, repeat_fit: dict | None = None, best: Recommender | None = None,
+              predictor_fit: dict | None = None) -> dict:
     """Test ``<output_dir>/best`` (``best``: a Recommender already serving it), write ``results.json`` (and the
     test into best's card) and each test user's rank (``test_ranks.csv``), drop ``last``."""
     out = Path(cfg.output_dir)
@@ -282,6 +293,8 @@ def test_best(cfg: FinetuneConfig, dataset: SeqRecDataset, history: list[dict], 
               "repeat_bias": best.repeat_bias, "popularity_bias": best.popularity_bias, "config": to_dict(cfg)}
     if repeat_fit is not None:
         result["repeat_bias_fit"] = repeat_fit
+    if predictor_fit is not None:
+        result["predictor_fit"] = predictor_fit
     card = json.loads((best_dir / "training_card.json").read_text())
     card.update(test=test, test_excluded=test_excluded, train_seconds=round(train_seconds, 1))
     (best_dir / "training_card.json").write_text(json.dumps(card, indent=2, default=str))

@@ -629,3 +629,19 @@ def test_fit_predictor_changes_only_ffn2_and_ranks_revealed_targets_better(finet
     card = (tmp_path / "shipped" / "README.md").read_text()
     assert "next-item predictor (FFN2) refitted, encoder fixed" in card
     assert f"best epoch {fit['best_epoch']}" in card and f"{fit['valid_mrr_after']['1.00']:.4f}" in card
+
+
+def test_finetune_with_fit_predictor_writes_the_fitted_predictor_into_best_and_its_results(finetuned, tmp_path):
+    """``fit_predictor: true``: after training, FFN2 is fitted on the fixed encoder and written into best/; the
+    test (history only) is the one of the encoder fine-tuning left, and results.json carries the fit."""
+    cfg, _ = finetuned
+    # The fixture run's vocabulary: two trainings of one would differ (huggingface/tokenizers#1794).
+    run = replace(cfg, output_dir=str(tmp_path / "run"), epochs=1, patience=1, fit_predictor=True,
+                  tokenizer=f"{cfg.output_dir}/best")
+    result = finetune(run)
+    fit = result["predictor_fit"]
+    card = json.loads((tmp_path / "run" / "best" / "training_card.json").read_text())
+    assert card["predictor_fit"]["best_epoch"] == fit["best_epoch"] and card["test"] == result["test"]
+    assert sum(fit["valid_mrr_after"].values()) >= sum(fit["valid_mrr_before"].values())
+    plain = finetune(replace(run, output_dir=str(tmp_path / "plain"), fit_predictor=False))
+    assert "predictor_fit" not in plain and plain["test"] == result["test"]
