@@ -113,13 +113,14 @@ def fit_predictor(rec: Recommender, dataset: SeqRecDataset, cfg: PredictorFitCon
     masked_items = [rec.masked_item(p.target, float(shares[i, k]), "random", seed=cfg.seed + i * cfg.masks_per_pair + k)[0]
                     for i, p in enumerate(pairs) for k in range(cfg.masks_per_pair)]
     m_train = _encode_in_chunks(rec.embed_encoded_items, masked_items, "masked targets", progress)
-    pair_of = torch.arange(len(pairs)).repeat_interleave(cfg.masks_per_pair)
-    t_train = torch.tensor([p.target for p in pairs])[pair_of]
     h_valid = _encode_in_chunks(rec.embed_history, [list(c.history[-max_items:]) for c in cases], "validation", progress)
-    t_valid = torch.tensor([c.target for c in cases])
     m_valid = {s: _encode_in_chunks(rec.embed_encoded_items, [rec.masked_item(c.target, s)[0] for c in cases],
                                     f"validation {s:.0%}", False) for s in cfg.valid_shares}
     items = rec.unit_item_vectors.float()
+    device = items.device  # the encoder's: every index and target lives beside the vectors
+    pair_of = torch.arange(len(pairs), device=device).repeat_interleave(cfg.masks_per_pair)
+    t_train = torch.tensor([p.target for p in pairs], device=device)[pair_of]
+    t_valid = torch.tensor([c.target for c in cases], device=device)
 
     predictor = rec.model.next_item_predictor
     dtype = next(predictor.parameters()).dtype
@@ -139,7 +140,7 @@ def fit_predictor(rec: Recommender, dataset: SeqRecDataset, cfg: PredictorFitCon
     epochs = []
     for epoch in range(1, cfg.epochs + 1):
         work.train()
-        order = torch.randperm(len(t_train))
+        order = torch.randperm(len(t_train), device=device)
         total, n = 0.0, 0
         for b in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
             idx = order[b:b + cfg.batch_size]
