@@ -23,7 +23,7 @@ import logging
 import sys
 
 from .calibration import calibrate
-from .checkpoint import CheckpointError, is_model_dir, recover_dir
+from .checkpoint import fine_tuned_model_dir
 from .cli import ArgumentParser, command
 from .data import load_dataset
 from .evaluation import format_metrics
@@ -48,10 +48,7 @@ def main(argv=None) -> int:
     parser.add_device_argument()
     parser.add_threads_argument()
     args = parser.parse_args(argv)
-    checkpoint = recover_dir(args.checkpoint)
-    if not is_model_dir(checkpoint):
-        raise CheckpointError(f"--checkpoint {args.checkpoint!r} is not a JEPA4Rec model directory (config.json + "
-                              "safetensors weights)", hint="fine-tuning writes best/ under its output_dir")
+    checkpoint = fine_tuned_model_dir(args.checkpoint)
     logging.basicConfig(level=logging.WARNING)
     dataset = load_dataset(args.dataset, root=args.data_root)
     fit, _ = calibrate(checkpoint, dataset, args.output, popularity=args.popularity,

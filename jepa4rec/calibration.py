@@ -20,12 +20,11 @@ split is never read.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import save_model_dir, stored_dtype
+from .checkpoint import resave_model_dir
 from .data import SeqRecDataset
 from .priors import fit_score_priors, fit_summary
 from .recommender import Recommender
@@ -35,12 +34,8 @@ def write_calibrated(checkpoint: str | Path, output: str | Path, fit: dict, rec:
     """The model of ``rec`` (loaded from ``checkpoint``), with the fitted priors in its ``score_priors``, saved at
     ``output`` (or over ``checkpoint`` itself) in the precision ``checkpoint`` stores, its training card
     recording the fit."""
-    src = Path(checkpoint)
-    card_path = src / "training_card.json"
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    card["repeat_bias_fit"] = {**fit, "source": str(src)}
     rec.repeat_bias, rec.popularity_bias = fit["repeat_bias"], fit.get("popularity_bias", 0.0)
-    return save_model_dir(output, rec.model, rec.tok, card, dtype=stored_dtype(src))
+    return resave_model_dir(checkpoint, output, rec.model, rec.tok, repeat_bias_fit={**fit, "source": str(checkpoint)})
 
 
 def calibrate(checkpoint: str | Path, dataset: SeqRecDataset, output: str | Path, *, popularity: bool = False,

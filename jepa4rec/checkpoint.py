@@ -179,6 +179,24 @@ def recover_dir(path: str | Path) -> Path:
     return path
 
 
+def fine_tuned_model_dir(given: str | Path, option: str = "--checkpoint") -> Path:
+    """The model directory a command was given (recovered from a killed save), or a CheckpointError naming the
+    option: what ``calibrate`` and ``fit_predictor`` check before loading anything."""
+    path = recover_dir(given)
+    if not is_model_dir(path):
+        raise CheckpointError(f"{option} {str(given)!r} is not a JEPA4Rec model directory (config.json + safetensors "
+                              "weights)", hint="fine-tuning writes best/ under its output_dir")
+    return path
+
+
+def resave_model_dir(source: str | Path, output: str | Path, model, item_tokenizer, **card_entries) -> Path:
+    """``model`` (loaded from ``source`` and changed since) saved at ``output``, or over ``source`` itself, in the
+    precision ``source`` stores, with ``source``'s training card plus ``card_entries`` (what was done to it)."""
+    card_path = Path(source) / "training_card.json"
+    card = read_json_object(card_path) if card_path.exists() else {}
+    return save_model_dir(output, model, item_tokenizer, {**card, **card_entries}, dtype=stored_dtype(source))
+
+
 def _write_model_dir(path: Path, model, item_tokenizer, card: dict | None, dtype: torch.dtype | None) -> None:
     state, base = _state_to_store(model, dtype)
     if base is not None:

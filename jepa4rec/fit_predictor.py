@@ -20,7 +20,7 @@ import argparse
 import logging
 import sys
 
-from .checkpoint import CheckpointError, is_model_dir, recover_dir
+from .checkpoint import fine_tuned_model_dir
 from .cli import ArgumentParser, command
 from .data import load_dataset
 from .predictor_fitting import OBJECTIVES, PredictorFitConfig, fit_predictor_dir
@@ -63,10 +63,7 @@ def main(argv=None) -> int:
     cfg = PredictorFitConfig(objective=args.objective, cuts_per_user=args.cuts_per_user, masks_per_pair=args.masks_per_pair,
                              max_pairs=args.max_pairs or None, epochs=args.epochs, patience=args.patience, lr=args.lr,
                              temperature=args.temperature, valid_users=args.valid_users or None, seed=args.seed)
-    checkpoint = recover_dir(args.checkpoint)
-    if not is_model_dir(checkpoint):
-        raise CheckpointError(f"--checkpoint {args.checkpoint!r} is not a JEPA4Rec model directory (config.json + "
-                              "safetensors weights)", hint="fine-tuning writes best/ under its output_dir")
+    checkpoint = fine_tuned_model_dir(args.checkpoint)
     logging.basicConfig(level=logging.WARNING)
     dataset = load_dataset(args.dataset, root=args.data_root)
     fit, _ = fit_predictor_dir(checkpoint, dataset, args.output, cfg, device=args.device, batch_size=args.batch_size)

@@ -26,7 +26,6 @@ cross-entropy of cos(ĥ, h_i) / τ over every item (fine-tuning's ranking loss, 
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,10 +36,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .batches import finetuning_pairs
-from .checkpoint import save_model_dir, stored_dtype
+from .checkpoint import resave_model_dir
 from .data import SeqRecDataset
 from .errors import ConfigError, UserError
-from .evaluation import rank_of_targets
+from .evaluation import per_case_metric, rank_of_targets
 from .recommender import Recommender
 
 OBJECTIVES = ("softmax", "mse")
@@ -85,7 +84,7 @@ def cosine_mrr(queries: torch.Tensor, items: torch.Tensor, targets: torch.Tensor
     the predictor's own ranking, as the fit compares it)."""
     with torch.no_grad():
         ranks = rank_of_targets(F.normalize(queries.float(), dim=-1) @ items.T, targets)
-    return float((1.0 / ranks.float()).mean())
+    return float(per_case_metric(ranks.cpu(), "MRR").mean())
 
 
 def fit_predictor(rec: Recommender, dataset: SeqRecDataset, cfg: PredictorFitConfig | None = None,
@@ -175,11 +174,8 @@ def fit_predictor_dir(checkpoint: str | Path, dataset: SeqRecDataset, output: st
                       progress: bool = True) -> tuple[dict, Recommender]:
     """:func:`fit_predictor` on a model directory, the result saved at ``output`` in the precision the source
     stores, its training card recording the fit (``predictor_fit``)."""
-    src = Path(checkpoint)
-    rec = Recommender.from_pretrained(src, dataset, device=device, batch_size=batch_size, use_cache=False)
+    rec = Recommender.from_pretrained(checkpoint, dataset, device=device, batch_size=batch_size, use_cache=False)
     fit = fit_predictor(rec, dataset, cfg, progress)
-    card_path = src / "training_card.json"
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    card["predictor_fit"] = {**fit, "dataset": dataset.name, "source": str(src)}
-    save_model_dir(output, rec.model, rec.tok, card, dtype=stored_dtype(src))
+    resave_model_dir(checkpoint, output, rec.model, rec.tok,
+                     predictor_fit={**fit, "dataset": dataset.name, "source": str(checkpoint)})
     return fit, rec
