@@ -7,10 +7,20 @@
 #
 #   bash scripts/reproduce_equal_terms.sh OnlineRetail ml-100k      # or Scientific_UniSRec
 #
+#   # the long-trained twins (scripts/pretrain_twins.sh), fine-tuned on every training pair until
+#   # validation stops improving, into their own runs folder and tables (the README's block untouched):
+#   JEPA=runs/twins/jepa4rec-lambda1/final RECFORMER=runs/twins/recformer/final RUNS=runs/twins_finetune \
+#     OUT=scripts/results/twins RECIPE="pairs=all epochs=20 patience=2" \
+#     bash scripts/reproduce_equal_terms.sh Scientific_UniSRec OnlineRetail
+#
 # Resumable: a finished fine-tune (its best/ and results.json) and a model's record are reused; an
 # interrupted fine-tune continues from its last epoch (--resume). Run it again after a kill or in a later
 # session with the same runs folder. Environment: THREADS (default 2), RUNS (default runs/results_minilm),
-# JEPA4REC_DATA_ROOT (where the datasets are), PYTHON (default .venv/bin/python, else python).
+# JEPA and RECFORMER (the pre-trained twins; default the shipped checkpoints/jepa4rec-minilm-pretrain and
+# checkpoints/recformer-minilm-pretrain), RECIPE (fine-tuning overrides for Scientific / Online Retail,
+# default "epochs=4"; they come last, so they win), OUT (where the tables go, default scripts/results; any
+# other folder leaves the README alone), JEPA4REC_DATA_ROOT (where the datasets are), PYTHON (default
+# .venv/bin/python, else python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$#" -eq 0 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
@@ -20,7 +30,14 @@ fi
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
 THREADS=${THREADS:-2}
 RUNS=${RUNS:-runs/results_minilm}
+JEPA=${JEPA:-checkpoints/jepa4rec-minilm-pretrain}
+RECFORMER=${RECFORMER:-checkpoints/recformer-minilm-pretrain}
+read -r -a RECIPE <<< "${RECIPE:-epochs=4}"
+OUT=${OUT:-scripts/results}
 export HF_HUB_OFFLINE=1
+for ckpt in "$JEPA" "$RECFORMER"; do
+  [ -d "$ckpt" ] || { echo "error: no pre-trained model directory $ckpt (set JEPA / RECFORMER)" >&2; exit 2; }
+done
 
 finetune() {  # dataset model(jepa4rec|recformer) checkpoint config extra-overrides...
   local ds=$1 model=$2 ckpt=$3 config=$4; shift 4
@@ -40,22 +57,24 @@ for ds in "$@"; do
     ml-100k)
       # The app's ml-100k recipe (16 epochs, the whole linear schedule); the JEPA4Rec row keeps the mapping
       # loss (λ2 = 0.1) as the config says, the twin fine-tunes with λ2 = 0 as it was pre-trained.
-      finetune "$ds" jepa4rec checkpoints/jepa4rec-minilm-pretrain finetune_minilm_ml100k_pretrained max_minutes=null
-      finetune "$ds" recformer checkpoints/recformer-minilm-pretrain finetune_minilm_ml100k_pretrained \
+      finetune "$ds" jepa4rec "$JEPA" finetune_minilm_ml100k_pretrained max_minutes=null
+      finetune "$ds" recformer "$RECFORMER" finetune_minilm_ml100k_pretrained \
         max_minutes=null loss.lambda_map=0.0
       ;;
     *)
-      # Scientific / Online Retail: finetune_minilm with the encoder moving (lr 1e-4), 4 epochs.
-      for model in jepa4rec recformer; do
-        finetune "$ds" "$model" "checkpoints/$model-minilm-pretrain" finetune_minilm optim.encoder_lr=0.0001 \
-          group_by_length=true epochs=4 max_minutes=null
-      done
+      # Scientific / Online Retail: finetune_minilm with the encoder moving (lr 1e-4), then RECIPE (4 epochs).
+      finetune "$ds" jepa4rec "$JEPA" finetune_minilm optim.encoder_lr=0.0001 group_by_length=true \
+        max_minutes=null "${RECIPE[@]}"
+      finetune "$ds" recformer "$RECFORMER" finetune_minilm optim.encoder_lr=0.0001 group_by_length=true \
+        max_minutes=null "${RECIPE[@]}"
       ;;
   esac
   echo "== $ds: the table's rows"
   "$PY" scripts/results_table.py --dataset "$ds" --models popularity sasrec frozen_last_items frozen_history_text \
-    frozen_seq zeroshot_recformer zeroshot_jepa4rec recformer jepa4rec --jepa checkpoints/jepa4rec-minilm-pretrain \
-    --recformer checkpoints/recformer-minilm-pretrain --runs-dir "$RUNS" --threads "$THREADS"
+    frozen_seq zeroshot_recformer zeroshot_jepa4rec recformer jepa4rec --jepa "$JEPA" \
+    --recformer "$RECFORMER" --runs-dir "$RUNS" --out-dir "$OUT" --threads "$THREADS"
 done
-echo "== the README's results block"
-"$PY" scripts/readme_results.py
+if [ "$OUT" = scripts/results ]; then
+  echo "== the README's results block"
+  "$PY" scripts/readme_results.py
+fi

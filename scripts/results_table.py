@@ -90,10 +90,10 @@ METRICS = ("NDCG@10", "Recall@10", "MRR", "NDCG@5", "Recall@5", "NDCG@20", "Reca
 HEADLINE = ("NDCG@10", "Recall@10", "MRR")
 # (A, B) pairs whose paired test (B / A, per cell) the table carries when both rows have ranks: the claims the
 # README makes between two models come from here.
-PAIRS = (("sasrec", "jepa4rec"), ("recformer", "jepa4rec"), ("zeroshot_recformer", "zeroshot_jepa4rec"),
-         ("frozen_history_text", "zeroshot_jepa4rec"), ("popularity", "jepa4rec"), ("sasrec", "scratch"),
-         ("popularity", "scratch"), ("zeroshot_jepa4rec", "jepa4rec"), ("frozen_seq", "jepa4rec"),
-         ("sasrec", "frozen_seq"))
+PAIRS = (("sasrec", "jepa4rec"), ("recformer", "jepa4rec"), ("sasrec", "recformer"),
+         ("zeroshot_recformer", "zeroshot_jepa4rec"), ("frozen_history_text", "zeroshot_jepa4rec"),
+         ("popularity", "jepa4rec"), ("sasrec", "scratch"), ("popularity", "scratch"),
+         ("zeroshot_jepa4rec", "jepa4rec"), ("frozen_seq", "jepa4rec"), ("sasrec", "frozen_seq"))
 PRIOR_LABELS = {False: "no score priors", True: "score priors fitted on validation"}
 PROTOCOL_NOTE = ("leave-one-out; all items ranked; ties count against the target; each model under history kept and "
                  "history excluded, raw and with score priors fitted on the validation split (repeat & popularity "

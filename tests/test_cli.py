@@ -244,3 +244,8 @@ def test_reproduce_equal_terms_script_helps_and_stops_at_a_bad_dataset(tmp_path)
     assert done.returncode != 0
     assert done.stderr.rstrip("\n").splitlines()[-1].startswith("error:") and "NoSuchDataset" in done.stderr
     assert not any((tmp_path / "runs").rglob("results.json"))
+    # the twins' checkpoints are an option (JEPA / RECFORMER); a folder that is not there stops it before any work
+    missing = subprocess.run(["bash", str(script), "Scientific_UniSRec"], capture_output=True, text=True,
+                             env={**env, "JEPA": str(tmp_path / "no-twin")})
+    assert missing.returncode == 2 and "no pre-trained model directory" in missing.stderr and "no-twin" in missing.stderr
+    assert "RECIPE=" in shown and "OUT=" in shown
