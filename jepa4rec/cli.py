@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import shlex
 import sys
 import traceback
 
@@ -29,6 +30,13 @@ EXIT_CODE = 2
 DEBUG_FLAG = "--debug"
 # A path the user named that does not exist or cannot be read; any other OSError may be a bug.
 EXPECTED = (UserError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def command_line(script: str, argv=None) -> str:
+    """The command that ran, as one line a shell takes back: ``python <script> <args>``, each argument quoted
+    where it needs to be (a label such as ``"JEPA4Rec (λ2 = 1)=runs/..."`` stays one argument). ``argv`` is what
+    ``main`` was given; None means the process's own arguments."""
+    return shlex.join(["python", script, *(sys.argv[1:] if argv is None else argv)])
 
 
 class ArgumentParser(argparse.ArgumentParser):

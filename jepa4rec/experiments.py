@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -322,7 +323,7 @@ def write_results(stem: str, rows: list[dict], meta: dict, out_dir: str | Path |
     out = Path(out_dir or RESULTS_DIR)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / f"{stem}.csv", pd.DataFrame(rows).to_csv(index=False))
-    meta = {**meta, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__,
+    meta = {**meta, "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), "torch": torch.__version__,
             "python": platform.python_version(), "threads": torch.get_num_threads(),
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_atomic(out / f"{stem}.json", json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.cli import ArgumentParser, command, command_line
 from jepa4rec.errors import UserError
 from jepa4rec.paths import RESULTS_DIR
 
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
               "items_per_s": round(served.dataset.n_items / loaded_s, 1), "rss_mb_before": round(rss_before),
               "rss_mb_after": round(resident_mb()), "threads": torch.get_num_threads(),
               "precision": served.recommender.precision, "date": time.strftime("%Y-%m-%d"),
-              "command": "python scripts/benchmark_catalogue.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+              "command": command_line("scripts/benchmark_catalogue.py", argv)}
     service.drop_session("benchmark")
     result["rss_mb_after_drop"] = round(resident_mb())
     print(f"{label}: {result['items']:,} items read and encoded in {result['read_and_encode_s']} s "

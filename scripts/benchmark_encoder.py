@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.cli import ArgumentParser, command, command_line
 from jepa4rec.paths import RESULTS_DIR
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -339,7 +339,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    command = "python scripts/benchmark_encoder.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("scripts/benchmark_encoder.py", argv)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}  # parts measured earlier stay
     for part in args.parts:

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.cli import ArgumentParser, command, command_line
 from jepa4rec.errors import UserError
 from jepa4rec.paths import RESULTS_DIR
 
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
               "history_items": args.history, "new_item": pct(new_ms), "why": pct(why_ms),
               "threads": torch.get_num_threads(), "precision": served.recommender.precision,
               "date": time.strftime("%Y-%m-%d"),
-              "command": "python scripts/benchmark_explain.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+              "command": command_line("scripts/benchmark_explain.py", argv)}
     print(f"{args.dataset} ({served.dataset.n_items:,} items, {len(cases)} users, {result['threads']} threads): "
           f"new item p50 {result['new_item']['p50_ms']} ms, p95 {result['new_item']['p95_ms']} ms; "
           f"why ({args.history}-item history) p50 {result['why']['p50_ms']} ms, p95 {result['why']['p95_ms']} ms")

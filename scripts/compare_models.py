@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.cli import ArgumentParser, command, command_line
 from jepa4rec.paths import RESULTS_DIR
 
 
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
                     "overlaps": view["overlaps"], "in_all": view["in_all"]})
     path = RESULTS_DIR / f"compare_models_{args.dataset}.json"
     path.write_text(json.dumps({"dataset": args.dataset, "users": out, "date": time.strftime("%Y-%m-%d"),
-                                "command": "python scripts/compare_models.py " + " ".join(argv if argv is not None else sys.argv[1:])},
+                                "command": command_line("scripts/compare_models.py", argv)},
                                indent=2))
     print(f"\nwrote {path}")
     return 0

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from app.service import resident_mb
-from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.cli import ArgumentParser, command, command_line
 from jepa4rec.errors import UserError
 from jepa4rec.paths import PROJECT_ROOT, RESULTS_DIR
 
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
 
     dataset = args.dataset or DEFAULT_DATASET
     proc, url, ready_s = start_app(args.app_args.split())
-    result = {"date": time.strftime("%Y-%m-%d"), "command": "python scripts/load_test_app.py " + " ".join(argv or sys.argv[1:]),
+    result = {"date": time.strftime("%Y-%m-%d"), "command": command_line("scripts/load_test_app.py", argv),
               "cores": os.cpu_count(), "ready_s": round(ready_s, 1)}
     try:
         result["rss_mb_start"] = round(resident_mb(proc.pid))

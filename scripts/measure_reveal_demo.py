@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.cli import ArgumentParser, command, command_line
 from jepa4rec.paths import RESULTS_DIR
 
 FRACTIONS = (0, 25, 50, 75, 100)
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         "reveal": {str(f): summary(ranks[f]) for f in FRACTIONS},
         "zero_equals_history_only": f"{zero_equal}/{n}",
         "seconds": round(seconds, 1), "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d"), "command": "python scripts/measure_reveal_demo.py " + " ".join(argv or sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"), "command": command_line("scripts/measure_reveal_demo.py", argv),
     }
     print(f"{args.dataset}, first {n} test users, scoring '{args.scoring}', {served.mode} ({served.checkpoint.name})")
     print(f"{'':>14} {'MRR':>7} {'top-10':>7} {'median':>7}")

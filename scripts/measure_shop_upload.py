@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 from app.service import DEFAULT_SCORED_USERS
-from jepa4rec.cli import ArgumentParser, command
+from jepa4rec.cli import ArgumentParser, command, command_line
 from jepa4rec.paths import RESULTS_DIR
 
 METRICS = ("NDCG@10", "Recall@10", "MRR")
@@ -134,8 +134,7 @@ def measure(name: str, args, work: Path) -> dict:
         "scoreboard": rows, "paired_adapted_vs_zero_shot_priors": adapted_board["paired"],
         "evaluate_zero_shot": zero_cmd, "evaluate_adapted_download": adapted_cmd,
         "max_abs_difference_zero_shot": zero_diff, "max_abs_difference_adapted": adapted_diff,
-        "rss_mb": round(resident_mb()), "command": "python scripts/measure_shop_upload.py "
-        + " ".join(sys.argv[1:] if args.argv is None else args.argv),
+        "rss_mb": round(resident_mb()), "command": command_line("scripts/measure_shop_upload.py", args.argv),
     }
     for protocol, p in adapted_board["paired"].items():
         print(f"{name}: adapted + priors / zero-shot + priors, NDCG@10, history {protocol}: {p['b_value']:.4f} / {p['a_value']:.4f} "
