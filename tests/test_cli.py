@@ -100,6 +100,10 @@ CASES = [
      "is not a JEPA4Rec model directory"),
     ("jepa4rec.fit_predictor", ["--checkpoint", "{bad}", "--dataset", "{bad}", "--output", "{out}", "--epochs", "0"],
      "epochs must be at least 1, got 0"),
+    ("top10_overlap", ["--dataset", "{bad}", "--pair", "twins", "{missing}", "{bad}", "--out", "{out}/o.json"],
+     "pair 'twins': {missing} is not a model directory"),
+    ("top10_overlap", ["--dataset", "{bad}", "--pair", "twins", "{bad}", "{bad}", "--users", "0", "--out", "{out}/o.json"],
+     "--users must be at least 1"),
 ]
 
 
@@ -249,3 +253,15 @@ def test_reproduce_equal_terms_script_helps_and_stops_at_a_bad_dataset(tmp_path)
                              env={**env, "JEPA": str(tmp_path / "no-twin")})
     assert missing.returncode == 2 and "no pre-trained model directory" in missing.stderr and "no-twin" in missing.stderr
     assert "RECIPE=" in shown and "OUT=" in shown
+
+
+def test_command_line_is_one_line_the_shell_takes_back():
+    """The command a result file records keeps an argument with spaces as one argument (a twin's label)."""
+    import shlex
+
+    from jepa4rec.cli import command_line
+
+    argv = ["--twins", "JEPA4Rec (λ2 = 1)=runs/twins/a", "RecFormer-style (λ2 = 0)=runs/twins/b", "--threads", "1"]
+    line = command_line("scripts/zeroshot_curve.py", argv)
+    assert shlex.split(line) == ["python", "scripts/zeroshot_curve.py", *argv]
+    assert command_line("scripts/x.py", []) == "python scripts/x.py"

@@ -359,3 +359,31 @@ def test_the_reveal_charts_history_only_series_is_a_dashed_line_across_every_sha
     assert dashed[0].name == "JEPA4Rec (history only)"
     solid = [t for t in fig.data if t.line.dash != "dash"]
     assert len(solid) == 1 and len(solid[0].x) == 11
+
+
+def test_top10_overlap_of_a_model_with_itself_is_whole_and_excluded_lists_skip_the_history(toy, finetuned, tmp_path):
+    import torch
+
+    from jepa4rec.data import load_dataset
+    from jepa4rec.recommender import Recommender
+
+    script = load_script("top10_overlap")
+    best = f"{finetuned[0].output_dir}/best"
+    out = tmp_path / "o.json"
+    assert script.main(["--dataset", toy, "--pair", "same", best, best, "--users", "20", "--batch-size", "7",
+                        "--out", str(out), "--threads", "1"]) == 0
+    result = json.loads(out.read_text())
+    cell = result["pairs"]["same"]
+    assert result["users"] == 20 and "--pair same" in result["command"]
+    for protocol in ("kept", "excluded"):
+        assert cell[protocol]["mean_shared"] == 10 and cell[protocol]["identical_share"] == 1.0
+        assert cell[protocol]["shared_counts"]["10"] == 20
+    # the lists are the model's own top 10, in case order, and history items never appear under exclusion
+    dataset = load_dataset(toy)
+    cases = dataset.test_cases()[:20]
+    lists = script.top_lists(best, dataset, cases, batch_size=7)
+    direct = Recommender.from_pretrained(best, dataset).score_all([c.history for c in cases])
+    tenth = direct.topk(10, dim=1).values[:, -1:]  # (batches pad differently, so exact ties may break otherwise)
+    assert (direct.gather(1, lists["kept"]) >= tenth - 1e-5).all() and lists["kept"].shape == (20, 10)
+    assert all(not set(row) & set(c.history) for row, c in zip(lists["excluded"].tolist(), cases))
+    assert script.overlap(torch.tensor([[1, 2, 3]]), torch.tensor([[3, 4, 5]]))["mean_shared"] == 1
