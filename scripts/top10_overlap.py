@@ -21,14 +21,18 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jepa4rec.cli import ArgumentParser, command, command_line
 from jepa4rec.paths import RESULTS_DIR
 
+if TYPE_CHECKING:
+    import torch
+
 K = 10
 
 
-def top_lists(model_dir: str, dataset, cases, batch_size: int) -> dict[str, "torch.Tensor"]:
+def top_lists(model_dir: str, dataset, cases, batch_size: int) -> dict[str, torch.Tensor]:
     """Each case's top ``K`` item indexes under each protocol, ``[n_cases, K]``, in case order."""
     import torch
 
