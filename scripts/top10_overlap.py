@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tqdm.auto import tqdm
+
 from jepa4rec.cli import ArgumentParser, command, command_line
 from jepa4rec.paths import RESULTS_DIR
 
@@ -40,14 +42,16 @@ def top_lists(model_dir: str, dataset, cases, batch_size: int) -> dict[str, torc
     from jepa4rec.recommender import Recommender
 
     rec = Recommender.from_pretrained(model_dir, dataset)
-    kept = torch.empty(len(cases), K, dtype=torch.long)
+    k = min(K, dataset.n_items)  # a catalogue smaller than K: its whole ranking
+    kept = torch.empty(len(cases), k, dtype=torch.long)
     excluded = torch.empty_like(kept)
-    for idx in batches_by_history_length(cases, batch_size):
+    batches = batches_by_history_length(cases, batch_size)
+    for idx in tqdm(batches, desc=f"top {k} of {Path(model_dir).name}", unit="batch", leave=False):
         histories = [cases[i].history for i in idx]
         scores = rec.score_all(histories).float()
-        kept[idx] = scores.topk(K, dim=1).indices.cpu()
+        kept[idx] = scores.topk(k, dim=1).indices.cpu()
         mask = history_mask(histories, scores.shape[1], device=scores.device)
-        excluded[idx] = scores.masked_fill(mask, float("-inf")).topk(K, dim=1).indices.cpu()
+        excluded[idx] = scores.masked_fill(mask, float("-inf")).topk(k, dim=1).indices.cpu()
     return {"kept": kept, "excluded": excluded}
 
 
@@ -56,7 +60,7 @@ def overlap(a, b) -> dict:
     shared = [len(set(x) & set(y)) for x, y in zip(a.tolist(), b.tolist())]
     identical = sum(x == y for x, y in zip(a.tolist(), b.tolist()))
     return {"mean_shared": sum(shared) / len(shared), "identical_share": identical / len(shared),
-            "shared_counts": {str(k): shared.count(k) for k in range(K + 1)}}
+            "shared_counts": {str(k): shared.count(k) for k in range(a.shape[1] + 1)}}
 
 
 @command
@@ -86,9 +90,10 @@ def main(argv=None) -> int:
                                 "give a checkpoint folder such as checkpoints/jepa4rec-minilm-pretrain or a run's step-<n>/")
     dataset = load_dataset(args.dataset, args.data_root)
     cases = dataset.test_cases()[:args.users]
-    result = {"dataset": dataset.name, "users": len(cases), "k": K, "pairs": {},
+    k = min(K, dataset.n_items)
+    result = {"dataset": dataset.name, "users": len(cases), "k": k, "pairs": {},
               "date": time.strftime("%Y-%m-%d"), "command": command_line("scripts/top10_overlap.py", argv)}
-    print(f"{dataset.name}: the first {len(cases):,} test users; items two top-{K} lists share, history kept / excluded")
+    print(f"{dataset.name}: the first {len(cases):,} test users; items two top-{k} lists share, history kept / excluded")
     for label, a, b in args.pair:
         lists = [top_lists(d, dataset, cases, args.batch_size) for d in (a, b)]
         cells = {protocol: overlap(lists[0][protocol], lists[1][protocol]) for protocol in ("kept", "excluded")}
