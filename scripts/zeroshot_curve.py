@@ -24,7 +24,9 @@ from, and how far each point's weights moved from the language model: ``encoder_
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -116,8 +118,16 @@ def recommender(point: Point, dataset, batch_size: int):
                                            pooling=pooling, model_overrides=model, batch_size=batch_size)
 
 
-def point_slug(point: Point) -> str:
+def legacy_slug(point: Point) -> str:
+    """How a point's files were named before :func:`point_slug` added the model's path (label and step only)."""
     return re.sub(r"[^A-Za-z0-9]+", "_", point.model).strip("_").lower() + f"_step{point.step}"
+
+
+def point_slug(point: Point) -> str:
+    """The file name of a point's record and ranks: label, step and a digest of the model's path, so that two
+    models with one label at one step (the shipped pair's "RecFormer-style (λ2 = 0)" at 365 and the long run's
+    twin) keep a record each instead of overwriting, and re-ranking, each other's."""
+    return f"{legacy_slug(point)}_{hashlib.sha256(point.checkpoint.encode()).hexdigest()[:8]}"
 
 
 def evaluate_point(point: Point, dataset, runs_dir: Path, batch_size: int) -> dict:
@@ -129,11 +139,20 @@ def evaluate_point(point: Point, dataset, runs_dir: Path, batch_size: int) -> di
     record_path, ranks_path = folder / f"{point_slug(point)}.json", folder / f"{point_slug(point)}.ranks.csv"
     key = {"checkpoint": point.checkpoint, "files": files_stamp(point.checkpoint), "start": point.start,
            "size": [dataset.n_users, dataset.n_items, dataset.n_interactions]}
-    if record_path.is_file() and ranks_path.is_file():
-        stored = json.loads(record_path.read_text())
-        if stored.get("key") == key:
-            print(f"reusing {record_path}")
-            return stored
+    legacy = folder / f"{legacy_slug(point)}.json", folder / f"{legacy_slug(point)}.ranks.csv"
+    for stored_record, stored_ranks in ((record_path, ranks_path), legacy):
+        if not (stored_record.is_file() and stored_ranks.is_file()):
+            continue
+        stored = json.loads(stored_record.read_text())
+        if stored.get("key") != key:
+            continue
+        if stored_record != record_path:  # this model's record under the name before the digest: renamed
+            os.replace(stored_ranks, ranks_path)
+            stored["ranks"] = str(ranks_path)
+            write_atomic(record_path, json.dumps(stored, indent=2))
+            stored_record.unlink()
+        print(f"reusing {record_path}")
+        return stored
     folder.mkdir(parents=True, exist_ok=True)
     rec = recommender(point, dataset, batch_size)
     cases = dataset.test_cases()

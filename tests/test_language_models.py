@@ -490,6 +490,17 @@ def test_zeroshot_curve_of_two_twins_from_one_language_model(toy, tmp_path, mini
     capsys.readouterr()
     assert script.main(argv) == 0
     assert capsys.readouterr().out.count("reusing") == 5  # step 0 and two steps of each twin
+    # A point's files carry a digest of its model's path; one written under the older label-and-step name is
+    # still reused (and renamed), never ranked again.
+    folder = tmp_path / "curve" / load_dataset(toy).name
+    named = sorted(folder.glob("twin_step2_*.json"))
+    assert len(named) == 1 and named[0].stem != "twin_step2"
+    named[0].rename(folder / "twin_step2.json")
+    named[0].with_suffix(".ranks.csv").rename(folder / "twin_step2.ranks.csv")
+    assert script.main(argv) == 0
+    assert capsys.readouterr().out.count("reusing") == 5
+    assert named[0].is_file() and named[0].with_suffix(".ranks.csv").is_file()
+    assert not (folder / "twin_step2.json").exists()
 
 
 def test_drift_from_the_language_model_is_zero_at_the_start_and_measures_a_move():
