@@ -57,16 +57,15 @@ def top_lists(model_dir: str, dataset, cases, batch_size: int) -> dict[str, torc
 
 def overlap(a, b) -> dict:
     """Shared items of two ``[n, K]`` top lists, row by row, and how often the lists (in order) are equal."""
-    shared = [len(set(x) & set(y)) for x, y in zip(a.tolist(), b.tolist())]
-    identical = sum(x == y for x, y in zip(a.tolist(), b.tolist()))
-    return {"mean_shared": sum(shared) / len(shared), "identical_share": identical / len(shared),
+    rows = list(zip(a.tolist(), b.tolist()))
+    shared = [len(set(x) & set(y)) for x, y in rows]
+    identical = sum(x == y for x, y in rows)
+    return {"mean_shared": sum(shared) / len(rows), "identical_share": identical / len(rows),
             "shared_counts": {str(k): shared.count(k) for k in range(a.shape[1] + 1)}}
 
 
 @command
 def main(argv=None) -> int:
-    import torch  # noqa: F401  (loaded before the data for --threads)
-
     from jepa4rec.data import load_dataset
     from jepa4rec.errors import UserError
     from jepa4rec.experiments import write_atomic
