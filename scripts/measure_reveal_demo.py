@@ -8,6 +8,11 @@ history exclusion.
 
 Prints the share of targets in the top 10 at each reveal share, the mean reciprocal rank, and whether
 0% equals the history-only ranking for every user; writes scripts/results/reveal_demo_<dataset>.json (``_predictor`` added for the predictor scoring).
+
+Whether the rank rises with the share revealed is a paired question (the same users at two shares), so the
+JSON also keeps every user's rank (``ranks``) and, for each step up (history alone → 25%, 25% → 50%, ...,
+and history alone → 100%), the paired ratio of MRR with its 95% bootstrap interval
+(:func:`jepa4rec.significance.compare`, ``steps``).
 """
 from __future__ import annotations
 
@@ -21,10 +26,29 @@ from jepa4rec.cli import ArgumentParser, command, command_line
 from jepa4rec.paths import RESULTS_DIR
 
 FRACTIONS = (0, 25, 50, 75, 100)
+HISTORY_ONLY = "history only"
+# Each step up the slider, and the whole slider against the history alone: the paired tests the JSON keeps.
+STEPS = ((HISTORY_ONLY, "25"), ("25", "50"), ("50", "75"), ("75", "100"), (HISTORY_ONLY, "100"))
 
 
 def view_excludes(served, repeats) -> bool:
     return not (served.repeats_by_default if repeats is None else repeats)
+
+
+def share_label(name: str) -> str:
+    return name if name == HISTORY_ONLY else f"{name}%"
+
+
+def paired_steps(ranks: dict[str, list[int]], resamples: int = 10_000) -> list[dict]:
+    """For each of :data:`STEPS`, the same users' MRR at the higher share over the lower one, with the paired
+    bootstrap interval and sign-flip p-value of :func:`jepa4rec.significance.compare`."""
+    from jepa4rec.significance import compare
+    steps = []
+    for a, b in STEPS:
+        c = compare(ranks[a], ranks[b], metric="MRR", resamples=resamples)
+        steps.append({"from": a, "to": b, "mrr_ratio": c.ratio, "ratio_low": c.ratio_low, "ratio_high": c.ratio_high,
+                      "p_value": c.p_value})
+    return steps
 
 
 @command
@@ -68,7 +92,7 @@ def main(argv=None) -> int:
         curve = served.recommender.reveal_curve(history, target, [f / 100 for f in FRACTIONS], order=args.order,
                                                 mode=H.SCORINGS[args.scoring], exclude_history=view_excludes(served, repeats))
         by_pct = dict(zip(FRACTIONS, curve))
-        history_only.append(view.target_rank_history)
+        history_only.append(int(view.target_rank_history))
         for f in FRACTIONS:
             ranks[f].append(int(by_pct[f]))
         same_list = [r["item"] for r in view.revealed] == [r["item"] for r in view.history_only]
@@ -79,6 +103,9 @@ def main(argv=None) -> int:
         v = np.asarray(values, dtype=float)
         return {"mrr": float((1 / v).mean()), "top10": float((v <= 10).mean()), "median_rank": float(np.median(v))}
 
+    by_name = {HISTORY_ONLY: history_only, **{str(f): ranks[f] for f in FRACTIONS}}
+    steps = paired_steps(by_name)
+
     result = {
         "dataset": args.dataset, "users": n, "scoring": args.scoring, "order": args.order,
         "history_excluded": view_excludes(served, repeats),
@@ -86,6 +113,8 @@ def main(argv=None) -> int:
         "history_only": summary(history_only),
         "reveal": {str(f): summary(ranks[f]) for f in FRACTIONS},
         "zero_equals_history_only": f"{zero_equal}/{n}",
+        "steps": steps,
+        "ranks": by_name,
         "seconds": round(seconds, 1), "threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d"), "command": command_line("scripts/measure_reveal_demo.py", argv),
     }
@@ -96,6 +125,9 @@ def main(argv=None) -> int:
     for f in FRACTIONS:
         r = result["reveal"][str(f)]
         print(f"{f'{f}% revealed':>14} {r['mrr']:7.4f} {r['top10']:7.3f} {r['median_rank']:7.0f}")
+    for st in steps:
+        print(f"MRR {share_label(st['to']):>12} / {share_label(st['from']):<12} {st['mrr_ratio']:7.3f}× [{st['ratio_low']:.3f}, "
+              f"{st['ratio_high']:.3f}]  p {st['p_value']:.3g}")
     print(f"0% equals the history-only ranking (list and target rank): {result['zero_equals_history_only']} users; "
           f"{seconds:.0f} s")
     suffix = "_predictor" if "predictor" in args.scoring else ""  # one file per scoring, never one over the other

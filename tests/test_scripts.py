@@ -387,3 +387,19 @@ def test_top10_overlap_of_a_model_with_itself_is_whole_and_excluded_lists_skip_t
     assert (direct.gather(1, lists["kept"]) >= tenth - 1e-5).all() and lists["kept"].shape == (20, 10)
     assert all(not set(row) & set(c.history) for row, c in zip(lists["excluded"].tolist(), cases))
     assert script.overlap(torch.tensor([[1, 2, 3]]), torch.tensor([[3, 4, 5]]))["mean_shared"] == 1
+
+
+def test_reveal_demo_steps_are_paired_mrr_ratios_up_the_slider():
+    script = load_script("measure_reveal_demo")
+    history = [100, 50, 20, 10]
+    ranks = {script.HISTORY_ONLY: history, "0": [200, 60, 30, 12], "25": [10, 5, 2, 1], "50": [10, 5, 2, 1],
+             "75": [2, 1, 1, 1], "100": [1, 2, 1, 1]}
+    steps = {(s["from"], s["to"]): s for s in script.paired_steps(ranks, resamples=200)}
+    assert list(steps) == list(script.STEPS)
+    same = steps[("25", "50")]  # the same ranks at two shares: a ratio of 1 with no spread
+    assert same["mrr_ratio"] == 1.0 and same["ratio_low"] == same["ratio_high"] == 1.0 and same["p_value"] == 1.0
+    down = steps[("75", "100")]  # one user falls from rank 1 to 2: the ratio is the MRRs' ratio
+    assert down["mrr_ratio"] == pytest.approx((1 + 0.5 + 1 + 1) / (0.5 + 1 + 1 + 1))
+    whole = steps[(script.HISTORY_ONLY, "100")]
+    assert whole["mrr_ratio"] == pytest.approx((1 + 0.5 + 1 + 1) / sum(1 / r for r in history))
+    assert whole["ratio_low"] > 1
