@@ -318,8 +318,9 @@ def test_priors_fit_is_the_same_whatever_the_scale_of_the_scores(rec):
     b = fit_score_priors(Scaled(), valid, rec.log_popularity, ("kept", "excluded"))
     for protocol in ("kept", "excluded"):
         # What scale invariance guarantees is the fit's loss: the scaled scorer reaches the same optimum (to
-        # L-BFGS's stopping rule, which leaves about 1e-5 of it on this toy's flat valley).
-        assert b[protocol]["loss_after"] == pytest.approx(a[protocol]["loss_after"], rel=1e-4)
+        # L-BFGS's stopping rule, which leaves 1e-5 to 1e-4 of it on this toy's flat valley: 1.03e-4 was seen
+        # on a loaded machine; priors left in the wrong units would cost percents).
+        assert b[protocol]["loss_after"] == pytest.approx(a[protocol]["loss_after"], rel=1e-3)
         assert b[protocol]["loss_before"] == pytest.approx(a[protocol]["loss_before"], rel=1e-4)
         # The priors come out in the scorer's own units (10x). This toy's optimum is flat along them (the
         # L-BFGS stop point moved one fit's popularity bias by 5% with fp32 rounding), so they are compared
