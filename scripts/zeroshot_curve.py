@@ -14,12 +14,18 @@ have no validation data of the target to fit them on). At each step both twins r
 their rank files. Each point's record and ranks are kept under ``--runs-dir`` and reused while the model's
 files do not change, so the command is resumable and cheap to rerun as a run exports more steps.
 
+``--split valid`` ranks the validation targets instead (each user's second-last item, the history before
+it), for choosing which exported step to ship or fine-tune without looking at the test split: it writes
+``zeroshot_curve_valid.{csv,json}`` and names each twin's best step (the highest NDCG@10 averaged over the
+datasets and both protocols, each dataset weighing the same).
+
 Writes ``scripts/results/zeroshot_curve.csv`` (long format: model, step, dataset, protocol, metric, value;
 the Experiments tab's chart; step 0, measured once, is written under both twins' names, where both lines start) and ``zeroshot_curve.json`` (the rows, the paired tests, where each point came
 from, and how far each point's weights moved from the language model: ``encoder_drift``).
 
     python scripts/zeroshot_curve.py --twins "JEPA4Rec=runs/twins/jepa4rec" "RecFormer-style (λ2 = 0)=runs/twins/recformer"
     python scripts/zeroshot_curve.py --datasets ml-100k    # the shipped pair (365 steps): steps 0 and 365
+    python scripts/zeroshot_curve.py --split valid --twins ...   # pick the step on validation targets
 """
 from __future__ import annotations
 
@@ -41,6 +47,7 @@ from jepa4rec.experiments import add_run_args, files_stamp, pretraining_card, wr
 DATASETS = ("Scientific_UniSRec", "Instruments_IISAN", "OnlineRetail", "ml-100k")
 METRICS = ("NDCG@10", "Recall@10", "MRR")
 STEP0 = "step 0 (untrained start)"
+SPLITS = ("test", "valid")
 SHIPPED_TWINS = ("JEPA4Rec=checkpoints/jepa4rec-minilm-pretrain", "RecFormer-style (λ2 = 0)=checkpoints/recformer-minilm-pretrain")
 
 
@@ -130,15 +137,17 @@ def point_slug(point: Point) -> str:
     return f"{legacy_slug(point)}_{hashlib.sha256(point.checkpoint.encode()).hexdigest()[:8]}"
 
 
-def evaluate_point(point: Point, dataset, runs_dir: Path, batch_size: int) -> dict:
-    """The point's record (metrics in every cell), measured once per model files and dataset."""
+def evaluate_point(point: Point, dataset, runs_dir: Path, batch_size: int, split: str = "test") -> dict:
+    """The point's record (metrics in every cell), measured once per model files, dataset and split."""
     from jepa4rec.priors import evaluate_on_equal_terms
     from jepa4rec.significance import write_case_ranks
 
-    folder = runs_dir / dataset.name
+    folder = runs_dir / dataset.name if split == "test" else runs_dir / dataset.name / split
     record_path, ranks_path = folder / f"{point_slug(point)}.json", folder / f"{point_slug(point)}.ranks.csv"
     key = {"checkpoint": point.checkpoint, "files": files_stamp(point.checkpoint), "start": point.start,
            "size": [dataset.n_users, dataset.n_items, dataset.n_interactions]}
+    if split != "test":  # test records keep the key they were written with
+        key["split"] = split
     legacy = folder / f"{legacy_slug(point)}.json", folder / f"{legacy_slug(point)}.ranks.csv"
     for stored_record, stored_ranks in ((record_path, ranks_path), legacy):
         if not (stored_record.is_file() and stored_ranks.is_file()):
@@ -155,11 +164,11 @@ def evaluate_point(point: Point, dataset, runs_dir: Path, batch_size: int) -> di
         return stored
     folder.mkdir(parents=True, exist_ok=True)
     rec = recommender(point, dataset, batch_size)
-    cases = dataset.test_cases()
+    cases = dataset.test_cases() if split == "test" else dataset.valid_cases()
     t0 = time.time()
-    result = evaluate_on_equal_terms(rec, cases, batch_size=batch_size, desc=f"{dataset.name} step {point.step}")
+    result = evaluate_on_equal_terms(rec, cases, batch_size=batch_size, desc=f"{dataset.name} {split} step {point.step}")
     write_case_ranks(ranks_path, dataset, cases, result["ranks"])
-    record = {"key": key, "model": point.model, "step": point.step, "dataset": dataset.name,
+    record = {"key": key, "model": point.model, "step": point.step, "dataset": dataset.name, "split": split,
               "cells": {p: {m: result["cells"][p][m] for m in METRICS} for p in PROTOCOLS},
               "users": len(cases), "precision": rec.precision, "seconds": round(time.time() - t0, 1),
               "ranks": str(ranks_path)}
@@ -176,6 +185,22 @@ def encoder_drift(point: Point) -> dict:
     model, _, _ = load_model_dir(point.checkpoint)
     source = pretraining_card(point.checkpoint)["config"]["init_from"]
     return {"model": point.model, "step": point.step, **drift_from_language_model(model, source)}
+
+
+def best_steps(records: list[dict], twins: list[str]) -> dict[str, dict]:
+    """Each twin's step with the highest NDCG@10 averaged over the datasets and both protocols (step 0, the
+    shared start, competes for both), with every step's average; only steps ranked on every dataset count."""
+    datasets = {r["dataset"] for r in records}
+    out = {}
+    for twin in twins:
+        by_step: dict[int, list[float]] = {}
+        for r in records:
+            if r["model"] in (twin, STEP0):
+                by_step.setdefault(r["step"], []).extend(r["cells"][p]["NDCG@10"] for p in PROTOCOLS)
+        means = {step: sum(v) / len(v) for step, v in by_step.items() if len(v) == 2 * len(datasets)}
+        if means:
+            out[twin] = {"step": max(means, key=lambda s: (means[s], -s)), "mean_ndcg10": means}
+    return out
 
 
 def paired(records: list[dict], twins: list[str], resamples: int) -> list[dict]:
@@ -210,6 +235,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="only these steps (default: every exported step, the end and step 0)")
     p.add_argument("--batch-size", type=int, default=128, help="users per scoring pass (default 128)")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples of each paired test (default 10000)")
+    p.add_argument("--split", choices=SPLITS, default="test",
+                   help="test (default; the curve) or valid: the validation targets, to choose a step without the "
+                        "test split (writes zeroshot_curve_valid.csv/.json)")
     add_run_args(p, "runs/zeroshot_curve", "zeroshot_curve")
     return p.parse_args(argv)
 
@@ -230,7 +258,7 @@ def main(argv=None) -> int:
         dataset = load_dataset(name, root=args.data_root)
         for point in points:
             print(f"== {name}: {point.model}, step {point.step}")
-            records.append(evaluate_point(point, dataset, runs_dir, args.batch_size))
+            records.append(evaluate_point(point, dataset, runs_dir, args.batch_size, args.split))
     labels = [label for label, _ in twins]
     # Step 0, measured once, starts both twins' lines: it is written under each twin's name.
     rows = [{"model": model, "step": r["step"], "dataset": r["dataset"], "protocol": PROTOCOLS[protocol], "metric": m,
@@ -239,11 +267,12 @@ def main(argv=None) -> int:
             for protocol in PROTOCOLS for m in METRICS]
     tests = paired(records, labels, args.resamples)
     drift = [encoder_drift(pt) for pt in points if pt.model != STEP0]
-    write_results("zeroshot_curve", rows, {"twins": {label: str(path) for label, path in twins},
-                                           "points": [pt._asdict() for pt in points], "paired": tests,
-                                           "encoder_drift": drift},
-                  args.out_dir)
-    print("\nNDCG@10, history kept / excluded:")
+    best = best_steps(records, labels)
+    stem = "zeroshot_curve" if args.split == "test" else f"zeroshot_curve_{args.split}"
+    write_results(stem, rows, {"split": args.split, "twins": {label: str(path) for label, path in twins},
+                               "points": [pt._asdict() for pt in points], "paired": tests, "encoder_drift": drift,
+                               "best_step": best}, args.out_dir)
+    print(f"\nNDCG@10 on the {args.split} split, history kept / excluded:")
     for r in records:
         print(f"  {r['dataset']:<20} {r['model']:<28} step {r['step']:>6}: "
               f"{r['cells']['kept']['NDCG@10']:.4f} / {r['cells']['excluded']['NDCG@10']:.4f}")
@@ -256,6 +285,12 @@ def main(argv=None) -> int:
     for t in tests:
         print(f"  {t['dataset']:<20} step {t['step']:>6} {t['protocol']:<9} {t['ratio']:.3f}× "
               f"[{t['ratio_low']:.3f}, {t['ratio_high']:.3f}], p {t['p_value']:.3g}")
+    print(f"\nBest step on the {args.split} split (NDCG@10 averaged over the datasets and both protocols):")
+    for twin, b in best.items():
+        curve = ", ".join(f"{s}: {m:.4f}" for s, m in sorted(b["mean_ndcg10"].items()))
+        print(f"  {twin:<28} step {b['step']} ({curve})")
+    if args.split == "test" and best:
+        print("  (chosen on the test split: a description, not a selection; choose with --split valid)")
     return 0
 
 

@@ -501,6 +501,42 @@ def test_zeroshot_curve_of_two_twins_from_one_language_model(toy, tmp_path, mini
     assert capsys.readouterr().out.count("reusing") == 5
     assert named[0].is_file() and named[0].with_suffix(".ranks.csv").is_file()
     assert not (folder / "twin_step2.json").exists()
+    # On the validation targets: its own files and records, the test curve untouched, each twin's best step named.
+    before = (tmp_path / "out" / "zeroshot_curve.csv").read_text()
+    assert script.main([*argv, "--split", "valid"]) == 0
+    assert "reusing" not in capsys.readouterr().out  # validation is ranked, not taken from the test records
+    assert (tmp_path / "out" / "zeroshot_curve.csv").read_text() == before
+    valid = pd.read_csv(tmp_path / "out" / "zeroshot_curve_valid.csv")
+    v0 = valid[(valid["step"] == 0) & (valid["model"] == "twin") & (valid["metric"] == "NDCG@10")]
+    for protocol, exclude in (("history kept", False), ("history excluded", True)):
+        step0 = evaluate(start, data.valid_cases(), exclude_history=exclude, progress=False)
+        assert v0.set_index("protocol").loc[protocol, "value"] == pytest.approx(step0["NDCG@10"], abs=1e-6)
+    vmeta = json.loads((tmp_path / "out" / "zeroshot_curve_valid.json").read_text())["meta"]
+    assert vmeta["split"] == "valid" and set(vmeta["best_step"]) == {"JEPA4Rec", "twin"}
+    for best in vmeta["best_step"].values():
+        means = {int(k): v for k, v in best["mean_ndcg10"].items()}
+        assert sorted(means) == [0, 1, 2] and means[best["step"]] == max(means.values())
+    assert len(list((folder / "valid").glob("*.ranks.csv"))) == 5
+
+
+def test_zeroshot_curve_best_step_averages_datasets_and_protocols():
+    """A step counts only when ranked on every dataset; step 0 competes for both twins; a tie goes to the
+    earlier step."""
+    from commands import load_script
+
+    script = load_script("zeroshot_curve")
+
+    def rec(model, step, ds, kept, excl):
+        return {"model": model, "step": step, "dataset": ds,
+                "cells": {"kept": {"NDCG@10": kept}, "excluded": {"NDCG@10": excl}}}
+
+    records = [rec(script.STEP0, 0, "a", 0.1, 0.1), rec(script.STEP0, 0, "b", 0.1, 0.1),
+               rec("J", 1, "a", 0.3, 0.1), rec("J", 1, "b", 0.0, 0.0),     # mean 0.1: ties step 0
+               rec("J", 2, "a", 0.9, 0.9),                                  # one dataset only: left out
+               rec("R", 1, "a", 0.2, 0.2), rec("R", 1, "b", 0.2, 0.0)]     # mean 0.15
+    best = script.best_steps(records, ["J", "R"])
+    assert best["J"]["step"] == 0 and sorted(best["J"]["mean_ndcg10"]) == [0, 1]
+    assert best["R"]["step"] == 1 and best["R"]["mean_ndcg10"][1] == pytest.approx(0.15)
 
 
 def test_drift_from_the_language_model_is_zero_at_the_start_and_measures_a_move():
