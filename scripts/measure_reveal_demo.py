@@ -110,6 +110,8 @@ def main(argv=None) -> int:
         "dataset": args.dataset, "users": n, "scoring": args.scoring, "order": args.order,
         "history_excluded": view_excludes(served, repeats),
         "checkpoint": served.checkpoint.name, "mode": served.mode,
+        # bf16 where the CPU has it natively, else fp32: ranks can move between machines at the third decimal.
+        "precision": served.recommender.precision,
         "history_only": summary(history_only),
         "reveal": {str(f): summary(ranks[f]) for f in FRACTIONS},
         "zero_equals_history_only": f"{zero_equal}/{n}",
