@@ -431,3 +431,32 @@ def test_reveal_demo_steps_are_paired_mrr_ratios_up_the_slider():
     whole = steps[(script.HISTORY_ONLY, "100")]
     assert whole["mrr_ratio"] == pytest.approx((1 + 0.5 + 1 + 1) / sum(1 / r for r in history))
     assert whole["ratio_low"] > 1
+
+
+def test_reveal_demo_measures_what_the_app_serves_and_records_it(tmp_path):
+    """The whole command on real ml-100k users with the shipped tiny model served as the app would serve it
+    (a checkpoints folder whose index names it): every user's rank at every share, the summaries those ranks
+    give, the paired steps, and the serving precision."""
+    import numpy as np
+
+    from jepa4rec.paths import CHECKPOINTS_DIR
+
+    served = tmp_path / "checkpoints"
+    served.mkdir()
+    for name in ("jepa4rec-tiny-pretrain", "jepa4rec-tiny-ml100k"):
+        (served / name).symlink_to(CHECKPOINTS_DIR / name)
+    (served / "index.json").write_text(json.dumps({"default": "jepa4rec-tiny-pretrain", "ml-100k": "jepa4rec-tiny-ml100k"}))
+    script = load_script("measure_reveal_demo")
+    out = tmp_path / "demo.json"
+    assert script.main(["--dataset", "ml-100k", "--users", "6", "--threads", "1", "--checkpoints-dir", str(served),
+                        "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["checkpoint"] == "jepa4rec-tiny-ml100k" and result["mode"] == "fine-tuned" and result["users"] == 6
+    assert result["precision"] in ("fp32", "bf16")
+    assert set(result["ranks"]) == {script.HISTORY_ONLY, *map(str, script.FRACTIONS)}
+    for share, ranks in result["ranks"].items():
+        assert len(ranks) == 6 and all(isinstance(r, int) and r >= 1 for r in ranks)
+        summary = result["history_only"] if share == script.HISTORY_ONLY else result["reveal"][share]
+        assert summary["mrr"] == pytest.approx(float(np.mean([1 / r for r in ranks])))
+    assert [(s["from"], s["to"]) for s in result["steps"]] == list(script.STEPS)
+    assert "--users 6" in result["command"]
