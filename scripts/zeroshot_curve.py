@@ -178,13 +178,15 @@ def evaluate_point(point: Point, dataset, runs_dir: Path, batch_size: int, split
 
 def encoder_drift(point: Point) -> dict:
     """How far the twin's weights at this point moved from the language model it started from (every converted
-    tensor but the frozen word embeddings; :func:`jepa4rec.language_models.drift_from_language_model`)."""
-    from jepa4rec.checkpoint import load_model_dir
+    tensor but the frozen word embeddings; :func:`jepa4rec.language_models.drift_from_language_model`), and the
+    digest of its weights (a run trained again with the same recipe, seed and data order reproduces it)."""
+    from jepa4rec.checkpoint import load_model_dir, weights_digest
     from jepa4rec.language_models import drift_from_language_model
 
     model, _, _ = load_model_dir(point.checkpoint)
     source = pretraining_card(point.checkpoint)["config"]["init_from"]
-    return {"model": point.model, "step": point.step, **drift_from_language_model(model, source)}
+    return {"model": point.model, "step": point.step, **drift_from_language_model(model, source),
+            "weights_sha256": weights_digest(point.checkpoint)}
 
 
 def best_steps(records: list[dict], twins: list[str]) -> dict[str, dict]:

@@ -487,6 +487,8 @@ def test_zeroshot_curve_of_two_twins_from_one_language_model(toy, tmp_path, mini
     drift = {(d["model"], d["step"]): d["relative_l2"] for d in meta["encoder_drift"]}
     assert set(drift) == {("JEPA4Rec", 1), ("JEPA4Rec", 2), ("twin", 1), ("twin", 2)}
     assert all(0 < v < 0.5 for v in drift.values()) and drift[("JEPA4Rec", 2)] > drift[("JEPA4Rec", 1)]
+    digests = [d["weights_sha256"] for d in meta["encoder_drift"]]
+    assert len(set(digests)) == 4 and all(len(h) == 64 for h in digests)
     capsys.readouterr()
     assert script.main(argv) == 0
     assert capsys.readouterr().out.count("reusing") == 5  # step 0 and two steps of each twin
