@@ -13,6 +13,7 @@
 #   SIDE_BY_SIDE=1 THREADS=1 bash scripts/pretrain_twins.sh   # both at once, one thread each
 #   LAMBDA_MAP=1 bash scripts/pretrain_twins.sh         # JEPA4Rec with λ2 = 1 (runs/twins/jepa4rec-lambda1)
 #   python scripts/zeroshot_curve.py --twins "JEPA4Rec=runs/twins/jepa4rec" "RecFormer-style (λ2 = 0)=runs/twins/recformer"
+#   LAMBDA_MAP=1 bash scripts/pretrain_twins.sh --status   # where each twin is, its pace and the time left; trains nothing
 #
 # Resumable: run it again (after a kill, or in a later session with the same runs folder) and each twin
 # continues from its last checkpoint. Environment: STEPS (default 7300, 20× the shipped 365), EXPORTS
@@ -41,6 +42,36 @@ CONFIG=${CONFIG:-pretrain_minilm}
 read -r -a EXTRA <<< "${EXTRA:-}"
 export HF_HUB_OFFLINE=1
 
+status() {  # each twin's logged step, newest checkpoint, exports, pace over its latest chunk, time left to STEPS
+  local name
+  for name in "$JEPA" recformer; do
+    "$PY" - "$RUNS/$name" "$STEPS" <<'PY'
+import csv, sys
+from pathlib import Path
+run, steps = Path(sys.argv[1]), int(sys.argv[2])
+if not (run / "train_log.csv").is_file():
+    print(f"{run}: not started (no train_log.csv)")
+    raise SystemExit
+with open(run / "train_log.csv", newline="") as fh:
+    rows = [(int(r["step"]), float(r["elapsed_s"])) for r in csv.DictReader(fh)]
+chunk = rows[-1:]  # elapsed_s restarts with every resumed chunk: the latest chunk's rows give the pace
+for row in reversed(rows[:-1]):
+    if row[1] >= chunk[0][1]:
+        break
+    chunk.insert(0, row)
+ckpts = sorted(int(p.name.split("-")[-1]) for p in run.glob("checkpoint-*[0-9]"))
+exports = sorted(int(p.name.split("-")[-1]) for p in run.glob("step-*[0-9]"))
+step = rows[-1][0] if rows else 0
+line = (f"{run}: logged step {step} of {steps}; checkpoint {ckpts[-1] if ckpts else 'none'}; "
+        f"exports {', '.join(map(str, exports)) or 'none'}")
+if len(chunk) >= 2 and chunk[-1][0] > chunk[0][0]:
+    pace = (chunk[-1][1] - chunk[0][1]) / (chunk[-1][0] - chunk[0][0])
+    line += f"; {pace:.1f} s a step lately, {max(steps - step, 0) * pace / 3600:.1f} h left at that pace"
+print(line)
+PY
+  done
+}
+
 steps_done() {  # the step of a twin's final/ (0 when it has none)
   local card="$RUNS/$1/final/training_card.json"
   [ -f "$card" ] && "$PY" -c "import json,sys; print(json.load(open(sys.argv[1])).get('step', 0))" "$card" || echo 0
@@ -54,6 +85,11 @@ turn() {  # twin lambda_map: one chunk of CHUNK_MINUTES, resumed when the twin h
     --set max_steps="$STEPS" schedule_steps="$STEPS" max_minutes="$CHUNK_MINUTES" save_every="$SAVE_EVERY" \
     export_steps="[$EXPORTS]" loss.lambda_map="$lambda_map" seed=42 "${EXTRA[@]}"
 }
+
+if [ "${1:-}" = "--status" ]; then
+  status
+  exit 0
+fi
 
 while :; do
   a=$(steps_done "$JEPA"); b=$(steps_done recformer)

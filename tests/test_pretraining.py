@@ -535,6 +535,14 @@ def test_pretrain_twins_script_runs_the_twins_side_by_side(corpus, tokenizer_dir
         with open(run / "train_log.csv") as fh:
             logs[name] = [(row["step"], row["tokens"]) for row in csv.DictReader(fh)]
     assert logs["jepa4rec-lambda1"] == logs["recformer"] and [s for s, _ in logs["recformer"]] == ["1", "2"]
+    status = subprocess.run(["bash", str(root / "scripts" / "pretrain_twins.sh"), "--status"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr[-2000:]
+    lines = status.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [str(tmp_path / "twins" / n) for n in ("jepa4rec-lambda1", "recformer")]
+    assert all(": logged step 2 of 2; checkpoint 2; exports 1" in line for line in lines)
+    assert subprocess.run(["bash", str(root / "scripts" / "pretrain_twins.sh"), "--status"], capture_output=True, text=True,
+                          env={**env, "RUNS": str(tmp_path / "none")}, timeout=120).stdout.count("not started") == 2
 
 
 @pytest.mark.slow
