@@ -58,8 +58,10 @@ class Point(NamedTuple):
     start: dict | None = None  # step 0 only: the twins' model_size, model overrides (pooling included) and text budget
 
 
-def twin_points(label: str, path: Path) -> list[Point]:
-    """Every exported step of one twin, in step order (a model directory: its one step)."""
+def twin_points(label: str, path: Path, steps: set[int] | None = None) -> list[Point]:
+    """Every exported step of one twin, in step order (a model directory: its one step). A run's ``final/``
+    short of its ``max_steps`` is a run still going (re-exported at every stop): it is left out, saying so,
+    unless ``steps`` names its step."""
     if not path.is_dir():
         raise UserError(f"{path}: no such folder", hint=f"the pre-training run or model directory of {label}")
     if (path / "training_card.json").is_file():
@@ -73,9 +75,15 @@ def twin_points(label: str, path: Path) -> list[Point]:
                             hint="pre-train with --set export_steps=[365,1000,2000,4000], or give a model directory")
     points = {}
     for folder in folders:
-        step = pretraining_card(folder).get("step")
+        card = pretraining_card(folder)
+        step = card.get("step")
         if not isinstance(step, int):
             raise UserError(f"{folder}/training_card.json records no step", hint="a pre-training run's export has one")
+        max_steps = card.get("config", {}).get("max_steps")
+        if (folder.name == "final" and folder != path and isinstance(max_steps, int) and step < max_steps
+                and not (steps and step in steps)):
+            print(f"{folder}: step {step} of {max_steps}, a run still going: left out (--steps {step} ranks it)")
+            continue
         points[step] = Point(label, step, str(folder))  # final/ at an exported step: the same weights
     return [points[s] for s in sorted(points)]
 
@@ -234,7 +242,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "the shipped pair, " + " ".join(f'"{t}"' for t in SHIPPED_TWINS))
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), help=f"unseen datasets (default {' '.join(DATASETS)})")
     p.add_argument("--steps", nargs="*", type=int, default=None,
-                   help="only these steps (default: every exported step, the end and step 0)")
+                   help="only these steps (default: every exported step, the end and step 0; a run's final/ counts "
+                        "as its end once it reached max_steps, and is ranked before that only when named here)")
     p.add_argument("--batch-size", type=int, default=128, help="users per scoring pass (default 128)")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples of each paired test (default 10000)")
     p.add_argument("--split", choices=SPLITS, default="test",
@@ -248,7 +257,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     twins = parse_twins(args.twins)
-    points = [pt for label, path in twins for pt in twin_points(label, path)]
+    wanted = set(args.steps) if args.steps is not None else None
+    points = [pt for label, path in twins for pt in twin_points(label, path, wanted)]
     points = [start_point(points), *points]
     if args.steps is not None:
         points = [pt for pt in points if pt.step in set(args.steps)]

@@ -521,6 +521,28 @@ def test_zeroshot_curve_of_two_twins_from_one_language_model(toy, tmp_path, mini
     assert len(list((folder / "valid").glob("*.ranks.csv"))) == 5
 
 
+def test_zeroshot_curve_leaves_out_the_final_export_of_a_run_still_going(tmp_path, capsys):
+    """A run's final/ short of max_steps is the latest stop of a run in progress, not its end: left out, with a
+    message, unless --steps names it; at max_steps it is the run's end point."""
+    from commands import load_script
+
+    script = load_script("zeroshot_curve")
+
+    def export(folder, step, max_steps=10):
+        folder.mkdir(parents=True)
+        (folder / "training_card.json").write_text(json.dumps({"step": step, "config": {"max_steps": max_steps}}))
+
+    run = tmp_path / "run"
+    export(run / "step-2", 2)
+    export(run / "final", 7)
+    assert [p.step for p in script.twin_points("J", run)] == [2]
+    assert "step 7 of 10, a run still going: left out (--steps 7 ranks it)" in capsys.readouterr().out
+    assert [p.step for p in script.twin_points("J", run, {2, 7})] == [2, 7]
+    export(tmp_path / "ended" / "step-2", 2, 7)
+    export(tmp_path / "ended" / "final", 7, 7)
+    assert [(p.step, p.checkpoint.rsplit("/", 1)[-1]) for p in script.twin_points("J", tmp_path / "ended")] == [(2, "step-2"), (7, "final")]
+
+
 def test_zeroshot_curve_best_step_averages_datasets_and_protocols():
     """A step counts only when ranked on every dataset; step 0 competes for both twins; a tie goes to the
     earlier step."""
