@@ -217,6 +217,31 @@ class TrainLog:
                 csv.DictWriter(fh, LOG_FIELDS, extrasaction="raise").writerow(row)
 
 
+def run_status(output_dir: str | Path, steps: int) -> str:
+    """One line on a run, for a person checking on it: its last logged step of ``steps``, newest checkpoint,
+    exports, and the pace over its latest stretch (``elapsed_s`` restarts with every resumed chunk) with the
+    hours left at that pace."""
+    out = Path(output_dir)
+    if not (out / "train_log.csv").is_file():
+        return f"{out}: not started (no train_log.csv)"
+    with open(out / "train_log.csv", newline="") as fh:
+        rows = [(int(r["step"]), float(r["elapsed_s"])) for r in csv.DictReader(fh)]
+    chunk = rows[-1:]
+    for row in reversed(rows[:-1]):
+        if row[1] >= chunk[0][1]:
+            break
+        chunk.insert(0, row)
+    ckpt = latest_checkpoint(out)
+    exports = sorted(int(p.name.split("-")[-1]) for p in out.glob("step-*[0-9]"))
+    step = rows[-1][0] if rows else 0
+    line = (f"{out}: logged step {step} of {steps}; checkpoint {ckpt.name.split('-')[-1] if ckpt else 'none'}; "
+            f"exports {', '.join(map(str, exports)) or 'none'}")
+    if len(chunk) >= 2 and chunk[-1][0] > chunk[0][0]:
+        pace = (chunk[-1][1] - chunk[0][1]) / (chunk[-1][0] - chunk[0][0])
+        line += f"; {pace:.1f} s a step lately, {max(steps - step, 0) * pace / 3600:.1f} h left at that pace"
+    return line
+
+
 def prune_checkpoints(output_dir: Path, keep: int) -> None:
     """Delete all but the ``keep`` newest ``checkpoint-<step>`` folders."""
     old = sorted(output_dir.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[-1]))

@@ -42,33 +42,11 @@ CONFIG=${CONFIG:-pretrain_minilm}
 read -r -a EXTRA <<< "${EXTRA:-}"
 export HF_HUB_OFFLINE=1
 
-status() {  # each twin's logged step, newest checkpoint, exports, pace over its latest chunk, time left to STEPS
+status() {  # each twin's logged step, newest checkpoint, exports, recent pace, time left (jepa4rec.pretraining.run_status)
   local name
   for name in "$JEPA" recformer; do
-    "$PY" - "$RUNS/$name" "$STEPS" <<'PY'
-import csv, sys
-from pathlib import Path
-run, steps = Path(sys.argv[1]), int(sys.argv[2])
-if not (run / "train_log.csv").is_file():
-    print(f"{run}: not started (no train_log.csv)")
-    raise SystemExit
-with open(run / "train_log.csv", newline="") as fh:
-    rows = [(int(r["step"]), float(r["elapsed_s"])) for r in csv.DictReader(fh)]
-chunk = rows[-1:]  # elapsed_s restarts with every resumed chunk: the latest chunk's rows give the pace
-for row in reversed(rows[:-1]):
-    if row[1] >= chunk[0][1]:
-        break
-    chunk.insert(0, row)
-ckpts = sorted(int(p.name.split("-")[-1]) for p in run.glob("checkpoint-*[0-9]"))
-exports = sorted(int(p.name.split("-")[-1]) for p in run.glob("step-*[0-9]"))
-step = rows[-1][0] if rows else 0
-line = (f"{run}: logged step {step} of {steps}; checkpoint {ckpts[-1] if ckpts else 'none'}; "
-        f"exports {', '.join(map(str, exports)) or 'none'}")
-if len(chunk) >= 2 and chunk[-1][0] > chunk[0][0]:
-    pace = (chunk[-1][1] - chunk[0][1]) / (chunk[-1][0] - chunk[0][0])
-    line += f"; {pace:.1f} s a step lately, {max(steps - step, 0) * pace / 3600:.1f} h left at that pace"
-print(line)
-PY
+    "$PY" -c 'import sys; from jepa4rec.pretraining import run_status; print(run_status(sys.argv[1], int(sys.argv[2])))' \
+      "$RUNS/$name" "$STEPS"
   done
 }
 
