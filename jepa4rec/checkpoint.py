@@ -394,14 +394,21 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
 
 
+# A training loop's own tensors beside its JSON state (fine-tuning: the item matrix of an epoch in progress).
+TRAINER_TENSORS_FILE = "trainer_tensors.safetensors"
+
+
 def save_training_checkpoint(path, *, model, item_tokenizer, optimizer, scheduler, target_encoder=None,
-                             trainer_state: dict, card: dict | None = None) -> Path:
+                             trainer_state: dict, card: dict | None = None,
+                             trainer_tensors: dict[str, torch.Tensor] | None = None) -> Path:
     path = Path(path)
     tmp = _fresh_sibling(path)
     _write_model_dir(tmp, model, item_tokenizer, card, None)
     if target_encoder is not None:
         save_file({k: v.detach().cpu().contiguous() for k, v in target_encoder.state_dict().items()},
                   str(tmp / "target_encoder.safetensors"))
+    if trainer_tensors:
+        save_file({k: v.detach().cpu().contiguous() for k, v in trainer_tensors.items()}, str(tmp / TRAINER_TENSORS_FILE))
     opt_tensors, opt_meta = _optimizer_to_flat(optimizer)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "optimizer.json").write_text(json.dumps(opt_meta))
@@ -415,7 +422,8 @@ def save_training_checkpoint(path, *, model, item_tokenizer, optimizer, schedule
 
 
 def load_training_checkpoint(path, *, model, optimizer, scheduler, target_encoder=None, device="cpu") -> dict:
-    """Restore model, optimizer, scheduler, target encoder and RNG in place; returns the trainer state."""
+    """Restore model, optimizer, scheduler, target encoder and RNG in place; returns the trainer state (with the
+    loop's own tensors under ``"tensors"`` when the checkpoint holds some)."""
     path = Path(path)
     load_weights(path, model, device, hint=RESUME_HINT)
     if target_encoder is not None:
@@ -427,6 +435,8 @@ def load_training_checkpoint(path, *, model, optimizer, scheduler, target_encode
     scheduler.load_state_dict({**scheduler.state_dict(), **sched})
     state = json.loads((path / "trainer_state.json").read_text())
     set_rng_state(load_file(str(path / "rng.safetensors")), state.pop("rng"))
+    if (path / TRAINER_TENSORS_FILE).exists():
+        state["tensors"] = load_file(str(path / TRAINER_TENSORS_FILE), device=str(device))
     return state
 
 

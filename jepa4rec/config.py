@@ -270,6 +270,9 @@ class FinetuneConfig(RunConfig):
     batch_size: int = 16  # (int) pairs per step
     epochs: int = 20  # (int) at most this many epochs
     refresh_every: int | None = None  # (int | None) re-encode the item matrix every N steps (None = once per epoch)
+    # (int | None) steps between saves of the resume state in last/ inside an epoch (it is saved after every epoch
+    # too), so that a run killed mid-epoch continues from there with --resume, exactly; None = after epochs only
+    save_every: int | None = 250
     # (str) gradients on the item side: "none" scores against the fixed item matrix only (the paper); "batch"
     # adds an in-batch contrastive loss over the batch's target items encoded with gradients (as L_SI in
     # pre-training), so the encoder also learns how items should look between two refreshes.
@@ -314,7 +317,7 @@ class FinetuneConfig(RunConfig):
                                   f"{fixed} come from the pre-trained checkpoint")
         check_range("eval_batch_size", self.eval_batch_size, low=1)
         check_range("epochs", self.epochs, low=1)
-        for name in ("max_tokens", "refresh_every", "max_valid_users"):
+        for name in ("max_tokens", "refresh_every", "max_valid_users", "save_every"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), low=1)
         from .evaluation import metric_names  # the metrics validate() produces; another would fail after epoch 1

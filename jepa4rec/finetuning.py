@@ -24,6 +24,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -111,16 +112,29 @@ def batch_loss(model: JEPA4RecForSequentialRecommendation, tok: ItemTokenizer, i
 
 def train_epoch(epoch: int, model, tok: ItemTokenizer, items: CatalogueVectors, dataset: SeqRecDataset, cfg: FinetuneConfig,
                 rng: np.random.Generator, optimizer, scheduler, step: int, started: float,
-                precision: str) -> tuple[float, int, int]:
-    """One epoch (cut short by ``max_minutes``); returns (mean loss, batches done, steps done in all)."""
+                precision: str, resume_at: dict | None = None,
+                save_mid_epoch: Callable[[dict, torch.Tensor], None] | None = None) -> tuple[float, int, int]:
+    """One epoch (cut short by ``max_minutes``); returns (mean loss, batches done, steps done in all).
+
+    Every ``cfg.save_every`` steps ``save_mid_epoch(position, item_matrix)`` stores where the epoch stands: the
+    generator's state before this epoch's pairs were drawn, the batches done, their summed loss and the step.
+    ``resume_at`` (such a position, with its item matrix under ``"item_matrix"``; the generator already set back
+    to the epoch's start) continues it: the same pairs are drawn again and the batches done are skipped, so a
+    run killed mid-epoch and resumed trains exactly as one that was not."""
+    epoch_rng = rng.bit_generator.state
     pairs = finetuning_pairs(dataset, cfg.pairs, cfg.max_items, rng)
     if cfg.group_by_length:
         pairs = group_by_length(pairs, [tok.history_length([items.encoded[i] for i in p.history]) for p in pairs],
                                 cfg.batch_size, rng)
-    item_matrix = F.normalize(items.refresh(), dim=-1).detach()
+    n_batches = len(pairs) // cfg.batch_size
+    if resume_at is None:
+        first, total = 0, 0.0
+        item_matrix = F.normalize(items.refresh(), dim=-1).detach()
+    else:  # the matrix was encoded by the model of the epoch's start (or last refresh), which is gone: it was saved
+        first, total, item_matrix = resume_at["batch"], resume_at["loss_sum"], resume_at["item_matrix"]
+    done = first
     model.train()
-    total, done = 0.0, 0
-    bar = tqdm(range(len(pairs) // cfg.batch_size), desc=f"fine-tune {dataset.name} epoch {epoch}",
+    bar = tqdm(range(first, n_batches), desc=f"fine-tune {dataset.name} epoch {epoch}", initial=first, total=n_batches,
                disable=not cfg.progress, dynamic_ncols=True)
     for b in bar:
         # The target's masking (λ2 > 0) draws from a generator seeded by the step: a resumed run masks identically.
@@ -140,6 +154,9 @@ def train_epoch(epoch: int, model, tok: ItemTokenizer, items: CatalogueVectors, 
         if cfg.refresh_every and step % cfg.refresh_every == 0:
             item_matrix = F.normalize(items.refresh(), dim=-1).detach()
             model.train()
+        if save_mid_epoch is not None and cfg.save_every and step % cfg.save_every == 0 and done < n_batches:
+            save_mid_epoch({"epoch": epoch, "batch": done, "loss_sum": total, "step": step, "np_generator": epoch_rng},
+                           item_matrix)
         if out_of_time(cfg, started):
             break
     bar.close()
@@ -162,10 +179,11 @@ def validation_cases(dataset: SeqRecDataset, cfg: FinetuneConfig) -> list:
 def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: bool = False) -> dict:
     """Fine-tune, early-stop on validation, test the best model; returns the result record.
 
-    After every epoch the whole training state (model, optimizer, scheduler, RNGs, validation history)
-    is saved to ``<output_dir>/last``; ``resume=True`` continues from there in a later process (an epoch
-    cut short by ``max_minutes`` counts as done; ``max_minutes`` is this process's budget). A finished
-    run (``results.json`` written, ``last`` removed) is returned as it is."""
+    After every epoch, and every ``save_every`` steps within one, the whole training state (model, optimizer,
+    scheduler, RNGs, validation history; within an epoch also its position and item matrix) is saved to
+    ``<output_dir>/last``; ``resume=True`` continues from there in a later process, exactly (an epoch cut short
+    by ``max_minutes`` counts as done; ``max_minutes`` is this process's budget). A finished run
+    (``results.json`` written, ``last`` removed) is returned as it is."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dataset = dataset or load_dataset(cfg.dataset, root=cfg.data_root)
@@ -206,6 +224,7 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     state = FitState(EarlyStopping(cfg.patience), [])
     started = time.time()
     step, earlier_seconds = 0, 0.0
+    in_epoch = None  # where a resumed epoch stands, when the run was stopped inside one
     if resume and (last_dir / "trainer_state.json").exists():
         saved = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=encoder.device)
         rng.bit_generator.state = saved["np_generator"]
@@ -213,15 +232,21 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         # A run that had early-stopped trains no more: only the test is left.
         state = FitState(EarlyStopping(cfg.patience, saved["best_score"], saved["best_epoch"], saved["stale"]),
                          saved["history"], saved["epoch"])
-        logger.info("resumed from %s after epoch %d", last_dir, saved["epoch"])
+        if saved.get("in_epoch"):
+            in_epoch = {**saved["in_epoch"], "item_matrix": saved["tensors"]["item_matrix"]}
+            logger.info("resumed from %s in epoch %d after batch %d", last_dir, in_epoch["epoch"], in_epoch["batch"])
+        else:
+            logger.info("resumed from %s after epoch %d", last_dir, saved["epoch"])
     else:
         state.history.append({"epoch": 0, "valid": validate()})
         logger.info("epoch 0 (before fine-tuning): %s", state.history[0]["valid"])
 
     def one_epoch(epoch: int) -> dict:
-        nonlocal step
+        nonlocal step, in_epoch
+        resume_at, in_epoch = in_epoch, None
+        assert resume_at is None or resume_at["epoch"] == epoch, (resume_at, epoch)
         loss, done, step = train_epoch(epoch, model, tok, items, dataset, cfg, rng, optimizer, scheduler, step, started,
-                                       precision)
+                                       precision, resume_at, save_mid_epoch)
         row = {"loss": loss, "steps": done, "elapsed_s": round(time.time() - started, 1)}
         if learn_repeat:
             row["repeat_bias"] = model.score_priors.repeat_bias
@@ -231,13 +256,20 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": epoch, "valid": valid,
                                               "init_from": cfg.init_from, "config": to_dict(cfg), "source": source_card})
 
-    def save_last(state: FitState) -> None:
+    def save_last(state: FitState, position: dict | None = None, item_matrix: torch.Tensor | None = None) -> None:
+        """The resume state after an epoch, or within one at ``position`` (train_epoch's, with its item matrix)."""
+        position = dict(position or {})
         save_training_checkpoint(
             last_dir, model=model, item_tokenizer=tok, optimizer=optimizer, scheduler=scheduler,
-            trainer_state={"epoch": state.epoch, "step": step, "history": state.history,
+            trainer_state={"epoch": state.epoch, "step": position.pop("step", step), "history": state.history,
                            "best_score": state.stopper.best_score, "best_epoch": state.stopper.best_epoch,
-                           "stale": state.stopper.stale, "np_generator": rng.bit_generator.state,
-                           "train_seconds": earlier_seconds + time.time() - started})
+                           "stale": state.stopper.stale,
+                           "np_generator": position.pop("np_generator", rng.bit_generator.state),
+                           "in_epoch": position or None, "train_seconds": earlier_seconds + time.time() - started},
+            trainer_tensors=None if item_matrix is None else {"item_matrix": item_matrix})
+
+    def save_mid_epoch(position: dict, item_matrix: torch.Tensor) -> None:
+        save_last(state, position, item_matrix)
 
     state = fit_epochs(state, cfg.epochs, one_epoch, validate, cfg.select_metric, on_best=keep_best,
                        on_epoch_end=save_last, stop_early=lambda: out_of_time(cfg, started),

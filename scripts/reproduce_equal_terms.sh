@@ -14,8 +14,8 @@
 #     bash scripts/reproduce_equal_terms.sh Scientific_UniSRec OnlineRetail
 #
 # Resumable: a finished fine-tune (its best/ and results.json) and a model's record are reused; an
-# interrupted fine-tune continues from its last epoch (--resume). Run it again after a kill or in a later
-# session with the same runs folder. Environment: THREADS (default 2), RUNS (default runs/results_minilm),
+# interrupted fine-tune continues from its last save (--resume; after every epoch and every 250 steps inside
+# one). Run it again after a kill or in a later session with the same runs folder. Environment: THREADS (default 2), RUNS (default runs/results_minilm),
 # JEPA and RECFORMER (the pre-trained twins; default the shipped checkpoints/jepa4rec-minilm-pretrain and
 # checkpoints/recformer-minilm-pretrain), RECIPE (fine-tuning overrides for Scientific / Online Retail,
 # default "epochs=4"; they come last, so they win), OUT (where the tables go, default scripts/results; any

@@ -276,10 +276,12 @@ def test_shipped_item_vectors_are_read_instead_of_encoding_for_the_same_weights_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("repeat_bias", ["none", "learn"])
-def test_finetuning_resumes_after_an_epoch_exactly(toy, tmp_path, monkeypatch, repeat_bias):
-    """A run killed after epoch 1's checkpoint and resumed gives the uninterrupted run's history and model
-    (with a learned repeat bias: its value and its optimizer state too)."""
+@pytest.mark.parametrize("repeat_bias,killed", [("none", "after epoch 1"), ("learn", "after epoch 1"),
+                                                ("learn", "inside epoch 2")])
+def test_finetuning_resumes_exactly(toy, tmp_path, monkeypatch, repeat_bias, killed):
+    """A run killed after epoch 1's checkpoint, or at a save inside epoch 2 (its pairs half done, the item matrix
+    refreshed since the epoch began), and resumed gives the uninterrupted run's history and model (with a learned
+    repeat bias: its value and its optimizer state too)."""
     import jepa4rec.finetuning as ft
     from jepa4rec.checkpoint import load_model_dir
     from toy_corpus import TINY_MODEL
@@ -294,25 +296,37 @@ def test_finetuning_resumes_after_an_epoch_exactly(toy, tmp_path, monkeypatch, r
         return FinetuneConfig(output_dir=str(tmp_path / name), dataset=toy, tokenizer=str(tmp_path / "tok"), max_items=10,
                               max_tokens=128, batch_size=8, epochs=3, patience=5, progress=False, seed=3,
                               group_by_length=True,  # its shuffles draw from the resumed generator too
+                              save_every=3, refresh_every=4,
                               repeat_bias=repeat_bias, model={**TINY_MODEL, "hidden_dropout_prob": 0.1},
                               optim=OptimConfig(lr=3e-3, warmup_steps=5))
 
     straight = finetune(config("straight"))
 
+    # Inside epoch 2: the last save (every 3 steps) before its end that follows a refresh (every 4) of the epoch.
+    first, steps_2 = straight["history"][1]["steps"], straight["history"][2]["steps"]
+    kill_step = max(s for s in range(first + 1, first + steps_2) if s % 3 == 0)
+    assert kill_step >= (first // 4 + 1) * 4, "epoch 2 too short to save after a refresh"
     real_save = ft.save_training_checkpoint
 
     def save_then_die(path, **kwargs):
         real_save(path, **kwargs)
-        if kwargs["trainer_state"]["epoch"] == 1:
-            raise KeyboardInterrupt("killed after epoch 1")
+        state = kwargs["trainer_state"]
+        if (state["epoch"] == 1 and state["in_epoch"] is None if killed == "after epoch 1"
+                else state["in_epoch"] is not None and state["step"] == kill_step):
+            raise KeyboardInterrupt(f"killed {killed}")
 
     monkeypatch.setattr(ft, "save_training_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         finetune(config("resumed"))
+    if killed == "inside epoch 2":
+        last = json.loads((tmp_path / "resumed" / "last" / "trainer_state.json").read_text())
+        assert last["in_epoch"]["epoch"] == 2 and last["in_epoch"]["batch"] == kill_step - first
+        assert (tmp_path / "resumed" / "last" / "trainer_tensors.safetensors").exists()
     monkeypatch.setattr(ft, "save_training_checkpoint", real_save)
     resumed = finetune(config("resumed"), resume=True)
 
     assert [h["valid"]["NDCG@10"] for h in resumed["history"]] == [h["valid"]["NDCG@10"] for h in straight["history"]]
+    assert [h.get("loss") for h in resumed["history"]] == [h.get("loss") for h in straight["history"]]
     assert resumed["test"]["NDCG@10"] == straight["test"]["NDCG@10"]
     assert resumed["repeat_bias"] == straight["repeat_bias"] and (resumed["repeat_bias"] != 0) == (repeat_bias == "learn")
     a, _, _ = load_model_dir(tmp_path / "straight" / "best")
