@@ -7,18 +7,23 @@
 #
 #   bash scripts/reproduce_equal_terms.sh OnlineRetail ml-100k      # or Scientific_UniSRec
 #
-#   # the long-trained twins (scripts/pretrain_twins.sh), fine-tuned on every training pair until
-#   # validation stops improving, into their own runs folder and tables (the README's block untouched):
+#   # the long-trained twins (scripts/pretrain_twins.sh), fine-tuned until validation stops improving, into
+#   # their own runs folder and tables (the README's block untouched): Scientific on every training pair
+#   # (34,101 an epoch), Online Retail on one sampled pair per user an epoch (all of its pairs would be
+#   # 373,505 an epoch: about 20 hours at the 5 pairs/s its 4-epoch runs made on one thread):
 #   JEPA=runs/twins/jepa4rec-lambda1/final RECFORMER=runs/twins/recformer/final RUNS=runs/twins_finetune \
 #     OUT=scripts/results/twins RECIPE="pairs=all epochs=20 patience=2" \
+#     RECIPE_OnlineRetail="pairs=sample epochs=40 patience=2" \
 #     bash scripts/reproduce_equal_terms.sh Scientific_UniSRec OnlineRetail
 #
 # Resumable: a finished fine-tune (its best/ and results.json) and a model's record are reused; an
 # interrupted fine-tune continues from its last save (--resume; after every epoch and every 250 steps inside
-# one). Run it again after a kill or in a later session with the same runs folder. Environment: THREADS (default 2), RUNS (default runs/results_minilm),
-# JEPA and RECFORMER (the pre-trained twins; default the shipped checkpoints/jepa4rec-minilm-pretrain and
-# checkpoints/recformer-minilm-pretrain), RECIPE (fine-tuning overrides for Scientific / Online Retail,
-# default "epochs=4"; they come last, so they win), OUT (where the tables go, default scripts/results; any
+# one). Run it again after a kill or in a later session with the same runs folder. Environment: THREADS
+# (default 2), RUNS (default runs/results_minilm), JEPA and RECFORMER (the pre-trained twins; default the
+# shipped checkpoints/jepa4rec-minilm-pretrain and checkpoints/recformer-minilm-pretrain), RECIPE
+# (fine-tuning overrides for Scientific / Online Retail, default "epochs=4"; they come last, so they win),
+# RECIPE_<dataset> (one dataset's overrides in place of RECIPE, its name's characters other than letters,
+# digits and _ written _, e.g. RECIPE_OnlineRetail), OUT (where the tables go, default scripts/results; any
 # other folder leaves the README alone), JEPA4REC_DATA_ROOT (where the datasets are), PYTHON (default
 # .venv/bin/python, else python).
 set -euo pipefail
@@ -32,7 +37,6 @@ THREADS=${THREADS:-2}
 RUNS=${RUNS:-runs/results_minilm}
 JEPA=${JEPA:-checkpoints/jepa4rec-minilm-pretrain}
 RECFORMER=${RECFORMER:-checkpoints/recformer-minilm-pretrain}
-read -r -a RECIPE <<< "${RECIPE:-epochs=4}"
 OUT=${OUT:-scripts/results}
 export HF_HUB_OFFLINE=1
 for ckpt in "$JEPA" "$RECFORMER"; do
@@ -47,7 +51,7 @@ finetune() {  # dataset model(jepa4rec|recformer) checkpoint config extra-overri
   fi
   local resume=()
   [ -d "$out/last" ] && resume=(--resume)
-  echo "== $ds $model: fine-tuning from $ckpt ($config) ${resume[*]}"
+  echo "== $ds $model: fine-tuning from $ckpt ($config $*) ${resume[*]}"
   "$PY" -m jepa4rec.finetune --config "$config" --init-from "$ckpt" --output-dir "$out" --threads "$THREADS" \
     --set dataset="$ds" seed=42 "$@" "${resume[@]}"
 }
@@ -62,11 +66,14 @@ for ds in "$@"; do
         max_minutes=null loss.lambda_map=0.0
       ;;
     *)
-      # Scientific / Online Retail: finetune_minilm with the encoder moving (lr 1e-4), then RECIPE (4 epochs).
+      # Scientific / Online Retail: finetune_minilm with the encoder moving (lr 1e-4), then RECIPE_<dataset>, else
+      # RECIPE (4 epochs).
+      own="RECIPE_${ds//[^A-Za-z0-9_]/_}"
+      read -r -a recipe <<< "${!own:-${RECIPE:-epochs=4}}"
       finetune "$ds" jepa4rec "$JEPA" finetune_minilm optim.encoder_lr=0.0001 group_by_length=true \
-        max_minutes=null "${RECIPE[@]}"
+        max_minutes=null "${recipe[@]}"
       finetune "$ds" recformer "$RECFORMER" finetune_minilm optim.encoder_lr=0.0001 group_by_length=true \
-        max_minutes=null "${RECIPE[@]}"
+        max_minutes=null "${recipe[@]}"
       ;;
   esac
   echo "== $ds: the table's rows"

@@ -252,7 +252,13 @@ def test_reproduce_equal_terms_script_helps_and_stops_at_a_bad_dataset(tmp_path)
     missing = subprocess.run(["bash", str(script), "Scientific_UniSRec"], capture_output=True, text=True,
                              env={**env, "JEPA": str(tmp_path / "no-twin")})
     assert missing.returncode == 2 and "no pre-trained model directory" in missing.stderr and "no-twin" in missing.stderr
-    assert "RECIPE=" in shown and "OUT=" in shown
+    assert "RECIPE=" in shown and "OUT=" in shown and "RECIPE_OnlineRetail=" in shown
+    # a dataset's own overrides (RECIPE_<name>) take RECIPE's place for that dataset only
+    for extra, shown_recipe in [({"RECIPE": "epochs=3"}, "epochs=3"),
+                                ({"RECIPE": "epochs=3", "RECIPE_NoSuchDataset": "pairs=all epochs=9"}, "pairs=all epochs=9"),
+                                ({}, "epochs=4")]:
+        done = subprocess.run(["bash", str(script), "NoSuchDataset"], capture_output=True, text=True, env={**env, **extra})
+        assert done.returncode != 0 and f"max_minutes=null {shown_recipe})" in done.stdout, done.stdout
 
 
 def test_command_line_is_one_line_the_shell_takes_back():
