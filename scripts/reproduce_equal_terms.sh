@@ -22,6 +22,7 @@
 # (default 2), RUNS (default runs/results_minilm), JEPA and RECFORMER (the pre-trained twins; default the
 # shipped checkpoints/jepa4rec-minilm-pretrain and checkpoints/recformer-minilm-pretrain), RECIPE
 # (fine-tuning overrides for Scientific / Online Retail, default "epochs=4"; they come last, so they win),
+# SIDE_BY_SIDE (1: a dataset's two fine-tunes at once, THREADS each, e.g. THREADS=1 on 2 cores; default 0),
 # RECIPE_<dataset> (one dataset's overrides in place of RECIPE, its name's characters other than letters,
 # digits and _ written _, e.g. RECIPE_OnlineRetail), OUT (where the tables go, default scripts/results; any
 # other folder leaves the README alone), JEPA4REC_DATA_ROOT (where the datasets are), PYTHON (default
@@ -38,6 +39,7 @@ RUNS=${RUNS:-runs/results_minilm}
 JEPA=${JEPA:-checkpoints/jepa4rec-minilm-pretrain}
 RECFORMER=${RECFORMER:-checkpoints/recformer-minilm-pretrain}
 OUT=${OUT:-scripts/results}
+SIDE_BY_SIDE=${SIDE_BY_SIDE:-0}
 export HF_HUB_OFFLINE=1
 for ckpt in "$JEPA" "$RECFORMER"; do
   [ -d "$ckpt" ] || { echo "error: no pre-trained model directory $ckpt (set JEPA / RECFORMER)" >&2; exit 2; }
@@ -56,13 +58,24 @@ finetune() {  # dataset model(jepa4rec|recformer) checkpoint config extra-overri
     --set dataset="$ds" seed=42 "$@" "${resume[@]}"
 }
 
+twins=()  # the fine-tunes started side by side, not yet waited for
+start() {  # finetune ..., in the background when SIDE_BY_SIDE=1
+  if [ "$SIDE_BY_SIDE" = 1 ]; then finetune "$@" & twins+=("$!"); else finetune "$@"; fi
+}
+finish() {  # wait for the fine-tunes started side by side; a failed one stops the script with its status
+  local pid status=0
+  for pid in "${twins[@]}"; do wait "$pid" || status=$?; done
+  twins=()
+  [ "$status" -eq 0 ] || exit "$status"
+}
+
 for ds in "$@"; do
   case "$ds" in
     ml-100k)
       # The app's ml-100k recipe (16 epochs, the whole linear schedule); the JEPA4Rec row keeps the mapping
       # loss (λ2 = 0.1) as the config says, the twin fine-tunes with λ2 = 0 as it was pre-trained.
-      finetune "$ds" jepa4rec "$JEPA" finetune_minilm_ml100k_pretrained max_minutes=null
-      finetune "$ds" recformer "$RECFORMER" finetune_minilm_ml100k_pretrained \
+      start "$ds" jepa4rec "$JEPA" finetune_minilm_ml100k_pretrained max_minutes=null
+      start "$ds" recformer "$RECFORMER" finetune_minilm_ml100k_pretrained \
         max_minutes=null loss.lambda_map=0.0
       ;;
     *)
@@ -70,12 +83,13 @@ for ds in "$@"; do
       # RECIPE (4 epochs).
       own="RECIPE_${ds//[^A-Za-z0-9_]/_}"
       read -r -a recipe <<< "${!own:-${RECIPE:-epochs=4}}"
-      finetune "$ds" jepa4rec "$JEPA" finetune_minilm optim.encoder_lr=0.0001 group_by_length=true \
+      start "$ds" jepa4rec "$JEPA" finetune_minilm optim.encoder_lr=0.0001 group_by_length=true \
         max_minutes=null "${recipe[@]}"
-      finetune "$ds" recformer "$RECFORMER" finetune_minilm optim.encoder_lr=0.0001 group_by_length=true \
+      start "$ds" recformer "$RECFORMER" finetune_minilm optim.encoder_lr=0.0001 group_by_length=true \
         max_minutes=null "${recipe[@]}"
       ;;
   esac
+  finish
   echo "== $ds: the table's rows"
   "$PY" scripts/results_table.py --dataset "$ds" --models popularity sasrec frozen_last_items frozen_history_text \
     frozen_seq zeroshot_recformer zeroshot_jepa4rec recformer jepa4rec --jepa "$JEPA" \

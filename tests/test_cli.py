@@ -259,6 +259,11 @@ def test_reproduce_equal_terms_script_helps_and_stops_at_a_bad_dataset(tmp_path)
                                 ({}, "epochs=4")]:
         done = subprocess.run(["bash", str(script), "NoSuchDataset"], capture_output=True, text=True, env={**env, **extra})
         assert done.returncode != 0 and f"max_minutes=null {shown_recipe})" in done.stdout, done.stdout
+    # side by side: both fine-tunes start, both fail, the script stops with their status before any table
+    done = subprocess.run(["bash", str(script), "NoSuchDataset"], capture_output=True, text=True,
+                          env={**env, "SIDE_BY_SIDE": "1"})
+    assert done.returncode != 0 and done.stdout.count("fine-tuning from") == 2 and "the table's rows" not in done.stdout
+    assert done.stderr.count("NoSuchDataset") >= 2 and not any((tmp_path / "runs").rglob("results.json"))
 
 
 def test_command_line_is_one_line_the_shell_takes_back():
