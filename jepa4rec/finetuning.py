@@ -36,13 +36,14 @@ from .batches import Pair, finetuning_pairs, group_by_length
 from .builder import item_tokenizer, new_model
 from .checkpoint import (is_model_dir, load_model_dir, load_training_checkpoint, recover_dir, save_model_dir,
                          save_training_checkpoint)
-from .config import FinetuneConfig, to_dict
+from .config import FinetuneConfig, to_dict, warn_changed_options
 from .data import SeqRecDataset, load_dataset
 from .evaluation import Cell, compute_cell_ranks, evaluate, history_mask, metrics_from_ranks
 from .language_models import LANGUAGE_MODELS, is_language_model
 from .masking import bert_mask, masking_generator
 from .modeling import JEPA4RecForSequentialRecommendation
-from .optim import EarlyStopping, FitState, autocast, build_optimizer, build_scheduler, fit_epochs, resolve_mixed_precision
+from .optim import (EarlyStopping, FitState, autocast, build_optimizer, build_scheduler, fit_epochs, resolve_mixed_precision,
+                    resume_precision)
 from .encoding import CatalogueScorer, CatalogueVectors, ItemEncoder
 from .recommender import Recommender
 from .significance import write_case_ranks
@@ -227,6 +228,9 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
     in_epoch = None  # where a resumed epoch stands, when the run was stopped inside one
     if resume and (last_dir / "trainer_state.json").exists():
         saved = load_training_checkpoint(last_dir, model=model, optimizer=optimizer, scheduler=scheduler, device=encoder.device)
+        # auto keeps the precision the run was trained in; other options than its checkpoint's are named
+        precision = resume_precision(cfg.mixed_precision, encoder.device, saved.get("precision"), str(out))
+        warn_changed_options(cfg, saved.get("config"), out)
         rng.bit_generator.state = saved["np_generator"]
         step, earlier_seconds = saved["step"], saved["train_seconds"]
         # A run that had early-stopped trains no more: only the test is left.
@@ -265,7 +269,8 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
                            "best_score": state.stopper.best_score, "best_epoch": state.stopper.best_epoch,
                            "stale": state.stopper.stale,
                            "np_generator": position.pop("np_generator", rng.bit_generator.state),
-                           "in_epoch": position or None, "train_seconds": earlier_seconds + time.time() - started},
+                           "in_epoch": position or None, "precision": precision, "config": to_dict(cfg),
+                           "train_seconds": earlier_seconds + time.time() - started},
             trainer_tensors=None if item_matrix is None else {"item_matrix": item_matrix})
 
     def save_mid_epoch(position: dict, item_matrix: torch.Tensor) -> None:

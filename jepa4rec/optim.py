@@ -6,6 +6,7 @@ baseline (:mod:`jepa4rec.baselines.sasrec`) build on these; none of them imports
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -14,9 +15,12 @@ import torch
 from torch import nn
 
 from .devices import native_bf16
+from .errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: this module sits below the configs
     from .config import OptimConfig
+
+logger = logging.getLogger(__name__)
 
 
 def build_optimizer(model: nn.Module, optim_cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -53,6 +57,33 @@ def resolve_mixed_precision(choice: str, device: torch.device | str) -> str:
     if choice != "auto":
         return choice
     return "bf16" if native_bf16(device) else "no"
+
+
+def _native(precision: str, device: torch.device | str) -> bool:
+    return {"no": True, "bf16": native_bf16(device), "fp16": torch.device(device).type == "cuda"}[precision]
+
+
+def resume_precision(choice: str, device: torch.device | str, saved: str | None, run: str) -> str:
+    """The precision a resumed run computes in, ``saved`` being the one its checkpoint was trained in (None in
+    checkpoints older than that record: ``choice`` resolved as for a new run).
+
+    ``auto`` keeps ``saved`` wherever the device computes it natively, so a run goes on in the precision it began
+    in on whichever machine resumes it (an fp32 run resumed on a CPU with AMX-BF16 stays fp32, and its steps
+    stay those of an uninterrupted run). A run trained in bf16 resumed where bf16 is only emulated (about 10x
+    slower a step) must say which it wants. An explicit choice is followed, with a warning when it differs."""
+    new = resolve_mixed_precision(choice, device)
+    if saved is None or saved == new:
+        return new
+    if choice != "auto":
+        logger.warning("%s was trained with mixed_precision=%s; it goes on with %s as asked, so its steps from here "
+                       "differ from an uninterrupted run's", run, saved, new)
+        return new
+    if _native(saved, device):
+        logger.info("%s goes on with mixed_precision=%s, the precision it was trained in", run, saved)
+        return saved
+    raise ConfigError(f"{run} was trained with mixed_precision={saved}, which this device computes only by emulation "
+                      f"(mixed_precision=auto would switch it to {new}): set mixed_precision={saved} to go on as it "
+                      f"began (slowly), or mixed_precision={new} to go on in that precision from here")
 
 
 @dataclass

@@ -181,6 +181,24 @@ def to_dict(cfg) -> dict:
     return json.loads(json.dumps(asdict(cfg), default=list))
 
 
+def changed_options(saved: dict, cfg, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """``"name: old -> new"`` for each option of ``cfg`` whose value differs from ``saved`` (a run's config.json),
+    sections dotted (``optim.lr``), leaving out the options named in ``ignore`` (those that only say how a run is
+    carried out). What a resumed run tells its user when it goes on with other options than it began with."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "model":  # model.* overrides compare as one dict: keys come and go
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    before, now = flat(saved), flat(to_dict(cfg))
+    return [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now))
+            if k not in ignore and before.get(k) != now.get(k)]
+
+
 def config_yaml(cfg) -> str:
     """``cfg`` as the YAML a ``--config`` file holds (every option, resolved), so a printed config reads back
     as the same run."""

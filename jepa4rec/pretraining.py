@@ -41,13 +41,13 @@ from tqdm.auto import tqdm
 from .batches import EncodedCorpus, Pair, batches_per_epoch, iterate_batches, pretraining_pairs
 from .builder import item_tokenizer, new_model
 from .checkpoint import latest_checkpoint, load_training_checkpoint, save_model_dir, save_training_checkpoint
-from .config import LossConfig, PretrainConfig, to_dict
+from .config import LossConfig, PretrainConfig, to_dict, warn_changed_options
 from .data import load_dataset
 from .errors import ConfigError, TrainingDiverged
 from .masking import bert_mask, masking_generator, sample_masked_item
 from .modeling import (JEPA4RecForPreTraining, JepaEncoder, JepaPreTrainingOutput, build_target_encoder, ema_update,
                        momentum_at)
-from .optim import build_optimizer, build_scheduler, resolve_mixed_precision
+from .optim import build_optimizer, build_scheduler, resume_precision
 from .text import TYPE_CLS, TYPE_PAD, ItemTokenizer, TextConfig, model_inputs, sentence_text
 
 logger = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def _to_device(batch, device):
     return batch.to(device) if torch.is_tensor(batch) else batch
 
 
-def _accelerator(cfg: PretrainConfig):
+def _accelerator(cfg: PretrainConfig, precision: str):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedDataParallelKwargs
@@ -279,7 +279,7 @@ def _accelerator(cfg: PretrainConfig):
         # for another precision; Accelerate keeps one process-wide state and would refuse the change.
         AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(
-        mixed_precision=resolve_mixed_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu"),
+        mixed_precision=precision,
         gradient_accumulation_steps=cfg.optim.grad_accum,
         cpu=not torch.cuda.is_available(),
         # Unused parameters are expected in ablations (λ_map = 0 leaves the predictors idle).
@@ -296,9 +296,15 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     """Run (or resume) pre-training; returns the exported model directory ``<output_dir>/final``."""
     from accelerate.utils import set_seed
 
-    accelerator = _accelerator(cfg)
-    set_seed(cfg.seed)
     out = Path(cfg.output_dir)
+    ckpt = latest_checkpoint(out) if resume else None
+    # A resumed run keeps the precision it was trained in (auto) and says which options differ from its checkpoint's.
+    saved = json.loads((ckpt / "trainer_state.json").read_text()) if ckpt is not None else {}
+    precision = resume_precision(cfg.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu",
+                                 saved.get("precision"), str(out))
+    warn_changed_options(cfg, saved.get("config"), out)
+    accelerator = _accelerator(cfg, precision)
+    set_seed(cfg.seed)
     is_main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     # The data (readable, enough for one batch) is checked before anything is written to output_dir.
     datasets = load_domains(cfg)
@@ -323,7 +329,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     losses_kw = loss_options(cfg.loss)
 
     step, epoch, batch_start, earlier_seconds = 0, 0, 0, 0.0
-    ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
         state = load_training_checkpoint(ckpt, model=model, optimizer=optimizer, scheduler=scheduler,
                                          target_encoder=target, device="cpu")
@@ -342,7 +347,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                 out / f"checkpoint-{step}", model=model, item_tokenizer=item_tok, optimizer=optimizer,
                 scheduler=scheduler, target_encoder=target,
                 trainer_state={"step": step, "epoch": epoch, "next_batch": next_batch, "config": to_dict(cfg),
-                               "train_seconds": round(earlier_seconds + time.time() - start, 1)},
+                               "precision": precision, "train_seconds": round(earlier_seconds + time.time() - start, 1)},
                 card={**card, "step": step})
             prune_checkpoints(out, cfg.keep_checkpoints)
 

@@ -243,3 +243,20 @@ def test_a_text_config_that_would_change_the_sentences_is_refused(model_dir, cha
 def test_setting_one_option_of_a_section_keeps_the_others_of_this_config():
     cfg = load_config(FinetuneConfig, None, ["optim.warmup_steps=5"])
     assert cfg.optim.lr == FinetuneConfig().optim.lr == 5e-5  # not OptimConfig's pre-training 5e-4
+
+
+def test_changed_options_names_each_option_a_resumed_run_changes():
+    """What a resumed run warns of: each option that differs from its checkpoint's, sections dotted, the model's
+    overrides as one dict, runtime options left out."""
+    from jepa4rec.config import FinetuneConfig, OptimConfig, to_dict
+    from jepa4rec.options import changed_options
+
+    before = FinetuneConfig(batch_size=16, optim=OptimConfig(lr=5e-5), model={"pooling": "mean"}, max_minutes=30)
+    after = FinetuneConfig(batch_size=8, optim=OptimConfig(lr=1e-4), model={"pooling": "mean"}, max_minutes=60)
+    assert changed_options(to_dict(before), after, FinetuneConfig.RUNTIME_OPTIONS) == [
+        "batch_size: 16 -> 8", "optim.lr: 5e-05 -> 0.0001"]
+    assert changed_options(to_dict(before), before, FinetuneConfig.RUNTIME_OPTIONS) == []
+    assert changed_options(to_dict(before), after) == ["batch_size: 16 -> 8", "max_minutes: 30 -> 60",
+                                                       "optim.lr: 5e-05 -> 0.0001"]
+    other_model = FinetuneConfig(batch_size=16, optim=OptimConfig(lr=5e-5), model={}, max_minutes=30)
+    assert changed_options(to_dict(before), other_model) == ["model: {'pooling': 'mean'} -> {}"]

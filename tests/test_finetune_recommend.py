@@ -278,7 +278,7 @@ def test_shipped_item_vectors_are_read_instead_of_encoding_for_the_same_weights_
 @pytest.mark.slow
 @pytest.mark.parametrize("repeat_bias,killed", [("none", "after epoch 1"), ("learn", "after epoch 1"),
                                                 ("learn", "inside epoch 2")])
-def test_finetuning_resumes_exactly(toy, tmp_path, monkeypatch, repeat_bias, killed):
+def test_finetuning_resumes_exactly(toy, tmp_path, monkeypatch, caplog, repeat_bias, killed):
     """A run killed after epoch 1's checkpoint, or at a save inside epoch 2 (its pairs half done, the item matrix
     refreshed since the epoch began), and resumed gives the uninterrupted run's history and model (with a learned
     repeat bias: its value and its optimizer state too)."""
@@ -323,7 +323,11 @@ def test_finetuning_resumes_exactly(toy, tmp_path, monkeypatch, repeat_bias, kil
         assert last["in_epoch"]["epoch"] == 2 and last["in_epoch"]["batch"] == kill_step - first
         assert (tmp_path / "resumed" / "last" / "trainer_tensors.safetensors").exists()
     monkeypatch.setattr(ft, "save_training_checkpoint", real_save)
-    resumed = finetune(config("resumed"), resume=True)
+    saved = json.loads((tmp_path / "resumed" / "last" / "trainer_state.json").read_text())
+    assert saved["precision"] == "no" and saved["config"]["save_every"] == 3
+    with caplog.at_level("WARNING"):
+        resumed = finetune(config("resumed"), resume=True)
+    assert not [r for r in caplog.records if "resumes with options other" in r.getMessage()]  # the same options
 
     assert [h["valid"]["NDCG@10"] for h in resumed["history"]] == [h["valid"]["NDCG@10"] for h in straight["history"]]
     assert [h.get("loss") for h in resumed["history"]] == [h.get("loss") for h in straight["history"]]

@@ -205,6 +205,42 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_batch_and_keeps_the_last_c
 
 # -------------------------------------------------------------------------------------------- resume
 
+def test_a_resumed_run_keeps_its_precision_and_names_changed_options(corpus, tokenizer_dir, tmp_path, monkeypatch, caplog):
+    """auto on resume keeps the precision the checkpoint was trained in, where the device computes it natively
+    (an fp32 run resumed on a CPU with AMX-BF16 stays fp32); a bf16 run resumed where bf16 is only emulated is
+    refused by one sentence before anything is written; an option other than the checkpoint's is named in a
+    warning, a runtime one (max_minutes, save_every) is not."""
+    import jepa4rec.optim as optim_module
+    from jepa4rec.errors import ConfigError
+
+    run = tmp_path / "run"
+    pretrain(tiny_cfg(corpus, run, tokenizer=tokenizer_dir, max_steps=2, save_every=2))
+    state = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["precision"] == "no" and state["config"]["max_steps"] == 2  # this CPU (or the CI's) is fp32 under auto
+
+    monkeypatch.setattr(optim_module, "native_bf16", lambda device: True)  # the machine that resumes has AMX-BF16
+    with caplog.at_level("WARNING"):
+        pretrain(tiny_cfg(corpus, run, tokenizer=tokenizer_dir, max_steps=3, save_every=1, max_minutes=60), resume=True)
+    assert json.loads((run / "checkpoint-3" / "trainer_state.json").read_text())["precision"] == "no"
+    warned = [r.getMessage() for r in caplog.records if "resumes with options other" in r.getMessage()]
+    assert len(warned) == 1 and "max_steps: 2 -> 3" in warned[0] and "max_minutes" not in warned[0]
+
+    # a checkpoint trained in bf16, resumed where bf16 would be emulated
+    saved = run / "checkpoint-3" / "trainer_state.json"
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), "precision": "bf16"}))
+    monkeypatch.setattr(optim_module, "native_bf16", lambda device: False)
+    with pytest.raises(ConfigError, match="trained with mixed_precision=bf16, which this device computes only by "
+                                          "emulation.*set mixed_precision=bf16.*or mixed_precision=no"):
+        pretrain(tiny_cfg(corpus, run, tokenizer=tokenizer_dir, max_steps=4), resume=True)
+    assert not (run / "checkpoint-4").exists()
+    # asked for explicitly, fp32 goes on (with a warning that the run changes precision)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        pretrain(tiny_cfg(corpus, run, tokenizer=tokenizer_dir, max_steps=4, mixed_precision="no"), resume=True)
+    assert any("trained with mixed_precision=bf16; it goes on with no as asked" in r.getMessage() for r in caplog.records)
+    assert json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())["precision"] == "no"
+
+
 class Interrupted(Exception):
     pass
 
