@@ -220,8 +220,9 @@ class RunConfig:
 
 def warn_changed_options(cfg: RunConfig, saved: dict | None, run) -> list[str]:
     """A resumed run going on with options other than those its checkpoint was trained with (``saved``, the
-    checkpoint's config): one warning naming each, RunConfig.RUNTIME_OPTIONS left out. Returns them."""
-    changes = changed_options(saved, cfg, cfg.RUNTIME_OPTIONS) if saved else []
+    checkpoint's config): one warning naming each, RunConfig.RUNTIME_OPTIONS left out, and mixed_precision too
+    (the checkpoint's resolved precision is what counts: jepa4rec.optim.resume_precision). Returns them."""
+    changes = changed_options(saved, cfg, cfg.RUNTIME_OPTIONS | {"mixed_precision"}) if saved else []
     if changes:
         logger.warning("%s resumes with options other than its checkpoint's, so its steps from here differ from an "
                        "uninterrupted run's: %s", run, "; ".join(changes))

@@ -238,6 +238,7 @@ def test_a_resumed_run_keeps_its_precision_and_names_changed_options(corpus, tok
     with caplog.at_level("WARNING"):
         pretrain(tiny_cfg(corpus, run, tokenizer=tokenizer_dir, max_steps=4, mixed_precision="no"), resume=True)
     assert any("trained with mixed_precision=bf16; it goes on with no as asked" in r.getMessage() for r in caplog.records)
+    assert not any("mixed_precision: 'auto'" in r.getMessage() for r in caplog.records)  # said once, by precision
     assert json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())["precision"] == "no"
 
 
