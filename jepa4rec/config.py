@@ -217,7 +217,6 @@ class RunConfig:
             check_range("max_minutes", self.max_minutes, above=0)
 
 
-
 def warn_changed_options(cfg: RunConfig, saved: dict | None, run) -> list[str]:
     """A resumed run going on with options other than those its checkpoint was trained with (``saved``, the
     checkpoint's config): one warning naming each, RunConfig.RUNTIME_OPTIONS left out, and mixed_precision too
@@ -227,6 +226,7 @@ def warn_changed_options(cfg: RunConfig, saved: dict | None, run) -> list[str]:
         logger.warning("%s resumes with options other than its checkpoint's, so its steps from here differ from an "
                        "uninterrupted run's: %s", run, "; ".join(changes))
     return changes
+
 
 @dataclass
 class PretrainConfig(RunConfig):

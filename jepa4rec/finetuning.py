@@ -114,11 +114,11 @@ def batch_loss(model: JEPA4RecForSequentialRecommendation, tok: ItemTokenizer, i
 def train_epoch(epoch: int, model, tok: ItemTokenizer, items: CatalogueVectors, dataset: SeqRecDataset, cfg: FinetuneConfig,
                 rng: np.random.Generator, optimizer, scheduler, step: int, started: float,
                 precision: str, resume_at: dict | None = None,
-                save_mid_epoch: Callable[[dict, torch.Tensor], None] | None = None) -> tuple[float, int, int]:
+                save_mid_epoch: Callable[[int, dict, torch.Tensor], None] | None = None) -> tuple[float, int, int]:
     """One epoch (cut short by ``max_minutes``); returns (mean loss, batches done, steps done in all).
 
-    Every ``cfg.save_every`` steps ``save_mid_epoch(position, item_matrix)`` stores where the epoch stands: the
-    generator's state before this epoch's pairs were drawn, the batches done, their summed loss and the step.
+    Every ``cfg.save_every`` steps ``save_mid_epoch(step, position, item_matrix)`` stores where the epoch stands:
+    the batches done, their summed loss and the generator's state before this epoch's pairs were drawn.
     ``resume_at`` (such a position, with its item matrix under ``"item_matrix"``; the generator already set back
     to the epoch's start) continues it: the same pairs are drawn again and the batches done are skipped, so a
     run killed mid-epoch and resumed trains exactly as one that was not."""
@@ -156,7 +156,7 @@ def train_epoch(epoch: int, model, tok: ItemTokenizer, items: CatalogueVectors, 
             item_matrix = F.normalize(items.refresh(), dim=-1).detach()
             model.train()
         if save_mid_epoch is not None and cfg.save_every and step % cfg.save_every == 0 and done < n_batches:
-            save_mid_epoch({"epoch": epoch, "batch": done, "loss_sum": total, "step": step, "np_generator": epoch_rng},
+            save_mid_epoch(step, {"epoch": epoch, "batch": done, "loss_sum": total, "np_generator": epoch_rng},
                            item_matrix)
         if out_of_time(cfg, started):
             break
@@ -231,7 +231,8 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         # auto keeps the precision the run was trained in; other options than its checkpoint's are named
         precision = resume_precision(cfg.mixed_precision, encoder.device, saved.get("precision"), str(out))
         warn_changed_options(cfg, saved.get("config"), out)
-        rng.bit_generator.state = saved["np_generator"]
+        # inside an epoch: the generator goes back to the epoch's start, whose pairs are drawn again
+        rng.bit_generator.state = (saved.get("in_epoch") or saved)["np_generator"]
         step, earlier_seconds = saved["step"], saved["train_seconds"]
         # A run that had early-stopped trains no more: only the test is left.
         state = FitState(EarlyStopping(cfg.patience, saved["best_score"], saved["best_epoch"], saved["stale"]),
@@ -260,21 +261,21 @@ def finetune(cfg: FinetuneConfig, dataset: SeqRecDataset | None = None, resume: 
         save_model_dir(best_dir, model, tok, {"kind": "finetune", "dataset": dataset.name, "epoch": epoch, "valid": valid,
                                               "init_from": cfg.init_from, "config": to_dict(cfg), "source": source_card})
 
-    def save_last(state: FitState, position: dict | None = None, item_matrix: torch.Tensor | None = None) -> None:
-        """The resume state after an epoch, or within one at ``position`` (train_epoch's, with its item matrix)."""
-        position = dict(position or {})
+    def save_last(state: FitState, at_step: int | None = None, in_epoch: dict | None = None,
+                  item_matrix: torch.Tensor | None = None) -> None:
+        """The resume state after an epoch, or inside one (train_epoch's position ``in_epoch`` at ``at_step``,
+        with the item matrix it scores against)."""
         save_training_checkpoint(
             last_dir, model=model, item_tokenizer=tok, optimizer=optimizer, scheduler=scheduler,
-            trainer_state={"epoch": state.epoch, "step": position.pop("step", step), "history": state.history,
+            trainer_state={"epoch": state.epoch, "step": step if at_step is None else at_step, "history": state.history,
                            "best_score": state.stopper.best_score, "best_epoch": state.stopper.best_epoch,
-                           "stale": state.stopper.stale,
-                           "np_generator": position.pop("np_generator", rng.bit_generator.state),
-                           "in_epoch": position or None, "precision": precision, "config": to_dict(cfg),
+                           "stale": state.stopper.stale, "np_generator": rng.bit_generator.state, "in_epoch": in_epoch,
+                           "precision": precision, "config": to_dict(cfg),
                            "train_seconds": earlier_seconds + time.time() - started},
             trainer_tensors=None if item_matrix is None else {"item_matrix": item_matrix})
 
-    def save_mid_epoch(position: dict, item_matrix: torch.Tensor) -> None:
-        save_last(state, position, item_matrix)
+    def save_mid_epoch(at_step: int, in_epoch: dict, item_matrix: torch.Tensor) -> None:
+        save_last(state, at_step, in_epoch, item_matrix)
 
     state = fit_epochs(state, cfg.epochs, one_epoch, validate, cfg.select_metric, on_best=keep_best,
                        on_epoch_end=save_last, stop_early=lambda: out_of_time(cfg, started),
