@@ -320,10 +320,11 @@ def test_priors_fit_is_the_same_whatever_the_scale_of_the_scores(rec):
         # What scale invariance guarantees is the fit's loss: the scaled scorer reaches the same optimum, to
         # L-BFGS's stopping rule. This toy's scores nearly tie, so the fitted scale runs large along a flat
         # valley and where the two fits stop depends on the fixture model the session trained: 2e-7 of the loss
-        # apart in one run, 1.03e-4 and 1.09e-3 in full-suite runs on fresh machines. Priors in the wrong units
+        # apart in one run, 1.03e-4 and 1.09e-3 in full-suite runs on fresh machines. The scale-only fit ("before")
+        # runs along the same valley: 5.8e-4 apart in one CI run (0.69179 vs 0.69218). Priors in the wrong units
         # are what the 10x checks below catch.
         assert b[protocol]["loss_after"] == pytest.approx(a[protocol]["loss_after"], rel=1e-2)
-        assert b[protocol]["loss_before"] == pytest.approx(a[protocol]["loss_before"], rel=1e-4)
+        assert b[protocol]["loss_before"] == pytest.approx(a[protocol]["loss_before"], rel=1e-2)
         # The priors come out in the scorer's own units (10x). This toy's optimum is flat along them (the
         # L-BFGS stop point moved one fit's popularity bias by 5% with fp32 rounding), so they are compared
         # loosely: a prior left in the wrong units would be off by 10x.
